@@ -1,0 +1,341 @@
+//! Customers and their endpoints, as staff configure them (the spec's
+//! "Endpoint settings").
+//!
+//! These are the stored shapes (PascalCase, as in DynamoDB and the ops CLI's
+//! `--json`); [`EndpointSettings::validate`] is the one place their rules
+//! live, so the CLI refuses what the push function could not use.
+//!
+//! The API key itself is never here: only the id of the Secrets Manager
+//! secret that holds it.
+
+use crate::payload::{ApiKey, ApiKeyPlacement, DEFAULT_KEY_NAME, PayloadVersion};
+use crate::types::{AuditType, MessageKind, TransactionType};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Most transactions in one POST (spec: default and maximum 1000).
+pub const MAX_BATCH_SIZE: u16 = 1000;
+
+/// Endpoint metadata rides in every payload and every queue message: keep it small.
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+
+macro_rules! id_type {
+    ($name:ident, $what:literal) => {
+        #[doc = concat!("A ", $what, " id: 1 to 64 of `[a-z0-9-]`, so it is safe in keys, ARNs and SQS group ids.")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, EndpointError> {
+                let ok = (1..=64).contains(&s.len())
+                    && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if ok {
+                    Ok(Self(s.to_owned()))
+                } else {
+                    Err(EndpointError::InvalidId {
+                        what: $what,
+                        value: s.to_owned(),
+                    })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = EndpointError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(CustomerId, "customer");
+id_type!(EndpointId, "endpoint");
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("invalid {what} id {value:?}: use 1 to 64 lowercase letters, digits or '-'")]
+    InvalidId { what: &'static str, value: String },
+    #[error("URL must be https:// with a host, got {0:?}")]
+    NotHttps(String),
+    #[error("max batch size must be 1 to {MAX_BATCH_SIZE}, got {0}")]
+    BatchSize(u16),
+    #[error("whitelist entry {0:?} is not a known transaction or audit type")]
+    UnknownWhitelistType(String),
+    #[error("message types must not be empty")]
+    NoMessageTypes,
+    #[error("endpoint metadata is {0} bytes; at most {MAX_METADATA_BYTES}")]
+    MetadataTooLarge(usize),
+    #[error(transparent)]
+    Payload(#[from] crate::payload::PayloadError),
+}
+
+/// A label for staff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndpointType {
+    #[default]
+    Production,
+    Test,
+    Development,
+}
+
+/// Where the API key goes, as stored (`Bearer` is a separate flag).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyPlacement {
+    #[default]
+    Header,
+    Body,
+    Query,
+    Metadata,
+}
+
+/// A customer: who gets told when its endpoints fail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Customer {
+    pub customer_id: CustomerId,
+    pub name: String,
+    #[serde(default)]
+    pub notification_recipients: Vec<String>,
+}
+
+fn default_key_name() -> String {
+    DEFAULT_KEY_NAME.to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_message_types() -> Vec<MessageKind> {
+    vec![MessageKind::Transactions]
+}
+fn default_batch_size() -> u16 {
+    MAX_BATCH_SIZE
+}
+
+/// One endpoint of a customer: every setting of the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSettings {
+    pub endpoint_id: EndpointId,
+    pub customer_id: CustomerId,
+    pub url: String,
+    #[serde(default)]
+    pub endpoint_type: EndpointType,
+    #[serde(default = "default_key_name")]
+    pub api_key_name: String,
+    #[serde(default)]
+    pub api_key_placement: KeyPlacement,
+    /// Header placement only: `Bearer <token>` (ours, default) or the raw
+    /// token (as the real service sends it).
+    #[serde(default = "default_true")]
+    pub bearer: bool,
+    /// Secrets Manager id (ARN or name) of the API key. Never the key.
+    pub api_key_secret: String,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Types to send; `None` = all. Either vocabulary's name matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whitelist: Option<Vec<String>>,
+    #[serde(default = "default_message_types")]
+    pub message_types: Vec<MessageKind>,
+    #[serde(default = "default_batch_size")]
+    pub max_batch_size: u16,
+    /// Pinned payload version; `None` = the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_version: Option<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl EndpointSettings {
+    /// Every rule an endpoint must satisfy before anything is sent to it.
+    pub fn validate(&self) -> Result<(), EndpointError> {
+        let host = self
+            .url
+            .strip_prefix("https://")
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
+            .unwrap_or_default();
+        if host.is_empty() || host.contains('@') {
+            return Err(EndpointError::NotHttps(self.url.clone()));
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&self.max_batch_size) {
+            return Err(EndpointError::BatchSize(self.max_batch_size));
+        }
+        if self.message_types.is_empty() {
+            return Err(EndpointError::NoMessageTypes);
+        }
+        for name in self.whitelist.iter().flatten() {
+            if TransactionType::parse(name).is_err() && AuditType::parse(name).is_err() {
+                return Err(EndpointError::UnknownWhitelistType(name.clone()));
+            }
+        }
+        let metadata_bytes: usize = self
+            .metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum();
+        if metadata_bytes > MAX_METADATA_BYTES {
+            return Err(EndpointError::MetadataTooLarge(metadata_bytes));
+        }
+        self.payload_version()?;
+        // The key name must suit its placement; checked with a stand-in value.
+        self.api_key(SecretString::from("x".to_owned()))?;
+        Ok(())
+    }
+
+    pub fn placement(&self) -> ApiKeyPlacement {
+        match self.api_key_placement {
+            KeyPlacement::Header => ApiKeyPlacement::Header {
+                bearer: self.bearer,
+            },
+            KeyPlacement::Body => ApiKeyPlacement::Body,
+            KeyPlacement::Query => ApiKeyPlacement::Query,
+            KeyPlacement::Metadata => ApiKeyPlacement::Metadata,
+        }
+    }
+
+    pub fn payload_version(&self) -> Result<PayloadVersion, EndpointError> {
+        match &self.payload_version {
+            None => Ok(PayloadVersion::LATEST),
+            Some(v) => Ok(PayloadVersion::parse(v)?),
+        }
+    }
+
+    /// The key, placed as configured, once fetched from its secret.
+    pub fn api_key(&self, secret: SecretString) -> Result<ApiKey, EndpointError> {
+        Ok(ApiKey::new(
+            Some(&self.api_key_name),
+            self.placement(),
+            secret,
+        )?)
+    }
+
+    /// Whether a stored record of `kind` and canonical `type_name` goes to
+    /// this endpoint: enabled, message type subscribed, and whitelisted
+    /// under either vocabulary's name.
+    pub fn wants(&self, kind: MessageKind, type_name: &str) -> bool {
+        if !self.enabled || !self.message_types.contains(&kind) {
+            return false;
+        }
+        let Some(whitelist) = &self.whitelist else {
+            return true;
+        };
+        match kind {
+            MessageKind::Transactions => TransactionType::parse(type_name)
+                .is_ok_and(|t| whitelist.iter().any(|w| t.matches_name(w))),
+            MessageKind::AuditTransactions => AuditType::parse(type_name)
+                .is_ok_and(|t| whitelist.iter().any(|w| t.matches_name(w))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> EndpointSettings {
+        serde_json::from_value(serde_json::json!({
+            "EndpointId": "ep-1",
+            "CustomerId": "acme",
+            "Url": "https://hooks.example.com/push",
+            "ApiKeySecret": "platformsync/prod/endpoints/ep-1",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let e = endpoint();
+        assert_eq!(e.api_key_name, "Authorization");
+        assert_eq!(e.placement(), ApiKeyPlacement::Header { bearer: true });
+        assert_eq!(e.max_batch_size, 1000);
+        assert_eq!(e.message_types, vec![MessageKind::Transactions]);
+        assert!(e.enabled && e.whitelist.is_none());
+        assert_eq!(e.payload_version().unwrap(), PayloadVersion::LATEST);
+        e.validate().unwrap();
+    }
+
+    #[test]
+    fn whitelist_matches_either_vocabulary() {
+        let mut e = endpoint();
+        e.whitelist = Some(vec!["ValidatedCashIn".into(), "ChangeRequest".into()]);
+        assert!(e.wants(MessageKind::Transactions, "CashIn"));
+        assert!(e.wants(MessageKind::Transactions, "ChangeRequest"));
+        assert!(!e.wants(MessageKind::Transactions, "Servicing"));
+        assert!(
+            !e.wants(MessageKind::AuditTransactions, "DoorOpened"),
+            "audits not subscribed"
+        );
+        e.message_types.push(MessageKind::AuditTransactions);
+        e.whitelist = None;
+        assert!(e.wants(MessageKind::AuditTransactions, "DoorOpened"));
+        e.enabled = false;
+        assert!(!e.wants(MessageKind::Transactions, "CashIn"));
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_with_the_reason() {
+        type Mutation = fn(&mut EndpointSettings);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|e| e.url = "http://hooks.example.com".into(), "https"),
+            (|e| e.url = "https://user:pw@example.com".into(), "https"),
+            (|e| e.max_batch_size = 0, "batch size"),
+            (|e| e.max_batch_size = 1001, "batch size"),
+            (|e| e.whitelist = Some(vec!["CashOut".into()]), "CashOut"),
+            (|e| e.message_types.clear(), "message types"),
+            (|e| e.payload_version = Some("7".into()), "version"),
+            (
+                |e| {
+                    e.metadata.insert("k".into(), "v".repeat(9000));
+                },
+                "metadata",
+            ),
+            (
+                |e| {
+                    e.api_key_placement = KeyPlacement::Metadata;
+                    e.api_key_name = "MessageId".into();
+                },
+                "collide",
+            ),
+        ];
+        for (mutate, needle) in cases {
+            let mut e = endpoint();
+            mutate(&mut e);
+            let err = e.validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        assert!(EndpointId::parse("Ep_1").is_err());
+        assert!(CustomerId::parse("").is_err());
+        assert!(serde_json::from_str::<EndpointId>("\"UPPER\"").is_err());
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let mut e = endpoint();
+        e.whitelist = Some(vec!["CashIn".into()]);
+        e.api_key_placement = KeyPlacement::Query;
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.contains(r#""ApiKeyPlacement":"query""#), "{text}");
+        assert_eq!(serde_json::from_str::<EndpointSettings>(&text).unwrap(), e);
+    }
+}
