@@ -2,14 +2,15 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test up down bench lint fmt
+.PHONY: help demo test up down bench bench-ingest lint fmt
 
 help:
 	@echo "make demo   run the whole pipeline locally and show what was delivered"
 	@echo "make test   run every test (starts and stops its own local AWS stack)"
 	@echo "make up     start the local stack in the background (source .local/stack.env)"
 	@echo "make down   stop what make up started"
-	@echo "make bench  run the benchmarks (figures go to docs/benchmarks.md)"
+	@echo "make bench  run the parser benchmark (figures go to docs/benchmarks.md)"
+	@echo "make bench-ingest  end-to-end ingest load run on a local stack of its own"
 
 demo:
 	@infra/scripts/demo.sh
@@ -25,6 +26,9 @@ down:
 
 bench:
 	cargo bench -p platformsync-domain --bench upload
+
+bench-ingest:
+	@infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench ingest_load
 
 lint:
 	cargo fmt --all -- --check

@@ -86,11 +86,89 @@ impl Stack {
             .to_owned()
     }
 
+    /// The ingest key the bootstrap generated for this stage.
+    pub async fn ingest_key(&self) -> String {
+        self.clients
+            .secrets
+            .get_secret_value()
+            .secret_id(self.reference("IngestKeySecret"))
+            .send()
+            .await
+            .expect("ingest key readable")
+            .secret_string()
+            .expect("ingest key is a string")
+            .to_owned()
+    }
+
+    /// The ingest function's settings for this deployment, as template.yaml
+    /// would set them.
+    pub fn ingest_settings(&self) -> ingest::Settings {
+        ingest::Settings {
+            transactions_table: self.reference("TransactionsTable"),
+            config_table: self.reference("ConfigTable"),
+            rejects_table: self.reference("RejectsTable"),
+            ingest_key_secret: self.reference("IngestKeySecret"),
+            write_concurrency: 16,
+            max_body_bytes: ingest::MAX_BODY_BYTES,
+            quality: Default::default(),
+        }
+    }
+
+    /// The ingest function wired to this deployment, as Lambda would run it.
+    pub fn ingest(&self) -> ingest::Ingest {
+        ingest::Ingest::new(&self.config, self.ingest_settings())
+    }
+
     /// `Fn::GetAtt` of a resource of this deployment.
     pub fn attribute(&self, logical_id: &str, attribute: &str) -> String {
         self.deployment
             .attribute(logical_id, attribute)
             .unwrap_or_else(|| panic!("{logical_id}.{attribute} was not deployed"))
             .to_owned()
+    }
+}
+
+/// Building API Gateway HTTP API (payload 2.0) events, as API Gateway and the
+/// local runner hand them to a function.
+pub mod apigw {
+    use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+    use aws_lambda_events::encodings::Body;
+    use base64::Engine;
+
+    /// `POST path` with `body`; bodies that are not UTF-8 travel base64-encoded.
+    pub fn post(path: &str, body: &[u8], api_key: Option<&str>) -> ApiGatewayV2httpRequest {
+        let mut req = ApiGatewayV2httpRequest::default();
+        req.raw_path = Some(path.to_owned());
+        req.request_context.http.method = http::Method::POST;
+        req.request_context.http.path = Some(path.to_owned());
+        req.request_context.request_id = Some(uuid::Uuid::new_v4().to_string());
+        req.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if let Some(key) = api_key {
+            req.headers.insert(
+                "x-api-key",
+                http::HeaderValue::from_str(key).expect("key is a valid header value"),
+            );
+        }
+        match std::str::from_utf8(body) {
+            Ok(text) => req.body = Some(text.to_owned()),
+            Err(_) => {
+                req.body = Some(base64::engine::general_purpose::STANDARD.encode(body));
+                req.is_base64_encoded = true;
+            }
+        }
+        req
+    }
+
+    /// The response body as JSON (panics on a non-JSON body: ours are JSON).
+    pub fn json(resp: &ApiGatewayV2httpResponse) -> serde_json::Value {
+        let text = match &resp.body {
+            Some(Body::Text(t)) => t.clone(),
+            Some(Body::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"))
     }
 }

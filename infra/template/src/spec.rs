@@ -269,7 +269,7 @@ mod tests {
         let mut r = Resolver::new(&t, &overrides, "stack", "us-east-1", "123456789012");
         let mut out = Vec::new();
         for res in t.creation_order().unwrap() {
-            if !r.is_enabled(res).unwrap() {
+            if not_emulated(&res.kind).is_some() || !r.is_enabled(res).unwrap() {
                 continue;
             }
             let props = r.resolve(&res.properties).unwrap();

@@ -1,0 +1,27 @@
+//! The ingest function: `POST /v1/uploads` from SafeSync.
+//!
+//! One upload, as [`Ingest::handle`] walks it:
+//!
+//! 1. **Authenticate**: the ingest key (Secrets Manager, cached) against the
+//!    `x-api-key` header or `Authorization: Bearer`, in constant time. 401
+//!    otherwise, before the body is even read.
+//! 2. **Parse** (`platformsync_domain::upload`): a body that is not an upload
+//!    is refused whole (400, kept in the rejects table for support); each item
+//!    is parsed on its own, so one malformed item is rejected with its reason
+//!    while the rest are kept.
+//! 3. **Classify** ([`plan`]): rejects go to the rejects table; valid items
+//!    are checked for data quality and stored `Deliverable` or `Held`.
+//! 4. **Store** each valid item once: a conditional put on its storage key,
+//!    concurrently with a bound; an existing key is a duplicate, never
+//!    rewritten.
+//! 5. **Report**: counts, rejects, sequence gaps and unowned safes; 503 with
+//!    per-item statuses if anything could not be stored, so SafeSync re-sends
+//!    the whole upload (everything already stored is then a duplicate).
+
+mod handler;
+mod http;
+pub mod plan;
+pub mod response;
+
+pub use handler::{Ingest, InitError, MAX_BODY_BYTES, Settings};
+pub use response::{ItemStatus, UploadResponse};

@@ -1,0 +1,372 @@
+//! The configuration table: customers, safes, endpoints and per-safe state,
+//! in one table with generic keys.
+//!
+//! | item | PK | SK |
+//! |---|---|---|
+//! | customer | `CUSTOMER#<id>` | `PROFILE` |
+//! | endpoint | `CUSTOMER#<id>` | `ENDPOINT#<endpoint id>` (one query lists a customer's endpoints) |
+//! | safe owner | `SAFE#<serial>` | `OWNER` |
+//! | safe sequence progress | `SAFE#<serial>` | `SEQUENCE` |
+//! | endpoint health | `ENDPOINT#<endpoint id>` | `HEALTH` |
+
+use crate::StoreError;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub mod keys {
+    pub fn customer(customer_id: &str) -> (String, String) {
+        (format!("CUSTOMER#{customer_id}"), "PROFILE".into())
+    }
+    pub fn endpoint(customer_id: &str, endpoint_id: &str) -> (String, String) {
+        (
+            format!("CUSTOMER#{customer_id}"),
+            format!("ENDPOINT#{endpoint_id}"),
+        )
+    }
+    pub fn safe_owner(serial: &str) -> (String, String) {
+        (format!("SAFE#{serial}"), "OWNER".into())
+    }
+    pub fn safe_sequence(serial: &str) -> (String, String) {
+        (format!("SAFE#{serial}"), "SEQUENCE".into())
+    }
+}
+
+fn key(pk_sk: (String, String)) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("PK".to_owned(), AttributeValue::S(pk_sk.0)),
+        ("SK".to_owned(), AttributeValue::S(pk_sk.1)),
+    ])
+}
+
+/// A safe and the customer that owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SafeOwner {
+    pub serial_number: String,
+    pub customer_id: String,
+}
+
+/// A safe's journal progress, for sequence-gap detection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SequenceRecord {
+    /// Highest number up to which every number has been seen.
+    pub contiguous: u64,
+    /// Numbers seen above `contiguous + 1` (the gap lies below them).
+    #[serde(default)]
+    pub pending: Vec<u64>,
+    /// Optimistic-concurrency counter: two uploads of one safe at once must
+    /// not overwrite each other's progress.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigStore {
+    client: Client,
+    table: String,
+}
+
+impl ConfigStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn malformed(&self, key: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Malformed {
+            resource: self.table.clone(),
+            key: key.to_owned(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn put<T: Serialize>(
+        &self,
+        pk_sk: (String, String),
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let label = format!("{}/{}", pk_sk.0, pk_sk.1);
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(value).map_err(|e| self.malformed(&label, e))?;
+        item.extend(key(pk_sk));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
+        Ok(())
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        pk_sk: (String, String),
+    ) -> Result<Option<T>, StoreError> {
+        let label = format!("{}/{}", pk_sk.0, pk_sk.1);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk_sk)))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
+        out.item
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| self.malformed(&label, e)))
+            .transpose()
+    }
+
+    /// Items whose PK is `pk` and SK starts with `sk_prefix`.
+    async fn query_prefix<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk_prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :sk)")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(":sk", AttributeValue::S(sk_prefix.to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+        items
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| self.malformed(&pk, e)))
+            .collect()
+    }
+
+    /// Every item whose SK is `sk` (customers, safe owners): a scan, for
+    /// the ops CLI only; the functions never scan.
+    async fn scan_kind<T: DeserializeOwned>(&self, sk: &str) -> Result<Vec<T>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("SK = :sk")
+            .expression_attribute_values(":sk", AttributeValue::S(sk.to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Scan", &self.table, e))?;
+        items
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| self.malformed(sk, e)))
+            .collect()
+    }
+
+    pub async fn put_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+        self.put(keys::customer(customer.customer_id.as_str()), customer)
+            .await
+    }
+
+    pub async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
+        self.get(keys::customer(id.as_str())).await
+    }
+
+    pub async fn customers(&self) -> Result<Vec<Customer>, StoreError> {
+        self.scan_kind("PROFILE").await
+    }
+
+    /// Stores an endpoint's settings after validating them: what is stored is
+    /// always usable by the push function.
+    pub async fn put_endpoint(&self, endpoint: &EndpointSettings) -> Result<(), StoreError> {
+        endpoint
+            .validate()
+            .map_err(|e| self.malformed(endpoint.endpoint_id.as_str(), e))?;
+        self.put(
+            keys::endpoint(endpoint.customer_id.as_str(), endpoint.endpoint_id.as_str()),
+            endpoint,
+        )
+        .await
+    }
+
+    pub async fn endpoint(
+        &self,
+        customer: &CustomerId,
+        endpoint: &platformsync_domain::endpoint::EndpointId,
+    ) -> Result<Option<EndpointSettings>, StoreError> {
+        self.get(keys::endpoint(customer.as_str(), endpoint.as_str()))
+            .await
+    }
+
+    /// All endpoints of a customer (one query).
+    pub async fn endpoints_of(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<EndpointSettings>, StoreError> {
+        self.query_prefix(keys::customer(customer.as_str()).0, "ENDPOINT#")
+            .await
+    }
+
+    /// Every safe and its owner (ops CLI).
+    pub async fn safes(&self) -> Result<Vec<SafeOwner>, StoreError> {
+        self.scan_kind("OWNER").await
+    }
+
+    /// Assigns a safe to a customer (a safe belongs to one customer at a time).
+    pub async fn assign_safe(&self, serial: &str, customer_id: &str) -> Result<(), StoreError> {
+        let mut item = key(keys::safe_owner(serial));
+        item.insert(
+            "CustomerId".into(),
+            AttributeValue::S(customer_id.to_owned()),
+        );
+        item.insert("SerialNumber".into(), AttributeValue::S(serial.to_owned()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
+        Ok(())
+    }
+
+    /// The owning customer of each of `serials` that has one; one
+    /// `BatchGetItem` per 100 safes.
+    pub async fn safe_owners(
+        &self,
+        serials: &[&str],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let mut owners = HashMap::new();
+        for chunk in serials.chunks(100) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(
+                        chunk.iter().map(|s| key(keys::safe_owner(s))).collect(),
+                    ))
+                    .projection_expression("SerialNumber, CustomerId")
+                    .build()
+                    .map_err(|e| StoreError::Malformed {
+                        resource: self.table.clone(),
+                        key: "safe owners".into(),
+                        message: e.to_string(),
+                    })?,
+            );
+            let mut delay = Duration::from_millis(50);
+            let mut attempts = 0;
+            while let Some(request) = pending.take() {
+                attempts += 1;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::sdk("BatchGetItem", &self.table, e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(AttributeValue::S(serial)), Some(AttributeValue::S(customer))) =
+                        (item.get("SerialNumber"), item.get("CustomerId"))
+                    {
+                        owners.insert(serial.clone(), customer.clone());
+                    }
+                }
+                pending = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if pending.is_some() {
+                    if attempts >= 8 {
+                        return Err(StoreError::Service {
+                            operation: "BatchGetItem",
+                            resource: self.table.clone(),
+                            message: "keys still unprocessed after retries".into(),
+                            retryable: true,
+                        });
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        Ok(owners)
+    }
+
+    /// A safe's sequence progress, if any number was ever seen.
+    pub async fn sequence(&self, serial: &str) -> Result<Option<SequenceRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::safe_sequence(serial))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
+        out.item()
+            .map(|item| {
+                serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Malformed {
+                    resource: self.table.clone(),
+                    key: format!("SAFE#{serial}/SEQUENCE"),
+                    message: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Writes `record` if the stored version is still `record.version - 1`
+    /// (or absent when `record.version` is 1). `Ok(false)`: someone else won;
+    /// read again and retry.
+    pub async fn put_sequence(
+        &self,
+        serial: &str,
+        record: &SequenceRecord,
+    ) -> Result<bool, StoreError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(record).map_err(|e| StoreError::Malformed {
+                resource: self.table.clone(),
+                key: format!("SAFE#{serial}/SEQUENCE"),
+                message: e.to_string(),
+            })?;
+        item.extend(key(keys::safe_sequence(serial)));
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        req = if record.version <= 1 {
+            req.condition_expression("attribute_not_exists(PK)")
+        } else {
+            req.condition_expression("Version = :previous")
+                .expression_attribute_values(
+                    ":previous",
+                    AttributeValue::N((record.version - 1).to_string()),
+                )
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
+        }
+    }
+}

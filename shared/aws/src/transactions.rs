@@ -1,0 +1,152 @@
+//! The transactions table: one item per transaction, written once.
+//!
+//! Key: `SerialNumber` (partition) and `SortKey` = safe-local time + dedup
+//! key (sort). The ingest writes with `attribute_not_exists`, so a transaction
+//! SafeSync sends twice is stored once and the second write is reported as a
+//! duplicate; the stream of new images feeds the fan-out; the pull API queries
+//! a safe's time range on the same key, with no secondary index to double the
+//! cost of every write.
+//!
+//! Items are immutable but for one transition made by staff: `Held` to
+//! `Released` (then pushed) or `Discarded`.
+
+use crate::StoreError;
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+
+/// Where a stored transaction stands with respect to delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryStatus {
+    /// Passed the data-quality checks: pushed to the owner's endpoints.
+    Deliverable,
+    /// Failed a data-quality check: kept, not pushed until staff decide.
+    Held,
+    /// Held, then released by staff: pushed.
+    Released,
+    /// Held, then discarded by staff: never pushed.
+    Discarded,
+}
+
+impl DeliveryStatus {
+    /// Whether the fan-out pushes an item in this state.
+    pub fn is_pushable(self) -> bool {
+        matches!(self, DeliveryStatus::Deliverable | DeliveryStatus::Released)
+    }
+}
+
+/// Why a transaction is held, as stored for staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HoldNote {
+    pub code: String,
+    pub message: String,
+}
+
+/// One item of the transactions table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StoredTransaction {
+    pub serial_number: String,
+    pub sort_key: String,
+    pub dedup_key: String,
+    /// `Transactions` or `AuditTransactions`: which message type carries it.
+    pub kind: String,
+    /// Canonical type name, for whitelists and pull API filters.
+    pub transaction_type: String,
+    pub status: DeliveryStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hold_reasons: Vec<HoldNote>,
+    /// The transaction as pushed (payload v1 fields, exact decimals), so the
+    /// fan-out and the pull API never re-derive it.
+    pub payload: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<u64>,
+    pub upload_id: String,
+    /// When PlatformSync stored it (RFC 3339, UTC): latency is measured from here.
+    pub received_at: String,
+}
+
+/// The outcome of a conditional insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insertion {
+    Stored,
+    /// An item with the same key was already there; it was left untouched.
+    Duplicate,
+}
+
+#[derive(Debug, Clone)]
+pub struct TransactionStore {
+    client: Client,
+    table: String,
+}
+
+impl TransactionStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Stores `record` unless its key exists: one write unit, no read.
+    pub async fn insert_new(&self, record: &StoredTransaction) -> Result<Insertion, StoreError> {
+        let item = serde_dynamo::to_item(record).map_err(|e| StoreError::Malformed {
+            resource: self.table.clone(),
+            key: record.sort_key.clone(),
+            message: e.to_string(),
+        })?;
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(SortKey)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Insertion::Stored),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Insertion::Duplicate)
+            }
+            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
+        }
+    }
+
+    /// Every item of one safe, in safe-time order (tests and tools; the pull
+    /// API pages through the same query).
+    pub async fn for_safe(&self, serial: &str) -> Result<Vec<StoredTransaction>, StoreError> {
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("SerialNumber = :s")
+            .expression_attribute_values(
+                ":s",
+                aws_sdk_dynamodb::types::AttributeValue::S(serial.to_owned()),
+            )
+            .into_paginator()
+            .items()
+            .send();
+        let items: Vec<_> = pages
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+        items
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
+                    resource: self.table.clone(),
+                    key: serial.to_owned(),
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}

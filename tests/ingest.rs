@@ -1,0 +1,608 @@
+//! The ingest function against the local stack: every genuine transaction
+//! stored exactly once, suspicious ones held, garbage rejected with its reason
+//! and kept raw, nothing lost.
+
+use platformsync_aws::rejects::RejectStore;
+use platformsync_aws::transactions::{DeliveryStatus, StoredTransaction, TransactionStore};
+use platformsync_domain::testdata;
+use platformsync_domain::upload::parse_upload;
+use platformsync_tests::{Stack, apigw};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const PATH: &str = "/v1/uploads";
+
+fn body(transactions: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "Transactions": transactions })).unwrap()
+}
+
+/// `n` distinct valid transactions over `safes` safes.
+fn generated(n: usize, safes: usize, seed: u64) -> Vec<Value> {
+    let upload: Value = serde_json::from_slice(&testdata::upload_json(n, safes, seed)).unwrap();
+    upload["Transactions"].as_array().unwrap().clone()
+}
+
+/// The same transaction read off the safe again: a new `RetrievedOn`, the
+/// same identity.
+fn reread(t: &Value) -> Value {
+    let mut t = t.clone();
+    t["RetrievedOn"] = json!("2024-06-01T00:00:00.1234567Z");
+    t
+}
+
+async fn stored(stack: &Stack, serials: &BTreeSet<String>) -> Vec<StoredTransaction> {
+    let store = TransactionStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("TransactionsTable"),
+    );
+    let mut all = Vec::new();
+    for serial in serials {
+        all.extend(store.for_safe(serial).await.unwrap());
+    }
+    all
+}
+
+fn serials_of(items: &[Value]) -> BTreeSet<String> {
+    items
+        .iter()
+        .map(|t| t["SerialNumber"].as_str().unwrap().to_uppercase())
+        .collect()
+}
+
+#[tokio::test]
+async fn duplicates_inside_and_across_uploads_are_stored_once() {
+    let stack = Stack::deploy().await;
+    let ingest = stack.ingest();
+    let key = stack.ingest_key().await;
+    let all = generated(1100, 7, 7);
+    assert_eq!(serials_of(&all).len(), 7);
+
+    // Upload 1: 900 distinct transactions and 100 re-reads of some of them.
+    let mut first: Vec<Value> = all[..900].to_vec();
+    first.extend(all[..900].iter().step_by(9).map(reread));
+    assert_eq!(first.len(), 1000);
+    let resp = ingest
+        .handle(apigw::post(PATH, &body(&first), Some(&key)))
+        .await;
+    let r = apigw::json(&resp);
+    assert_eq!(resp.status_code, 200, "{r}");
+    assert_eq!(
+        (r["Accepted"].as_u64(), r["Duplicates"].as_u64()),
+        (Some(900), Some(100)),
+        "{r}"
+    );
+    assert_eq!(r["Held"], 0);
+    assert_eq!(r["Rejected"], json!([]));
+    assert_eq!(r["Unowned"], 900, "no safe is assigned to a customer yet");
+
+    // Upload 2: 100 already stored (re-read again) and 200 new ones.
+    let mut second: Vec<Value> = all[400..500].iter().map(reread).collect();
+    second.extend(all[900..].iter().cloned());
+    let r = apigw::json(
+        &ingest
+            .handle(apigw::post(PATH, &body(&second), Some(&key)))
+            .await,
+    );
+    assert_eq!(
+        (r["Accepted"].as_u64(), r["Duplicates"].as_u64()),
+        (Some(200), Some(100)),
+        "{r}"
+    );
+
+    // Re-sending an upload accepts nothing.
+    let r = apigw::json(
+        &ingest
+            .handle(apigw::post(PATH, &body(&second), Some(&key)))
+            .await,
+    );
+    assert_eq!(
+        (r["Accepted"].as_u64(), r["Duplicates"].as_u64()),
+        (Some(0), Some(300)),
+        "{r}"
+    );
+
+    // The table holds exactly the 1100 transactions, each once, as pushed.
+    let expected: BTreeMap<String, String> = parse_upload(&body(&all))
+        .unwrap()
+        .accepted()
+        .map(|(_, item)| {
+            let key = item.storage_key();
+            (format!("{}|{}", key.partition, key.sort), item.to_json())
+        })
+        .collect();
+    assert_eq!(expected.len(), 1100);
+    let rows = stored(&stack, &serials_of(&all)).await;
+    assert_eq!(rows.len(), 1100);
+    let actual: BTreeMap<String, String> = rows
+        .iter()
+        .map(|r| {
+            (
+                format!("{}|{}", r.serial_number, r.sort_key),
+                r.payload.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(actual, expected);
+    assert!(rows.iter().all(|r| r.status == DeliveryStatus::Deliverable));
+    // Every payload keeps the decimal text it was sent with.
+    assert!(rows.iter().any(|r| r.payload.contains(".0000")));
+}
+
+/// A valid transaction of safe `UT00001`, `n` making it distinct.
+fn valid(n: usize) -> Value {
+    json!({
+        "PickupGroupId": 61499281, "SerialNumber": "UT00001",
+        "RetrievedOn": "2023-05-01T10:00:00.437Z",
+        "TransactionDateTime": format!("2023-05-01T08:{:02}:{:02}", n / 60, n % 60),
+        "UserName": "JOSE CHAVEZ", "TransactionType": "CashIn", "Amount": 5560.0,
+        "Denominations": [
+            {"UnitValue": 20.0000, "Count": 53, "Currency": "USD"},
+            {"UnitValue": 100.0000, "Count": 45, "Currency": "USD"}
+        ],
+        "Register": "0"
+    })
+}
+
+fn with(n: usize, field: &str, value: Value) -> String {
+    let mut t = valid(n);
+    t[field] = value;
+    t.to_string()
+}
+
+fn without(n: usize, field: &str) -> String {
+    let mut t = valid(n);
+    t.as_object_mut().unwrap().remove(field);
+    t.to_string()
+}
+
+/// What should become of a bad item.
+enum Fate {
+    Rejected(&'static str),
+    Held(&'static str),
+}
+
+#[tokio::test]
+async fn every_kind_of_malformed_item_gets_its_reason_and_spoils_nothing_else() {
+    use Fate::*;
+    let deep = format!("{}\"x\"{}", "[".repeat(60), "]".repeat(60));
+    let cases: Vec<(&str, String, Fate)> = vec![
+        (
+            "serial as number",
+            with(1, "SerialNumber", json!(7761)),
+            Rejected("wrong_type"),
+        ),
+        (
+            "amount as string",
+            with(2, "Amount", json!("5560.0")),
+            Rejected("wrong_type"),
+        ),
+        (
+            "user as object",
+            with(3, "UserName", json!({"a": 1})),
+            Rejected("wrong_type"),
+        ),
+        (
+            "fractional count",
+            with(
+                4,
+                "Denominations",
+                json!([{"UnitValue": 20.0, "Count": 2.5, "Currency": "USD"}]),
+            ),
+            Rejected("wrong_type"),
+        ),
+        (
+            "negative count",
+            with(
+                5,
+                "Denominations",
+                json!([{"UnitValue": 20.0, "Count": -3, "Currency": "USD"}]),
+            ),
+            Held("negative_count"),
+        ),
+        (
+            "amount mismatch",
+            with(6, "Amount", json!(5580.0)),
+            Held("amount_mismatch"),
+        ),
+        (
+            "unknown type",
+            with(7, "TransactionType", json!("CashOut")),
+            Rejected("unknown_type"),
+        ),
+        (
+            "unknown legacy code",
+            with(8, "TransactionType", json!(999)),
+            Rejected("unknown_type"),
+        ),
+        (
+            "serial with space",
+            with(9, "SerialNumber", json!("UT 07761")),
+            Rejected("invalid_serial"),
+        ),
+        (
+            "serial too short",
+            with(10, "SerialNumber", json!("UT")),
+            Rejected("invalid_serial"),
+        ),
+        (
+            "serial too long",
+            with(11, "SerialNumber", json!("U".repeat(33))),
+            Rejected("invalid_serial"),
+        ),
+        (
+            "impossible date",
+            with(12, "TransactionDateTime", json!("2023-02-30T10:00:00")),
+            Rejected("invalid_timestamp"),
+        ),
+        (
+            "retrieved without zone",
+            with(13, "RetrievedOn", json!("2023-05-01T10:00:00")),
+            Rejected("invalid_timestamp"),
+        ),
+        (
+            "eight fraction digits",
+            with(14, "RetrievedOn", json!("2023-05-01T10:00:00.12345678Z")),
+            Rejected("invalid_timestamp"),
+        ),
+        (
+            "far future",
+            with(15, "TransactionDateTime", json!("2099-01-01T00:00:00")),
+            Held("future_date"),
+        ),
+        (
+            "huge pickup group",
+            with(16, "PickupGroupId", json!(u64::MAX)),
+            Rejected("out_of_range"),
+        ),
+        (
+            "huge amount",
+            valid(17)
+                .to_string()
+                .replace("5560.0", "123456789012345678901234567890.5"),
+            Rejected("out_of_range"),
+        ),
+        (
+            "exponent amount",
+            valid(18).to_string().replace("5560.0", "5.56e3"),
+            Rejected("invalid_number"),
+        ),
+        (
+            "NaN amount",
+            with(19, "Amount", json!("NaN")),
+            Rejected("wrong_type"),
+        ),
+        (
+            "missing user",
+            without(20, "UserName"),
+            Rejected("missing_field"),
+        ),
+        (
+            "missing type",
+            without(21, "TransactionType"),
+            Rejected("missing_field"),
+        ),
+        ("empty object", "{}".into(), Rejected("missing_field")),
+        ("empty array item", "[]".into(), Rejected("not_an_object")),
+        ("string item", "\"hello\"".into(), Rejected("not_an_object")),
+        ("null item", "null".into(), Rejected("not_an_object")),
+        (
+            "deep nesting",
+            with(25, "Register", serde_json::from_str(&deep).unwrap()),
+            Rejected("wrong_type"),
+        ),
+        (
+            "duplicate key",
+            valid(26).to_string().replacen(
+                "\"Amount\":5560.0",
+                "\"Amount\":5560.0,\"Amount\":1.0",
+                1,
+            ),
+            Rejected("duplicate_field"),
+        ),
+        (
+            "misspelt field",
+            with(27, "Amout", json!(1.0)),
+            Rejected("unknown_field"),
+        ),
+        (
+            "bad currency",
+            with(
+                28,
+                "Denominations",
+                json!([{"UnitValue": 20.0, "Count": 1, "Currency": "us"}]),
+            ),
+            Rejected("invalid_format"),
+        ),
+        (
+            "long register",
+            with(29, "Register", json!("REGISTER123")),
+            Rejected("invalid_format"),
+        ),
+        (
+            "short deposit ref",
+            with(30, "DepositReferenceNumber", json!("12")),
+            Rejected("invalid_format"),
+        ),
+        (
+            "door on a transaction",
+            with(31, "DoorName", json!("Vault")),
+            Rejected("not_applicable"),
+        ),
+        (
+            "invalid UTF-8",
+            with(32, "UserName", json!("JOSE \u{FFFF}")),
+            Rejected("invalid_utf8"),
+        ),
+    ];
+    assert!(cases.len() >= 25);
+
+    // Interleave: valid, bad, valid, bad, ... so every bad item has valid
+    // neighbours.
+    let mut text = String::from(r#"{"Transactions":["#);
+    let mut bad_index = Vec::new();
+    for (i, (_, bad, _)) in cases.iter().enumerate() {
+        text.push_str(&valid(100 + i).to_string());
+        text.push(',');
+        bad_index.push(2 * i + 1);
+        text.push_str(bad);
+        text.push(',');
+    }
+    text.push_str(&valid(99).to_string());
+    text.push_str("]}");
+    // Turn the marked character into bytes that are not UTF-8.
+    let mut bytes = text.into_bytes();
+    let marker = "\u{FFFF}".as_bytes();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap();
+    bytes.splice(at..at + marker.len(), [0xff, 0xfe]);
+
+    let stack = Stack::deploy().await;
+    let ingest = stack.ingest();
+    let key = stack.ingest_key().await;
+    let resp = ingest.handle(apigw::post(PATH, &bytes, Some(&key))).await;
+    let r = apigw::json(&resp);
+    assert_eq!(resp.status_code, 200, "{r}");
+
+    let held_cases = cases.iter().filter(|c| matches!(c.2, Held(_))).count();
+    let valid_items = cases.len() + 1;
+    assert_eq!(
+        r["Accepted"].as_u64(),
+        Some(valid_items as u64),
+        "every valid neighbour kept: {r}"
+    );
+    assert_eq!(r["Held"].as_u64(), Some(held_cases as u64), "{r}");
+    let rejected = r["Rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), cases.len() - held_cases, "{r}");
+    for entry in rejected {
+        let reason = entry["Reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(&format!("Transactions[{}]", entry["Index"])),
+            "the reason names the item: {reason}"
+        );
+    }
+
+    // Rejects are kept raw with their code; held items stored with theirs.
+    let upload_id = r["UploadId"].as_str().unwrap();
+    let rejects = RejectStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("RejectsTable"),
+    )
+    .for_upload(upload_id)
+    .await
+    .unwrap();
+    let reject_codes: BTreeMap<usize, String> = rejects
+        .iter()
+        .map(|r| {
+            (
+                r.item_ref.rsplit('#').next().unwrap().parse().unwrap(),
+                r.code.clone(),
+            )
+        })
+        .collect();
+    let rows = stored(&stack, &BTreeSet::from(["UT00001".to_owned()])).await;
+    for ((name, raw, fate), index) in cases.iter().zip(&bad_index) {
+        match fate {
+            Rejected(code) => {
+                assert_eq!(
+                    reject_codes.get(index).map(String::as_str),
+                    Some(*code),
+                    "{name}"
+                );
+                let record = rejects
+                    .iter()
+                    .find(|r| r.item_ref.ends_with(&format!("#{index:06}")))
+                    .unwrap();
+                if *name != "invalid UTF-8" {
+                    assert_eq!(&record.raw, raw, "{name}: kept raw");
+                }
+            }
+            Held(code) => {
+                let when: Value = serde_json::from_str(raw).unwrap();
+                let when = when["TransactionDateTime"].as_str().unwrap();
+                let row = rows
+                    .iter()
+                    .find(|r| {
+                        r.payload
+                            .contains(&format!("\"TransactionDateTime\":\"{when}\""))
+                    })
+                    .unwrap_or_else(|| panic!("{name}: stored"));
+                assert_eq!(row.status, DeliveryStatus::Held, "{name}");
+                assert!(
+                    row.hold_reasons.iter().any(|h| h.code == *code),
+                    "{name}: {:?}",
+                    row.hold_reasons
+                );
+            }
+        }
+    }
+    assert_eq!(rows.len(), valid_items + held_cases);
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_uploads_are_refused_whole() {
+    let stack = Stack::deploy().await;
+    let ingest = stack.ingest();
+    let key = stack.ingest_key().await;
+    let deep = format!(
+        "{{\"Transactions\":[{}{}]}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    for (name, body, status, code) in [
+        ("not JSON", b"hello".to_vec(), 400, "invalid_json"),
+        ("not an object", b"[1,2]".to_vec(), 400, "not_an_object"),
+        (
+            "empty upload",
+            br#"{"Transactions": []}"#.to_vec(),
+            400,
+            "empty_upload",
+        ),
+        ("no arrays", b"{}".to_vec(), 400, "empty_upload"),
+        (
+            "unknown key",
+            br#"{"Transactions": [], "Foo": 1}"#.to_vec(),
+            400,
+            "unknown_key",
+        ),
+        ("nesting bomb", deep.into_bytes(), 400, "too_deep"),
+        (
+            "over the Lambda limit",
+            vec![b' '; ingest::MAX_BODY_BYTES + 1],
+            413,
+            "too_large",
+        ),
+    ] {
+        let resp = ingest.handle(apigw::post(PATH, &body, Some(&key))).await;
+        let r = apigw::json(&resp);
+        assert_eq!(resp.status_code, status, "{name}: {r}");
+        assert_eq!(r["Error"]["Code"], code, "{name}: {r}");
+        assert!(!r["Error"]["Message"].as_str().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn uploads_without_the_ingest_key_are_refused_and_store_nothing() {
+    let stack = Stack::deploy().await;
+    let ingest = stack.ingest();
+    let upload = body(&[valid(1)]);
+    for key in [None, Some("wrong-key"), Some("")] {
+        let resp = ingest.handle(apigw::post(PATH, &upload, key)).await;
+        assert_eq!(resp.status_code, 401, "{key:?}");
+        assert_eq!(apigw::json(&resp)["Error"]["Code"], "unauthorized");
+    }
+    // Bearer works as well as x-api-key.
+    let mut req = apigw::post(PATH, &upload, None);
+    req.headers.insert(
+        "authorization",
+        format!("Bearer {}", stack.ingest_key().await)
+            .parse()
+            .unwrap(),
+    );
+    let rows = stored(&stack, &BTreeSet::from(["UT00001".to_owned()])).await;
+    assert!(rows.is_empty(), "refused uploads store nothing");
+    assert_eq!(ingest.handle(req).await.status_code, 200);
+    assert_eq!(
+        stored(&stack, &BTreeSet::from(["UT00001".to_owned()]))
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn sequence_gaps_are_reported_and_unowned_safes_counted() {
+    let stack = Stack::deploy().await;
+    let ingest = stack.ingest();
+    let key = stack.ingest_key().await;
+    let config = platformsync_aws::config_table::ConfigStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("ConfigTable"),
+    );
+    config.assign_safe("UT00001", "cust-1").await.unwrap();
+    let numbered = |n: usize, seq: u64| {
+        let mut t = valid(n);
+        t["SequenceNumber"] = json!(seq);
+        t
+    };
+    let mut other = valid(50);
+    other["SerialNumber"] = json!("CT57679");
+
+    let first = body(&[numbered(1, 100), numbered(2, 101), numbered(3, 104), other]);
+    let r = apigw::json(&ingest.handle(apigw::post(PATH, &first, Some(&key))).await);
+    assert_eq!(r["Accepted"], 4, "{r}");
+    assert_eq!(r["Unowned"], 1, "CT57679 has no customer: {r}");
+    assert_eq!(
+        r["SequenceGaps"],
+        json!([{"SerialNumber": "UT00001", "From": 102, "To": 103}]),
+        "{r}"
+    );
+
+    // The missing numbers arrive: the gap closes.
+    let second = body(&[numbered(4, 102), numbered(5, 103)]);
+    let r = apigw::json(&ingest.handle(apigw::post(PATH, &second, Some(&key))).await);
+    assert_eq!(r["Accepted"], 2, "{r}");
+    assert!(r.get("SequenceGaps").is_none(), "{r}");
+}
+
+#[tokio::test]
+async fn items_that_cannot_be_stored_make_a_503_with_per_item_statuses() {
+    let stack = Stack::deploy().await;
+    // A table that does not exist stands in for DynamoDB failing every write
+    // after the SDK's retries.
+    let mut settings = stack.ingest_settings();
+    settings.transactions_table.push_str("-missing");
+    let ingest = ingest::Ingest::new(&stack.config, settings);
+    let key = stack.ingest_key().await;
+    let upload = format!(
+        r#"{{"Transactions": [{}, {{"SerialNumber": 1}}, {}]}}"#,
+        valid(1),
+        valid(1)
+    );
+    let resp = ingest
+        .handle(apigw::post(PATH, upload.as_bytes(), Some(&key)))
+        .await;
+    let r = apigw::json(&resp);
+    assert_eq!(resp.status_code, 503, "{r}");
+    assert_eq!(r["Accepted"], 0);
+    assert_eq!(r["Failed"].as_array().unwrap().len(), 2, "{r}");
+    assert!(
+        r["Failed"][0]["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("re-send"),
+        "{r}"
+    );
+    assert_eq!(
+        r["Items"],
+        json!([
+            {"Index": 0, "Kind": "Transactions", "Status": "Failed"},
+            {"Index": 1, "Kind": "Transactions", "Status": "Rejected"},
+            {"Index": 2, "Kind": "Transactions", "Status": "Failed"},
+        ]),
+        "{r}"
+    );
+}
+
+/// The contract example in docs/ is what the function really answers.
+#[tokio::test]
+async fn the_documented_example_is_what_ingest_answers() {
+    let root = platformsync_tests::repo_root().join("docs");
+    let request = std::fs::read(root.join("upload-request.json")).unwrap();
+    let mut expected: Value =
+        serde_json::from_slice(&std::fs::read(root.join("upload-response.json")).unwrap()).unwrap();
+    let stack = Stack::deploy().await;
+    let key = stack.ingest_key().await;
+    let resp = stack
+        .ingest()
+        .handle(apigw::post(PATH, &request, Some(&key)))
+        .await;
+    let actual = apigw::json(&resp);
+    assert_eq!(resp.status_code, 200);
+    expected["UploadId"] = actual["UploadId"].clone();
+    assert_eq!(
+        actual, expected,
+        "docs/upload-response.json is out of date: {actual:#}"
+    );
+}
