@@ -2,7 +2,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test up down bench bench-ingest lint fmt
+.PHONY: help demo test up down bench bench-ingest lint fmt sam-build
 
 help:
 	@echo "make demo   run the whole pipeline locally and show what was delivered"
@@ -11,6 +11,7 @@ help:
 	@echo "make down   stop what make up started"
 	@echo "make bench  run the parser benchmark (figures go to docs/benchmarks.md)"
 	@echo "make bench-ingest  end-to-end ingest load run on a local stack of its own"
+	@echo "make sam-build  build every function for Lambda (arm64) with sam build + cargo-lambda"
 
 demo:
 	@infra/scripts/demo.sh
@@ -33,6 +34,10 @@ bench-ingest:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	infra/scripts/template-tools.sh lint
+
+sam-build:
+	@infra/scripts/template-tools.sh sam-build
 
 fmt:
 	cargo fmt --all

@@ -16,6 +16,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "format"
 cargo fmt --all -- --check
 
+step "template: cfn-lint and sam validate --lint"
+infra/scripts/template-tools.sh lint
+
 step "local AWS stack"
 "$stack" up
 # shellcheck disable=SC1091

@@ -14,12 +14,14 @@
 //! - [`spec`] turns resolved properties into typed specs (tables, queues,
 //!   topics, secrets) the bootstrap can create.
 
+pub mod function;
 pub mod spec;
 
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+pub use function::{EventSource, FunctionSpec};
 pub use spec::{LocalResource, QueueSpec, SecretSpec, TableSpec, TopicSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +66,14 @@ pub struct Resource {
     pub condition: Option<String>,
     /// Properties with intrinsics still unresolved.
     pub properties: Value,
+    /// The resource's `Metadata` (SAM build settings for functions).
+    pub metadata: Value,
 }
 
 #[derive(Debug, Clone)]
 pub struct Template {
     parameter_defaults: BTreeMap<String, Value>,
+    globals: Map<String, Value>,
     conditions: BTreeMap<String, Value>,
     resources: BTreeMap<String, Resource>,
 }
@@ -114,6 +119,7 @@ impl Template {
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             let properties = body.get("Properties").cloned().unwrap_or(Value::Null);
+            let metadata = body.get("Metadata").cloned().unwrap_or(Value::Null);
             resources.insert(
                 logical_id.clone(),
                 Resource {
@@ -121,6 +127,7 @@ impl Template {
                     kind,
                     condition,
                     properties,
+                    metadata,
                 },
             );
         }
@@ -129,9 +136,15 @@ impl Template {
         }
         Ok(Self {
             parameter_defaults,
+            globals: section("Globals"),
             conditions,
             resources,
         })
+    }
+
+    /// The `Globals` section (SAM), intrinsics unresolved.
+    pub fn globals(&self) -> &Map<String, Value> {
+        &self.globals
     }
 
     pub fn resources(&self) -> impl Iterator<Item = &Resource> {

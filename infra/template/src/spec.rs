@@ -340,6 +340,7 @@ mod tests {
             kind: "AWS::Kinesis::Stream".into(),
             condition: None,
             properties: Value::Null,
+            metadata: Value::Null,
         };
         let e = local_resource(&res, &Value::Null).unwrap_err().to_string();
         assert!(e.contains("AWS::Kinesis::Stream"), "{e}");
@@ -352,6 +353,7 @@ mod tests {
             kind: "AWS::SQS::Queue".into(),
             condition: None,
             properties: Value::Null,
+            metadata: Value::Null,
         };
         let props = serde_json::json!({"QueueName": "q", "FifoQueue": true});
         assert!(local_resource(&res, &props).is_err());

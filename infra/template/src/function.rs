@@ -1,0 +1,316 @@
+//! The functions of `template.yaml` as the local runner plays them: which
+//! binary, with which environment, fed by which event sources with which
+//! settings (batch sizes, windows, response types), all read from the same
+//! template the cloud deploys.
+
+use crate::{Resolver, Template, TemplateError, scalar_string};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One `AWS::Serverless::Function`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub logical_id: String,
+    /// `Metadata.BuildProperties.Binary`: which crate's handler runs.
+    pub binary: String,
+    pub timeout: Duration,
+    /// `Globals.Function.Environment` merged with the function's own.
+    pub environment: BTreeMap<String, String>,
+    pub events: Vec<EventSource>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventSource {
+    HttpApi {
+        name: String,
+        path: String,
+        method: String,
+    },
+    DynamoDbStream {
+        name: String,
+        stream_arn: String,
+        batch_size: usize,
+        starting_position: String,
+        batching_window: Duration,
+        maximum_retry_attempts: Option<u32>,
+        bisect_on_error: bool,
+        report_batch_item_failures: bool,
+    },
+    Sqs {
+        name: String,
+        queue_arn: String,
+        batch_size: usize,
+        batching_window: Duration,
+        report_batch_item_failures: bool,
+        maximum_concurrency: Option<usize>,
+    },
+    Schedule {
+        name: String,
+        every: Duration,
+    },
+}
+
+impl Template {
+    /// Every function of the template with its events, resolved against
+    /// `resolver` (which must know the created resources).
+    pub fn functions(&self, resolver: &Resolver) -> Result<Vec<FunctionSpec>, TemplateError> {
+        let globals = self.globals.get("Function").cloned().unwrap_or(Value::Null);
+        let globals = resolver.resolve(&globals)?;
+        let mut out = Vec::new();
+        for r in self.resources() {
+            if r.kind != "AWS::Serverless::Function" || !resolver.is_enabled(r)? {
+                continue;
+            }
+            let err = |message: String| TemplateError::Resource {
+                logical_id: r.logical_id.clone(),
+                message,
+            };
+            let props = resolver
+                .resolve(&r.properties)
+                .map_err(|e| err(e.to_string()))?;
+            let binary = r
+                .metadata
+                .pointer("/BuildProperties/Binary")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err("needs Metadata.BuildProperties.Binary".into()))?
+                .to_owned();
+            let timeout = props
+                .get("Timeout")
+                .or_else(|| globals.get("Timeout"))
+                .and_then(|t| scalar_string(t).parse::<u64>().ok())
+                .unwrap_or(3);
+            let mut environment = variables(&globals);
+            environment.extend(variables(&props));
+            let mut events = Vec::new();
+            for (name, event) in props
+                .get("Events")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                events.push(event_source(name, event).map_err(err)?);
+            }
+            out.push(FunctionSpec {
+                logical_id: r.logical_id.clone(),
+                binary,
+                timeout: Duration::from_secs(timeout),
+                environment,
+                events,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn variables(props: &Value) -> BTreeMap<String, String> {
+    props
+        .pointer("/Environment/Variables")
+        .and_then(Value::as_object)
+        .map(|vars| {
+            vars.iter()
+                .map(|(k, v)| (k.clone(), scalar_string(v)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn event_source(name: &str, event: &Value) -> Result<EventSource, String> {
+    let kind = event
+        .get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let p = event.get("Properties").cloned().unwrap_or(Value::Null);
+    let string = |key: &str| {
+        p.get(key)
+            .map(scalar_string)
+            .ok_or_else(|| format!("event {name} needs {key}"))
+    };
+    let number = |key: &str| {
+        p.get(key)
+            .and_then(|v| scalar_string(v).parse::<u64>().ok())
+    };
+    let reports = p
+        .get("FunctionResponseTypes")
+        .and_then(Value::as_array)
+        .is_some_and(|t| t.iter().any(|t| t == "ReportBatchItemFailures"));
+    let name = name.to_owned();
+    Ok(match kind {
+        "HttpApi" => EventSource::HttpApi {
+            path: string("Path")?,
+            method: string("Method")?.to_uppercase(),
+            name,
+        },
+        "DynamoDB" => EventSource::DynamoDbStream {
+            stream_arn: string("Stream")?,
+            batch_size: number("BatchSize").unwrap_or(100) as usize,
+            starting_position: string("StartingPosition")?,
+            batching_window: Duration::from_secs(
+                number("MaximumBatchingWindowInSeconds").unwrap_or(0),
+            ),
+            maximum_retry_attempts: number("MaximumRetryAttempts").map(|n| n as u32),
+            bisect_on_error: p
+                .get("BisectBatchOnFunctionError")
+                .is_some_and(|b| scalar_string(b) == "true"),
+            report_batch_item_failures: reports,
+            name,
+        },
+        "SQS" => EventSource::Sqs {
+            queue_arn: string("Queue")?,
+            batch_size: number("BatchSize").unwrap_or(10) as usize,
+            batching_window: Duration::from_secs(
+                number("MaximumBatchingWindowInSeconds").unwrap_or(0),
+            ),
+            report_batch_item_failures: reports,
+            maximum_concurrency: p
+                .pointer("/ScalingConfig/MaximumConcurrency")
+                .and_then(|v| scalar_string(v).parse().ok()),
+            name,
+        },
+        "Schedule" | "ScheduleV2" => {
+            let expr = string("Schedule").or_else(|_| string("ScheduleExpression"))?;
+            EventSource::Schedule {
+                every: rate(&expr).ok_or_else(|| {
+                    format!("event {name}: unsupported schedule {expr:?}; use rate(...)")
+                })?,
+                name,
+            }
+        }
+        other => {
+            return Err(format!(
+                "event {name}: type {other} is not played by the local runner"
+            ));
+        }
+    })
+}
+
+/// `rate(5 minutes)` as a duration (cron expressions are not played locally).
+fn rate(expr: &str) -> Option<Duration> {
+    let inner = expr.strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.trim().split_once(' ')?;
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit.trim_end_matches('s') {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n * secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Physical;
+
+    const YAML: &str = r#"
+Parameters:
+  Stage: {Type: String, Default: t}
+Globals:
+  Function:
+    Timeout: 30
+    Environment:
+      Variables:
+        LOG: info
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties: {TableName: !Sub "x-${Stage}"}
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties: {QueueName: q}
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildMethod: rust-cargolambda
+      BuildProperties: {Binary: fanout}
+    Properties:
+      Timeout: 60
+      Environment:
+        Variables:
+          TABLE: !Ref Table
+      Events:
+        Stream:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt Table.StreamArn
+            StartingPosition: TRIM_HORIZON
+            BatchSize: 500
+            MaximumBatchingWindowInSeconds: 1
+            BisectBatchOnFunctionError: true
+            MaximumRetryAttempts: 5
+            FunctionResponseTypes: [ReportBatchItemFailures]
+        Jobs:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Queue.Arn
+            BatchSize: 10
+            ScalingConfig: {MaximumConcurrency: 2}
+        Tick:
+          Type: Schedule
+          Properties: {Schedule: rate(5 minutes)}
+        Api:
+          Type: HttpApi
+          Properties: {Path: /v1/uploads, Method: post}
+"#;
+
+    #[test]
+    fn functions_resolve_with_globals_and_events() {
+        let t = Template::parse(YAML).unwrap();
+        let mut r = Resolver::new(&t, &BTreeMap::new(), "s", "us-east-1", "1");
+        r.record(
+            "Table",
+            Physical {
+                reference: "x-t".into(),
+                attributes: BTreeMap::from([("StreamArn".into(), "arn:stream".into())]),
+            },
+        );
+        r.record(
+            "Queue",
+            Physical {
+                reference: "http://q".into(),
+                attributes: BTreeMap::from([("Arn".into(), "arn:q".into())]),
+            },
+        );
+        let f = &t.functions(&r).unwrap()[0];
+        assert_eq!(f.binary, "fanout");
+        assert_eq!(f.timeout, Duration::from_secs(60));
+        assert_eq!(f.environment["LOG"], "info");
+        assert_eq!(f.environment["TABLE"], "x-t");
+        assert!(f.events.contains(&EventSource::DynamoDbStream {
+            name: "Stream".into(),
+            stream_arn: "arn:stream".into(),
+            batch_size: 500,
+            starting_position: "TRIM_HORIZON".into(),
+            batching_window: Duration::from_secs(1),
+            maximum_retry_attempts: Some(5),
+            bisect_on_error: true,
+            report_batch_item_failures: true,
+        }));
+        assert!(f.events.contains(&EventSource::Sqs {
+            name: "Jobs".into(),
+            queue_arn: "arn:q".into(),
+            batch_size: 10,
+            batching_window: Duration::ZERO,
+            report_batch_item_failures: false,
+            maximum_concurrency: Some(2),
+        }));
+        assert!(f.events.contains(&EventSource::Schedule {
+            name: "Tick".into(),
+            every: Duration::from_secs(300)
+        }));
+        assert!(f.events.contains(&EventSource::HttpApi {
+            name: "Api".into(),
+            path: "/v1/uploads".into(),
+            method: "POST".into()
+        }));
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(rate("rate(1 minute)"), Some(Duration::from_secs(60)));
+        assert_eq!(rate("rate(2 hours)"), Some(Duration::from_secs(7200)));
+        assert_eq!(rate("cron(0 * * * ? *)"), None);
+    }
+}

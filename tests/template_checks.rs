@@ -1,0 +1,274 @@
+//! template.yaml against the code: every environment variable a function
+//! reads is set for it, and its policy allows every AWS call it makes.
+//!
+//! Functions read configuration only through `platformsync_aws::env`
+//! (`required`, `parsed_or`, `optional`) and reach AWS only through
+//! `platformsync_aws` modules, so both are found by reading the sources: a
+//! variable or permission removed from the template fails here, not in
+//! production.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Variables that only local runs set (extra CA, loopback allow-list): on
+/// AWS their absence is the secure default.
+const LOCAL_ONLY: &[&str] = &["PLATFORMSYNC_EXTRA_CA_FILE", "PLATFORMSYNC_ALLOW_CIDRS"];
+
+/// SDK operation (as called: `.put_item()`) to the IAM action it needs.
+const OPERATIONS: &[(&str, &str)] = &[
+    (".put_item()", "dynamodb:PutItem"),
+    (".get_item()", "dynamodb:GetItem"),
+    (".update_item()", "dynamodb:UpdateItem"),
+    (".delete_item()", "dynamodb:DeleteItem"),
+    (".batch_get_item()", "dynamodb:BatchGetItem"),
+    (".batch_write_item()", "dynamodb:BatchWriteItem"),
+    (".query()", "dynamodb:Query"),
+    (".scan()", "dynamodb:Scan"),
+    (".send_message()", "sqs:SendMessage"),
+    (".send_message_batch()", "sqs:SendMessage"),
+    (
+        ".change_message_visibility()",
+        "sqs:ChangeMessageVisibility",
+    ),
+    (
+        ".change_message_visibility_batch()",
+        "sqs:ChangeMessageVisibility",
+    ),
+    (".delete_message()", "sqs:DeleteMessage"),
+    (".delete_message_batch()", "sqs:DeleteMessage"),
+    (".publish()", "sns:Publish"),
+    (".get_secret_value()", "secretsmanager:GetSecretValue"),
+];
+
+fn sources(dir: &Path) -> String {
+    let mut text = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return text;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            text.push_str(&sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    text
+}
+
+/// String literals passed to `env::required(..)` and friends.
+fn env_reads(source: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for call in ["env::required(\"", "env::parsed_or(\"", "env::optional(\""] {
+        for piece in source.split(call).skip(1) {
+            if let Some((name, _)) = piece.split_once('"') {
+                out.insert(name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// `platformsync_aws::<module>` paths a function's code uses.
+fn aws_modules(source: &str) -> BTreeSet<String> {
+    source
+        .split("platformsync_aws::")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// The methods of an adapter module: name, the SDK operations in its body
+/// and the methods of its own it calls (`self.name(`).
+fn methods(module: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let mut out = BTreeMap::new();
+    for chunk in module.split("fn ").skip(1) {
+        let name: String = chunk
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let calls = chunk
+            .split("self.")
+            .skip(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
+            .collect();
+        out.insert(name, (chunk.to_owned(), calls));
+    }
+    out
+}
+
+/// IAM actions of the SDK calls the function makes, directly or through the
+/// adapter methods it calls (followed through their private helpers).
+fn actions_needed(function_source: &str, root: &Path) -> BTreeSet<&'static str> {
+    let ops_in = |text: &str| -> BTreeSet<&'static str> {
+        OPERATIONS
+            .iter()
+            .filter(|(call, _)| text.contains(call))
+            .map(|(_, a)| *a)
+            .collect()
+    };
+    let mut needed = ops_in(function_source);
+    for module in aws_modules(function_source) {
+        let path = root.join(format!("shared/aws/src/{module}.rs"));
+        let methods = methods(&std::fs::read_to_string(path).unwrap_or_default());
+        let mut todo: Vec<String> = methods
+            .keys()
+            .filter(|m| {
+                function_source.contains(&format!(".{m}("))
+                    || function_source.contains(&format!("::{m}("))
+            })
+            .cloned()
+            .collect();
+        let mut seen = BTreeSet::new();
+        while let Some(m) = todo.pop() {
+            if !seen.insert(m.clone()) {
+                continue;
+            }
+            if let Some((body, calls)) = methods.get(&m) {
+                needed.extend(ops_in(body));
+                todo.extend(calls.iter().filter(|c| methods.contains_key(*c)).cloned());
+            }
+        }
+    }
+    needed
+}
+
+/// Actions the function's inline policy statements allow.
+fn actions_allowed(properties: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for policy in properties["Policies"].as_array().into_iter().flatten() {
+        for statement in policy["Statement"].as_array().into_iter().flatten() {
+            if statement["Effect"] != "Allow" {
+                continue;
+            }
+            match &statement["Action"] {
+                Value::String(a) => {
+                    out.insert(a.clone());
+                }
+                Value::Array(list) => {
+                    out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned)))
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+struct Function {
+    logical_id: String,
+    binary: String,
+    properties: Value,
+    environment: BTreeSet<String>,
+}
+
+fn functions() -> Vec<Function> {
+    let template = platformsync_tests::template();
+    let globals: BTreeSet<String> = template.globals()["Function"]["Environment"]["Variables"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for r in template.resources() {
+        if r.kind != "AWS::Serverless::Function" {
+            continue;
+        }
+        let env: BTreeSet<String> = r.properties["Environment"]["Variables"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        out.push(Function {
+            logical_id: r.logical_id.clone(),
+            binary: r.metadata["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            properties: r.properties.clone(),
+            environment: env.into_iter().chain(globals.iter().cloned()).collect(),
+        });
+    }
+    out
+}
+
+#[test]
+fn every_function_has_the_environment_it_reads() {
+    let root = platformsync_tests::repo_root();
+    let functions = functions();
+    assert!(!functions.is_empty());
+    for f in functions {
+        let source = sources(&root.join("functions").join(&f.binary).join("src"));
+        assert!(
+            !source.is_empty(),
+            "{}: no sources for binary {}",
+            f.logical_id,
+            f.binary
+        );
+        for name in env_reads(&source) {
+            if LOCAL_ONLY.contains(&name.as_str()) {
+                continue;
+            }
+            assert!(
+                f.environment.contains(&name),
+                "{} reads {name} but template.yaml does not set it",
+                f.logical_id
+            );
+        }
+    }
+}
+
+#[test]
+fn every_function_may_make_the_calls_it_makes() {
+    let root = platformsync_tests::repo_root();
+    for f in functions() {
+        let source = sources(&root.join("functions").join(&f.binary).join("src"));
+        let allowed = actions_allowed(&f.properties);
+        for action in actions_needed(&source, &root) {
+            assert!(
+                allowed.contains(action),
+                "{} calls {action} but its policy does not allow it (allowed: {allowed:?})",
+                f.logical_id
+            );
+        }
+        assert!(
+            !allowed.iter().any(|a| a == "*" || a.ends_with(":*")),
+            "{}: no wildcard actions",
+            f.logical_id
+        );
+    }
+}
+
+#[test]
+fn the_checks_notice_a_missing_variable_or_permission() {
+    // The scanners themselves find what they must.
+    assert_eq!(
+        env_reads(r#"env::required("A")?; env::parsed_or("B", 1)"#),
+        BTreeSet::from(["A".to_owned(), "B".to_owned()])
+    );
+    let props: Value = serde_json::json!({"Policies": [{"Statement": [
+        {"Effect": "Allow", "Action": ["dynamodb:PutItem"], "Resource": "x"}
+    ]}]});
+    assert_eq!(
+        actions_allowed(&props),
+        BTreeSet::from(["dynamodb:PutItem".to_owned()])
+    );
+    let root = platformsync_tests::repo_root();
+    let needed = actions_needed(
+        "use platformsync_aws::transactions::TransactionStore; store.insert_new(&r)",
+        &root,
+    );
+    assert_eq!(
+        needed,
+        BTreeSet::from(["dynamodb:PutItem"]),
+        "only what is called"
+    );
+}
