@@ -283,8 +283,15 @@ impl Ingest {
             }
         }
 
-        let results: Vec<Result<Insertion, StoreError>> = stream::iter(&plan.writes)
+        // The futures are collected before they are streamed: a closure over
+        // borrowed items inside the stream makes the handler future !Send
+        // (rust-lang/rust#102211), and servers must be able to spawn it.
+        let writes: Vec<_> = plan
+            .writes
+            .iter()
             .map(|w| self.transactions.insert_new(&w.record))
+            .collect();
+        let results: Vec<Result<Insertion, StoreError>> = stream::iter(writes)
             .buffered(self.settings.write_concurrency)
             .collect()
             .await;
@@ -368,7 +375,9 @@ impl Ingest {
     /// Updates each safe's journal progress; the gaps still open after this
     /// upload. Advisory: the items are stored whatever happens here.
     async fn track_sequences(&self, plan: &Plan) -> Vec<SequenceGap> {
-        let per_safe = stream::iter(&plan.sequences)
+        let per_safe: Vec<_> = plan
+            .sequences
+            .iter()
             .map(|(serial, numbers)| async move {
                 match self.advance_sequence(serial, numbers).await {
                     Ok(progress) => progress
@@ -386,6 +395,8 @@ impl Ingest {
                     }
                 }
             })
+            .collect();
+        let per_safe = stream::iter(per_safe)
             .buffered(8)
             .collect::<Vec<Vec<SequenceGap>>>()
             .await;
@@ -475,4 +486,21 @@ fn refuse(
             },
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The local runner and any tokio server must be able to spawn the
+    /// handler: its future has to be `Send`.
+    #[test]
+    fn the_handler_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        fn check(ingest: &Ingest, req: ApiGatewayV2httpRequest) {
+            let fut = ingest.handle(req);
+            assert_send(&fut);
+        }
+        let _ = check;
+    }
 }

@@ -36,6 +36,8 @@ pub enum EventSource {
         maximum_retry_attempts: Option<u32>,
         bisect_on_error: bool,
         report_batch_item_failures: bool,
+        /// `DestinationConfig.OnFailure.Destination` (an ARN).
+        on_failure: Option<String>,
     },
     Sqs {
         name: String,
@@ -153,6 +155,9 @@ fn event_source(name: &str, event: &Value) -> Result<EventSource, String> {
                 .get("BisectBatchOnFunctionError")
                 .is_some_and(|b| scalar_string(b) == "true"),
             report_batch_item_failures: reports,
+            on_failure: p
+                .pointer("/DestinationConfig/OnFailure/Destination")
+                .map(scalar_string),
             name,
         },
         "SQS" => EventSource::Sqs {
@@ -241,6 +246,9 @@ Resources:
             BisectBatchOnFunctionError: true
             MaximumRetryAttempts: 5
             FunctionResponseTypes: [ReportBatchItemFailures]
+            DestinationConfig:
+              OnFailure:
+                Destination: !GetAtt Queue.Arn
         Jobs:
           Type: SQS
           Properties:
@@ -287,6 +295,7 @@ Resources:
             maximum_retry_attempts: Some(5),
             bisect_on_error: true,
             report_batch_item_failures: true,
+            on_failure: Some("arn:q".into()),
         }));
         assert!(f.events.contains(&EventSource::Sqs {
             name: "Jobs".into(),
