@@ -172,3 +172,146 @@ pub mod apigw {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"))
     }
 }
+
+impl Stack {
+    /// The fan-out function's settings for this deployment, as template.yaml
+    /// would set them.
+    pub fn fanout_settings(&self) -> fanout::Settings {
+        fanout::Settings::new(
+            self.reference("ConfigTable"),
+            self.reference("DeliveryQueue"),
+        )
+    }
+
+    /// The fan-out function wired to this deployment, as Lambda would run it.
+    pub fn fanout(&self) -> fanout::Fanout {
+        fanout::Fanout::new(&self.config, self.fanout_settings())
+    }
+}
+
+/// The transactions table's stream, read with the SDK and handed over in the
+/// shape Lambda delivers it (the conversion lives in
+/// `fanout::stream_records`, where the local runner finds it too).
+pub mod streams {
+    use super::Stack;
+    use aws_lambda_events::dynamodb::{Event, EventRecord};
+
+    /// Every record of the deployment's transactions stream so far, in
+    /// stream order.
+    pub async fn lambda_records(stack: &Stack) -> Vec<EventRecord> {
+        let client = aws_sdk_dynamodbstreams::Client::new(&stack.config);
+        let arn = stack.attribute("TransactionsTable", "StreamArn");
+        fanout::stream_records::read_all(&client, &arn)
+            .await
+            .unwrap_or_else(|e| panic!("reading the transactions stream: {e}"))
+    }
+
+    /// The event Lambda would deliver for `records`.
+    pub fn event(records: &[EventRecord]) -> Event {
+        let mut event = Event::default();
+        event.records = records.to_vec();
+        event
+    }
+}
+
+// ---------------------------------------------------------------- push (issue 5)
+
+/// A local HTTPS customer endpoint with its own CA, for the push tests.
+pub mod receiver;
+
+impl Stack {
+    /// The push function's settings for this deployment, as template.yaml
+    /// would set them, plus what a local run needs to reach `receiver`: its
+    /// CA trusted and 127.0.0.0/8 allow-listed.
+    pub fn push_settings(&self, receiver: &receiver::Receiver) -> push::Settings {
+        let mut settings = push::Settings::new(
+            self.reference("ConfigTable"),
+            self.reference("DeliveryLedgerTable"),
+            self.reference("DeliveryQueue"),
+            self.reference("DeliveryDeadLetterQueue"),
+            self.reference("NotificationsTopic"),
+        );
+        settings.extra_ca_pem = Some(receiver.ca_pem().as_bytes().to_vec());
+        settings.allow = platformsync_delivery::ssrf::AllowList::parse("127.0.0.0/8")
+            .expect("loopback allow-list");
+        settings
+    }
+
+    /// The push function wired to this deployment and `receiver`, with
+    /// `configure` applied to its settings (window, attempt timeout...).
+    pub fn push(
+        &self,
+        receiver: &receiver::Receiver,
+        configure: impl FnOnce(&mut push::Settings),
+    ) -> push::Push {
+        let mut settings = self.push_settings(receiver);
+        configure(&mut settings);
+        push::Push::new(&self.config, settings).expect("push function builds")
+    }
+
+    /// Up to 10 messages from the delivery queue, with every system attribute
+    /// (as Lambda's poller receives them), waiting up to `wait_seconds`.
+    pub async fn receive_deliveries(&self, wait_seconds: i32) -> Vec<aws_sdk_sqs::types::Message> {
+        self.clients
+            .sqs
+            .receive_message()
+            .queue_url(self.reference("DeliveryQueue"))
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive from the delivery queue")
+            .messages
+            .unwrap_or_default()
+    }
+
+    /// What Lambda does with a partial batch response: deletes every message
+    /// not reported as failed.
+    pub async fn delete_acknowledged(
+        &self,
+        messages: &[aws_sdk_sqs::types::Message],
+        response: &aws_lambda_events::sqs::SqsBatchResponse,
+    ) {
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        for m in messages {
+            if failed.contains(&m.message_id().unwrap_or_default()) {
+                continue;
+            }
+            self.clients
+                .sqs
+                .delete_message()
+                .queue_url(self.reference("DeliveryQueue"))
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("acknowledged message deleted");
+        }
+    }
+
+    /// Runs `push` on `messages` as Lambda would: the event in, the
+    /// acknowledged messages deleted.
+    pub async fn run_push(
+        &self,
+        push: &push::Push,
+        messages: &[aws_sdk_sqs::types::Message],
+    ) -> aws_lambda_events::sqs::SqsBatchResponse {
+        let response = push.handle(self.sqs_event(messages)).await;
+        self.delete_acknowledged(messages, &response).await;
+        response
+    }
+
+    /// Lambda's event for `messages` received from the delivery queue
+    /// (the conversion is `push::sqs_event`, shared with the local runner).
+    pub fn sqs_event(
+        &self,
+        messages: &[aws_sdk_sqs::types::Message],
+    ) -> aws_lambda_events::sqs::SqsEvent {
+        push::sqs_event(&self.attribute("DeliveryQueue", "Arn"), messages)
+    }
+}

@@ -103,6 +103,18 @@ impl Deployment {
         for (id, d) in &self.resources {
             r.record(id, d.physical.clone());
         }
+        // Resources played rather than created (the HTTP API, the functions)
+        // answer `Ref` with a local placeholder, so what refers to them (an
+        // event's `ApiId`) still resolves.
+        for id in self.not_emulated.keys() {
+            r.record(
+                id,
+                Physical {
+                    reference: format!("local:{id}"),
+                    attributes: BTreeMap::new(),
+                },
+            );
+        }
         r
     }
 

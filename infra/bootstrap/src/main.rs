@@ -23,6 +23,10 @@ struct Args {
     /// Where to write the created resources' physical ids as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write the generated ingest key to this file (mode 0600), for
+    /// local tools that play SafeSync.
+    #[arg(long)]
+    ingest_key_out: Option<PathBuf>,
     /// Account id for `AWS::AccountId` (moto's default).
     #[arg(long, env = "AWS_ACCOUNT_ID", default_value = "123456789012")]
     account_id: String,
@@ -58,7 +62,31 @@ async fn main() -> anyhow::Result<()> {
         account_id: args.account_id,
         parameters,
     };
-    let deployment = bootstrap(&template, &options, &Clients::new(&config)).await?;
+    let clients = Clients::new(&config);
+    let deployment = bootstrap(&template, &options, &clients).await?;
+    if let Some(path) = &args.ingest_key_out {
+        let arn = deployment
+            .reference("IngestKeySecret")
+            .context("template.yaml has no IngestKeySecret")?;
+        let key = clients
+            .secrets
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .context("reading the ingest key")?;
+        let key = key.secret_string().context("the ingest key has no value")?;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(key.as_bytes())?;
+    }
     let json = serde_json::to_string_pretty(&deployment)?;
     match &args.out {
         Some(path) => {

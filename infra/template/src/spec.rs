@@ -316,7 +316,7 @@ mod tests {
         assert!(q.fifo);
         assert_eq!(
             q.redrive(),
-            Some(("arn:DeliveryDeadLetterQueue".into(), 100))
+            Some(("arn:DeliveryDeadLetterQueue".into(), 1000))
         );
         assert_eq!(
             q.attributes.get("FifoQueue").map(String::as_str),

@@ -1,3 +1,15 @@
+// Without any service feature nothing calls AWS, so the SDK error helpers
+// are unused; they are compiled for every feature set regardless.
+#![cfg_attr(
+    not(any(
+        feature = "dynamodb",
+        feature = "secrets",
+        feature = "sqs",
+        feature = "sns"
+    )),
+    allow(dead_code)
+)]
+
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::error::Error as _;

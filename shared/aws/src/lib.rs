@@ -15,6 +15,18 @@ pub mod metrics;
 
 #[cfg(feature = "dynamodb")]
 pub mod config_table;
+#[cfg(feature = "sqs")]
+pub mod delivery_queue;
+#[cfg(feature = "dynamodb")]
+pub mod fanout_progress;
+#[cfg(feature = "dynamodb")]
+pub mod health;
+#[cfg(feature = "dynamodb")]
+pub mod ledger;
+#[cfg(feature = "sns")]
+pub mod notifier;
+#[cfg(feature = "sqs")]
+pub mod redelivery;
 #[cfg(feature = "dynamodb")]
 pub mod rejects;
 #[cfg(feature = "secrets")]

@@ -1,0 +1,21 @@
+//! Lambda entry point of the push function: builds its clients once per
+//! container, then hands every SQS event to [`push::Push`] with the
+//! invocation's deadline.
+
+// The handler future nests the SDK futures deeply.
+#![recursion_limit = "256"]
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let push = push::Push::from_env().await?;
+    let push = &push;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = push::deadline_from_epoch_ms(event.context.deadline);
+        Ok::<_, Error>(push.handle_before(event.payload, deadline).await)
+    }))
+    .await
+}

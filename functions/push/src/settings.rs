@@ -1,0 +1,100 @@
+//! How the push function is configured: `template.yaml`'s environment.
+
+use std::time::Duration;
+
+use platformsync_aws::env::{self, EnvError};
+use platformsync_delivery::retry::DEFAULT_WINDOW;
+use platformsync_delivery::ssrf::AllowList;
+use platformsync_http::client::DEFAULT_ATTEMPT_TIMEOUT;
+
+/// Endpoint settings are re-read at most this often by default: staff edits
+/// (a new URL, a new key name) take effect within half a minute.
+pub const DEFAULT_CONFIG_CACHE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Endpoints, customers and endpoint health (`CONFIG_TABLE`).
+    pub config_table: String,
+    /// Delivered batches and retry state (`DELIVERY_LEDGER_TABLE`).
+    pub ledger_table: String,
+    /// The queue this function is triggered by (`DELIVERY_QUEUE_URL`).
+    pub queue_url: String,
+    /// Where expired and malformed batches go (`DEAD_LETTER_QUEUE_URL`).
+    pub dead_letter_url: String,
+    /// Failing / expired / recovered notifications (`NOTIFICATIONS_TOPIC_ARN`).
+    pub topic_arn: String,
+    /// Retry window from a batch's first attempt (`RETRY_WINDOW_SECONDS`, 24 h).
+    pub retry_window: Duration,
+    /// One POST, connect to response (`ATTEMPT_TIMEOUT_SECONDS`, 180 s).
+    pub attempt_timeout: Duration,
+    /// How long endpoint settings are cached (`CONFIG_CACHE_SECONDS`, 30 s).
+    pub config_cache: Duration,
+    /// Extra trusted CA certificates, PEM (`PLATFORMSYNC_EXTRA_CA_FILE`): local runs only.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Address ranges exempt from the SSRF refusal (`PLATFORMSYNC_ALLOW_CIDRS`,
+    /// comma-separated): local runs only; empty in production.
+    pub allow: AllowList,
+}
+
+impl Settings {
+    /// The settings with the defaults above and nothing allow-listed.
+    pub fn new(
+        config_table: impl Into<String>,
+        ledger_table: impl Into<String>,
+        queue_url: impl Into<String>,
+        dead_letter_url: impl Into<String>,
+        topic_arn: impl Into<String>,
+    ) -> Self {
+        Settings {
+            config_table: config_table.into(),
+            ledger_table: ledger_table.into(),
+            queue_url: queue_url.into(),
+            dead_letter_url: dead_letter_url.into(),
+            topic_arn: topic_arn.into(),
+            retry_window: DEFAULT_WINDOW,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            config_cache: DEFAULT_CONFIG_CACHE,
+            extra_ca_pem: None,
+            allow: AllowList::none(),
+        }
+    }
+
+    pub fn from_env() -> Result<Self, EnvError> {
+        let mut settings = Settings::new(
+            env::required("CONFIG_TABLE")?,
+            env::required("DELIVERY_LEDGER_TABLE")?,
+            env::required("DELIVERY_QUEUE_URL")?,
+            env::required("DEAD_LETTER_QUEUE_URL")?,
+            env::required("NOTIFICATIONS_TOPIC_ARN")?,
+        );
+        settings.retry_window = Duration::from_secs(env::parsed_or(
+            "RETRY_WINDOW_SECONDS",
+            DEFAULT_WINDOW.as_secs(),
+        )?);
+        settings.attempt_timeout = Duration::from_secs(
+            env::parsed_or("ATTEMPT_TIMEOUT_SECONDS", DEFAULT_ATTEMPT_TIMEOUT.as_secs())?.max(1),
+        );
+        settings.config_cache = Duration::from_secs(env::parsed_or(
+            "CONFIG_CACHE_SECONDS",
+            DEFAULT_CONFIG_CACHE.as_secs(),
+        )?);
+        if let Ok(path) = std::env::var("PLATFORMSYNC_EXTRA_CA_FILE")
+            && !path.trim().is_empty()
+        {
+            let pem = std::fs::read(path.trim()).map_err(|e| EnvError::Invalid {
+                name: "PLATFORMSYNC_EXTRA_CA_FILE",
+                reason: format!("cannot read {path}: {e}"),
+            })?;
+            settings.extra_ca_pem = Some(pem);
+        }
+        if let Ok(cidrs) = std::env::var("PLATFORMSYNC_ALLOW_CIDRS")
+            && !cidrs.trim().is_empty()
+        {
+            settings.allow = AllowList::parse(&cidrs).map_err(|e| EnvError::Invalid {
+                name: "PLATFORMSYNC_ALLOW_CIDRS",
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(settings)
+    }
+}

@@ -1,0 +1,349 @@
+//! The delivery ledger: which batches reached which endpoint, and the retry
+//! state of those that have not yet.
+//!
+//! | item | `EndpointId` (PK) | `BatchId` (SK) | kept |
+//! |---|---|---|---|
+//! | delivered batch | endpoint id | the batch's `MessageId` | 400 days (TTL `ExpiresAt`) |
+//! | retry state of a pending batch | endpoint id | `ATTEMPT#<MessageId>` | until delivered or expired; 30 days at most |
+//!
+//! A delivered batch is written with `attribute_not_exists(BatchId)`: the
+//! first delivery wins, and the push function looks the batch up before
+//! posting, so a redelivered SQS message (a crash after the POST, before the
+//! acknowledgement) is acknowledged without a second POST.
+//!
+//! **Which transactions a batch held** is one string attribute,
+//! `TransactionKeys`: the transactions' keys (`SERIAL|SORTKEY`, as in the
+//! transactions table), one per line. About 75 bytes per transaction: a
+//! 1000-transaction batch is one item of ~75 KB (~75 write units) instead of
+//! 1000 items (≥ 1000 write units and 1000 requests), well below DynamoDB's
+//! 400 KB item limit. [`Ledger::deliveries_of`] answers "did transaction X
+//! reach endpoint Y" for tools (a query over the endpoint's ledger, never
+//! used on the delivery path).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use platformsync_delivery::retry::AttemptState;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::StoreError;
+
+/// Delivered batches are remembered this long (TTL): longer than any replay
+/// or audit question about "did it arrive" is likely to be asked.
+pub const DELIVERY_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// A retry state outlives its batch only if the function died between the
+/// last attempt and the clean-up; SQS keeps messages 14 days at most.
+pub const ATTEMPT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+const ATTEMPT_PREFIX: &str = "ATTEMPT#";
+
+/// What the ledger knows about one batch before it is posted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lookup {
+    /// The batch was already delivered: acknowledge, do not post.
+    pub delivered: bool,
+    /// The retry state left by earlier failed attempts, if any.
+    pub attempts: Option<AttemptState>,
+}
+
+/// A batch the endpoint accepted (HTTP 200).
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    pub endpoint_id: &'a str,
+    pub message_id: &'a str,
+    pub customer_id: &'a str,
+    /// `Transactions` or `AuditTransactions`.
+    pub kind: &'a str,
+    /// `SERIAL|SORTKEY` of every transaction of the batch, in batch order.
+    pub transaction_keys: &'a [String],
+    /// Attempts it took, this one included.
+    pub attempts: u32,
+    pub first_attempt_at: OffsetDateTime,
+    pub delivered_at: OffsetDateTime,
+}
+
+/// Whether [`Ledger::record_delivery`] wrote the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    /// Another invocation recorded the same batch first (it was posted twice:
+    /// the receiver drops the repeat by `MessageId`).
+    AlreadyThere,
+}
+
+/// A delivered batch as tools see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredBatch {
+    pub endpoint_id: String,
+    pub message_id: String,
+    pub delivered_at: String,
+    pub attempts: u32,
+    pub transaction_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn expires_at(now: OffsetDateTime, keep: Duration) -> i64 {
+    now.unix_timestamp()
+        .saturating_add(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn attempt_id(message_id: &str) -> String {
+    format!("{ATTEMPT_PREFIX}{message_id}")
+}
+
+fn key(endpoint_id: &str, batch_id: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("EndpointId".to_owned(), s(endpoint_id)),
+        ("BatchId".to_owned(), s(batch_id)),
+    ])
+}
+
+fn is_conditional_failure<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+impl Ledger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn malformed(&self, key: &str, message: impl ToString) -> StoreError {
+        StoreError::Malformed {
+            resource: self.table.clone(),
+            key: key.to_owned(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The batch's delivery record and retry state, in one strongly
+    /// consistent `BatchGetItem` (a delivery recorded a moment ago by another
+    /// invocation must be seen).
+    pub async fn lookup(&self, endpoint_id: &str, message_id: &str) -> Result<Lookup, StoreError> {
+        let keys = KeysAndAttributes::builder()
+            .keys(key(endpoint_id, message_id.to_owned()))
+            .keys(key(endpoint_id, attempt_id(message_id)))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| self.malformed(message_id, e))?;
+        let mut pending = Some(keys);
+        let mut lookup = Lookup::default();
+        let mut rounds = 0;
+        while let Some(request) = pending.take() {
+            rounds += 1;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| StoreError::sdk("BatchGetItem", &self.table, e))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                match item.get("BatchId") {
+                    Some(AttributeValue::S(id)) if id == message_id => lookup.delivered = true,
+                    Some(AttributeValue::S(id)) if id.starts_with(ATTEMPT_PREFIX) => {
+                        lookup.attempts = Some(self.attempt_state(item, message_id)?);
+                    }
+                    _ => {}
+                }
+            }
+            pending = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+            if pending.is_some() {
+                if rounds >= 5 {
+                    return Err(StoreError::Service {
+                        operation: "BatchGetItem",
+                        resource: self.table.clone(),
+                        message: "keys still unprocessed after retries".into(),
+                        retryable: true,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50 * rounds)).await;
+            }
+        }
+        Ok(lookup)
+    }
+
+    fn attempt_state(
+        &self,
+        item: &HashMap<String, AttributeValue>,
+        message_id: &str,
+    ) -> Result<AttemptState, StoreError> {
+        match item.get("State") {
+            Some(AttributeValue::S(json)) => {
+                serde_json::from_str(json).map_err(|e| self.malformed(&attempt_id(message_id), e))
+            }
+            _ => Err(self.malformed(&attempt_id(message_id), "no State attribute")),
+        }
+    }
+
+    /// Stores the retry state after a failed attempt (overwriting the
+    /// previous one: one batch is attempted by one invocation at a time,
+    /// FIFO's group lock sees to that). The state holds no secret:
+    /// `last_error` is the HTTP client's redacted text.
+    pub async fn save_attempts(
+        &self,
+        endpoint_id: &str,
+        message_id: &str,
+        state: &AttemptState,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(state).map_err(|e| self.malformed(message_id, e))?;
+        let mut item = key(endpoint_id, attempt_id(message_id));
+        item.insert("State".into(), s(json));
+        item.insert("Attempts".into(), n(state.attempts));
+        item.insert(
+            "ExpiresAt".into(),
+            n(expires_at(OffsetDateTime::now_utc(), ATTEMPT_RETENTION)),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
+        Ok(())
+    }
+
+    /// Forgets the retry state (the batch was delivered or expired).
+    pub async fn clear_attempts(
+        &self,
+        endpoint_id: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(endpoint_id, attempt_id(message_id))))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("DeleteItem", &self.table, e))?;
+        Ok(())
+    }
+
+    /// Records a delivered batch, once: a conditional put on the batch id.
+    pub async fn record_delivery(&self, delivery: &Delivery<'_>) -> Result<Recorded, StoreError> {
+        let mut item = key(delivery.endpoint_id, delivery.message_id.to_owned());
+        item.insert("CustomerId".into(), s(delivery.customer_id));
+        item.insert("Kind".into(), s(delivery.kind));
+        item.insert("DeliveredAt".into(), s(rfc3339(delivery.delivered_at)));
+        item.insert(
+            "FirstAttemptAt".into(),
+            s(rfc3339(delivery.first_attempt_at)),
+        );
+        item.insert("Attempts".into(), n(delivery.attempts));
+        item.insert(
+            "TransactionCount".into(),
+            n(delivery.transaction_keys.len()),
+        );
+        if !delivery.transaction_keys.is_empty() {
+            // An empty string attribute is allowed today, but an absent one
+            // reads more honestly for an (unexpected) empty batch.
+            item.insert(
+                "TransactionKeys".into(),
+                s(delivery.transaction_keys.join("\n")),
+            );
+        }
+        item.insert(
+            "ExpiresAt".into(),
+            n(expires_at(delivery.delivered_at, DELIVERY_RETENTION)),
+        );
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(BatchId)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Recorded::New),
+            Err(e) if is_conditional_failure(&e) => Ok(Recorded::AlreadyThere),
+            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
+        }
+    }
+
+    /// The delivered batches of `endpoint_id` that held `transaction_key`
+    /// (`SERIAL|SORTKEY`). Reads the endpoint's whole ledger: for tools, not
+    /// for the delivery path.
+    pub async fn deliveries_of(
+        &self,
+        endpoint_id: &str,
+        transaction_key: &str,
+    ) -> Result<Vec<DeliveredBatch>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("EndpointId = :e")
+            .filter_expression("contains(TransactionKeys, :k)")
+            .expression_attribute_values(":e", s(endpoint_id))
+            .expression_attribute_values(":k", s(transaction_key))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+        let text = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) => v.clone(),
+            Some(AttributeValue::N(v)) => v.clone(),
+            _ => String::new(),
+        };
+        Ok(items
+            .iter()
+            .map(|item| DeliveredBatch {
+                endpoint_id: text(item, "EndpointId"),
+                message_id: text(item, "BatchId"),
+                delivered_at: text(item, "DeliveredAt"),
+                attempts: text(item, "Attempts").parse().unwrap_or_default(),
+                transaction_keys: text(item, "TransactionKeys")
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
+            })
+            // `contains` is a substring test: keep exact matches only.
+            .filter(|b| b.transaction_keys.iter().any(|k| k == transaction_key))
+            .collect())
+    }
+}

@@ -1,0 +1,274 @@
+//! Failure notifications, published to the notifications SNS topic.
+//!
+//! Every message carries three string message attributes, so who gets what is
+//! decided by subscription filter policies, not by code:
+//!
+//! | attribute | values |
+//! |---|---|
+//! | `customer` | the customer id (`acme`) |
+//! | `endpoint` | the endpoint id (`acme-prod`) |
+//! | `kind` | `failing`, `expired` or `recovered` |
+//!
+//! Filter policies (`FilterPolicyScope: MessageAttributes`, the default):
+//!
+//! - a customer's recipients: `{"customer": ["acme"]}`
+//! - one endpoint only: `{"endpoint": ["acme-prod"]}`
+//! - only expirations (a pager): `{"kind": ["expired"]}`
+//! - support: no filter policy (receives everything).
+//!
+//! The subject and body are human-readable. The body names the customer's
+//! notification recipients, the endpoint's host (never its query string), the
+//! latest error (already redacted by the HTTP client) and what happens next.
+//! No token is ever part of a notification: nothing here has access to one.
+
+use std::fmt::Write as _;
+
+use aws_sdk_sns::Client;
+use aws_sdk_sns::types::MessageAttributeValue;
+
+use crate::StoreError;
+
+/// SNS subjects: at most 100 printable ASCII characters, no line breaks.
+const MAX_SUBJECT: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationKind {
+    /// An endpoint started failing (first failed attempt of an incident).
+    Failing,
+    /// A batch was not delivered within the retry window and was set aside.
+    Expired,
+    /// The endpoint accepted a batch again after an incident.
+    Recovered,
+}
+
+impl NotificationKind {
+    /// The `kind` message attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Failing => "failing",
+            NotificationKind::Expired => "expired",
+            NotificationKind::Recovered => "recovered",
+        }
+    }
+}
+
+/// What a notification says.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub kind: NotificationKind,
+    pub customer_id: String,
+    /// The customer's name, when known.
+    pub customer_name: Option<String>,
+    pub endpoint_id: String,
+    /// `https://host:port/path` (no query, no credentials).
+    pub endpoint: String,
+    /// The customer's notification recipients (e-mail addresses).
+    pub recipients: Vec<String>,
+    pub incident_id: String,
+    pub failing_since: String,
+    /// The batch that triggered it.
+    pub message_id: String,
+    /// Latest failure, redacted (failing, expired).
+    pub last_error: Option<String>,
+    /// Attempts of the triggering batch.
+    pub attempts: u32,
+    /// Human-readable retry window, e.g. `24 h`.
+    pub window: String,
+    /// Where an expired batch is kept (the dead-letter queue's name).
+    pub kept_in: Option<String>,
+}
+
+impl Notification {
+    pub fn subject(&self) -> String {
+        let who = self.customer_name.as_deref().unwrap_or(&self.customer_id);
+        let text = match self.kind {
+            NotificationKind::Failing => {
+                format!(
+                    "PlatformSync: endpoint {} of {who} is failing",
+                    self.endpoint_id
+                )
+            }
+            NotificationKind::Expired => format!(
+                "PlatformSync: undelivered batch expired for endpoint {} of {who}",
+                self.endpoint_id
+            ),
+            NotificationKind::Recovered => {
+                format!(
+                    "PlatformSync: endpoint {} of {who} recovered",
+                    self.endpoint_id
+                )
+            }
+        };
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(MAX_SUBJECT)
+            .collect()
+    }
+
+    pub fn body(&self) -> String {
+        let who = match &self.customer_name {
+            Some(name) => format!("{name} ({})", self.customer_id),
+            None => self.customer_id.clone(),
+        };
+        let mut b = String::new();
+        // Writing to a String cannot fail.
+        let _ = match self.kind {
+            NotificationKind::Failing => writeln!(
+                b,
+                "PlatformSync could not deliver a batch of transactions to endpoint {} of {who}.\n\n\
+                 Deliveries to this endpoint are paused and retried on a schedule (30 s, 1 min, \
+                 2 min, 5 min, 10 min, 30 min, then hourly) for {} from each batch's first attempt. \
+                 Batches are delivered in order once the endpoint answers HTTP 200 again. You will \
+                 be told when it recovers, and if a batch expires.",
+                self.endpoint_id, self.window
+            ),
+            NotificationKind::Expired => writeln!(
+                b,
+                "A batch of transactions for endpoint {} of {who} could not be delivered within \
+                 the retry window ({}) and is no longer retried.\n\n\
+                 It is kept{} for operations to inspect and replay; nothing is lost. Later \
+                 batches continue to be attempted in order.",
+                self.endpoint_id,
+                self.window,
+                self.kept_in
+                    .as_deref()
+                    .map(|q| format!(" in {q}"))
+                    .unwrap_or_default()
+            ),
+            NotificationKind::Recovered => writeln!(
+                b,
+                "Endpoint {} of {who} accepts deliveries again. Pending batches are being \
+                 delivered in order; after a failure, receivers may see batches in a different \
+                 order than they were made (each carries its MessageId).",
+                self.endpoint_id
+            ),
+        };
+        let _ = writeln!(b);
+        let _ = writeln!(b, "Endpoint:        {}", self.endpoint);
+        let _ = writeln!(b, "Incident:        {}", self.incident_id);
+        let _ = writeln!(b, "Failing since:   {}", self.failing_since);
+        let _ = writeln!(b, "Batch MessageId: {}", self.message_id);
+        if self.kind != NotificationKind::Recovered {
+            let _ = writeln!(b, "Attempts:        {}", self.attempts);
+        }
+        if let Some(error) = &self.last_error {
+            let _ = writeln!(b, "Last error:      {error}");
+        }
+        let _ = writeln!(
+            b,
+            "Recipients:      {}",
+            if self.recipients.is_empty() {
+                "(none configured for this customer; Loomis support only)".to_owned()
+            } else {
+                self.recipients.join(", ")
+            }
+        );
+        b
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    client: Client,
+    topic_arn: String,
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, StoreError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| StoreError::Malformed {
+            resource: "sns message attribute".into(),
+            key: value.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+impl Notifier {
+    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+
+    pub async fn publish(&self, notification: &Notification) -> Result<(), StoreError> {
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(notification.subject())
+            .message(notification.body())
+            .message_attributes("customer", attribute(&notification.customer_id)?)
+            .message_attributes("endpoint", attribute(&notification.endpoint_id)?)
+            .message_attributes("kind", attribute(notification.kind.as_str())?)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("Publish", &self.topic_arn, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(kind: NotificationKind) -> Notification {
+        Notification {
+            kind,
+            customer_id: "acme".into(),
+            customer_name: Some("Acme Retail".into()),
+            endpoint_id: "acme-prod".into(),
+            endpoint: "https://hooks.acme.example:443/push".into(),
+            recipients: vec!["ops@acme.example".into(), "cash@acme.example".into()],
+            incident_id: "2026-01-10T08:00:00Z".into(),
+            failing_since: "2026-01-10T08:00:00Z".into(),
+            message_id: "6f1c".into(),
+            last_error: Some("HTTP 503".into()),
+            attempts: 3,
+            window: "24 h".into(),
+            kept_in: Some("platformsync-prod-delivery-dlq.fifo".into()),
+        }
+    }
+
+    #[test]
+    fn subjects_are_short_ascii_one_liners() {
+        for kind in [
+            NotificationKind::Failing,
+            NotificationKind::Expired,
+            NotificationKind::Recovered,
+        ] {
+            let mut n = sample(kind);
+            n.customer_name = Some(format!("Ächme\n{}", "x".repeat(200)));
+            let subject = n.subject();
+            assert!(subject.len() <= MAX_SUBJECT, "{subject}");
+            assert!(subject.chars().all(|c| c.is_ascii_graphic() || c == ' '));
+        }
+    }
+
+    #[test]
+    fn body_names_recipients_endpoint_and_error() {
+        let body = sample(NotificationKind::Expired).body();
+        for needle in [
+            "ops@acme.example, cash@acme.example",
+            "https://hooks.acme.example:443/push",
+            "HTTP 503",
+            "Attempts:        3",
+            "delivery-dlq.fifo",
+            "24 h",
+        ] {
+            assert!(body.contains(needle), "{needle} missing from:\n{body}");
+        }
+        let recovered = sample(NotificationKind::Recovered).body();
+        assert!(
+            recovered.contains("accepts deliveries again"),
+            "{recovered}"
+        );
+    }
+}

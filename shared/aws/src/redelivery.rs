@@ -1,0 +1,176 @@
+//! What the push function does to the delivery queue besides acknowledging:
+//! schedule a retry (a visibility change), hand back unprocessed messages at
+//! once, and move a batch to the dead-letter queue.
+//!
+//! The dead-letter queue is where expired batches are kept (14 days) for
+//! operations to inspect and replay. A moved message keeps its body (the
+//! batch, which never holds a token), its group (the endpoint, so a replay
+//! keeps the order) and gets as deduplication id the batch's `MessageId` (a
+//! move retried after a crash is not doubled). Its message attributes say
+//! why it is there:
+//!
+//! | attribute | value |
+//! |---|---|
+//! | `Reason` | `expired` (retry window over) or `malformed` (not a batch this version can read) |
+//! | `LastError` | latest failure, redacted by the HTTP client (no token, no query string) |
+//! | `Attempts` | attempts made |
+//! | `FirstAttemptAt` | RFC 3339; the window was measured from here |
+//! | `EndpointId`, `CustomerId` | when known |
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue};
+
+use crate::StoreError;
+
+/// SQS refuses message attribute values above this (256 KB overall; keep
+/// attributes small, the body matters more).
+const MAX_ATTRIBUTE_CHARS: usize = 1024;
+
+/// A batch on its way to the dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    /// The original SQS body, unchanged.
+    pub body: &'a str,
+    /// FIFO group: the endpoint id (or the original group of a malformed message).
+    pub group_id: &'a str,
+    /// The batch's `MessageId` (the SQS message id for a malformed body).
+    pub deduplication_id: &'a str,
+    /// `expired` or `malformed`.
+    pub reason: &'a str,
+    pub last_error: Option<&'a str>,
+    pub attempts: u32,
+    pub first_attempt_at: Option<&'a str>,
+    pub endpoint_id: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Redelivery {
+    client: Client,
+    queue_url: String,
+    dead_letter_url: String,
+}
+
+fn attribute(value: &str, data_type: &str) -> Result<MessageAttributeValue, StoreError> {
+    MessageAttributeValue::builder()
+        .data_type(data_type)
+        .string_value(value.chars().take(MAX_ATTRIBUTE_CHARS).collect::<String>())
+        .build()
+        .map_err(|e| StoreError::Malformed {
+            resource: "sqs message attribute".into(),
+            key: data_type.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+impl Redelivery {
+    pub fn new(
+        client: Client,
+        queue_url: impl Into<String>,
+        dead_letter_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            dead_letter_url: dead_letter_url.into(),
+        }
+    }
+
+    pub fn dead_letter_url(&self) -> &str {
+        &self.dead_letter_url
+    }
+
+    /// The message comes back in `seconds` (a retry). While it is invisible
+    /// its FIFO group stays locked, so later batches of the endpoint wait.
+    pub async fn retry_in(&self, receipt_handle: &str, seconds: i32) -> Result<(), StoreError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("ChangeMessageVisibility", &self.queue_url, e))?;
+        Ok(())
+    }
+
+    /// Makes messages that were received but not processed visible again now
+    /// (rather than after the queue's 21-minute visibility timeout).
+    pub async fn release(&self, receipt_handles: &[&str]) -> Result<(), StoreError> {
+        for chunk in receipt_handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*handle)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| StoreError::Malformed {
+                            resource: self.queue_url.clone(),
+                            key: "release".into(),
+                            message: e.to_string(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| StoreError::sdk("ChangeMessageVisibilityBatch", &self.queue_url, e))?;
+            if let Some(failed) = out.failed().first() {
+                return Err(StoreError::Service {
+                    operation: "ChangeMessageVisibilityBatch",
+                    resource: self.queue_url.clone(),
+                    message: format!(
+                        "{} of {} entries failed, e.g. {}: {}",
+                        out.failed().len(),
+                        chunk.len(),
+                        failed.code(),
+                        failed.message().unwrap_or_default()
+                    ),
+                    retryable: !failed.sender_fault(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the batch to the dead-letter queue with why it is there. The
+    /// caller acknowledges the original only after this succeeded.
+    pub async fn dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.dead_letter_url)
+            .message_body(letter.body)
+            .message_group_id(letter.group_id)
+            .message_deduplication_id(letter.deduplication_id)
+            .message_attributes("Reason", attribute(letter.reason, "String")?)
+            .message_attributes(
+                "Attempts",
+                attribute(&letter.attempts.to_string(), "Number")?,
+            );
+        // SQS refuses empty attribute values: absent ones are left out.
+        let optional = [
+            ("LastError", letter.last_error),
+            ("FirstAttemptAt", letter.first_attempt_at),
+            ("EndpointId", letter.endpoint_id),
+            ("CustomerId", letter.customer_id),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                request = request.message_attributes(name, attribute(value, "String")?);
+            }
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("SendMessage", &self.dead_letter_url, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,274 @@
+//! Load run of the push function against the local stack and a local HTTPS
+//! receiver that answers 200.
+//!
+//! Delivers `EVENTS` SQS events of 10 batches (10 endpoints, one batch each,
+//! as Lambda hands a FIFO batch over) of 1,000 transactions through
+//! `Push::handle`: ledger lookup, render, POST, ledger record and health
+//! update per batch. In the same run, posts the same bodies with a bare
+//! `reqwest` client at the same concurrency (10 POSTs in flight). Prints both
+//! rates, their ratio (target >= 0.8) and the process's peak RSS (VmHWM,
+//! target <= 40 MB) with the baseline before the push run.
+//!
+//! Events are built directly (fake receipt handles: a delivered batch needs
+//! no queue call), so the run measures the function, not the emulator's
+//! ReceiveMessage. Run with `make bench-push` or
+//! `infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench push_load`.
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use futures_util::{StreamExt, stream};
+use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
+use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::payload::{ApiKey, PayloadItems, RenderInput, render_v1};
+use platformsync_domain::types::MessageKind;
+use platformsync_tests::Stack;
+use platformsync_tests::receiver::{Receiver, Reply};
+use serde_json::value::RawValue;
+
+const ENDPOINTS: usize = 10;
+const EVENTS: usize = 6;
+const PER_BATCH: usize = 1000;
+
+fn vm_hwm_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or_default()
+}
+
+fn batch(endpoint: usize, event: usize) -> BatchMessage {
+    let items = (0..PER_BATCH)
+        .map(|i| {
+            let time = format!("2026-01-{:02}T{:02}:{:02}:{:02}", 1 + event, i / 3600 % 24, i / 60 % 60, i % 60);
+            let payload = format!(
+                r#"{{"PickupGroupId":{event},"SerialNumber":"UT{endpoint:05}","RetrievedOn":"2026-01-10T09:00:00.1234567Z","TransactionDateTime":"{time}","UserName":"clerk","TransactionType":"CashIn","Amount":5560.0,"Denominations":[{{"UnitValue":20.0000,"Count":53,"Currency":"USD"}},{{"UnitValue":100.0000,"Count":45,"Currency":"USD"}}],"Register":"REG01"}}"#
+            );
+            BatchEntry {
+                key: BatchEntry::key_of(
+                    &format!("UT{endpoint:05}"),
+                    &format!("{time}.0000000#sha:{event:08x}{i:024x}"),
+                ),
+                payload: RawValue::from_string(payload).expect("valid JSON"),
+            }
+        })
+        .collect();
+    BatchMessage {
+        version: BATCH_MESSAGE_VERSION,
+        message_id: uuid::Uuid::new_v4(),
+        endpoint_id: EndpointId::parse(&format!("bench-{endpoint}")).expect("id"),
+        customer_id: CustomerId::parse("bench").expect("id"),
+        kind: MessageKind::Transactions,
+        created_at: "2026-01-10T09:00:00Z".into(),
+        items,
+    }
+}
+
+fn event(event: usize) -> (SqsEvent, Vec<BatchMessage>) {
+    let batches: Vec<BatchMessage> = (0..ENDPOINTS).map(|e| batch(e, event)).collect();
+    let mut sqs = SqsEvent::default();
+    sqs.records = batches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("bench-{event}-{i}"));
+            m.receipt_handle = Some(format!("receipt-{event}-{i}"));
+            m.body = Some(serde_json::to_string(b).expect("serialises"));
+            m.attributes
+                .insert("MessageGroupId".into(), b.endpoint_id.to_string());
+            m
+        })
+        .collect();
+    (sqs, batches)
+}
+
+#[tokio::main]
+async fn main() {
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    receiver.set_recording(false);
+    let config = platformsync_aws::config_table::ConfigStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("ConfigTable"),
+    );
+    config
+        .put_customer(&Customer {
+            customer_id: CustomerId::parse("bench").expect("id"),
+            name: "Bench".into(),
+            notification_recipients: vec![],
+        })
+        .await
+        .expect("customer");
+    for e in 0..ENDPOINTS {
+        let secret = format!("platformsync/{}/endpoints/bench-{e}", stack.stage);
+        stack
+            .clients
+            .secrets
+            .create_secret()
+            .name(&secret)
+            .secret_string(format!("bench-key-{e}"))
+            .send()
+            .await
+            .expect("secret");
+        let settings: EndpointSettings = serde_json::from_value(serde_json::json!({
+            "EndpointId": format!("bench-{e}"),
+            "CustomerId": "bench",
+            "Url": receiver.url("/push"),
+            "ApiKeySecret": secret,
+        }))
+        .expect("settings");
+        config.put_endpoint(&settings).await.expect("endpoint");
+    }
+    let push = stack.push(&receiver, |_| {});
+
+    // Warm-up (connections, caches), not timed.
+    let (warm, _) = event(EVENTS + 1);
+    assert!(push.handle(warm).await.batch_item_failures.is_empty());
+    let baseline_kb = vm_hwm_kb();
+
+    println!(
+        "push load: {EVENTS} events x {ENDPOINTS} batches (one per endpoint) x {PER_BATCH} transactions \
+         = {} transactions per round, moto server + local HTTPS receiver, {ENDPOINTS} POSTs in flight",
+        EVENTS * ENDPOINTS * PER_BATCH
+    );
+    println!(
+        "{:>16} {:>16} {:>16} {:>16} {:>7}",
+        "receiver delay", "push tx/s", "HTTP path tx/s", "bare tx/s", "ratio"
+    );
+    // The push rounds first, so the peak RSS read after them is the push
+    // function's (plus the harness), not the comparison loops' buffers.
+    let delays = [Duration::ZERO, Duration::from_millis(50)];
+    let mut push_rates = Vec::new();
+    for delay in delays {
+        receiver.set_default(Reply::ok().after(delay));
+        push_rates.push(push_round(&push).await);
+    }
+    let push_hwm_kb = vm_hwm_kb();
+    for (delay, push_rate) in delays.into_iter().zip(push_rates) {
+        receiver.set_default(Reply::ok().after(delay));
+        let http_rate = http_round(&receiver).await;
+        let bare_rate = bare_round(&receiver).await;
+        println!(
+            "{:>16} {:>16.0} {:>16.0} {:>16.0} {:>7.2}",
+            format!("{} ms", delay.as_millis()),
+            push_rate,
+            http_rate,
+            bare_rate,
+            push_rate / bare_rate
+        );
+    }
+    println!(
+        "push tx/s: Push::handle end to end (ledger lookup, render, POST, ledger record + health update); \
+         HTTP path: render + EndpointClient::post only; ratio = push / bare (target >= 0.8)"
+    );
+    println!(
+        "peak RSS (VmHWM): {:.1} MB after the push rounds, whole bench process incl. receiver and test data \
+         (after set-up and warm-up: {:.1} MB; after the comparison loops: {:.1} MB; target <= 40 MB)",
+        push_hwm_kb as f64 / 1024.0,
+        baseline_kb as f64 / 1024.0,
+        vm_hwm_kb() as f64 / 1024.0
+    );
+    println!("receiver requests: {}", receiver.count());
+}
+
+/// Push::handle over EVENTS events; transactions per second.
+async fn push_round(push: &push::Push) -> f64 {
+    let mut elapsed = Duration::ZERO;
+    for n in 0..EVENTS {
+        let (sqs, batches) = event(n);
+        drop(batches);
+        let started = Instant::now();
+        let response = push.handle(sqs).await;
+        elapsed += started.elapsed();
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+    (EVENTS * ENDPOINTS * PER_BATCH) as f64 / elapsed.as_secs_f64()
+}
+
+fn bodies(batches: &[BatchMessage]) -> Vec<Vec<u8>> {
+    batches
+        .iter()
+        .map(|b| {
+            let payloads: Vec<Box<RawValue>> = b.items.iter().map(|e| e.payload.clone()).collect();
+            let key =
+                ApiKey::new(None, Default::default(), "bench-key".to_owned().into()).expect("key");
+            render_v1(&RenderInput {
+                message_id: b.message_id,
+                correlation_id: None,
+                endpoint_metadata: &Default::default(),
+                items: PayloadItems::Raw {
+                    kind: b.kind,
+                    items: &payloads,
+                },
+                api_key: &key,
+            })
+            .body
+        })
+        .collect()
+}
+
+/// The push function's HTTP path alone: render + EndpointClient::post.
+async fn http_round(receiver: &Receiver) -> f64 {
+    let client = platformsync_http::EndpointClient::new(platformsync_http::ClientConfig {
+        extra_ca_pem: Some(receiver.ca_pem().as_bytes().to_vec()),
+        allow: platformsync_delivery::ssrf::AllowList::parse("127.0.0.0/8").expect("allow"),
+        ..Default::default()
+    })
+    .expect("client");
+    let url = receiver.url("/push");
+    let headers = vec![("Authorization".to_owned(), "Bearer bench-key".to_owned())];
+    let mut elapsed = Duration::ZERO;
+    for n in 0..EVENTS {
+        let (_, batches) = event(n);
+        let started = Instant::now();
+        let ok = stream::iter(bodies(&batches))
+            .map(|body| client.post(&url, &[], &headers, body))
+            .buffer_unordered(ENDPOINTS)
+            .filter(|r| std::future::ready(r.as_ref().is_ok_and(|r| r.is_delivered())))
+            .count()
+            .await;
+        elapsed += started.elapsed();
+        assert_eq!(ok, ENDPOINTS);
+    }
+    (EVENTS * ENDPOINTS * PER_BATCH) as f64 / elapsed.as_secs_f64()
+}
+
+/// The floor: bodies rendered beforehand, posted by a bare reqwest client.
+async fn bare_round(receiver: &Receiver) -> f64 {
+    let client = reqwest::Client::builder()
+        .tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(receiver.ca_pem().as_bytes()).expect("CA"),
+        )
+        .build()
+        .expect("client");
+    let url = receiver.url("/push");
+    let mut elapsed = Duration::ZERO;
+    for n in 0..EVENTS {
+        let (_, batches) = event(n);
+        let bodies = bodies(&batches);
+        drop(batches);
+        let started = Instant::now();
+        let ok = stream::iter(bodies)
+            .map(|body| {
+                client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("authorization", "Bearer bench-key")
+                    .body(body)
+                    .send()
+            })
+            .buffer_unordered(ENDPOINTS)
+            .filter(|r| std::future::ready(r.as_ref().is_ok_and(|r| r.status() == 200)))
+            .count()
+            .await;
+        elapsed += started.elapsed();
+        assert_eq!(ok, ENDPOINTS);
+    }
+    (EVENTS * ENDPOINTS * PER_BATCH) as f64 / elapsed.as_secs_f64()
+}
