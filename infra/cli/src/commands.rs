@@ -1,0 +1,607 @@
+//! `customer`, `safe` and `endpoint` commands.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result, bail};
+use platformsync_domain::endpoint::{
+    Customer, CustomerId, EndpointId, EndpointSettings, EndpointType, KeyPlacement,
+};
+use platformsync_domain::payload::DEFAULT_KEY_NAME;
+use platformsync_domain::serial::SerialNumber;
+use platformsync_domain::types::{AuditType, MessageKind, TransactionType};
+use serde_json::json;
+
+use crate::ops::{KeySource, Ops};
+use crate::table::{self, or_dash};
+use crate::{
+    CustomerCommand, EndpointAdd, EndpointCommand, EndpointTypeArg, EndpointUpdate, Io,
+    MessageTypeArg, PlacementArg, SafeCommand, SettingsArgs, Target,
+};
+
+fn customer_id(s: &str) -> Result<CustomerId> {
+    Ok(CustomerId::parse(s)?)
+}
+
+fn endpoint_id(s: &str) -> Result<EndpointId> {
+    Ok(EndpointId::parse(s)?)
+}
+
+async fn existing_customer(ops: &Ops, id: &CustomerId) -> Result<Customer> {
+    ops.config
+        .customer(id)
+        .await
+        .with_context(|| format!("reading customer {id}"))?
+        .with_context(|| {
+            format!("customer {id} does not exist (add it with `platformsync customer add`)")
+        })
+}
+
+fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@')
+}
+
+pub(crate) async fn customer(
+    target: &Target,
+    command: CustomerCommand,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    match command {
+        CustomerCommand::Add {
+            id,
+            name,
+            notify,
+            replace,
+        } => {
+            let id = customer_id(&id)?;
+            let name = name.trim().to_owned();
+            if name.is_empty() {
+                bail!("the customer name must not be empty");
+            }
+            if let Some(bad) = notify.iter().find(|e| !valid_email(e)) {
+                bail!("{bad:?} is not an e-mail address");
+            }
+            let ops = Ops::connect(target).await;
+            if !replace && ops.config.customer(&id).await?.is_some() {
+                bail!(
+                    "customer {id} already exists (use --replace to overwrite its name and recipients)"
+                );
+            }
+            let customer = Customer {
+                customer_id: id.clone(),
+                name,
+                notification_recipients: notify,
+            };
+            ops.config.put_customer(&customer).await?;
+            if json {
+                table::json(io.out, &customer)
+            } else {
+                writeln!(io.out, "customer {id} saved")?;
+                Ok(())
+            }
+        }
+        CustomerCommand::List => {
+            let ops = Ops::connect(target).await;
+            let mut customers = ops.config.customers().await?;
+            customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+            let mut safes: HashMap<String, usize> = HashMap::new();
+            for s in ops.config.safes().await? {
+                *safes.entry(s.customer_id).or_default() += 1;
+            }
+            let mut rows = Vec::new();
+            let mut out = Vec::new();
+            for c in &customers {
+                let endpoints = ops.config.endpoints_of(&c.customer_id).await?.len();
+                let safe_count = safes.get(c.customer_id.as_str()).copied().unwrap_or(0);
+                rows.push(vec![
+                    c.customer_id.to_string(),
+                    c.name.clone(),
+                    or_dash(c.notification_recipients.join(", ")),
+                    endpoints.to_string(),
+                    safe_count.to_string(),
+                ]);
+                let mut v = serde_json::to_value(c)?;
+                v["Endpoints"] = json!(endpoints);
+                v["Safes"] = json!(safe_count);
+                out.push(v);
+            }
+            if json {
+                table::json(io.out, &out)
+            } else {
+                table::print(
+                    io.out,
+                    &["CUSTOMER", "NAME", "NOTIFY", "ENDPOINTS", "SAFES"],
+                    &rows,
+                )
+            }
+        }
+    }
+}
+
+pub(crate) async fn safe(
+    target: &Target,
+    command: SafeCommand,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    match command {
+        SafeCommand::Assign { serials, customer } => {
+            let customer = customer_id(&customer)?;
+            let serials: Vec<String> = serials
+                .iter()
+                .map(|s| {
+                    SerialNumber::parse(s)
+                        .map(|s| s.as_str().to_owned())
+                        .map_err(|e| anyhow::anyhow!("serial number {s:?}: {e}"))
+                })
+                .collect::<Result<_>>()?;
+            let ops = Ops::connect(target).await;
+            existing_customer(&ops, &customer).await?;
+            assign(&ops, &serials, &customer, json, io).await
+        }
+        SafeCommand::List { customer } => {
+            let customer = customer.as_deref().map(customer_id).transpose()?;
+            let ops = Ops::connect(target).await;
+            let mut safes = ops.config.safes().await?;
+            if let Some(c) = &customer {
+                safes.retain(|s| s.customer_id == c.as_str());
+            }
+            safes.sort_by(|a, b| {
+                (&a.customer_id, &a.serial_number).cmp(&(&b.customer_id, &b.serial_number))
+            });
+            if json {
+                table::json(io.out, &safes)
+            } else {
+                let rows: Vec<Vec<String>> = safes
+                    .iter()
+                    .map(|s| vec![s.serial_number.clone(), s.customer_id.clone()])
+                    .collect();
+                table::print(io.out, &["SERIAL", "CUSTOMER"], &rows)
+            }
+        }
+    }
+}
+
+/// Assigns validated, upper-cased `serials` to an existing customer.
+pub(crate) async fn assign(
+    ops: &Ops,
+    serials: &[String],
+    customer: &CustomerId,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
+    let before = ops.config.safe_owners(&refs).await?;
+    let mut out = Vec::new();
+    for serial in serials {
+        ops.config.assign_safe(serial, customer.as_str()).await?;
+        let previous = before.get(serial).filter(|p| *p != customer.as_str());
+        if !json {
+            match previous {
+                Some(p) => writeln!(io.out, "safe {serial} -> {customer} (was {p})")?,
+                None => writeln!(io.out, "safe {serial} -> {customer}")?,
+            }
+        }
+        out.push(
+            json!({"SerialNumber": serial, "CustomerId": customer, "PreviousCustomerId": previous}),
+        );
+    }
+    if json {
+        table::json(io.out, &out)?;
+    }
+    Ok(())
+}
+
+fn parse_metadata(entries: &[String]) -> Result<Vec<(String, String)>> {
+    entries
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => bail!("--metadata {e:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// Applies the given settings to `e`.
+fn apply(e: &mut EndpointSettings, s: &SettingsArgs) -> Result<()> {
+    if let Some(url) = &s.url {
+        e.url = url.trim().to_owned();
+    }
+    if let Some(t) = s.endpoint_type {
+        e.endpoint_type = match t {
+            EndpointTypeArg::Production => EndpointType::Production,
+            EndpointTypeArg::Test => EndpointType::Test,
+            EndpointTypeArg::Development => EndpointType::Development,
+        };
+    }
+    if let Some(name) = &s.key_name {
+        e.api_key_name = name.clone();
+    }
+    if let Some(p) = s.key_placement {
+        e.api_key_placement = match p {
+            PlacementArg::Header => KeyPlacement::Header,
+            PlacementArg::Body => KeyPlacement::Body,
+            PlacementArg::Query => KeyPlacement::Query,
+            PlacementArg::Metadata => KeyPlacement::Metadata,
+        };
+    }
+    if s.raw_key {
+        e.bearer = false;
+    }
+    if s.bearer {
+        e.bearer = true;
+    }
+    for (k, v) in parse_metadata(&s.metadata)? {
+        e.metadata.insert(k, v);
+    }
+    if !s.whitelist.is_empty() {
+        let mut list: Vec<String> = Vec::new();
+        for name in s
+            .whitelist
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            // Store the name as given (either vocabulary matches), but refuse unknown ones
+            // here with the list of known names.
+            if TransactionType::parse(name).is_err() && AuditType::parse(name).is_err() {
+                let known: Vec<&str> = TransactionType::ALL
+                    .iter()
+                    .map(|t| t.canonical_name())
+                    .chain(TransactionType::ALL.iter().filter_map(|t| t.alias()))
+                    .chain(AuditType::ALL.iter().map(|t| t.canonical_name()))
+                    .collect();
+                bail!(
+                    "--whitelist {name:?} is not a transaction or audit type; known: {}",
+                    known.join(", ")
+                );
+            }
+            if !list.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                list.push(name.to_owned());
+            }
+        }
+        if list.is_empty() {
+            bail!("--whitelist is empty: name at least one type, or leave it out to send all");
+        }
+        e.whitelist = Some(list);
+    }
+    if !s.message_types.is_empty() {
+        let mut kinds: Vec<MessageKind> = s
+            .message_types
+            .iter()
+            .map(|m| match m {
+                MessageTypeArg::Transactions => MessageKind::Transactions,
+                MessageTypeArg::AuditTransactions => MessageKind::AuditTransactions,
+            })
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        e.message_types = kinds;
+    }
+    if let Some(n) = s.max_batch_size {
+        e.max_batch_size = n;
+    }
+    if let Some(v) = &s.payload_version {
+        e.payload_version = if v.trim().eq_ignore_ascii_case("latest") {
+            None
+        } else {
+            Some(v.trim().to_owned())
+        };
+    }
+    if s.disabled {
+        e.enabled = false;
+    }
+    if s.enabled {
+        e.enabled = true;
+    }
+    Ok(())
+}
+
+/// Checks the settings (and the key against its placement) before anything is written.
+fn validate(e: &EndpointSettings, key: Option<&secrecy::SecretString>) -> Result<()> {
+    e.validate()
+        .with_context(|| format!("endpoint {} not saved", e.endpoint_id))?;
+    if let Some(key) = key {
+        e.api_key(key.clone()).map(drop).with_context(|| {
+            format!(
+                "endpoint {} not saved: the API key does not suit its placement",
+                e.endpoint_id
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Every endpoint of every customer.
+async fn all_endpoints(ops: &Ops) -> Result<Vec<EndpointSettings>> {
+    let mut customers = ops.config.customers().await?;
+    customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    let mut all = Vec::new();
+    for c in customers {
+        all.extend(ops.config.endpoints_of(&c.customer_id).await?);
+    }
+    Ok(all)
+}
+
+pub(crate) async fn endpoint(
+    target: &Target,
+    command: EndpointCommand,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    match command {
+        EndpointCommand::Add(args) => add(target, args, json, io).await,
+        EndpointCommand::Update(args) => update(target, args, json, io).await,
+        EndpointCommand::List { customer } => {
+            let customer = customer.as_deref().map(customer_id).transpose()?;
+            let ops = Ops::connect(target).await;
+            let endpoints = match &customer {
+                Some(c) => {
+                    existing_customer(&ops, c).await?;
+                    ops.config.endpoints_of(c).await?
+                }
+                None => all_endpoints(&ops).await?,
+            };
+            if json {
+                return table::json(io.out, &endpoints);
+            }
+            let rows: Vec<Vec<String>> = endpoints
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.endpoint_id.to_string(),
+                        e.customer_id.to_string(),
+                        format!("{:?}", e.endpoint_type).to_lowercase(),
+                        e.url.clone(),
+                        key_description(e),
+                        message_types(e),
+                        e.whitelist
+                            .as_ref()
+                            .map(|w| w.join(","))
+                            .unwrap_or_else(|| "all".into()),
+                        e.max_batch_size.to_string(),
+                        if e.enabled { "yes" } else { "no" }.into(),
+                    ]
+                })
+                .collect();
+            table::print(
+                io.out,
+                &[
+                    "ENDPOINT",
+                    "CUSTOMER",
+                    "TYPE",
+                    "URL",
+                    "KEY",
+                    "MESSAGES",
+                    "WHITELIST",
+                    "BATCH",
+                    "ENABLED",
+                ],
+                &rows,
+            )
+        }
+        EndpointCommand::Show { customer, id } => {
+            let (customer, id) = (customer_id(&customer)?, endpoint_id(&id)?);
+            let ops = Ops::connect(target).await;
+            let e = ops
+                .config
+                .endpoint(&customer, &id)
+                .await?
+                .with_context(|| format!("customer {customer} has no endpoint {id}"))?;
+            let changed = ops.key_last_changed(&e.api_key_secret).await?;
+            show(&e, changed.as_deref(), json, io)
+        }
+    }
+}
+
+fn key_description(e: &EndpointSettings) -> String {
+    match e.api_key_placement {
+        KeyPlacement::Header if e.bearer => format!("header {}: Bearer", e.api_key_name),
+        KeyPlacement::Header => format!("header {}: raw", e.api_key_name),
+        KeyPlacement::Query => format!("query ?{}=", e.api_key_name),
+        KeyPlacement::Body => format!("body .{}", e.api_key_name),
+        KeyPlacement::Metadata => format!("metadata .Metadata.{}", e.api_key_name),
+    }
+}
+
+fn message_types(e: &EndpointSettings) -> String {
+    e.message_types
+        .iter()
+        .map(|k| k.wire_name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn show(
+    e: &EndpointSettings,
+    key_changed: Option<&str>,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    if json {
+        let mut v = serde_json::to_value(e)?;
+        v["ApiKeyStored"] = json!(key_changed.is_some());
+        v["ApiKeyLastChanged"] = json!(key_changed);
+        return table::json(io.out, &v);
+    }
+    let metadata = e
+        .metadata
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows: Vec<(&str, String)> = vec![
+        ("Endpoint", e.endpoint_id.to_string()),
+        ("Customer", e.customer_id.to_string()),
+        ("URL", e.url.clone()),
+        ("Type", format!("{:?}", e.endpoint_type).to_lowercase()),
+        ("Enabled", if e.enabled { "yes" } else { "no" }.into()),
+        ("API key", key_description(e)),
+        ("API key secret", e.api_key_secret.clone()),
+        (
+            "API key stored",
+            match key_changed {
+                Some(at) => format!("yes (last changed {at})"),
+                None => {
+                    "NO: the secret does not exist; set it with `endpoint update --key-file`".into()
+                }
+            },
+        ),
+        ("Message types", message_types(e)),
+        (
+            "Whitelist",
+            e.whitelist
+                .as_ref()
+                .map(|w| w.join(", "))
+                .unwrap_or_else(|| "all types".into()),
+        ),
+        ("Max batch size", e.max_batch_size.to_string()),
+        (
+            "Payload version",
+            e.payload_version.clone().unwrap_or_else(|| "latest".into()),
+        ),
+        ("Metadata", or_dash(metadata)),
+    ];
+    for (k, v) in rows {
+        writeln!(io.out, "{:<16} {v}", format!("{k}:"))?;
+    }
+    Ok(())
+}
+
+async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) -> Result<()> {
+    let (customer, id) = (customer_id(&args.customer)?, endpoint_id(&args.id)?);
+    let Some(source) = KeySource::of(&args.key)? else {
+        bail!("endpoint add needs the API key: --key-stdin or --key-file PATH");
+    };
+    let Some(url) = args.settings.url.clone() else {
+        bail!("endpoint add needs --url https://...");
+    };
+    let names = crate::Names::of(target);
+    let mut e = EndpointSettings {
+        endpoint_id: id.clone(),
+        customer_id: customer.clone(),
+        url,
+        endpoint_type: EndpointType::default(),
+        api_key_name: DEFAULT_KEY_NAME.to_owned(),
+        api_key_placement: KeyPlacement::default(),
+        bearer: true,
+        api_key_secret: names.endpoint_secret(id.as_str()),
+        metadata: BTreeMap::new(),
+        whitelist: None,
+        message_types: vec![MessageKind::Transactions],
+        max_batch_size: platformsync_domain::endpoint::MAX_BATCH_SIZE,
+        payload_version: None,
+        enabled: true,
+    };
+    apply(&mut e, &args.settings)?;
+    // Settings first: a bad URL is reported before the key is even asked for.
+    validate(&e, None)?;
+    let key = io.read_key(&source)?;
+    validate(&e, Some(&key))?;
+
+    let ops = Ops::connect(target).await;
+    existing_customer(&ops, &customer).await?;
+    // The secret, the ledger and the queue group are per endpoint id: unique across customers.
+    if let Some(other) = all_endpoints(&ops)
+        .await?
+        .into_iter()
+        .find(|o| o.endpoint_id == id)
+    {
+        if other.customer_id == customer {
+            bail!(
+                "customer {customer} already has endpoint {id}: use `platformsync endpoint update`"
+            );
+        }
+        bail!(
+            "endpoint id {id} is taken by customer {}: endpoint ids are unique across customers",
+            other.customer_id
+        );
+    }
+    // Key first: stored settings always name a secret that exists.
+    let version = ops.store_key(&e.api_key_secret, id.as_str(), &key).await?;
+    ops.config.put_endpoint(&e).await?;
+    if json {
+        let mut v = serde_json::to_value(&e)?;
+        v["ApiKeyVersion"] = json!(version);
+        table::json(io.out, &v)
+    } else {
+        writeln!(
+            io.out,
+            "endpoint {id} added for customer {customer}; API key stored in Secrets Manager as {}",
+            e.api_key_secret
+        )?;
+        Ok(())
+    }
+}
+
+async fn update(target: &Target, args: EndpointUpdate, json: bool, io: &mut Io<'_>) -> Result<()> {
+    let (customer, id) = (customer_id(&args.customer)?, endpoint_id(&args.id)?);
+    let source = KeySource::of(&args.key)?;
+    let ops = Ops::connect(target).await;
+    let mut e = ops
+        .config
+        .endpoint(&customer, &id)
+        .await?
+        .with_context(|| format!("customer {customer} has no endpoint {id}"))?;
+    let before = e.clone();
+    if args.clear_metadata {
+        e.metadata.clear();
+    }
+    for k in &args.remove_metadata {
+        if e.metadata.remove(k).is_none() {
+            bail!("--remove-metadata {k:?}: endpoint {id} has no such metadata");
+        }
+    }
+    if args.clear_whitelist {
+        e.whitelist = None;
+    }
+    apply(&mut e, &args.settings)?;
+    validate(&e, None)?;
+    let key = match &source {
+        Some(source) => {
+            let key = io.read_key(source)?;
+            validate(&e, Some(&key))?;
+            Some(key)
+        }
+        None => None,
+    };
+    if key.is_none() && e == before {
+        bail!(
+            "nothing to change: give a setting to change, or --key-stdin / --key-file to rotate the key"
+        );
+    }
+    let version = match &key {
+        Some(key) => Some(ops.store_key(&e.api_key_secret, id.as_str(), key).await?),
+        None => None,
+    };
+    if e != before {
+        ops.config.put_endpoint(&e).await?;
+    }
+    if json {
+        let mut v = serde_json::to_value(&e)?;
+        v["ApiKeyRotated"] = json!(version.is_some());
+        v["ApiKeyVersion"] = json!(version);
+        table::json(io.out, &v)
+    } else {
+        let mut what = Vec::new();
+        if e != before {
+            what.push("settings saved".to_owned());
+        }
+        if key.is_some() {
+            what.push(format!(
+                "API key rotated (new version of {})",
+                e.api_key_secret
+            ));
+        }
+        writeln!(io.out, "endpoint {id}: {}", what.join("; "))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,367 @@
+//! `platformsync`, the ops CLI: customers, safes, endpoints (and their API
+//! keys in Secrets Manager), the state of delivery, and the SafeSync
+//! simulator.
+//!
+//! It talks to whatever the standard AWS environment points at
+//! (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials): the local stack after
+//! `source .local/stack.env`, or a real account. Resource names follow
+//! template.yaml from the stage (`PLATFORMSYNC_STAGE`, default `local`):
+//! `platformsync-<stage>-config` and so on; each can be overridden by its own
+//! variable or flag ([`Target`]).
+//!
+//! The library exposes [`Cli`] and [`run`] so tests run every command
+//! in-process with their own input and output, and [`simulate::day`] so the
+//! demo and the tests can generate the same uploads the `simulate` command
+//! sends.
+
+mod commands;
+mod ops;
+pub mod simulate;
+mod simulate_cmd;
+mod status;
+mod table;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use ops::{KeySource, Names, read_key};
+
+/// The PlatformSync ops CLI.
+#[derive(Debug, Parser)]
+#[command(name = "platformsync", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub target: Target,
+    /// Print JSON instead of tables (every listing, `show`, `status`, `simulate`).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which deployment to talk to. Names default to template.yaml's, from the stage.
+impl Cli {
+    /// Parses arguments (the first is the program name) as `main` does,
+    /// without exiting on an error.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        <Self as Parser>::try_parse_from(args)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Deployment stage: resources are named `platformsync-<stage>-...`.
+    #[arg(
+        long,
+        env = "PLATFORMSYNC_STAGE",
+        default_value = "local",
+        global = true
+    )]
+    pub stage: String,
+    /// Configuration table (default `platformsync-<stage>-config`).
+    #[arg(long, env = "CONFIG_TABLE", global = true, hide_env_values = true)]
+    pub config_table: Option<String>,
+    /// Transactions table (default `platformsync-<stage>-transactions`).
+    #[arg(long, env = "TRANSACTIONS_TABLE", global = true)]
+    pub transactions_table: Option<String>,
+    /// Delivery ledger table (default `platformsync-<stage>-delivery-ledger`).
+    #[arg(long, env = "DELIVERY_LEDGER_TABLE", global = true)]
+    pub delivery_ledger_table: Option<String>,
+    /// Delivery queue URL (default: looked up by name, `platformsync-<stage>-delivery.fifo`).
+    #[arg(long, env = "DELIVERY_QUEUE_URL", global = true)]
+    pub delivery_queue_url: Option<String>,
+    /// Dead-letter queue URL (default: looked up by name, `platformsync-<stage>-delivery-dlq.fifo`).
+    #[arg(long, env = "DEAD_LETTER_QUEUE_URL", global = true)]
+    pub dead_letter_queue_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Customers: who owns safes and endpoints, and who is told of failures.
+    #[command(subcommand)]
+    Customer(CustomerCommand),
+    /// The safe registry: which customer owns which safe.
+    #[command(subcommand)]
+    Safe(SafeCommand),
+    /// Customer endpoints: settings, and their API keys in Secrets Manager.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Queue depths, dead letters, and per endpoint: health, last delivery, retrying batches.
+    Status,
+    /// Sends a simulated SafeSync day to the ingest API.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Registers a customer.
+    Add {
+        /// 1 to 64 of `[a-z0-9-]`.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// E-mail address told about failures (repeat for several).
+        #[arg(long = "notify", value_name = "EMAIL")]
+        notify: Vec<String>,
+        /// Overwrite an existing customer's name and recipients.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Lists customers, with their endpoint and safe counts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SafeCommand {
+    /// Assigns safes to a customer (a safe belongs to one customer at a time).
+    Assign {
+        /// Serial numbers (3 to 32 of `[A-Za-z0-9-]`; stored upper-cased).
+        #[arg(required = true, value_name = "SERIAL")]
+        serials: Vec<String>,
+        #[arg(long)]
+        customer: String,
+    },
+    /// Lists safes and their owners.
+    List {
+        /// Only this customer's safes.
+        #[arg(long)]
+        customer: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Registers an endpoint; its API key is read from standard input or a file.
+    Add(EndpointAdd),
+    /// Changes an endpoint's settings; with a key option, rotates its API key.
+    Update(EndpointUpdate),
+    /// Lists endpoints (all, or one customer's).
+    List {
+        #[arg(long)]
+        customer: Option<String>,
+    },
+    /// Shows one endpoint's settings and its key's secret id (never the key).
+    Show {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// Where an API key comes from. Never a command-line argument.
+#[derive(Debug, Clone, Default, Args)]
+#[group(multiple = false)]
+pub struct KeyArgs {
+    /// Read the API key from standard input (one trailing newline is dropped).
+    #[arg(long)]
+    pub key_stdin: bool,
+    /// Read the API key from a file (one trailing newline is dropped).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Refused: a key on the command line ends up in shell history and `ps`.
+    #[arg(long = "key", alias = "api-key", hide = true, value_name = "KEY")]
+    pub key_argument: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EndpointTypeArg {
+    Production,
+    Test,
+    Development,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlacementArg {
+    Header,
+    Body,
+    Query,
+    Metadata,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MessageTypeArg {
+    #[value(name = "Transactions", alias = "transactions")]
+    Transactions,
+    #[value(
+        name = "AuditTransactions",
+        alias = "audittransactions",
+        alias = "audit"
+    )]
+    AuditTransactions,
+}
+
+/// Settings shared by `endpoint add` and `endpoint update`; absent = default
+/// (add) or unchanged (update).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettingsArgs {
+    /// Public HTTPS URL that accepts POST.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// A label for staff.
+    #[arg(long = "type", value_enum)]
+    pub endpoint_type: Option<EndpointTypeArg>,
+    /// Header, query parameter or property name of the key (default `Authorization`).
+    #[arg(long)]
+    pub key_name: Option<String>,
+    /// Where the key goes (default header).
+    #[arg(long, value_enum)]
+    pub key_placement: Option<PlacementArg>,
+    /// Header placement: send the raw key, without `Bearer `.
+    #[arg(long, conflicts_with = "bearer")]
+    pub raw_key: bool,
+    /// Header placement: send `Bearer <key>` (the default; undoes --raw-key).
+    #[arg(long)]
+    pub bearer: bool,
+    /// Metadata added to every payload's `Metadata` (repeat: K=V).
+    #[arg(long = "metadata", value_name = "K=V")]
+    pub metadata: Vec<String>,
+    /// Transaction or audit type to send, either vocabulary (repeat, or comma-separated); absent = all.
+    #[arg(long = "whitelist", value_name = "TYPE", value_delimiter = ',')]
+    pub whitelist: Vec<String>,
+    /// Message types to send (default Transactions).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub message_types: Vec<MessageTypeArg>,
+    /// Most transactions per POST, 1 to 1000 (default 1000).
+    #[arg(long)]
+    pub max_batch_size: Option<u16>,
+    /// Pin the payload version (`1`); `latest` unpins.
+    #[arg(long)]
+    pub payload_version: Option<String>,
+    /// Stop sending to this endpoint.
+    #[arg(long, conflicts_with = "enabled")]
+    pub disabled: bool,
+    /// Send to this endpoint again (undoes --disabled).
+    #[arg(long)]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EndpointAdd {
+    #[arg(long)]
+    pub customer: String,
+    /// Endpoint id, unique across customers (1 to 64 of `[a-z0-9-]`).
+    #[arg(long)]
+    pub id: String,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EndpointUpdate {
+    #[arg(long)]
+    pub customer: String,
+    #[arg(long)]
+    pub id: String,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Remove metadata keys (repeat).
+    #[arg(long = "remove-metadata", value_name = "K")]
+    pub remove_metadata: Vec<String>,
+    /// Remove all metadata before applying --metadata.
+    #[arg(long)]
+    pub clear_metadata: bool,
+    /// Send every type again (drop the whitelist).
+    #[arg(long, conflicts_with = "whitelist")]
+    pub clear_whitelist: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Base URL of the API (`<URL>/v1/uploads` is posted to).
+    #[arg(long, required_unless_present = "dry_run")]
+    pub api: Option<String>,
+    /// Read the ingest key from standard input.
+    #[arg(long, group = "ingest_key")]
+    pub key_stdin: bool,
+    /// Read the ingest key from a file.
+    #[arg(long, group = "ingest_key", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Read the ingest key from an environment variable.
+    #[arg(long, group = "ingest_key", value_name = "VAR")]
+    pub key_env: Option<String>,
+    /// Distinct safes.
+    #[arg(long, default_value_t = 7)]
+    pub safes: usize,
+    /// Distinct valid transactions (before duplicates).
+    #[arg(long, default_value_t = 500)]
+    pub transactions: usize,
+    /// Distinct valid audit records (default: a fifth of --transactions, at least 8).
+    #[arg(long)]
+    pub audits: Option<usize>,
+    /// Seed: the same seed and date give the same uploads.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Uploads the day is cut into.
+    #[arg(long, default_value_t = 4)]
+    pub uploads: usize,
+    /// Business day, YYYY-MM-DD (default: two days ago).
+    #[arg(long, value_parser = simulate::parse_date)]
+    pub date: Option<time::Date>,
+    /// Assign the simulated safes to this customer first (so their transactions are pushed).
+    #[arg(long, value_name = "CUSTOMER")]
+    pub assign_to: Option<String>,
+    /// Print the serials and expected counts; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Where a command reads and writes: the process's streams, or a test's buffers.
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub stdin: &'a mut dyn Read,
+    /// Standard input is a terminal: prompt before reading a key from it.
+    pub interactive: bool,
+}
+
+impl Io<'_> {
+    /// Reads a key from `source`, prompting on `err` when stdin is a terminal.
+    pub(crate) fn read_key(&mut self, source: &KeySource) -> anyhow::Result<secrecy::SecretString> {
+        if *source == KeySource::Stdin && self.interactive {
+            let _ = writeln!(self.err, "API key (then Enter and Ctrl-D):");
+        }
+        read_key(source, self.stdin)
+    }
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Customer(c) => commands::customer(&cli.target, c, json, io).await,
+        Command::Safe(c) => commands::safe(&cli.target, c, json, io).await,
+        Command::Endpoint(c) => commands::endpoint(&cli.target, c, json, io).await,
+        Command::Status => status::run(&cli.target, json, io).await,
+        Command::Simulate(args) => simulate_cmd::run(&cli.target, args, json, io).await,
+    }
+}
+
+/// A hint for errors that usually mean "wrong target", printed after the error.
+pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    let text = format!("{error:#}");
+    if text.contains("ResourceNotFound") || text.contains("NonExistentQueue") {
+        Some(
+            "the resource does not exist: is PLATFORMSYNC_STAGE (or the table/queue variables) right, and is the stack deployed (`make up`)?",
+        )
+    } else if text.contains("dispatch failure") || text.contains("Connection refused") {
+        Some(
+            "cannot reach AWS: for the local stack run `make up` and `source .local/stack.env` (AWS_ENDPOINT_URL)",
+        )
+    } else if text.contains("credentials") {
+        Some("no AWS credentials: `source .local/stack.env` for the local stack")
+    } else {
+        None
+    }
+}

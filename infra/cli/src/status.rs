@@ -1,0 +1,358 @@
+//! `status`: queue depths, dead letters, and per endpoint its health, last
+//! delivery and batches being retried.
+//!
+//! Health items (config table, `ENDPOINT#<id>` / `HEALTH`) and ledger items
+//! (`EndpointId` / `BatchId`, retry states under `ATTEMPT#<MessageId>`) are
+//! read generically, attribute by attribute, so this command keeps working
+//! whatever the push function adds to them, and an absent item just reads
+//! "no data". Only an unreadable configuration table is an error; any other
+//! part that cannot be read is reported in place.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::ops::{Ops, sdk_error};
+use crate::table::{self, or_dash};
+use crate::{Io, Target};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct QueueStatus {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    /// ApproximateNumberOfMessages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting: Option<u64>,
+    /// ApproximateNumberOfMessagesNotVisible (in flight, or waiting for a retry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_flight: Option<u64>,
+    /// ApproximateNumberOfMessagesDelayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delayed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointStatus {
+    customer_id: String,
+    endpoint_id: String,
+    enabled: bool,
+    /// The health item's attributes, as stored (`State`, `FailingSince`, ...); null if none.
+    health: Option<Value>,
+    delivered_batches: u64,
+    delivered_transactions: u64,
+    /// The delivered batch with the latest `DeliveredAt`.
+    last_delivery: Option<Value>,
+    /// Batches with a retry state (failed at least once, not yet delivered or expired).
+    retrying_batches: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Status {
+    stage: String,
+    delivery_queue: QueueStatus,
+    dead_letter_queue: QueueStatus,
+    endpoints: Vec<EndpointStatus>,
+}
+
+/// A DynamoDB attribute as JSON (numbers stay exact when they fit).
+pub(crate) fn attribute_json(v: &AttributeValue) -> Value {
+    match v {
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::N(n) => n
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| n.parse::<serde_json::Number>().map(Value::Number))
+            .unwrap_or_else(|_| Value::String(n.clone())),
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::L(l) => Value::Array(l.iter().map(attribute_json).collect()),
+        AttributeValue::M(m) => item_json(m),
+        AttributeValue::Ss(s) => json!(s),
+        AttributeValue::Ns(n) => json!(n),
+        AttributeValue::B(b) => json!(format!("<{} bytes>", b.as_ref().len())),
+        AttributeValue::Bs(b) => json!(format!("<{} binary values>", b.len())),
+        _ => Value::Null,
+    }
+}
+
+pub(crate) fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
+    let mut keys: Vec<&String> = item.keys().collect();
+    keys.sort();
+    Value::Object(
+        keys.into_iter()
+            .map(|k| (k.clone(), attribute_json(&item[k])))
+            .collect(),
+    )
+}
+
+async fn queue(ops: &Ops, name: String, url: Option<String>) -> QueueStatus {
+    let mut status = QueueStatus {
+        name: name.clone(),
+        url: url.clone(),
+        waiting: None,
+        in_flight: None,
+        delayed: None,
+        error: None,
+    };
+    let url = match url {
+        Some(url) => url,
+        None => match ops.sqs.get_queue_url().queue_name(&name).send().await {
+            Ok(out) => out.queue_url.unwrap_or_default(),
+            Err(e) => {
+                status.error = Some(format!("{:#}", sdk_error(e, "GetQueueUrl")));
+                return status;
+            }
+        },
+    };
+    status.url = Some(url.clone());
+    let attrs = ops
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await;
+    match attrs {
+        Ok(out) => {
+            let get = |name: QueueAttributeName| {
+                out.attributes()
+                    .and_then(|a| a.get(&name))
+                    .and_then(|v| v.parse().ok())
+            };
+            status.waiting = get(QueueAttributeName::ApproximateNumberOfMessages);
+            status.in_flight = get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+            status.delayed = get(QueueAttributeName::ApproximateNumberOfMessagesDelayed);
+        }
+        Err(e) => status.error = Some(format!("{:#}", sdk_error(e, "GetQueueAttributes"))),
+    }
+    status
+}
+
+async fn health(ops: &Ops, endpoint_id: &str) -> Result<Option<Value>> {
+    let out = ops
+        .dynamodb
+        .get_item()
+        .table_name(&ops.names.config_table)
+        .key("PK", AttributeValue::S(format!("ENDPOINT#{endpoint_id}")))
+        .key("SK", AttributeValue::S("HEALTH".into()))
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, "GetItem (health)"))?;
+    Ok(out.item.map(|mut item| {
+        item.remove("PK");
+        item.remove("SK");
+        item_json(&item)
+    }))
+}
+
+/// Delivered batches, transactions, the latest delivery, and retry states.
+async fn ledger(ops: &Ops, endpoint_id: &str, status: &mut EndpointStatus) -> Result<()> {
+    // The transaction keys of each batch can be large: leave them out.
+    let items: Vec<HashMap<String, AttributeValue>> = ops
+        .dynamodb
+        .query()
+        .table_name(&ops.names.ledger_table)
+        .key_condition_expression("EndpointId = :e")
+        .expression_attribute_values(":e", AttributeValue::S(endpoint_id.to_owned()))
+        .projection_expression(
+            "BatchId, CustomerId, Kind, DeliveredAt, FirstAttemptAt, Attempts, TransactionCount",
+        )
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| sdk_error(e, "Query (delivery ledger)"))?;
+    let text = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+        Some(AttributeValue::S(v)) | Some(AttributeValue::N(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let mut last: Option<&HashMap<String, AttributeValue>> = None;
+    for item in &items {
+        if text(item, "BatchId").starts_with("ATTEMPT#") {
+            status.retrying_batches += 1;
+            continue;
+        }
+        status.delivered_batches += 1;
+        status.delivered_transactions += text(item, "TransactionCount").parse::<u64>().unwrap_or(0);
+        if last.is_none_or(|l| text(item, "DeliveredAt") > text(l, "DeliveredAt")) {
+            last = Some(item);
+        }
+    }
+    status.last_delivery = last.map(item_json);
+    Ok(())
+}
+
+pub(crate) async fn run(target: &Target, json: bool, io: &mut Io<'_>) -> Result<()> {
+    let ops = Ops::connect(target).await;
+    let mut customers = ops.config.customers().await?;
+    customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    let mut endpoints = Vec::new();
+    for c in &customers {
+        endpoints.extend(ops.config.endpoints_of(&c.customer_id).await?);
+    }
+    let delivery_queue = queue(
+        &ops,
+        ops.names.delivery_queue_name(),
+        ops.names.delivery_queue_url.clone(),
+    )
+    .await;
+    let dead_letter_queue = queue(
+        &ops,
+        ops.names.dead_letter_queue_name(),
+        ops.names.dead_letter_queue_url.clone(),
+    )
+    .await;
+    let mut rows = Vec::new();
+    for e in &endpoints {
+        let mut s = EndpointStatus {
+            customer_id: e.customer_id.to_string(),
+            endpoint_id: e.endpoint_id.to_string(),
+            enabled: e.enabled,
+            ..Default::default()
+        };
+        match health(&ops, e.endpoint_id.as_str()).await {
+            Ok(h) => s.health = h,
+            Err(err) => s.errors.push(format!("{err:#}")),
+        }
+        if let Err(err) = ledger(&ops, e.endpoint_id.as_str(), &mut s).await {
+            s.errors.push(format!("{err:#}"));
+        }
+        rows.push(s);
+    }
+    let status = Status {
+        stage: ops.names.stage.clone(),
+        delivery_queue,
+        dead_letter_queue,
+        endpoints: rows,
+    };
+    if json {
+        return table::json(io.out, &status);
+    }
+    print_text(&status, io)
+}
+
+fn queue_line(q: &QueueStatus) -> String {
+    if let Some(e) = &q.error {
+        return format!("{}: unavailable ({e})", q.name);
+    }
+    let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    format!(
+        "{}: {} waiting, {} in flight or awaiting retry, {} delayed",
+        q.name,
+        n(q.waiting),
+        n(q.in_flight),
+        n(q.delayed)
+    )
+}
+
+fn print_text(status: &Status, io: &mut Io<'_>) -> Result<()> {
+    writeln!(io.out, "Stage {}", status.stage)?;
+    writeln!(
+        io.out,
+        "Delivery queue     {}",
+        queue_line(&status.delivery_queue)
+    )?;
+    let dlq = &status.dead_letter_queue;
+    match (&dlq.error, dlq.waiting, dlq.in_flight) {
+        (None, Some(w), in_flight) => writeln!(
+            io.out,
+            "Dead-letter queue  {}: {} dead letter(s){}",
+            dlq.name,
+            w + in_flight.unwrap_or(0),
+            if w + in_flight.unwrap_or(0) > 0 {
+                "  <- expired batches: inspect and replay"
+            } else {
+                ""
+            }
+        )?,
+        _ => writeln!(io.out, "Dead-letter queue  {}", queue_line(dlq))?,
+    }
+    writeln!(io.out)?;
+    if status.endpoints.is_empty() {
+        writeln!(io.out, "No endpoints registered.")?;
+        return Ok(());
+    }
+    let field = |v: &Option<Value>, name: &str| {
+        v.as_ref()
+            .and_then(|v| v.get(name))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    let rows: Vec<Vec<String>> = status
+        .endpoints
+        .iter()
+        .map(|e| {
+            let state = match &e.health {
+                None => "healthy (no data)".to_owned(),
+                Some(_) => {
+                    let state = or_dash(field(&e.health, "State"));
+                    let since = field(&e.health, "FailingSince");
+                    if since.is_empty() {
+                        state
+                    } else {
+                        format!("{state} since {since}")
+                    }
+                }
+            };
+            let last = match &e.last_delivery {
+                None => "never".to_owned(),
+                Some(_) => format!(
+                    "{} ({} tx, {} attempt(s))",
+                    or_dash(field(&e.last_delivery, "DeliveredAt")),
+                    or_dash(field(&e.last_delivery, "TransactionCount")),
+                    or_dash(field(&e.last_delivery, "Attempts"))
+                ),
+            };
+            let mut health = state;
+            let last_error = field(&e.health, "LastError");
+            if !last_error.is_empty() && field(&e.health, "State") != "healthy" {
+                health.push_str(&format!(" - {last_error}"));
+            }
+            if !e.errors.is_empty() {
+                health.push_str(&format!(" [unreadable: {}]", e.errors.join("; ")));
+            }
+            vec![
+                e.endpoint_id.clone(),
+                e.customer_id.clone(),
+                if e.enabled { "yes" } else { "no" }.into(),
+                e.delivered_batches.to_string(),
+                e.delivered_transactions.to_string(),
+                last,
+                e.retrying_batches.to_string(),
+                health,
+            ]
+        })
+        .collect();
+    table::print(
+        io.out,
+        &[
+            "ENDPOINT",
+            "CUSTOMER",
+            "ENABLED",
+            "BATCHES",
+            "TRANSACTIONS",
+            "LAST DELIVERY",
+            "RETRYING",
+            "HEALTH",
+        ],
+        &rows,
+    )
+}

@@ -1,0 +1,1108 @@
+//! The ops CLI, run in-process against a fresh deployment on the local stack:
+//! customers, safes, endpoints (keys in Secrets Manager, never printed),
+//! validation, key rotation, `status`; and the SafeSync simulator, both its
+//! generator's promises and `simulate` against the real ingest handler.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use platformsync_cli::simulate::{DayOptions, day, parse_date};
+use platformsync_cli::{Cli, Io};
+use platformsync_domain::quality::{QualityPolicy, check};
+use platformsync_domain::types::{AuditType, TransactionType};
+use platformsync_domain::upload::parse_upload;
+use platformsync_tests::{Stack, apigw};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a command printed, and its error (as `main` would print it).
+struct Outcome {
+    out: String,
+    err: String,
+    result: Result<(), String>,
+}
+
+impl Outcome {
+    fn ok(self) -> String {
+        if let Err(e) = &self.result {
+            panic!(
+                "command failed: {e}\nstdout: {}\nstderr: {}",
+                self.out, self.err
+            );
+        }
+        self.out
+    }
+
+    fn json(self) -> Value {
+        let out = self.ok();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    fn error(self) -> String {
+        match self.result {
+            Ok(()) => panic!("command succeeded: {}", self.out),
+            Err(e) => e,
+        }
+    }
+
+    /// Everything the command wrote anywhere.
+    fn all_text(&self) -> String {
+        format!(
+            "{}{}{}",
+            self.out,
+            self.err,
+            self.result.as_ref().err().cloned().unwrap_or_default()
+        )
+    }
+}
+
+/// Runs `platformsync <args>` against `stack`, with `stdin` as standard input.
+async fn cli(stack: &Stack, args: &[&str], stdin: &str) -> Outcome {
+    // Every name explicitly, so variables in the environment (CONFIG_TABLE...)
+    // cannot redirect a test; a flag given in `args` wins.
+    let defaults = [
+        ("--stage", stack.stage.clone()),
+        ("--config-table", stack.reference("ConfigTable")),
+        (
+            "--delivery-ledger-table",
+            stack.reference("DeliveryLedgerTable"),
+        ),
+        ("--transactions-table", stack.reference("TransactionsTable")),
+        ("--delivery-queue-url", stack.reference("DeliveryQueue")),
+        (
+            "--dead-letter-queue-url",
+            stack.reference("DeliveryDeadLetterQueue"),
+        ),
+    ];
+    let mut argv = vec!["platformsync".to_owned()];
+    for (flag, value) in defaults {
+        if !args.contains(&flag) {
+            argv.extend([flag.to_owned(), value]);
+        }
+    }
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let parsed = match Cli::from_args(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome {
+                out: String::new(),
+                err: String::new(),
+                result: Err(e.to_string()),
+            };
+        }
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input = stdin.as_bytes();
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        stdin: &mut input,
+        interactive: false,
+    };
+    let result = platformsync_cli::run(parsed, &mut io)
+        .await
+        .map_err(|e| format!("{e:#}"));
+    Outcome {
+        out: String::from_utf8(out).unwrap(),
+        err: String::from_utf8(err).unwrap(),
+        result,
+    }
+}
+
+fn key_file(key: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("psync-key-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    path
+}
+
+async fn secret(stack: &Stack, id: &str) -> Option<String> {
+    stack
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.secret_string)
+}
+
+#[tokio::test]
+async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
+    let stack = Stack::deploy().await;
+    let s = &stack;
+
+    // Customers.
+    cli(
+        s,
+        &[
+            "customer",
+            "add",
+            "--id",
+            "acme",
+            "--name",
+            "Acme Stores",
+            "--notify",
+            "cash@acme.example",
+        ],
+        "",
+    )
+    .await
+    .ok();
+    let e = cli(
+        s,
+        &["customer", "add", "--id", "acme", "--name", "Again"],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("already exists"), "{e}");
+    let e = cli(s, &["customer", "add", "--id", "Bad_Id", "--name", "x"], "")
+        .await
+        .error();
+    assert!(e.contains("invalid customer id"), "{e}");
+    let e = cli(
+        s,
+        &[
+            "customer",
+            "add",
+            "--id",
+            "b",
+            "--name",
+            "B",
+            "--notify",
+            "not-an-address",
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("not an e-mail address"), "{e}");
+    cli(
+        s,
+        &["customer", "add", "--id", "globex", "--name", "Globex"],
+        "",
+    )
+    .await
+    .ok();
+
+    // Safes: validated, upper-cased, only for existing customers.
+    let out = cli(
+        s,
+        &[
+            "safe",
+            "assign",
+            "ut01234",
+            "LS2017031453",
+            "--customer",
+            "acme",
+        ],
+        "",
+    )
+    .await
+    .ok();
+    assert!(out.contains("safe UT01234 -> acme"), "{out}");
+    let e = cli(
+        s,
+        &["safe", "assign", "UH12345", "--customer", "nobody"],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("customer nobody does not exist"), "{e}");
+    let e = cli(s, &["safe", "assign", "U!", "--customer", "acme"], "")
+        .await
+        .error();
+    assert!(e.contains("serial number"), "{e}");
+    let safes = cli(s, &["safe", "list", "--json"], "").await.json();
+    let serials: Vec<&str> = safes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["SerialNumber"].as_str().unwrap())
+        .collect();
+    assert_eq!(serials, ["LS2017031453", "UT01234"]);
+    let moved = cli(
+        s,
+        &["safe", "assign", "UT01234", "--customer", "globex"],
+        "",
+    )
+    .await
+    .ok();
+    assert!(moved.contains("(was acme)"), "{moved}");
+    let text = cli(s, &["safe", "list", "--customer", "globex"], "")
+        .await
+        .ok();
+    assert!(
+        text.starts_with("SERIAL") && text.contains("UT01234  globex"),
+        "{text}"
+    );
+
+    // An endpoint, key from a file: stored in Secrets Manager, never printed.
+    let key1 = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+    let file1 = key_file(&key1);
+    let add = cli(
+        s,
+        &[
+            "endpoint",
+            "add",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-erp",
+            "--url",
+            "https://hooks.acme.example/push",
+            "--type",
+            "test",
+            "--key-name",
+            "X-Api-Key",
+            "--key-placement",
+            "header",
+            "--raw-key",
+            "--metadata",
+            "Site=north",
+            "--metadata",
+            "Region=us",
+            "--whitelist",
+            "ValidatedCashIn,ChangeRequest",
+            "--whitelist",
+            "DoorOpened",
+            "--message-types",
+            "Transactions,AuditTransactions",
+            "--max-batch-size",
+            "250",
+            "--payload-version",
+            "1",
+            "--key-file",
+            file1.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert!(!add.all_text().contains(&key1));
+    let out = add.ok();
+    let secret_id = format!("platformsync/{}/endpoints/acme-erp", s.stage);
+    assert!(out.contains(&secret_id), "{out}");
+    assert_eq!(
+        secret(s, &secret_id).await.as_deref(),
+        Some(key1.as_str()),
+        "one trailing newline dropped"
+    );
+
+    // Key from standard input; defaults for everything else; --disabled.
+    let key2 = format!("tok-{}", uuid::Uuid::new_v4());
+    let add2 = cli(
+        s,
+        &[
+            "endpoint",
+            "add",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-test",
+            "--url",
+            "https://test.acme.example/in",
+            "--disabled",
+            "--key-stdin",
+            "--json",
+        ],
+        &format!("{key2}\r\n"),
+    )
+    .await;
+    assert!(!add2.all_text().contains(&key2));
+    let v = add2.json();
+    assert_eq!(v["Enabled"], false);
+    assert_eq!(v["ApiKeyName"], "Authorization");
+    assert_eq!(v["Bearer"], true);
+    assert_eq!(
+        secret(s, &format!("platformsync/{}/endpoints/acme-test", s.stage))
+            .await
+            .as_deref(),
+        Some(key2.as_str())
+    );
+
+    // Listings and show, as JSON and text; never the key.
+    let list = cli(s, &["endpoint", "list", "--json"], "").await;
+    assert!(!list.all_text().contains(&key1));
+    let list = list.json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["EndpointId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme-erp", "acme-test"]);
+    let erp = &list[0];
+    assert_eq!(erp["ApiKeyPlacement"], "header");
+    assert_eq!(erp["Bearer"], false);
+    assert_eq!(erp["ApiKeySecret"], secret_id.as_str());
+    assert_eq!(erp["Metadata"]["Site"], "north");
+    assert_eq!(
+        erp["Whitelist"],
+        serde_json::json!(["ValidatedCashIn", "ChangeRequest", "DoorOpened"])
+    );
+    assert_eq!(
+        erp["MessageTypes"],
+        serde_json::json!(["Transactions", "AuditTransactions"])
+    );
+    assert_eq!(erp["MaxBatchSize"], 250);
+    assert_eq!(erp["EndpointType"], "Test");
+    let text = cli(s, &["endpoint", "list", "--customer", "acme"], "")
+        .await
+        .ok();
+    assert!(
+        text.contains("header X-Api-Key: raw") && text.contains("acme-test"),
+        "{text}"
+    );
+    assert!(
+        cli(
+            s,
+            &["endpoint", "list", "--customer", "globex", "--json"],
+            ""
+        )
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .is_empty()
+    );
+    let show = cli(
+        s,
+        &[
+            "endpoint",
+            "show",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-erp",
+            "--json",
+        ],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(show["ApiKeyStored"], true);
+    assert!(!show.to_string().contains(&key1));
+    let show = cli(
+        s,
+        &["endpoint", "show", "--customer", "acme", "--id", "acme-erp"],
+        "",
+    )
+    .await
+    .ok();
+    assert!(
+        show.contains(&secret_id) && show.contains("yes (last changed") && !show.contains(&key1),
+        "{show}"
+    );
+    let customers = cli(s, &["customer", "list", "--json"], "").await.json();
+    assert_eq!(customers[0]["CustomerId"], "acme");
+    assert_eq!(customers[0]["Endpoints"], 2);
+    assert_eq!(customers[0]["Safes"], 1);
+    assert_eq!(
+        customers[0]["NotificationRecipients"][0],
+        "cash@acme.example"
+    );
+
+    // Invalid settings: a clear reason, and nothing written (no settings, no secret).
+    let bad_key = format!("never-{}", uuid::Uuid::new_v4());
+    let bad_file = key_file(&bad_key);
+    let bad = bad_file.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--url", "http://plain.example.com"], "https"),
+        (
+            vec!["--url", "https://x.example", "--whitelist", "CashOut"],
+            "not a transaction or audit type",
+        ),
+        (
+            vec!["--url", "https://x.example", "--max-batch-size", "1001"],
+            "max batch size",
+        ),
+        (
+            vec!["--url", "https://x.example", "--payload-version", "7"],
+            "payload version",
+        ),
+        (
+            vec![
+                "--url",
+                "https://x.example",
+                "--key-placement",
+                "metadata",
+                "--key-name",
+                "MessageId",
+            ],
+            "collide",
+        ),
+        (
+            vec!["--url", "https://x.example", "--metadata", "novalue"],
+            "KEY=VALUE",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec![
+            "endpoint",
+            "add",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-bad",
+            "--key-file",
+            bad,
+        ];
+        args.extend(extra);
+        let outcome = cli(s, &args, "").await;
+        assert!(!outcome.all_text().contains(&bad_key));
+        let e = outcome.error();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    let e = cli(
+        s,
+        &[
+            "endpoint",
+            "add",
+            "--customer",
+            "nobody",
+            "--id",
+            "x1",
+            "--url",
+            "https://x.example",
+            "--key-file",
+            bad,
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("customer nobody does not exist"), "{e}");
+    let e = cli(
+        s,
+        &[
+            "endpoint",
+            "add",
+            "--customer",
+            "globex",
+            "--id",
+            "acme-erp",
+            "--url",
+            "https://x.example",
+            "--key-file",
+            bad,
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("taken by customer acme"), "{e}");
+    let e = cli(
+        s,
+        &[
+            "endpoint",
+            "add",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-bad",
+            "--url",
+            "https://x.example",
+            "--key-stdin",
+        ],
+        "\n",
+    )
+    .await
+    .error();
+    assert!(e.contains("empty"), "{e}");
+    let e = cli(
+        s,
+        &[
+            "endpoint",
+            "add",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-bad",
+            "--url",
+            "https://x.example",
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("--key-stdin or --key-file"), "{e}");
+    let refused = cli(
+        s,
+        &[
+            "endpoint",
+            "add",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-bad",
+            "--url",
+            "https://x.example",
+            "--key",
+            &bad_key,
+        ],
+        "",
+    )
+    .await;
+    assert!(!refused.all_text().contains(&bad_key));
+    assert!(refused.error().contains("never accepted as an argument"));
+    assert!(
+        secret(s, &format!("platformsync/{}/endpoints/acme-bad", s.stage))
+            .await
+            .is_none()
+    );
+    assert!(
+        secret(s, &format!("platformsync/{}/endpoints/x1", s.stage))
+            .await
+            .is_none()
+    );
+    let e = cli(
+        s,
+        &["endpoint", "show", "--customer", "acme", "--id", "acme-bad"],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("has no endpoint acme-bad"), "{e}");
+    assert_eq!(
+        secret(s, &secret_id).await.as_deref(),
+        Some(key1.as_str()),
+        "taken id: key untouched"
+    );
+
+    // Update: key rotation writes a new version; settings stay.
+    let key3 = format!("sk_rotated_{}", uuid::Uuid::new_v4().simple());
+    let file3 = key_file(&key3);
+    let rotate = cli(
+        s,
+        &[
+            "endpoint",
+            "update",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-erp",
+            "--key-file",
+            file3.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert!(!rotate.all_text().contains(&key3));
+    let out = rotate.ok();
+    assert!(
+        out.contains("API key rotated") && !out.contains("settings saved"),
+        "{out}"
+    );
+    assert_eq!(secret(s, &secret_id).await.as_deref(), Some(key3.as_str()));
+    let after = cli(
+        s,
+        &[
+            "endpoint",
+            "show",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-erp",
+            "--json",
+        ],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(after["MaxBatchSize"], 250);
+
+    // Update settings: changed ones change, the rest stay.
+    let v = cli(
+        s,
+        &[
+            "endpoint",
+            "update",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-erp",
+            "--url",
+            "https://new.acme.example/push",
+            "--clear-whitelist",
+            "--remove-metadata",
+            "Region",
+            "--bearer",
+            "--enabled",
+            "--json",
+        ],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(v["Url"], "https://new.acme.example/push");
+    assert!(v.get("Whitelist").is_none());
+    assert_eq!(v["Metadata"], serde_json::json!({"Site": "north"}));
+    assert_eq!(v["Bearer"], true);
+    assert_eq!(v["ApiKeyRotated"], false);
+    assert_eq!(v["MaxBatchSize"], 250);
+    let e = cli(
+        s,
+        &[
+            "endpoint",
+            "update",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-erp",
+            "--url",
+            "ftp://x",
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("https"), "{e}");
+    let e = cli(
+        s,
+        &[
+            "endpoint",
+            "update",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-erp",
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("nothing to change"), "{e}");
+    let e = cli(
+        s,
+        &[
+            "endpoint",
+            "update",
+            "--customer",
+            "acme",
+            "--id",
+            "nope",
+            "--enabled",
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("has no endpoint nope"), "{e}");
+    let still = cli(
+        s,
+        &[
+            "endpoint",
+            "show",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-erp",
+            "--json",
+        ],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(still["Url"], "https://new.acme.example/push");
+
+    for f in [file1, file3, bad_file] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[tokio::test]
+async fn status_reports_queues_health_and_deliveries_robustly() {
+    let stack = Stack::deploy().await;
+    let s = &stack;
+    cli(
+        s,
+        &["customer", "add", "--id", "acme", "--name", "Acme"],
+        "",
+    )
+    .await
+    .ok();
+    let file = key_file("k-123456");
+    for id in ["acme-a", "acme-b"] {
+        cli(
+            s,
+            &[
+                "endpoint",
+                "add",
+                "--customer",
+                "acme",
+                "--id",
+                id,
+                "--url",
+                "https://a.example",
+                "--key-file",
+                file.to_str().unwrap(),
+            ],
+            "",
+        )
+        .await
+        .ok();
+    }
+
+    // Nothing delivered yet, no health items: still a full answer.
+    let v = cli(s, &["status", "--json"], "").await.json();
+    assert_eq!(v["DeliveryQueue"]["Waiting"], 0);
+    assert_eq!(v["DeadLetterQueue"]["Waiting"], 0);
+    assert_eq!(v["Endpoints"].as_array().unwrap().len(), 2);
+    assert!(v["Endpoints"][0]["Health"].is_null());
+    assert!(v["Endpoints"][0]["LastDelivery"].is_null());
+
+    // What the push function writes: ledger rows, a retry state, a health item; a queued batch.
+    let dynamo = aws_sdk_dynamodb::Client::new(&s.config);
+    let ledger = s.reference("DeliveryLedgerTable");
+    for (batch, at, n) in [
+        ("m-1", "2024-05-01T10:00:00Z", "3"),
+        ("m-2", "2024-05-01T11:00:00Z", "5"),
+    ] {
+        dynamo
+            .put_item()
+            .table_name(&ledger)
+            .item("EndpointId", AttributeValue::S("acme-a".into()))
+            .item("BatchId", AttributeValue::S(batch.into()))
+            .item("DeliveredAt", AttributeValue::S(at.into()))
+            .item("TransactionCount", AttributeValue::N(n.into()))
+            .item("Attempts", AttributeValue::N("1".into()))
+            .item("TransactionKeys", AttributeValue::S("UT1|a\nUT1|b".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    dynamo
+        .put_item()
+        .table_name(&ledger)
+        .item("EndpointId", AttributeValue::S("acme-b".into()))
+        .item("BatchId", AttributeValue::S("ATTEMPT#m-9".into()))
+        .item("State", AttributeValue::S("{}".into()))
+        .send()
+        .await
+        .unwrap();
+    dynamo
+        .put_item()
+        .table_name(s.reference("ConfigTable"))
+        .item("PK", AttributeValue::S("ENDPOINT#acme-b".into()))
+        .item("SK", AttributeValue::S("HEALTH".into()))
+        .item("State", AttributeValue::S("failing".into()))
+        .item(
+            "FailingSince",
+            AttributeValue::S("2024-05-01T09:00:00Z".into()),
+        )
+        .item("LastError", AttributeValue::S("HTTP 503".into()))
+        .send()
+        .await
+        .unwrap();
+    s.clients
+        .sqs
+        .send_message()
+        .queue_url(s.reference("DeliveryQueue"))
+        .message_body("{}")
+        .message_group_id("acme-a")
+        .message_deduplication_id("d1")
+        .send()
+        .await
+        .unwrap();
+
+    let v = cli(s, &["status", "--json"], "").await.json();
+    assert_eq!(v["DeliveryQueue"]["Waiting"], 1);
+    let a = &v["Endpoints"][0];
+    assert_eq!(a["EndpointId"], "acme-a");
+    assert_eq!(a["DeliveredBatches"], 2);
+    assert_eq!(a["DeliveredTransactions"], 8);
+    assert_eq!(a["LastDelivery"]["BatchId"], "m-2");
+    assert!(
+        a["LastDelivery"].get("TransactionKeys").is_none(),
+        "keys are not read"
+    );
+    let b = &v["Endpoints"][1];
+    assert_eq!(b["RetryingBatches"], 1);
+    assert_eq!(b["Health"]["State"], "failing");
+    let text = cli(s, &["status"], "").await.ok();
+    assert!(text.contains("1 waiting"), "{text}");
+    assert!(
+        text.contains("failing since 2024-05-01T09:00:00Z - HTTP 503"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2024-05-01T11:00:00Z (5 tx, 1 attempt(s))"),
+        "{text}"
+    );
+
+    // A missing queue is reported in place, not fatal.
+    let args = [
+        "--dead-letter-queue-url",
+        "http://127.0.0.1:1/000000000000/nope",
+        "status",
+        "--json",
+    ];
+    let v = cli(s, &args, "").await.json();
+    assert!(v["DeadLetterQueue"]["Error"].is_string(), "{v}");
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn simulated_day_has_every_type_adds_up_and_one_malformed() {
+    let date = parse_date("2024-03-14").unwrap();
+    let sim = day(&DayOptions {
+        date,
+        ..DayOptions::new(42)
+    });
+    let e = &sim.expected;
+    for t in TransactionType::ALL {
+        assert!(
+            e.by_type.get(t.canonical_name()).is_some_and(|n| *n > 0),
+            "{t} missing"
+        );
+    }
+    for a in AuditType::ALL {
+        assert!(
+            e.by_type.get(a.canonical_name()).is_some_and(|n| *n > 0),
+            "{a} missing"
+        );
+    }
+    for spelling in [
+        "ValidatedCashIn",
+        "ChangePurchase",
+        "30",
+        "\"31\"",
+        "100",
+        "CashIn",
+        "ChangeRequest",
+    ] {
+        assert!(
+            e.spellings.contains(spelling),
+            "{spelling} never sent: {:?}",
+            e.spellings
+        );
+    }
+    // Serial formats of several makers.
+    let prefixes: HashSet<&str> = sim.serials.iter().map(|s| &s[..2]).collect();
+    assert_eq!(prefixes, HashSet::from(["UT", "CT", "LS", "UH"]));
+    assert!(
+        sim.serials.iter().any(|s| s.len() == 12),
+        "{:?}",
+        sim.serials
+    );
+
+    let now = time::OffsetDateTime::now_utc();
+    let (mut valid, mut rejected) = (0, 0);
+    let mut keys = HashSet::new();
+    let mut items = 0;
+    for upload in &sim.uploads {
+        let parsed = parse_upload(&upload.body).unwrap();
+        items += parsed.items.len();
+        for o in &parsed.items {
+            match &o.result {
+                Ok(item) => {
+                    let reasons = check(item, now, &QualityPolicy::default());
+                    assert!(reasons.is_empty(), "{reasons:?}: {}", o.raw);
+                    valid += 1;
+                    keys.insert(item.storage_key());
+                }
+                Err(err) => {
+                    rejected += 1;
+                    assert!(err.to_string().contains("Amount"), "{err}");
+                }
+            }
+        }
+    }
+    assert_eq!(rejected, 1, "exactly one malformed item");
+    assert_eq!(e.malformed, 1);
+    assert_eq!(keys.len(), e.valid, "distinct records");
+    assert_eq!(
+        valid,
+        e.valid + e.duplicates,
+        "re-sent items parse as the same records"
+    );
+    assert!(e.duplicates >= 1);
+    assert_eq!(items, e.items);
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        })
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// A minimal HTTP/1.1 server in front of the real ingest handler: what the
+/// local runner does for the HTTP API, reduced to one route. It runs on a
+/// thread of its own, one request at a time.
+fn ingest_api(stack: &Stack) -> (String, Arc<std::sync::Mutex<Vec<Option<String>>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (config, settings) = (stack.config.clone(), stack.ingest_settings());
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = keys.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let ingest = ingest::Ingest::new(&config, settings);
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                let head_end = loop {
+                    let n = tcp.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        break 0;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                if head_end == 0 {
+                    continue;
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let length: usize = header(&head, "content-length").unwrap().parse().unwrap();
+                while buf.len() < head_end + length {
+                    let n = tcp.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let key = header(&head, "x-api-key");
+                seen.lock().unwrap().push(key.clone());
+                let resp = ingest
+                    .handle(apigw::post(
+                        "/v1/uploads",
+                        &buf[head_end..head_end + length],
+                        key.as_deref(),
+                    ))
+                    .await;
+                let body = apigw::json(&resp).to_string();
+                let reply = format!(
+                    "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    resp.status_code,
+                    body.len()
+                );
+                tcp.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+    });
+    (url, keys)
+}
+
+#[tokio::test]
+async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
+    let stack = Stack::deploy().await;
+    let s = &stack;
+    let (api, keys) = ingest_api(s);
+    let key = s.ingest_key().await;
+    let key_path = key_file(&key);
+    let key_path = key_path.to_str().unwrap();
+    cli(
+        s,
+        &["customer", "add", "--id", "acme", "--name", "Acme"],
+        "",
+    )
+    .await
+    .ok();
+
+    let args = [
+        "simulate",
+        "--api",
+        &api,
+        "--key-file",
+        key_path,
+        "--safes",
+        "4",
+        "--transactions",
+        "120",
+        "--uploads",
+        "3",
+        "--seed",
+        "9",
+        "--date",
+        "2024-03-14",
+        "--assign-to",
+        "acme",
+        "--json",
+    ];
+    let run = cli(s, &args, "").await;
+    assert!(
+        !run.all_text().contains(&key),
+        "the ingest key is never printed"
+    );
+    let v = run.json();
+    let expected = day(&DayOptions {
+        safes: 4,
+        transactions: 120,
+        uploads: 3,
+        ..DayOptions {
+            date: parse_date("2024-03-14").unwrap(),
+            ..DayOptions::new(9)
+        }
+    });
+    assert_eq!(v["Serials"], serde_json::json!(expected.serials));
+    let uploads = v["Uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), 3);
+    for (u, e) in uploads.iter().zip(&expected.uploads) {
+        let r = &u["Response"];
+        assert_eq!(u["Status"], 200, "{u}");
+        assert_eq!(r["Accepted"], e.expected.accepted, "{u}");
+        assert_eq!(r["Duplicates"], e.expected.duplicates, "{u}");
+        assert_eq!(r["Held"], 0, "{u}");
+        assert_eq!(r["Unowned"], 0, "assigned to acme first: {u}");
+        assert_eq!(
+            r["Rejected"].as_array().unwrap().len(),
+            e.expected.rejected,
+            "{u}"
+        );
+    }
+    assert!(
+        keys.lock()
+            .unwrap()
+            .iter()
+            .all(|k| k.as_deref() == Some(key.as_str()))
+    );
+    let safes = cli(s, &["safe", "list", "--customer", "acme", "--json"], "")
+        .await
+        .json();
+    assert_eq!(safes.as_array().unwrap().len(), 4);
+
+    // The same day again: nothing new.
+    let text = cli(s, &args[..args.len() - 1], "").await.ok();
+    assert!(
+        text.contains(&format!(
+            "Total: 0 accepted, {} duplicates",
+            expected.expected.valid + expected.expected.duplicates
+        )),
+        "{text}"
+    );
+
+    // A wrong key: the command fails, naming the status.
+    let wrong = key_file("wrong-key");
+    let e = cli(
+        s,
+        &[
+            "simulate",
+            "--api",
+            &api,
+            "--key-file",
+            wrong.to_str().unwrap(),
+            "--transactions",
+            "20",
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("HTTP 401"), "{e}");
+    let _ = std::fs::remove_file(wrong);
+    let _ = std::fs::remove_file(key_path);
+}
