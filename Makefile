@@ -2,7 +2,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test up down bench bench-ingest lint fmt sam-build
+.PHONY: help demo test up down bench bench-ingest bench-fanout bench-push lint fmt sam-build
 
 help:
 	@echo "make demo   run the whole pipeline locally and show what was delivered"
@@ -23,13 +23,19 @@ up:
 	@infra/scripts/up.sh
 
 down:
-	@infra/scripts/local-stack.sh down
+	@infra/scripts/down.sh
 
 bench:
 	cargo bench -p platformsync-domain --bench upload
 
 bench-ingest:
 	@infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench ingest_load
+
+bench-fanout:
+	@infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench fanout_load
+
+bench-push:
+	@infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench push_load
 
 lint:
 	cargo fmt --all -- --check

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: the whole pipeline on this machine. Starts the local stack,
-# creates template.yaml's resources on it, and stops what it started.
+# `make demo`: the whole pipeline on this machine. Installs what is missing,
+# starts a private local stack (.local/demo), runs a simulated SafeSync day
+# through ingest, fan-out and push to a local customer endpoint, prints what
+# was delivered, and stops everything it started.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -9,20 +11,10 @@ export PLATFORMSYNC_STATE_DIR=$root/.local/demo
 stack=infra/scripts/local-stack.sh
 trap '"$stack" down' EXIT
 
+echo "Building (first run: a few minutes)..."
+cargo build --quiet --locked --bin platformsync-runner --bin platformsync-demo
 "$stack" up
 # shellcheck disable=SC1091
 source "$PLATFORMSYNC_STATE_DIR/stack.env"
-cargo run --quiet --locked -p platformsync-bootstrap -- \
-  --stage demo --out "$PLATFORMSYNC_STATE_DIR/resources.json"
-
-echo
-echo "Local stack bootstrapped from template.yaml:"
-python3 - "$PLATFORMSYNC_STATE_DIR/resources.json" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))
-for logical, r in sorted(d["Resources"].items()):
-    print(f"  {logical:28} {r['Type']:30} {r['Ref']}")
-PY
-echo
-echo "The functions (ingest, fan-out, push) are not built yet: the pipeline"
-echo "demo arrives with the local runner (see the open issues)."
+# Function logs go to .local/demo/pipeline/runner/runner.log.
+target/debug/platformsync-demo

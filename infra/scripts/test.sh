@@ -27,5 +27,8 @@ source "$PLATFORMSYNC_STATE_DIR/stack.env"
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "build (the end-to-end tests start the runner binary)"
+cargo build --workspace --bins --locked
+
 step "tests"
 cargo test --workspace --locked --no-fail-fast

@@ -1,0 +1,397 @@
+//! End to end on the local stack: SafeSync uploads through the HTTP API, the
+//! runner (a real child process) playing the stream and the queue, the
+//! reference receiver as the customers' endpoints.
+//!
+//! Each test deploys template.yaml under a stage of its own and starts its
+//! own runner and receiver. Needs the binaries built (`make test` does it).
+
+use platformsync_domain::testdata;
+use platformsync_pipeline::{Pipeline, PipelineOptions};
+use platformsync_receiver::ReceivedBatch;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+async fn pipeline(parameters: &[(&str, &str)]) -> Pipeline {
+    let stage = format!("e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let root = platformsync_tests::repo_root();
+    let mut options = PipelineOptions::new(&root, root.join(".local/e2e").join(&stage), &stage);
+    options.parameters = parameters
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Pipeline::start(options).await.expect("pipeline starts")
+}
+
+/// `n` transactions over `safes` safes, as JSON values.
+fn transactions(n: usize, safes: usize, seed: u64) -> Vec<serde_json::Value> {
+    let body: serde_json::Value =
+        serde_json::from_slice(&testdata::upload_json(n, safes, seed)).unwrap();
+    body["Transactions"].as_array().unwrap().clone()
+}
+
+fn upload_body(items: &[serde_json::Value]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "Transactions": items })).unwrap()
+}
+
+fn serial(t: &serde_json::Value) -> String {
+    t["SerialNumber"].as_str().unwrap().to_uppercase()
+}
+
+/// A transaction's identity: safe and safe time (unique in generated data).
+fn identity(t: &serde_json::Value) -> String {
+    format!(
+        "{}|{}",
+        serial(t),
+        t["TransactionDateTime"].as_str().unwrap()
+    )
+}
+
+/// Distinct batches received on `path`, in the order they arrived.
+fn batches_on(p: &Pipeline, path: &str) -> Vec<ReceivedBatch> {
+    p.receiver
+        .received()
+        .into_iter()
+        .filter(|b| b.path == path)
+        .collect()
+}
+
+/// Every identity received on `path`; panics if one arrived in two batches.
+fn received_once(p: &Pipeline, path: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for batch in batches_on(p, path) {
+        for t in batch.values() {
+            assert!(
+                seen.insert(identity(&t)),
+                "{} reached {path} twice",
+                identity(&t)
+            );
+        }
+    }
+    seen
+}
+
+fn count_on(p: &Pipeline, path: &str) -> usize {
+    batches_on(p, path)
+        .iter()
+        .map(|b| b.transactions.len())
+        .sum()
+}
+
+#[tokio::test]
+async fn two_customers_get_their_own_transactions_once_and_whitelists_hold() {
+    let p = pipeline(&[]).await;
+    let all = transactions(400, 7, 3);
+    let serials: Vec<String> = all
+        .iter()
+        .map(serial)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (a_safes, b_safes) = serials.split_at(4);
+    p.register(
+        "acme",
+        a_safes,
+        &[
+            ("acme-all", "/acme-all", &[]),
+            ("acme-cash", "/acme-cash", &["--whitelist", "CashIn"]),
+        ],
+    )
+    .await
+    .unwrap();
+    p.register(
+        "bolt",
+        b_safes,
+        &[("bolt-all", "/bolt-all", &["--max-batch-size", "50"])],
+    )
+    .await
+    .unwrap();
+
+    let r = p.upload(upload_body(&all)).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["Accepted"], 400);
+
+    let of = |safes: &[String], only_cash: bool| -> BTreeSet<String> {
+        all.iter()
+            .filter(|t| safes.contains(&serial(t)))
+            .filter(|t| {
+                !only_cash
+                    || matches!(
+                        t["TransactionType"].as_str(),
+                        Some("CashIn" | "ValidatedCashIn")
+                    )
+            })
+            .map(identity)
+            .collect()
+    };
+    let (acme_all, acme_cash, bolt_all) =
+        (of(a_safes, false), of(a_safes, true), of(b_safes, false));
+    assert!(!acme_cash.is_empty() && acme_cash.len() < acme_all.len());
+    let arrived = p
+        .wait_until(Duration::from_secs(120), |p| {
+            count_on(p, "/acme-all") >= acme_all.len()
+                && count_on(p, "/acme-cash") >= acme_cash.len()
+                && count_on(p, "/bolt-all") >= bolt_all.len()
+        })
+        .await;
+    assert!(arrived, "not delivered in time: {:?}", p.receiver.summary());
+    assert_eq!(
+        received_once(&p, "/acme-all"),
+        acme_all,
+        "acme gets exactly its safes"
+    );
+    assert_eq!(
+        received_once(&p, "/acme-cash"),
+        acme_cash,
+        "the whitelist holds"
+    );
+    assert_eq!(
+        received_once(&p, "/bolt-all"),
+        bolt_all,
+        "no cross-customer leak"
+    );
+    for batch in batches_on(&p, "/bolt-all") {
+        assert!(batch.transactions.len() <= 50, "max batch size holds");
+    }
+
+    // Re-uploading everything stores nothing and delivers nothing new.
+    let r = p.upload(upload_body(&all)).await.unwrap();
+    assert_eq!(
+        (r.body["Accepted"].as_u64(), r.body["Duplicates"].as_u64()),
+        (Some(0), Some(400))
+    );
+    let before = p.receiver.summary();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(p.receiver.summary(), before, "nothing new was pushed");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_recovers_and_gets_everything_in_order_once() {
+    let p = pipeline(&[]).await;
+    let all = transactions(200, 3, 5);
+    let serials: Vec<String> = all
+        .iter()
+        .map(serial)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    p.register(
+        "acme",
+        &serials,
+        &[("acme-flaky", "/flaky", &["--max-batch-size", "50"])],
+    )
+    .await
+    .unwrap();
+    // Down for the first attempts; the retry schedule's first delay is 30 s.
+    p.receiver.fail_for(Duration::from_secs(5), 503);
+    let r = p.upload(upload_body(&all)).await.unwrap();
+    assert_eq!(r.body["Accepted"], 200, "{}", r.body);
+
+    let arrived = p
+        .wait_until(Duration::from_secs(150), |p| {
+            count_on(p, "/flaky") >= all.len()
+        })
+        .await;
+    assert!(arrived, "not delivered in time: {:?}", p.receiver.summary());
+    let expected: BTreeSet<String> = all.iter().map(identity).collect();
+    assert_eq!(
+        received_once(&p, "/flaky"),
+        expected,
+        "each transaction once"
+    );
+    let summary = p.receiver.summary();
+    assert!(
+        summary.injected_failures >= 1,
+        "the endpoint did fail: {summary:?}"
+    );
+
+    // In order within each batch, by safe time. (Batches are made per stream
+    // batch, and the stream follows write order, not safe time; that batches
+    // of one endpoint arrive in the order they were made is the FIFO queue's
+    // guarantee, exercised directly in tests/push.rs.)
+    for batch in batches_on(&p, "/flaky") {
+        let times: Vec<String> = batch
+            .values()
+            .iter()
+            .map(|t| t["TransactionDateTime"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "ordered within a batch"
+        );
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_that_never_recovers_ends_in_the_dead_letter_queue_with_two_notifications() {
+    let p = pipeline(&[("RetryWindowSeconds", "10")]).await;
+    // (10 s: the shortest window template.yaml allows; every batch gets a
+    // first attempt and a last one at its deadline.)
+    let sqs = aws_sdk_sqs::Client::new(&p.sdk);
+    let sns = aws_sdk_sns::Client::new(&p.sdk);
+    // Observe notifications as a subscriber would: an SQS queue on the topic.
+    let inbox = sqs
+        .create_queue()
+        .queue_name(format!("{}-inbox", p.options.stage))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let inbox_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&inbox)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(p.reference("NotificationsTopic").unwrap())
+        .protocol("sqs")
+        .endpoint(inbox_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    let all = transactions(120, 2, 9);
+    let serials: Vec<String> = all
+        .iter()
+        .map(serial)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    p.register(
+        "acme",
+        &serials,
+        &[("acme-down", "/down", &["--max-batch-size", "50"])],
+    )
+    .await
+    .unwrap();
+    p.receiver.fail_for(Duration::from_secs(3600), 500);
+    assert_eq!(p.upload(upload_body(&all)).await.unwrap().status, 200);
+
+    // Every transaction ends in the dead-letter queue, in the batches it was
+    // pushed in (how many depends on how the stream delivered the records).
+    let dlq = p.reference("DeliveryDeadLetterQueue").unwrap().to_owned();
+    let mut expired = BTreeSet::new();
+    let started = std::time::Instant::now();
+    while expired.len() < all.len() && started.elapsed() < Duration::from_secs(120) {
+        let got = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages.unwrap_or_default() {
+            let batch: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            for item in batch["Items"].as_array().unwrap() {
+                assert!(expired.insert(identity(&item["Payload"])), "expired twice");
+            }
+            sqs.delete_message()
+                .queue_url(&dlq)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let expected: BTreeSet<String> = all.iter().map(identity).collect();
+    assert_eq!(
+        expired, expected,
+        "every batch expired into the dead-letter queue"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&inbox)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let kind = m
+                .message_attributes()
+                .and_then(|a| a.get("kind"))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("(no kind attribute) {}", m.body().unwrap_or_default()));
+            *kinds.entry(kind).or_default() += 1;
+            sqs.delete_message()
+                .queue_url(&inbox)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        kinds,
+        BTreeMap::from([("expired".to_owned(), 1), ("failing".to_owned(), 1)]),
+        "one incident: one failing and one expired notification"
+    );
+    assert_eq!(count_on(&p, "/down"), 0);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_runner_killed_mid_run_loses_nothing() {
+    let mut p = pipeline(&[]).await;
+    let all = transactions(600, 5, 13);
+    let serials: Vec<String> = all
+        .iter()
+        .map(serial)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    p.register(
+        "acme",
+        &serials,
+        &[("acme-all", "/all", &["--max-batch-size", "40"])],
+    )
+    .await
+    .unwrap();
+    // A slow endpoint keeps batches in flight when the runner dies.
+    p.receiver.slow(Duration::from_millis(300));
+    for chunk in all.chunks(200) {
+        assert_eq!(p.upload(upload_body(chunk)).await.unwrap().status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    p.kill_runner().await.unwrap();
+    let delivered_before_restart = count_on(&p, "/all");
+    assert!(
+        delivered_before_restart < all.len(),
+        "the kill happened mid-run"
+    );
+    p.receiver.slow(Duration::ZERO);
+    p.start_runner().await.unwrap();
+
+    let arrived = p
+        .wait_until(Duration::from_secs(150), |p| {
+            count_on(p, "/all") >= all.len()
+        })
+        .await;
+    assert!(arrived, "not delivered in time: {:?}", p.receiver.summary());
+    let expected: BTreeSet<String> = all.iter().map(identity).collect();
+    assert_eq!(
+        received_once(&p, "/all"),
+        expected,
+        "everything arrived, each once"
+    );
+    p.stop().await;
+}
