@@ -87,20 +87,21 @@ fn aws_modules(source: &str) -> BTreeSet<String> {
 /// The methods of an adapter module: name, the SDK operations in its body
 /// and the methods of its own it calls (`self.name(`).
 fn methods(module: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let ident = |rest: &str| -> String {
+        rest.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut out = BTreeMap::new();
     for chunk in module.split("fn ").skip(1) {
-        let name: String = chunk
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+        let name = ident(chunk);
+        // Its own methods (`self.x(`) and the shared DynamoDB helpers
+        // (`dynamo::x(`) it calls.
         let calls = chunk
             .split("self.")
             .skip(1)
-            .map(|rest| {
-                rest.chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect::<String>()
-            })
+            .chain(chunk.split("dynamo::").skip(1))
+            .map(ident)
             .collect();
         out.insert(name, (chunk.to_owned(), calls));
     }
@@ -120,7 +121,12 @@ fn actions_needed(function_source: &str, root: &Path) -> BTreeSet<&'static str> 
     let mut needed = ops_in(function_source);
     for module in aws_modules(function_source) {
         let path = root.join(format!("shared/aws/src/{module}.rs"));
-        let methods = methods(&std::fs::read_to_string(path).unwrap_or_default());
+        let helpers = root.join("shared/aws/src/dynamo.rs");
+        let methods = methods(&format!(
+            "{}\n{}",
+            std::fs::read_to_string(path).unwrap_or_default(),
+            std::fs::read_to_string(helpers).unwrap_or_default()
+        ));
         let mut todo: Vec<String> = methods
             .keys()
             .filter(|m| {
@@ -271,4 +277,10 @@ fn the_checks_notice_a_missing_variable_or_permission() {
         BTreeSet::from(["dynamodb:PutItem"]),
         "only what is called"
     );
+    // Through a shared helper too.
+    let needed = actions_needed(
+        "use platformsync_aws::config_table::ConfigStore; store.safe_owners(&s)",
+        &root,
+    );
+    assert_eq!(needed, BTreeSet::from(["dynamodb:BatchGetItem"]));
 }

@@ -16,7 +16,6 @@ use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::Duration;
 
 pub mod keys {
     pub fn customer(customer_id: &str) -> (String, String) {
@@ -84,11 +83,7 @@ impl ConfigStore {
     }
 
     fn malformed(&self, key: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Malformed {
-            resource: self.table.clone(),
-            key: key.to_owned(),
-            message: e.to_string(),
-        }
+        crate::dynamo::malformed(&self.table, key, e)
     }
 
     async fn put<T: Serialize>(
@@ -147,10 +142,7 @@ impl ConfigStore {
             .try_collect()
             .await
             .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        items
-            .into_iter()
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| self.malformed(&pk, e)))
-            .collect()
+        crate::dynamo::decode_all(&self.table, &pk, items)
     }
 
     /// Every item whose SK is `sk` (customers, safe owners): a scan, for
@@ -168,10 +160,7 @@ impl ConfigStore {
             .try_collect()
             .await
             .map_err(|e| StoreError::sdk("Scan", &self.table, e))?;
-        items
-            .into_iter()
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| self.malformed(sk, e)))
-            .collect()
+        crate::dynamo::decode_all(&self.table, sk, items)
     }
 
     pub async fn put_customer(&self, customer: &Customer) -> Result<(), StoreError> {
@@ -249,58 +238,18 @@ impl ConfigStore {
     ) -> Result<HashMap<String, String>, StoreError> {
         let mut owners = HashMap::new();
         for chunk in serials.chunks(100) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(
-                        chunk.iter().map(|s| key(keys::safe_owner(s))).collect(),
-                    ))
-                    .projection_expression("SerialNumber, CustomerId")
-                    .build()
-                    .map_err(|e| StoreError::Malformed {
-                        resource: self.table.clone(),
-                        key: "safe owners".into(),
-                        message: e.to_string(),
-                    })?,
-            );
-            let mut delay = Duration::from_millis(50);
-            let mut attempts = 0;
-            while let Some(request) = pending.take() {
-                attempts += 1;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::sdk("BatchGetItem", &self.table, e))?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(
+                    chunk.iter().map(|s| key(keys::safe_owner(s))).collect(),
+                ))
+                .projection_expression("SerialNumber, CustomerId")
+                .build()
+                .map_err(|e| self.malformed("safe owners", e))?;
+            for item in crate::dynamo::batch_get(&self.client, &self.table, request).await? {
+                if let (Some(AttributeValue::S(serial)), Some(AttributeValue::S(customer))) =
+                    (item.get("SerialNumber"), item.get("CustomerId"))
                 {
-                    if let (Some(AttributeValue::S(serial)), Some(AttributeValue::S(customer))) =
-                        (item.get("SerialNumber"), item.get("CustomerId"))
-                    {
-                        owners.insert(serial.clone(), customer.clone());
-                    }
-                }
-                pending = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned();
-                if pending.is_some() {
-                    if attempts >= 8 {
-                        return Err(StoreError::Service {
-                            operation: "BatchGetItem",
-                            resource: self.table.clone(),
-                            message: "keys still unprocessed after retries".into(),
-                            retryable: true,
-                        });
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    owners.insert(serial.clone(), customer.clone());
                 }
             }
         }

@@ -158,47 +158,14 @@ impl Ledger {
             .consistent_read(true)
             .build()
             .map_err(|e| self.malformed(message_id, e))?;
-        let mut pending = Some(keys);
         let mut lookup = Lookup::default();
-        let mut rounds = 0;
-        while let Some(request) = pending.take() {
-            rounds += 1;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| StoreError::sdk("BatchGetItem", &self.table, e))?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(&self.table))
-                .into_iter()
-                .flatten()
-            {
-                match item.get("BatchId") {
-                    Some(AttributeValue::S(id)) if id == message_id => lookup.delivered = true,
-                    Some(AttributeValue::S(id)) if id.starts_with(ATTEMPT_PREFIX) => {
-                        lookup.attempts = Some(self.attempt_state(item, message_id)?);
-                    }
-                    _ => {}
+        for item in crate::dynamo::batch_get(&self.client, &self.table, keys).await? {
+            match item.get("BatchId") {
+                Some(AttributeValue::S(id)) if id == message_id => lookup.delivered = true,
+                Some(AttributeValue::S(id)) if id.starts_with(ATTEMPT_PREFIX) => {
+                    lookup.attempts = Some(self.attempt_state(&item, message_id)?);
                 }
-            }
-            pending = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .filter(|k| !k.keys().is_empty())
-                .cloned();
-            if pending.is_some() {
-                if rounds >= 5 {
-                    return Err(StoreError::Service {
-                        operation: "BatchGetItem",
-                        resource: self.table.clone(),
-                        message: "keys still unprocessed after retries".into(),
-                        retryable: true,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(50 * rounds)).await;
+                _ => {}
             }
         }
         Ok(lookup)

@@ -18,6 +18,8 @@ pub mod config_table;
 #[cfg(feature = "sqs")]
 pub mod delivery_queue;
 #[cfg(feature = "dynamodb")]
+mod dynamo;
+#[cfg(feature = "dynamodb")]
 pub mod fanout_progress;
 #[cfg(feature = "dynamodb")]
 pub mod health;

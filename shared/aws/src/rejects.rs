@@ -153,16 +153,7 @@ impl RejectStore {
             .try_collect()
             .await
             .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        items
-            .into_iter()
-            .map(|item| {
-                serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
-                    resource: self.table.clone(),
-                    key: upload_id.to_owned(),
-                    message: e.to_string(),
-                })
-            })
-            .collect()
+        crate::dynamo::decode_all(&self.table, upload_id, items)
     }
 }
 
