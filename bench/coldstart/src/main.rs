@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! cargo run -p platformsync-coldstart --release -- [--runs N] [--template PATH]
-//!     [--only BIN,...] [--bin BIN --env BIN:KEY=VALUE ...] [--no-build]
+//!     [--only BIN,...] [--bin BIN] [--env BIN:KEY=VALUE ...] [--no-build]
 //! ```
+//!
+//! `--bin` adds a binary `template.yaml` does not declare (give it its
+//! variables with `--env`); `--env '*:KEY=VALUE'` sets a variable for every
+//! binary, e.g. `'*:SSL_CERT_DIR=/nonexistent'` to approximate Lambda's
+//! certificate layout (one CA bundle, no directory of single certificates).
 //!
 //! For every function of `template.yaml` (its `BuildProperties.Binary`) and a
 //! hello-world `lambda_runtime` binary (`hello-lambda`, the baseline):
@@ -143,11 +148,15 @@ fn main() -> Result<()> {
         }
     }
     for (bin, k, v) in &args.extra_env {
-        let s = subjects
-            .iter_mut()
-            .find(|s| &s.bin == bin)
-            .ok_or_else(|| anyhow!("--env for {bin}, which is not measured"))?;
-        s.env.insert(k.clone(), v.clone());
+        // `*:KEY=VALUE` applies to every binary, hello-world included.
+        let mut matched = false;
+        for s in subjects.iter_mut().filter(|s| bin == "*" || &s.bin == bin) {
+            s.env.insert(k.clone(), v.clone());
+            matched = true;
+        }
+        if !matched {
+            bail!("--env for {bin}, which is not measured");
+        }
     }
     if let Some(only) = &args.only {
         subjects.retain(|s| s.bin == HELLO || only.contains(&s.bin));
