@@ -47,6 +47,8 @@ if ! alive "$state/runner.pid" platformsync-runner; then
   [ -f "$state/runner/runner.json" ] || { echo "the runner did not start; see $state/runner.log" >&2; exit 1; }
 fi
 api_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ApiUrl"])' "$state/runner/runner.json")
+# Idempotent: a second `make up` replaces these lines rather than adding more.
+sed -i '/^export PLATFORMSYNC_\(API_URL\|INGEST_KEY\|RECEIVER_[A-Z_]*\)=/d; /^export PLATFORMSYNC_STAGE=[^$]/d' "$state/stack.env"
 cat >>"$state/stack.env" <<ENV
 export PLATFORMSYNC_STAGE=$stage
 export PLATFORMSYNC_API_URL=$api_url
