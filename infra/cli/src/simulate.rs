@@ -23,6 +23,7 @@
 //! [`day`] returns the bodies and, per upload and in total, the counts the
 //! ingest API should answer, so the CLI, the demo and the tests can compare.
 
+use platformsync_domain::testdata::{Rng, amount_text, unit_text};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -115,29 +116,6 @@ pub struct SimulatedDay {
     pub serials: Vec<String>,
     pub uploads: Vec<SimulatedUpload>,
     pub expected: DayExpectation,
-}
-
-/// SplitMix64: tiny, deterministic, no dependency.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// In `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
 }
 
 /// A safe: serial, maker, currency, whether its clock writes an offset.
@@ -260,20 +238,6 @@ fn spelling(ty: &str, occurrence: usize, rng: &mut Rng) -> (String, String) {
     } else {
         rng.pick(&choices).clone()
     }
-}
-
-/// Cents as the real service writes amounts: `5560.0`, `12.35`.
-fn amount_text(cents: u64) -> String {
-    if cents.is_multiple_of(100) {
-        format!("{}.0", cents / 100)
-    } else {
-        format!("{}.{:02}", cents / 100, cents % 100)
-    }
-}
-
-/// Cents as a unit value: `20.0000`, `0.2500`.
-fn unit_text(cents: u64) -> String {
-    format!("{}.{:02}00", cents / 100, cents % 100)
 }
 
 const USERS: [&str; 5] = [
@@ -551,7 +515,7 @@ fn type_plan(
 
 /// Simulates a day. See the module docs.
 pub fn day(options: &DayOptions) -> SimulatedDay {
-    let mut rng = Rng(options.seed ^ 0x5AFE_5AFE);
+    let mut rng = Rng::new(options.seed ^ 0x5AFE_5AFE);
     let safes = safes(options.safes, &mut rng);
     let n_safes = safes.len();
     let n_audits = options

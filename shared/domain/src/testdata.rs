@@ -28,6 +28,11 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
+
+    /// One of `items` (not empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
 }
 
 /// `n_safes` distinct serial numbers (at least one), in the spec's shapes.
@@ -50,7 +55,7 @@ pub fn serials(n_safes: usize, seed: u64) -> Vec<String> {
 }
 
 /// Cents as the real service writes amounts: `5560.0`, `12.35`.
-fn amount_text(cents: u64) -> String {
+pub fn amount_text(cents: u64) -> String {
     if cents.is_multiple_of(100) {
         format!("{}.0", cents / 100)
     } else {
@@ -59,7 +64,7 @@ fn amount_text(cents: u64) -> String {
 }
 
 /// Cents as a unit value: `20.0000`, `0.2500`.
-fn unit_text(cents: u64) -> String {
+pub fn unit_text(cents: u64) -> String {
     format!("{}.{:02}00", cents / 100, cents % 100)
 }
 
