@@ -37,6 +37,16 @@ fn serial(t: &serde_json::Value) -> String {
     t["SerialNumber"].as_str().unwrap().to_uppercase()
 }
 
+/// The distinct safes of `items`, sorted.
+fn safes_of(items: &[serde_json::Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(serial)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// A transaction's identity: safe and safe time (unique in generated data).
 fn identity(t: &serde_json::Value) -> String {
     format!(
@@ -81,12 +91,7 @@ fn count_on(p: &Pipeline, path: &str) -> usize {
 async fn two_customers_get_their_own_transactions_once_and_whitelists_hold() {
     let p = pipeline(&[]).await;
     let all = transactions(400, 7, 3);
-    let serials: Vec<String> = all
-        .iter()
-        .map(serial)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let serials = safes_of(&all);
     let (a_safes, b_safes) = serials.split_at(4);
     p.register(
         "acme",
@@ -166,15 +171,10 @@ async fn two_customers_get_their_own_transactions_once_and_whitelists_hold() {
 }
 
 #[tokio::test]
-async fn a_failing_endpoint_recovers_and_gets_everything_in_order_once() {
+async fn a_failing_endpoint_recovers_and_gets_everything_once_in_batch_order() {
     let p = pipeline(&[]).await;
     let all = transactions(200, 3, 5);
-    let serials: Vec<String> = all
-        .iter()
-        .map(serial)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let serials = safes_of(&all);
     p.register(
         "acme",
         &serials,
@@ -259,12 +259,7 @@ async fn an_endpoint_that_never_recovers_ends_in_the_dead_letter_queue_with_two_
         .unwrap();
 
     let all = transactions(120, 2, 9);
-    let serials: Vec<String> = all
-        .iter()
-        .map(serial)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let serials = safes_of(&all);
     p.register(
         "acme",
         &serials,
@@ -353,12 +348,7 @@ async fn an_endpoint_that_never_recovers_ends_in_the_dead_letter_queue_with_two_
 async fn a_runner_killed_mid_run_loses_nothing() {
     let mut p = pipeline(&[]).await;
     let all = transactions(600, 5, 13);
-    let serials: Vec<String> = all
-        .iter()
-        .map(serial)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let serials = safes_of(&all);
     p.register(
         "acme",
         &serials,
