@@ -105,6 +105,7 @@ fn batch(endpoint_id: &str, n: usize, seed: usize) -> BatchMessage {
         kind: MessageKind::Transactions,
         created_at: "2026-01-10T09:00:00Z".into(),
         items,
+        plan_ref: None,
     }
 }
 

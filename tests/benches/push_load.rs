@@ -66,6 +66,7 @@ fn batch(endpoint: usize, event: usize) -> BatchMessage {
         kind: MessageKind::Transactions,
         created_at: "2026-01-10T09:00:00Z".into(),
         items,
+        plan_ref: None,
     }
 }
 

@@ -27,6 +27,22 @@ pub struct BatchMessage {
     /// When the fan-out made the batch (RFC 3339, UTC).
     pub created_at: String,
     pub items: Vec<BatchEntry>,
+    /// Where the fan-out's durable plan describes this message (absent in
+    /// messages made before plans existed): lets push record the plan
+    /// instead of the keys. Not part of the message's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_ref: Option<PlanRef>,
+}
+
+/// A message's place in the fan-out plan that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PlanRef {
+    /// The plan's key: the storage key (`SERIAL|SORTKEY`) of the first
+    /// transaction it covers.
+    pub plan: String,
+    /// The message's index in the plan.
+    pub index: u32,
 }
 
 /// One transaction of a batch.
@@ -64,6 +80,7 @@ mod tests {
                 payload: RawValue::from_string(r#"{"Amount":5560.0,"UnitValue":20.0000}"#.into())
                     .unwrap(),
             }],
+            plan_ref: None,
         };
         let text = serde_json::to_string(&msg).unwrap();
         assert!(
@@ -77,5 +94,21 @@ mod tests {
             r#"{"Amount":5560.0,"UnitValue":20.0000}"#
         );
         assert_eq!(back.endpoint_id.as_str(), "ep-1");
+        assert!(!text.contains("PlanRef"), "absent when unset: {text}");
+
+        let with_ref = BatchMessage {
+            plan_ref: Some(PlanRef {
+                plan: "UT1|k".into(),
+                index: 3,
+            }),
+            ..back
+        };
+        let text = serde_json::to_string(&with_ref).unwrap();
+        assert!(
+            text.contains(r#""PlanRef":{"Plan":"UT1|k","Index":3}"#),
+            "{text}"
+        );
+        let back: BatchMessage = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.plan_ref.unwrap().index, 3);
     }
 }
