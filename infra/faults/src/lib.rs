@@ -1,0 +1,235 @@
+//! # platformsync-faults
+//!
+//! A loopback HTTP/1.1 proxy in front of the local AWS emulator (moto server,
+//! see `infra/scripts/local-stack.sh`) that makes chosen AWS operations fail
+//! over the wire, for a number of calls or for a while, and counts every call
+//! per service and operation.
+//!
+//! Point an SDK client's endpoint (`AWS_ENDPOINT_URL`, or
+//! `AWS_ENDPOINT_URL_<SERVICE>` for one service) at the proxy. Every request
+//! is forwarded unchanged to the emulator and its answer returned, except
+//! where a [`Rule`] says to fail it: then the proxy answers itself, in the
+//! service's real wire format ([`wire`]), so the Rust AWS SDK parses and
+//! classifies the error as it would the real service's (throttling and 5xx
+//! retried by its retry strategy, AccessDenied and KMS not).
+//!
+//! ## Recognising calls ([`classify`])
+//!
+//! The service is the SigV4 credential scope's
+//! (`Credential=.../us-east-1/dynamodb/aws4_request`), except DynamoDB
+//! Streams, which sign as `dynamodb` and are named `streams.dynamodb` from
+//! their `X-Amz-Target` prefix. The operation is the `X-Amz-Target` suffix
+//! (JSON protocols: DynamoDB, Streams, SQS, Secrets Manager), the form body's
+//! `Action=` (query protocols: SNS, CloudWatch query) or the rpcv2Cbor path
+//! (CloudWatch). CloudWatch is `monitoring` (alias `cloudwatch`).
+//!
+//! ## Rules
+//!
+//! Rules are tried in order; the first **active** rule naming the call
+//! decides: it lets the call through while its `after` count lasts, then
+//! fails it with its [`Fault`]. A rule stops being active once it has failed
+//! `times` calls, or `for_seconds` after it was installed. JSON (control
+//! endpoint, `--rules FILE`), an array or `{"rules": [...]}`:
+//!
+//! ```json
+//! [
+//!   {"service": "dynamodb", "operation": "PutItem", "fault": "throttle", "times": 2},
+//!   {"service": "sqs", "operation": "SendMessageBatch", "fault": "access_denied", "for_seconds": 30},
+//!   {"service": "sns", "fault": {"hang": {"seconds": 10, "forward": false}}, "after": 3}
+//! ]
+//! ```
+//!
+//! Faults: `throttle`, `internal` (500), `unavailable` (503),
+//! `access_denied`, `kms`, `{"hang": {"seconds": S, "forward": true}}`. A hang
+//! holds the request S seconds, then forwards it (`forward`, the default,
+//! even if the client gave up: the call may take effect after the client's
+//! timeout, as with AWS) or closes the connection without an answer.
+//!
+//! ## In process
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), platformsync_faults::FaultError> {
+//! use platformsync_faults::{Fault, FaultProxy, Rule};
+//! let proxy = FaultProxy::start("http://127.0.0.1:4566").await?;
+//! proxy.add_rule(Rule::new("dynamodb", "PutItem", Fault::Throttle).times(2));
+//! // aws_config::defaults(..).endpoint_url(proxy.url()) ...
+//! let stats = proxy.stats();
+//! assert_eq!(stats.failed("dynamodb", "PutItem"), 0);
+//! # Ok(()) }
+//! ```
+//!
+//! The proxy stops when the [`FaultProxy`] is dropped.
+//!
+//! ## Out of process
+//!
+//! `platformsync-faults --upstream "$AWS_ENDPOINT_URL" [--port P] [--rules FILE]`
+//! prints `http://127.0.0.1:P` on its first stdout line and runs until
+//! Ctrl-C / SIGTERM. The control endpoint is on the same port:
+//!
+//! ```sh
+//! curl -s localhost:P/__faults                        # rules (with counters) + calls per operation
+//! curl -s -XPOST localhost:P/__faults -d @rules.json  # replace the rules
+//! curl -s -XPOST localhost:P/__faults/append -d '[{"service":"sqs","fault":"throttle","times":1}]'
+//! curl -s -XDELETE localhost:P/__faults               # no rules, counters reset
+//! curl -s -XDELETE localhost:P/__faults/stats         # counters reset, rules kept
+//! ```
+//!
+//! Only plain-HTTP upstreams (moto, LocalStack on loopback) are supported.
+
+pub mod classify;
+pub mod rules;
+pub mod schedule;
+mod server;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use classify::{Call, Protocol};
+pub use rules::{Fault, OperationStats, Rule, RuleStats, Stats, parse_rules};
+pub use schedule::Schedule;
+pub use server::CONTROL_PATH;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("upstream must be an http://host:port URL, got {0:?}")]
+    InvalidUpstream(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running fault proxy; stops (and closes its connections) when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on `127.0.0.1:<free port>` forwarding to `upstream`
+    /// (`http://127.0.0.1:4566`). Must be called inside a tokio runtime,
+    /// which then runs the proxy.
+    pub async fn start(upstream: &str) -> Result<Self, FaultError> {
+        Self::start_on(upstream, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`FaultProxy::start`], on a chosen address (port 0: any free one).
+    pub async fn start_on(upstream: &str, addr: SocketAddr) -> Result<Self, FaultError> {
+        let authority = upstream_authority(upstream)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| FaultError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| FaultError::Bind { addr, source })?;
+        let shared = Arc::new(server::Shared::new(authority));
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(server::serve(listener, shared.clone(), stopped));
+        Ok(Self {
+            addr,
+            shared,
+            stop: Some(stop),
+        })
+    }
+
+    /// The address the proxy listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`: the endpoint URL to give SDK clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Replaces the rules (their windows start now); counters of calls per
+    /// operation are kept.
+    pub fn set_rules(&self, rules: Vec<Rule>) {
+        self.shared.state().set_rules(rules, Instant::now());
+    }
+
+    /// Appends a rule (its window starts now), after the existing ones.
+    pub fn add_rule(&self, rule: Rule) {
+        self.shared.state().add_rule(rule, Instant::now());
+    }
+
+    /// Removes every rule and resets every counter.
+    pub fn clear(&self) {
+        let mut state = self.shared.state();
+        state.clear_rules();
+        state.reset_counts();
+    }
+
+    /// Resets the counters (per rule and per operation), keeping the rules.
+    pub fn reset_stats(&self) {
+        self.shared.state().reset_counts();
+    }
+
+    /// The rules with their counters, and the calls seen per operation.
+    pub fn stats(&self) -> Stats {
+        self.shared.state().stats(Instant::now())
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+/// `host:port` of an `http://` upstream URL (a path, if any, is ignored:
+/// AWS protocols post to `/` or absolute paths).
+fn upstream_authority(upstream: &str) -> Result<String, FaultError> {
+    let invalid = || FaultError::InvalidUpstream(upstream.to_owned());
+    let uri: hyper::Uri = upstream.trim().parse().map_err(|_| invalid())?;
+    if uri.scheme_str() != Some("http") {
+        return Err(invalid());
+    }
+    let authority = uri.authority().ok_or_else(invalid)?;
+    if authority.as_str().contains('@') {
+        return Err(invalid());
+    }
+    Ok(match authority.port_u16() {
+        Some(_) => authority.as_str().to_owned(),
+        None => format!("{}:80", authority.host()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams() {
+        assert_eq!(
+            upstream_authority("http://127.0.0.1:4566").unwrap(),
+            "127.0.0.1:4566"
+        );
+        assert_eq!(
+            upstream_authority("http://localhost/").unwrap(),
+            "localhost:80"
+        );
+        assert!(upstream_authority("https://127.0.0.1:4566").is_err());
+        assert!(upstream_authority("127.0.0.1:4566").is_err());
+        assert!(upstream_authority("http://u:p@127.0.0.1:1").is_err());
+    }
+}
