@@ -130,14 +130,19 @@ async fn handle(
             seconds,
             forward: pass,
         }) => {
-            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+            let hold = Duration::from_secs_f64(seconds);
             if !pass {
+                tokio::time::sleep(hold).await;
                 return Err(Box::new(Dropped));
             }
-            // Detached: the emulator gets the request even if the client
-            // gave up (and hyper dropped this future) while it was held.
+            // Hold and forward in a detached task: hyper drops this future
+            // when the client gives up (closes the connection), and the
+            // emulator must get the request all the same.
             let task_shared = shared.clone();
-            let task = tokio::spawn(async move { forward(&task_shared, parts, body).await });
+            let task = tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                forward(&task_shared, parts, body).await
+            });
             task.await.map_err(|e| Box::new(e) as BoxError)
         }
         Some(fault) => {
