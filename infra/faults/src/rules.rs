@@ -34,6 +34,18 @@ pub enum Fault {
         #[serde(default = "yes")]
         forward: bool,
     },
+    /// Any other error, in the service's protocol: `__type`/`x-amzn-ErrorType`
+    /// (JSON) or `<Code>` (query) `code`, with `status`. `query_code` is the
+    /// code of SQS's `x-amzn-query-error` header, which the SQS SDK reports
+    /// instead of `code` (default: `code`). E.g.
+    /// `{"error": {"status": 400, "code": "ThrottlingException"}}` for DynamoDB's
+    /// other throttling error, or `KMSInvalidStateException`.
+    Error {
+        status: u16,
+        code: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query_code: Option<String>,
+    },
 }
 
 fn yes() -> bool {
@@ -134,6 +146,26 @@ impl Rule {
             && !ok(seconds)
         {
             return Err(format!("hang seconds must be >= 0, got {seconds}"));
+        }
+        if let Fault::Error {
+            status,
+            code,
+            query_code,
+        } = &self.fault
+        {
+            if !(400..=599).contains(status) {
+                return Err(format!("error status must be 400-599, got {status}"));
+            }
+            let token = |c: &str| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-:#".contains(&b))
+            };
+            if !token(code) || !query_code.as_deref().is_none_or(token) {
+                return Err(format!(
+                    "error code must be a non-empty token of letters, digits and ._-:#, got {code:?}"
+                ));
+            }
         }
         if self.service.trim().is_empty() {
             return Err("service must not be empty (use \"*\" for any)".to_owned());
@@ -456,6 +488,26 @@ mod tests {
         assert!(err.contains("unknown field"), "{err}");
         let err = parse_rules(br#"{"rules":[{"service":"sqs","fault":"slow"}]}"#).unwrap_err();
         assert!(err.contains("unknown variant"), "{err}");
+        let err =
+            parse_rules(br#"[{"service":"sqs","fault":{"error":{"status":200,"code":"Fine"}}}]"#)
+                .unwrap_err();
+        assert!(err.contains("400-599"), "{err}");
+        let err =
+            parse_rules(br#"[{"service":"sqs","fault":{"error":{"status":400,"code":"a\r\nb"}}}]"#)
+                .unwrap_err();
+        assert!(err.contains("token"), "{err}");
+        let ok = parse_rules(
+            br#"[{"service":"dynamodb","fault":{"error":{"status":400,"code":"ThrottlingException"}}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok[0].fault,
+            Fault::Error {
+                status: 400,
+                code: "ThrottlingException".into(),
+                query_code: None
+            }
+        );
         let err =
             parse_rules(br#"[{"service":"sqs","fault":{"hang":{"seconds":-1}}}]"#).unwrap_err();
         assert!(err.contains("rule 0"), "{err}");

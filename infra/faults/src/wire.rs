@@ -16,6 +16,8 @@
 //! see aws-runtime's `THROTTLING_ERRORS`) and 500/502/503/504 statuses; it does
 //! not retry AccessDenied or KMS errors.
 
+use std::borrow::Cow;
+
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -29,24 +31,27 @@ use crate::rules::Fault;
 pub struct ErrorShape {
     pub status: u16,
     /// The error code the SDK reports (`__type` after `#`, or XML `Code`).
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     /// `__type` namespace (JSON protocols), without the `#`.
-    pub namespace: &'static str,
+    pub namespace: Cow<'static, str>,
     /// `x-amzn-query-error` code and `Sender`/`Receiver` for query-compatible
     /// JSON services (SQS, CloudWatch); also the `<Type>` of query errors.
-    pub query: Option<(&'static str, &'static str)>,
+    pub query: Option<(Cow<'static, str>, &'static str)>,
 }
 
 const CORAL: &str = "com.amazon.coral.service";
 
 /// The error a real `service` answers for `fault` (hangs have none).
 pub fn shape(service: &str, fault: &Fault) -> Option<ErrorShape> {
-    let s = |status, code, namespace, query| {
+    let s = |status,
+             code: &'static str,
+             namespace: &'static str,
+             query: Option<(&'static str, &'static str)>| {
         Some(ErrorShape {
             status,
-            code,
-            namespace,
-            query,
+            code: code.into(),
+            namespace: namespace.into(),
+            query: query.map(|(code, kind)| (code.into(), kind)),
         })
     };
     const DDB: &str = "com.amazonaws.dynamodb.v20120810";
@@ -54,6 +59,29 @@ pub fn shape(service: &str, fault: &Fault) -> Option<ErrorShape> {
     const SM: &str = "com.amazonaws.secretsmanager";
     match (service, fault) {
         (_, Fault::Hang { .. }) => None,
+
+        (
+            _,
+            Fault::Error {
+                status,
+                code,
+                query_code,
+            },
+        ) => Some(ErrorShape {
+            status: *status,
+            code: code.clone().into(),
+            namespace: match service {
+                "dynamodb" | "streams.dynamodb" => DDB,
+                "sqs" => SQS,
+                "secretsmanager" => SM,
+                _ => CORAL,
+            }
+            .into(),
+            query: Some((
+                query_code.as_ref().unwrap_or(code).clone().into(),
+                if *status >= 500 { "Receiver" } else { "Sender" },
+            )),
+        }),
 
         ("dynamodb", Fault::Throttle) => {
             s(400, "ProvisionedThroughputExceededException", DDB, None)
@@ -193,7 +221,7 @@ pub fn error_response(
         ),
         Protocol::RpcV2Cbor => (
             "application/cbor".to_owned(),
-            cbor_text_map(&[("__type", shape.code), ("message", &message)]),
+            cbor_text_map(&[("__type", shape.code.as_ref()), ("message", &message)]),
         ),
         Protocol::AwsJson | Protocol::Rest => {
             let content_type = request_content_type
@@ -201,7 +229,7 @@ pub fn error_response(
                 .unwrap_or("application/x-amz-json-1.0")
                 .to_owned();
             let type_id = if shape.namespace.is_empty() {
-                shape.code.to_owned()
+                shape.code.to_string()
             } else {
                 format!("{}#{}", shape.namespace, shape.code)
             };
@@ -222,8 +250,8 @@ pub fn error_response(
     put(headers, "x-amzn-requestid", request_id);
     match call.protocol {
         Protocol::AwsJson | Protocol::Rest => {
-            put(headers, "x-amzn-errortype", shape.code);
-            if let Some((code, kind)) = shape.query
+            put(headers, "x-amzn-errortype", &shape.code);
+            if let Some((code, kind)) = &shape.query
                 && matches!(call.service.as_str(), "sqs" | "monitoring")
             {
                 put(headers, "x-amzn-query-error", &format!("{code};{kind}"));
@@ -231,7 +259,7 @@ pub fn error_response(
         }
         Protocol::RpcV2Cbor => {
             put(headers, "smithy-protocol", "rpc-v2-cbor");
-            if let Some((code, kind)) = shape.query {
+            if let Some((code, kind)) = &shape.query {
                 put(headers, "x-amzn-query-error", &format!("{code};{kind}"));
             }
         }
@@ -241,12 +269,15 @@ pub fn error_response(
 }
 
 fn query_xml(shape: &ErrorShape, message: &str, request_id: &str) -> Vec<u8> {
-    let (code, kind) = shape.query.unwrap_or((shape.code, "Sender"));
+    let (code, kind) = shape
+        .query
+        .clone()
+        .unwrap_or((shape.code.clone(), "Sender"));
     format!(
         "<ErrorResponse><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error>\
          <RequestId>{}</RequestId></ErrorResponse>",
         xml_escape(kind),
-        xml_escape(code),
+        xml_escape(&code),
         xml_escape(message),
         xml_escape(request_id)
     )
@@ -377,6 +408,65 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn custom_errors_take_the_services_protocol() {
+        let fault = Fault::Error {
+            status: 400,
+            code: "ThrottlingException".into(),
+            query_code: None,
+        };
+        let r = error_response(
+            &call("dynamodb", "PutItem", Protocol::AwsJson),
+            &fault,
+            None,
+            "rid",
+        )
+        .unwrap();
+        assert_eq!(r.headers()["x-amzn-errortype"], "ThrottlingException");
+        assert!(r.headers().get("x-amzn-query-error").is_none());
+        assert!(
+            body(r)
+                .await
+                .contains("com.amazonaws.dynamodb.v20120810#ThrottlingException")
+        );
+
+        let fault = Fault::Error {
+            status: 400,
+            code: "QueueDoesNotExist".into(),
+            query_code: Some("AWS.SimpleQueueService.NonExistentQueue".into()),
+        };
+        let r = error_response(
+            &call("sqs", "SendMessage", Protocol::AwsJson),
+            &fault,
+            None,
+            "rid",
+        )
+        .unwrap();
+        assert_eq!(
+            r.headers()["x-amzn-query-error"],
+            "AWS.SimpleQueueService.NonExistentQueue;Sender"
+        );
+
+        let fault = Fault::Error {
+            status: 500,
+            code: "KMSInvalidStateException".into(),
+            query_code: None,
+        };
+        let r = error_response(
+            &call("sns", "Publish", Protocol::AwsQuery),
+            &fault,
+            None,
+            "rid",
+        )
+        .unwrap();
+        assert_eq!(r.status(), 500);
+        let xml = body(r).await;
+        assert!(
+            xml.contains("<Type>Receiver</Type><Code>KMSInvalidStateException</Code>"),
+            "{xml}"
+        );
+    }
+
     #[test]
     fn cbor_map_bytes() {
         assert_eq!(
@@ -413,9 +503,9 @@ mod tests {
                     Fault::Throttle | Fault::Internal | Fault::Unavailable
                 );
                 // The code the SDK reports: query-compatible services use the header's.
-                let code = match (service, shape.query) {
-                    ("sqs" | "sns" | "monitoring", Some((code, _))) => code,
-                    _ => shape.code,
+                let code = match (service, &shape.query) {
+                    ("sqs" | "sns" | "monitoring", Some((code, _))) => code.as_ref(),
+                    _ => shape.code.as_ref(),
                 };
                 let throttling = [
                     "Throttling",

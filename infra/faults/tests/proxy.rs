@@ -500,3 +500,130 @@ async fn dropping_the_proxy_stops_it() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn custom_throttling_and_unavailable_are_retried_like_the_real_ones() {
+    let Some(proxy) = proxy().await else { return };
+    let conf = config(&proxy, 3, None).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let table = table(&ddb).await;
+    // DynamoDB's other throttling error, through the generic error fault.
+    let rules = platformsync_faults::parse_rules(
+        br#"[{"service":"dynamodb","operation":"PutItem","times":2,
+              "fault":{"error":{"status":400,"code":"ThrottlingException"}}},
+             {"service":"sqs","operation":"SendMessage","fault":"unavailable","times":2}]"#,
+    )
+    .unwrap();
+    proxy.set_rules(rules);
+    put(&ddb, &table, "a").await.expect("absorbed");
+    assert_eq!(proxy.stats().calls("dynamodb", "PutItem"), 3);
+
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let queue = sqs
+        .create_queue()
+        .queue_name(name("faults"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("x")
+        .send()
+        .await
+        .expect("two 503s absorbed");
+    let stats = proxy.stats();
+    assert_eq!(stats.calls("sqs", "SendMessage"), 3);
+    assert_eq!(stats.failed("sqs", "SendMessage"), 2);
+}
+
+#[tokio::test]
+async fn dynamodb_streams_are_told_apart_from_dynamodb() {
+    let Some(proxy) = proxy().await else { return };
+    let conf = config(&proxy, 3, None).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let table = name("faults");
+    ddb.create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewImage)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("table with a stream");
+    put(&ddb, &table, "a").await.unwrap();
+    let stream_arn = ddb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .expect("stream arn");
+
+    let streams = aws_sdk_dynamodbstreams::Client::new(&conf);
+    let shard = streams
+        .describe_stream()
+        .stream_arn(&stream_arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .and_then(|d| d.shards)
+        .and_then(|s| s.into_iter().next())
+        .and_then(|s| s.shard_id)
+        .expect("a shard");
+    let iterator = streams
+        .get_shard_iterator()
+        .stream_arn(&stream_arn)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .expect("iterator");
+    proxy.add_rule(Rule::new("streams.dynamodb", "GetRecords", Fault::Throttle).times(1));
+    // A DynamoDB rule for the same operation name must not catch stream calls.
+    proxy.add_rule(Rule::new("dynamodb", "*", Fault::AccessDenied).after(1000));
+    let records = streams
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .expect("one throttle absorbed")
+        .records
+        .unwrap_or_default();
+    assert_eq!(records.len(), 1);
+
+    let stats = proxy.stats();
+    assert_eq!(
+        stats.calls("streams.dynamodb", "GetRecords"),
+        2,
+        "{stats:?}"
+    );
+    assert_eq!(stats.calls("streams.dynamodb", "DescribeStream"), 1);
+    assert_eq!(stats.calls("dynamodb", "DescribeStream"), 0);
+    assert_eq!(stats.rules[1].matched, 0);
+}
