@@ -40,10 +40,25 @@
 //! ```
 //!
 //! Faults: `throttle`, `internal` (500), `unavailable` (503),
-//! `access_denied`, `kms`, `{"hang": {"seconds": S, "forward": true}}`. A hang
-//! holds the request S seconds, then forwards it (`forward`, the default,
-//! even if the client gave up: the call may take effect after the client's
-//! timeout, as with AWS) or closes the connection without an answer.
+//! `access_denied`, `kms` (the codes each service really uses: see [`wire`]),
+//! `{"error": {"status": 400, "code": "ThrottlingException", "query_code": ".."}}`
+//! (any other error, in the service's protocol) and
+//! `{"hang": {"seconds": S, "forward": true}}`. A hang holds the request S
+//! seconds, then forwards it (`forward`, the default, even if the client gave
+//! up: the call may take effect after the client's timeout, as with AWS; a
+//! short hang is simply latency) or, with `"forward": false`, closes the
+//! connection without an answer (the SDK sees an I/O error, which it retries
+//! as transient) and the emulator never sees the request.
+//!
+//! ## Pointing clients at it
+//!
+//! Everything: `AWS_ENDPOINT_URL=<proxy url>`. One service only (the others
+//! keep talking to the emulator directly): `AWS_ENDPOINT_URL_DYNAMODB`,
+//! `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`, `AWS_ENDPOINT_URL_SQS`,
+//! `AWS_ENDPOINT_URL_SNS`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`. In process:
+//! `aws_config::defaults(..).endpoint_url(proxy.url())`. The proxy forwards
+//! the `Host` header unchanged, so URLs the emulator builds (SQS queue URLs)
+//! name the proxy; the SDKs only use them as identifiers.
 //!
 //! ## In process
 //!
@@ -72,6 +87,30 @@
 //! curl -s -XPOST localhost:P/__faults/append -d '[{"service":"sqs","fault":"throttle","times":1}]'
 //! curl -s -XDELETE localhost:P/__faults               # no rules, counters reset
 //! curl -s -XDELETE localhost:P/__faults/stats         # counters reset, rules kept
+//! ```
+//!
+//! ## Chaos schedules
+//!
+//! [`Schedule::bursts`] turns a seed into a deterministic timeline of fault
+//! bursts (which target, which fault, when, how long); [`Schedule::play`]
+//! installs it on a proxy while the workload runs, and a schedule is
+//! `Serialize` so a chaos run can log exactly what it injected:
+//!
+//! ```no_run
+//! # async fn demo(proxy: platformsync_faults::FaultProxy) {
+//! use std::time::Duration;
+//! use platformsync_faults::{Fault, Schedule};
+//! let schedule = Schedule::bursts(
+//!     42,
+//!     &[("sqs", "SendMessageBatch"), ("dynamodb", "*")],
+//!     &[Fault::Throttle, Fault::Internal, Fault::Hang { seconds: 5.0, forward: true }],
+//!     Duration::from_secs(600),  // total
+//!     Duration::from_secs(20),   // mean burst
+//!     Duration::from_secs(60),   // mean quiet gap
+//! );
+//! // tokio::join!(schedule.play(&proxy), workload());
+//! # schedule.play(&proxy).await;
+//! # }
 //! ```
 //!
 //! Only plain-HTTP upstreams (moto, LocalStack on loopback) are supported.

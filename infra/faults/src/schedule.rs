@@ -160,6 +160,33 @@ mod tests {
         assert!(s.rules_at(Duration::ZERO).is_empty());
     }
 
+    #[tokio::test]
+    async fn play_installs_each_step_on_time() {
+        // Nothing is forwarded here, so any upstream will do.
+        let proxy = FaultProxy::start("http://127.0.0.1:9").await.unwrap();
+        let burst = Rule::new("sqs", "*", Fault::Throttle);
+        let schedule = Schedule {
+            steps: vec![
+                Step {
+                    at_seconds: 0.05,
+                    rules: vec![burst.clone()],
+                },
+                Step {
+                    at_seconds: 0.3,
+                    rules: Vec::new(),
+                },
+            ],
+        };
+        let observe = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            proxy.stats().rules.len()
+        };
+        let ((), during) = tokio::join!(schedule.play(&proxy), observe);
+        assert_eq!(during, 1);
+        assert!(proxy.stats().rules.is_empty(), "the last step cleared them");
+        assert_eq!(schedule.duration(), Duration::from_secs_f64(0.3));
+    }
+
     #[test]
     fn nothing_to_pick_from_is_an_empty_schedule() {
         let s = Schedule::bursts(

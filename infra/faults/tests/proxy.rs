@@ -627,3 +627,37 @@ async fn dynamodb_streams_are_told_apart_from_dynamodb() {
     assert_eq!(stats.calls("dynamodb", "DescribeStream"), 0);
     assert_eq!(stats.rules[1].matched, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_are_each_forwarded_and_counted_once() {
+    let Some(proxy) = proxy().await else { return };
+    let ddb = aws_sdk_dynamodb::Client::new(&config(&proxy, 1, None).await);
+    let table = table(&ddb).await;
+    let puts = (0..64).map(|i| {
+        let ddb = ddb.clone();
+        let table = table.clone();
+        async move { put(&ddb, &table, &format!("k{i}")).await }
+    });
+    for result in futures_join_all(puts).await {
+        result.expect("put through the proxy");
+    }
+    let scanned = ddb.scan().table_name(&table).send().await.unwrap().count;
+    assert_eq!(scanned, 64);
+    let stats = proxy.stats();
+    assert_eq!(stats.calls("dynamodb", "PutItem"), 64);
+    assert_eq!(stats.calls("dynamodb", "Scan"), 1);
+}
+
+/// `join_all` without a futures dependency: spawn each, await in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
