@@ -329,6 +329,28 @@ async fn every_kind_of_malformed_item_gets_its_reason_and_spoils_nothing_else() 
             Rejected("not_applicable"),
         ),
         (
+            "clock reset to 1970",
+            with(33, "TransactionDateTime", json!("1970-01-01T00:00:00")),
+            Held("date_before_floor"),
+        ),
+        (
+            "read in the future",
+            with(34, "RetrievedOn", json!("2099-01-01T00:00:00Z")),
+            Held("retrieved_on_in_future"),
+        ),
+        (
+            "too many denominations",
+            with(
+                35,
+                "Denominations",
+                json!(vec![
+                    json!({"UnitValue": 0.01, "Count": 1, "Currency": "USD"});
+                    101
+                ]),
+            ),
+            Rejected("too_many_entries"),
+        ),
+        (
             "invalid UTF-8",
             with(32, "UserName", json!("JOSE \u{FFFF}")),
             Rejected("invalid_utf8"),
@@ -583,6 +605,123 @@ async fn items_that_cannot_be_stored_make_a_503_with_per_item_statuses() {
         ]),
         "{r}"
     );
+}
+
+/// An item whose stored form would be over DynamoDB's item limit used to
+/// fail its write on every re-send (a 503 forever). It is rejected with its
+/// reason, kept raw, and the rest of the upload is stored: a re-send is a
+/// 200 of duplicates.
+#[tokio::test]
+async fn an_item_with_thousands_of_denominations_is_rejected_not_a_503_forever() {
+    let stack = Stack::deploy().await;
+    let ingest = stack.ingest();
+    let key = stack.ingest_key().await;
+    let mut huge = valid(1);
+    huge["Denominations"] = json!(vec![
+        json!({"UnitValue": 100.0000, "Count": 1, "Currency": "USD"});
+        9_000
+    ]);
+    huge["Amount"] = json!(900000.0);
+    let upload = body(&[valid(2), huge, valid(3)]);
+    assert!(upload.len() > 400 * 1024, "over DynamoDB's item limit");
+
+    let mut upload_ids = Vec::new();
+    for (attempt, (accepted, duplicates)) in [(2, 0), (0, 2)].into_iter().enumerate() {
+        let resp = ingest.handle(apigw::post(PATH, &upload, Some(&key))).await;
+        let r = apigw::json(&resp);
+        assert_eq!(resp.status_code, 200, "attempt {attempt}: {r}");
+        assert_eq!(r["Accepted"], accepted, "{r}");
+        assert_eq!(r["Duplicates"], duplicates, "{r}");
+        assert_eq!(
+            r["Rejected"],
+            json!([{
+                "Index": 1,
+                "Kind": "Transactions",
+                "Reason": "Transactions[1].Denominations: has 9000 entries; at most 100 are accepted"
+            }]),
+            "{r}"
+        );
+        upload_ids.push(r["UploadId"].as_str().unwrap().to_owned());
+    }
+    let rejects = RejectStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("RejectsTable"),
+    )
+    .for_upload(&upload_ids[0])
+    .await
+    .unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0].code, "too_many_entries");
+    assert!(rejects[0].raw_truncated, "kept, cut to fit one item");
+    let rows = stored(&stack, &BTreeSet::from(["UT00001".to_owned()])).await;
+    assert_eq!(rows.len(), 2);
+}
+
+/// Rotating the ingest key (a new AWSCURRENT; the old value becomes
+/// AWSPREVIOUS) while two containers hold their own caches: neither key is
+/// refused by either container during the grace period; the key before
+/// that stops working at the next rotation; an empty key never works.
+#[tokio::test]
+async fn ingest_key_rotation_refuses_neither_key_in_two_containers() {
+    let stack = Stack::deploy().await;
+    let first = stack.ingest_key().await;
+    let (a, b) = (stack.ingest(), stack.ingest());
+    for c in [&a, &b] {
+        assert_eq!(upload_with(c, &first).await, 200, "warm cache");
+    }
+    // Past the rate bound of the warm-up look-ups (one per second).
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let second = rotate_ingest_key(&stack, "second").await;
+
+    // Container a sees the new key first: it looks again and accepts it,
+    // then still accepts the old one (AWSPREVIOUS).
+    assert_eq!(upload_with(&a, &second).await, 200, "a, new key");
+    assert_eq!(upload_with(&a, &first).await, 200, "a, old key");
+    // Container b still caches the old value: the old key is its current;
+    // the new key makes it look again.
+    assert_eq!(upload_with(&b, &first).await, 200, "b, old key");
+    assert_eq!(upload_with(&b, &second).await, 200, "b, new key");
+    for c in [&a, &b] {
+        assert_eq!(upload_with(c, &second).await, 200);
+        assert_eq!(upload_with(c, &first).await, 200);
+        for wrong in ["", "wrong-key"] {
+            assert_eq!(upload_with(c, wrong).await, 401, "{wrong:?}");
+        }
+    }
+
+    // The next rotation ends the first key's grace period.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let third = rotate_ingest_key(&stack, "third").await;
+    for c in [&a, &b] {
+        assert_eq!(upload_with(c, &third).await, 200, "newest key");
+        assert_eq!(upload_with(c, &second).await, 200, "previous key");
+        assert_eq!(upload_with(c, &first).await, 401, "rotated out twice");
+    }
+}
+
+/// Uploads one new valid transaction to `container` with `key`; the status.
+async fn upload_with(container: &ingest::Ingest, key: &str) -> i64 {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1000);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    container
+        .handle(apigw::post(PATH, &body(&[valid(n)]), Some(key)))
+        .await
+        .status_code
+}
+
+/// What `platformsync ingest-key rotate` does: a new AWSCURRENT version.
+async fn rotate_ingest_key(stack: &Stack, prefix: &str) -> String {
+    let value = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    stack
+        .clients
+        .secrets
+        .put_secret_value()
+        .secret_id(stack.reference("IngestKeySecret"))
+        .secret_string(&value)
+        .send()
+        .await
+        .unwrap();
+    value
 }
 
 /// The contract example in docs/ is what the function really answers.

@@ -8,24 +8,29 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use futures_util::{StreamExt, stream};
 use platformsync_aws::config_table::{ConfigStore, SequenceRecord};
 use platformsync_aws::env::{self, EnvError};
+use platformsync_aws::ingest_key::{IngestKeys, KeyMatch};
 use platformsync_aws::metrics::Metrics;
 use platformsync_aws::rejects::{RejectRecord, RejectStore};
-use platformsync_aws::secrets::SecretCache;
 use platformsync_aws::transactions::{Insertion, TransactionStore};
 use platformsync_aws::{SdkConfig, StoreError};
 use platformsync_domain::quality::QualityPolicy;
 use platformsync_domain::sequence::Progress;
 use platformsync_domain::upload::{ItemRef, UploadError, parse_upload};
-use secrecy::ExposeSecret;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{Instrument, error, info, info_span, warn};
 
 /// A synchronous Lambda invocation's request payload is at most 6 MB; a body
 /// over it gets 413 before any work.
+///
+/// On AWS this answer is never seen: Lambda refuses an invocation whose event
+/// is over 6 MB before the function runs (the event is the body plus
+/// headers, base64 adding a third for binary bodies), and API Gateway HTTP
+/// API then answers SafeSync `413 Request Entity Too Large` with its own
+/// body `{"message":"Request Entity Too Large"}` (docs/upload.md). Only the
+/// local runner and in-process callers see this one.
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 
 /// How the function is configured (from `template.yaml`'s environment).
@@ -44,11 +49,16 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env() -> Result<Self, EnvError> {
+        let defaults = QualityPolicy::default();
+        // 0 (the default): no maximum age for RetrievedOn.
+        let max_age_hours: i64 = env::parsed_or("RETRIEVED_ON_MAX_AGE_HOURS", 0)?;
         let quality = QualityPolicy {
             future_margin: time::Duration::seconds(env::parsed_or(
                 "FUTURE_MARGIN_SECONDS",
-                QualityPolicy::default().future_margin.whole_seconds(),
+                defaults.future_margin.whole_seconds(),
             )?),
+            retrieved_max_age: (max_age_hours > 0).then(|| time::Duration::hours(max_age_hours)),
+            ..defaults
         };
         Ok(Self {
             transactions_table: env::required("TRANSACTIONS_TABLE")?,
@@ -74,7 +84,7 @@ pub struct Ingest {
     transactions: TransactionStore,
     rejects: RejectStore,
     config: ConfigStore,
-    secrets: SecretCache,
+    keys: IngestKeys,
     settings: Settings,
 }
 
@@ -89,12 +99,20 @@ impl Ingest {
             transactions: TransactionStore::new(dynamodb.clone(), &settings.transactions_table),
             rejects: RejectStore::new(dynamodb.clone(), &settings.rejects_table),
             config: ConfigStore::new(dynamodb, &settings.config_table),
-            secrets: SecretCache::new(
+            keys: IngestKeys::new(
                 aws_sdk_secretsmanager::Client::new(sdk),
-                platformsync_aws::secrets::MAX_TTL,
+                &settings.ingest_key_secret,
+                platformsync_aws::ingest_key::MAX_TTL,
             ),
             settings,
         }
+    }
+
+    /// Another least time between two key look-ups caused by a key that
+    /// matched neither version (default one second).
+    pub fn with_key_refetch_interval(mut self, interval: Duration) -> Self {
+        self.keys = self.keys.with_refetch_interval(interval);
+        self
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
@@ -205,32 +223,32 @@ impl Ingest {
                 None,
             ));
         };
-        let expected = match self.secrets.get(&self.settings.ingest_key_secret).await {
-            Ok(key) => key,
+        match self.keys.verify(presented).await {
+            Ok(KeyMatch::Current) => None,
+            Ok(KeyMatch::Previous) => {
+                // Accepted: the key was rotated and SafeSync has not switched
+                // yet. It stops working at the next rotation.
+                info!("upload with the previous ingest key (AWSPREVIOUS)");
+                None
+            }
+            Ok(KeyMatch::None) => {
+                warn!("upload with a wrong ingest key");
+                Some(refuse(
+                    401,
+                    "unauthorized",
+                    "the ingest key is not valid",
+                    None,
+                ))
+            }
             Err(e) => {
                 error!(error = %e, "cannot read the ingest key");
-                return Some(refuse(
+                Some(refuse(
                     503,
                     "unavailable",
                     "cannot verify the ingest key now; retry later",
                     None,
-                ));
+                ))
             }
-        };
-        let matches: bool = presented
-            .as_bytes()
-            .ct_eq(expected.expose_secret().as_bytes())
-            .into();
-        if matches {
-            None
-        } else {
-            warn!("upload with a wrong ingest key");
-            Some(refuse(
-                401,
-                "unauthorized",
-                "the ingest key is not valid",
-                None,
-            ))
         }
     }
 

@@ -4,8 +4,7 @@
 use platformsync_aws::rejects::RejectRecord;
 use platformsync_aws::transactions::{DeliveryStatus, HoldNote, StoredTransaction};
 use platformsync_domain::quality::{self, QualityPolicy};
-use platformsync_domain::upload::{ItemRef, ParsedUpload, UploadItem};
-use std::collections::hash_map::Entry;
+use platformsync_domain::upload::{ItemError, ItemErrorKind, ItemRef, ParsedUpload, UploadItem};
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -50,6 +49,25 @@ pub struct Plan {
     pub sequences: BTreeMap<String, Vec<u64>>,
 }
 
+/// The largest stored form of one valid item that is written.
+///
+/// DynamoDB refuses items over 400 KB, and a transaction must also fit, with
+/// others, in one delivery message (SQS: 256 KB). An item the table refuses
+/// would fail on every re-send of its upload (a 503 forever), so it is
+/// rejected here with its reason instead. The parser already bounds every
+/// field and list (`MAX_DENOMINATIONS`), so no valid record comes near this
+/// (the largest possible is about 33 KB); this is the belt for what those
+/// bounds miss.
+pub const MAX_STORED_ITEM_BYTES: usize = 64 * 1024;
+
+/// An upper bound of the DynamoDB size of `record`: its JSON form (attribute
+/// names and values as text, quotes and escapes included) is never smaller
+/// than DynamoDB counts it (names and strings as UTF-8 bytes, numbers at
+/// most one byte per digit and one more).
+pub fn stored_size(record: &StoredTransaction) -> usize {
+    serde_json::to_vec(record).map_or(usize::MAX, |v| v.len())
+}
+
 /// Decides the fate of every item of `upload`.
 pub fn plan(
     upload: &ParsedUpload,
@@ -57,55 +75,101 @@ pub fn plan(
     now: OffsetDateTime,
     policy: &QualityPolicy,
 ) -> Plan {
+    plan_with_limit(upload, upload_id, now, policy, MAX_STORED_ITEM_BYTES)
+}
+
+/// [`plan`] with another size limit (tests).
+pub fn plan_with_limit(
+    upload: &ParsedUpload,
+    upload_id: &str,
+    now: OffsetDateTime,
+    policy: &QualityPolicy,
+    max_item_bytes: usize,
+) -> Plan {
     let received_at = now.format(&Rfc3339).unwrap_or_default();
     let mut out = Plan::default();
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     for outcome in &upload.items {
         match &outcome.result {
             Err(error) => {
-                let reason = error.to_string();
-                out.rejects.push(Reject {
-                    item: outcome.item,
-                    record: RejectRecord::new(
-                        upload_id,
-                        item_ref(outcome.item),
-                        error.code(),
-                        reason.clone(),
-                        &outcome.raw,
-                        now.unix_timestamp(),
-                        received_at.clone(),
-                    ),
-                    reason,
-                });
+                out.rejects.push(reject(
+                    outcome.item,
+                    error,
+                    &outcome.raw,
+                    upload_id,
+                    now,
+                    &received_at,
+                ));
             }
             Ok(item) => {
+                let key = item.storage_key();
+                let seen_key = (key.partition.as_str().to_owned(), key.sort);
+                if let Some(&first_write) = seen.get(&seen_key) {
+                    out.repeats.push(Repeat {
+                        item: outcome.item,
+                        first_write,
+                    });
+                    continue;
+                }
+                let record = record(item, upload_id, &received_at, now, policy);
+                let bytes = stored_size(&record);
+                if bytes > max_item_bytes {
+                    let error = ItemError {
+                        item: Some(outcome.item),
+                        ..ItemError::whole(ItemErrorKind::TooLarge {
+                            bytes,
+                            limit: max_item_bytes,
+                        })
+                    };
+                    out.rejects.push(reject(
+                        outcome.item,
+                        &error,
+                        &outcome.raw,
+                        upload_id,
+                        now,
+                        &received_at,
+                    ));
+                    continue;
+                }
                 if let Some(n) = item.sequence_number() {
                     out.sequences
                         .entry(item.serial().as_str().to_owned())
                         .or_default()
                         .push(n);
                 }
-                let key = item.storage_key();
-                match seen.entry((key.partition.as_str().to_owned(), key.sort)) {
-                    Entry::Occupied(first) => {
-                        out.repeats.push(Repeat {
-                            item: outcome.item,
-                            first_write: *first.get(),
-                        });
-                        continue;
-                    }
-                    Entry::Vacant(slot) => {
-                        slot.insert(out.writes.len());
-                    }
-                }
+                seen.insert(seen_key, out.writes.len());
                 out.writes.push(Write {
                     item: outcome.item,
-                    record: record(item, upload_id, &received_at, now, policy),
+                    record,
                 });
             }
         }
     }
     out
+}
+
+fn reject(
+    item: ItemRef,
+    error: &ItemError,
+    raw: &str,
+    upload_id: &str,
+    now: OffsetDateTime,
+    received_at: &str,
+) -> Reject {
+    let reason = error.to_string();
+    Reject {
+        item,
+        record: RejectRecord::new(
+            upload_id,
+            item_ref(item),
+            error.code(),
+            reason.clone(),
+            raw,
+            now.unix_timestamp(),
+            received_at.to_owned(),
+        ),
+        reason,
+    }
 }
 
 /// The stored form of a valid item.
@@ -206,6 +270,59 @@ mod tests {
             reject.reason.starts_with("Transactions[2]."),
             "{}",
             reject.reason
+        );
+    }
+
+    #[test]
+    fn an_item_too_large_to_store_is_rejected_with_its_reason() {
+        let body = format!(
+            r#"{{"Transactions": [{GOOD}, {}]}}"#,
+            GOOD.replace("08:00:00", "09:00:00")
+        );
+        let parsed = parse_upload(body.as_bytes()).unwrap();
+        let size =
+            stored_size(&plan(&parsed, "u", now(), &QualityPolicy::default()).writes[0].record);
+        assert!(size < 2_000, "{size}");
+        let plan = plan_with_limit(&parsed, "u", now(), &QualityPolicy::default(), size - 1);
+        assert!(plan.writes.is_empty());
+        assert_eq!(plan.rejects.len(), 2);
+        let r = &plan.rejects[1];
+        assert_eq!(r.record.code, "item_too_large");
+        assert_eq!(
+            r.reason,
+            format!(
+                "Transactions[1]: the stored record would be {size} bytes; at most {} are accepted",
+                size - 1
+            )
+        );
+        assert_eq!(r.record.raw, GOOD.replace("08:00:00", "09:00:00"));
+    }
+
+    /// The estimate is an upper bound of DynamoDB's count for the largest
+    /// record the parser accepts, and that record is far below the limit.
+    #[test]
+    fn the_largest_valid_record_fits() {
+        use platformsync_domain::upload::MAX_DENOMINATIONS;
+        let denomination = r#"{"UnitValue": -7922816251426433759354395033.5, "Count": -9223372036854775808, "Currency": "USD"}"#;
+        let big = GOOD
+            .replace(
+                r#"[{"UnitValue": 20.0000, "Count": 2, "Currency": "USD"}]"#,
+                &format!("[{}]", vec![denomination; MAX_DENOMINATIONS].join(",")),
+            )
+            .replace("\"JOSE\"", &format!("\"{}\"", "\u{10FFFF}".repeat(128)))
+            .replace("\"PickupGroupId\": 1,", "\"PickupGroupId\": -9223372036854775808, \"Register\": \"ABCDEFGH\", \"SequenceNumber\": 18446744073709551615,");
+        let body = format!(r#"{{"Transactions": [{big}]}}"#);
+        let parsed = parse_upload(body.as_bytes()).unwrap();
+        assert!(
+            parsed.items[0].result.is_ok(),
+            "{:?}",
+            parsed.items[0].result
+        );
+        let plan = plan(&parsed, "u", now(), &QualityPolicy::default());
+        let size = stored_size(&plan.writes[0].record);
+        assert!(
+            size > 10_000 && size < MAX_STORED_ITEM_BYTES * 3 / 4,
+            "{size}"
         );
     }
 

@@ -32,6 +32,8 @@ pub mod redelivery;
 #[cfg(feature = "dynamodb")]
 pub mod rejects;
 #[cfg(feature = "secrets")]
+pub mod ingest_key;
+#[cfg(feature = "secrets")]
 pub mod secrets;
 #[cfg(feature = "dynamodb")]
 pub mod transactions;

@@ -5,7 +5,12 @@
 //! spelling). The key must see through all of that:
 //!
 //! * With a `SequenceNumber` (the safe's own counter), identity is
-//!   serial + sequence: `seq:{SERIAL}:{n:020}`.
+//!   serial + sequence: `seq:{SERIAL}:{n:020}` for a transaction,
+//!   `aseq:{SERIAL}:{n:020}` for an audit record. The two arrays are two
+//!   record kinds, and nothing says a safe numbers them from one counter: a
+//!   transaction and an audit record with the same number are two records.
+//!   (The transaction form predates the audit one and stays byte-for-byte
+//!   what it was, so every stored transaction keeps its key.)
 //! * Otherwise a SHA-256 over a canonical, length-prefixed encoding of the
 //!   identifying fields: message kind, serial, canonical type,
 //!   `TransactionDateTime` as received, `PickupGroupId`, `UserName`, `Amount`
@@ -30,7 +35,16 @@ const ENCODING_VERSION: &[u8] = b"platformsync-dedup-v1";
 /// A record's identity. Its [`Display`](fmt::Display) form is what is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DedupKey {
-    Sequence { serial: SerialNumber, sequence: u64 },
+    /// A transaction's `SequenceNumber`.
+    Sequence {
+        serial: SerialNumber,
+        sequence: u64,
+    },
+    /// An audit record's `SequenceNumber`: never equal to a transaction's key.
+    AuditSequence {
+        serial: SerialNumber,
+        sequence: u64,
+    },
     Digest([u8; 16]),
 }
 
@@ -38,9 +52,10 @@ impl DedupKey {
     /// The key of a parsed record; see the module docs.
     pub fn of(item: &UploadItem) -> Self {
         if let Some(sequence) = item.sequence_number() {
-            return DedupKey::Sequence {
-                serial: item.serial().clone(),
-                sequence,
+            let serial = item.serial().clone();
+            return match item {
+                UploadItem::Transaction(_) => DedupKey::Sequence { serial, sequence },
+                UploadItem::Audit(_) => DedupKey::AuditSequence { serial, sequence },
             };
         }
         let mut enc = Encoder::new();
@@ -56,6 +71,9 @@ impl fmt::Display for DedupKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DedupKey::Sequence { serial, sequence } => write!(f, "seq:{serial}:{sequence:020}"),
+            DedupKey::AuditSequence { serial, sequence } => {
+                write!(f, "aseq:{serial}:{sequence:020}")
+            }
             DedupKey::Digest(bytes) => write!(f, "sha:{}", hex::encode(bytes)),
         }
     }
@@ -238,6 +256,7 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::money::Amount;
     use crate::upload::parse_upload;
 
     fn item(json: &str) -> UploadItem {
@@ -256,6 +275,53 @@ mod tests {
         );
         let k = item(&json).dedup_key();
         assert_eq!(k.to_string(), "seq:UT07761:00000000000000000042");
+    }
+
+    /// Stored keys never change: these are the exact keys a transaction got
+    /// before audit records had their own sequence form.
+    #[test]
+    fn transaction_keys_are_byte_for_byte_unchanged() {
+        let i = item(BASE);
+        assert_eq!(
+            i.storage_key().sort,
+            "2019-09-26T00:01:00.0000000#sha:aedafe2c406a2ee2863b670570e4864a"
+        );
+        let json = BASE.replace(
+            r#""PickupGroupId":1"#,
+            r#""PickupGroupId":1,"SequenceNumber":18446744073709551615"#,
+        );
+        assert_eq!(
+            item(&json).storage_key().sort,
+            "2019-09-26T00:01:00.0000000#seq:UT07761:18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn audit_and_transaction_with_one_sequence_number_are_two_records() {
+        let t = item(&BASE.replace(
+            r#""PickupGroupId":1"#,
+            r#""PickupGroupId":1,"SequenceNumber":42"#,
+        ));
+        let a = UploadItem::Audit(AuditTransaction {
+            pickup_group_id: 0,
+            serial_number: t.serial().clone(),
+            retrieved_on: t.retrieved_on().clone(),
+            transaction_date_time: t.transaction_date_time().clone(),
+            user_name: crate::fields::UserName::parse("U").unwrap(),
+            audit_type: crate::types::AuditType::DoorOpened,
+            amount: Amount::parse("0").unwrap(),
+            door_name: None,
+            sequence_number: Some(42),
+        });
+        assert_eq!(
+            t.dedup_key().to_string(),
+            "seq:UT07761:00000000000000000042"
+        );
+        assert_eq!(
+            a.dedup_key().to_string(),
+            "aseq:UT07761:00000000000000000042"
+        );
+        assert_ne!(t.storage_key(), a.storage_key());
     }
 
     #[test]

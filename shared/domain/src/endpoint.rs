@@ -240,13 +240,34 @@ impl EndpointSettings {
         let Some(whitelist) = &self.whitelist else {
             return true;
         };
+        // `parse` also reads a legacy code (`"30"`): a whitelist stored in
+        // codes before registration normalised them still delivers.
         match kind {
-            MessageKind::Transactions => TransactionType::parse(type_name)
-                .is_ok_and(|t| whitelist.iter().any(|w| t.matches_name(w))),
+            MessageKind::Transactions => TransactionType::parse(type_name).is_ok_and(|t| {
+                whitelist
+                    .iter()
+                    .any(|w| TransactionType::parse(w).is_ok_and(|x| x == t))
+            }),
             MessageKind::AuditTransactions => AuditType::parse(type_name)
                 .is_ok_and(|t| whitelist.iter().any(|w| t.matches_name(w))),
         }
     }
+}
+
+/// A whitelist entry as it is stored: a transaction type's legacy numeric
+/// code (`30`) becomes its canonical name (`CashIn`), so the stored list and
+/// what staff see are in names; a name of either vocabulary is kept as given
+/// (trimmed). `None` for an entry that names no transaction or audit type.
+pub fn normalize_whitelist_entry(entry: &str) -> Option<String> {
+    let entry = entry.trim();
+    let is_code = !entry.is_empty() && entry.bytes().all(|b| b.is_ascii_digit());
+    if is_code {
+        return TransactionType::parse(entry)
+            .ok()
+            .map(|t| t.canonical_name().to_owned());
+    }
+    (TransactionType::parse(entry).is_ok() || AuditType::parse(entry).is_ok())
+        .then(|| entry.to_owned())
 }
 
 #[cfg(test)]
@@ -291,6 +312,27 @@ mod tests {
         assert!(e.wants(MessageKind::AuditTransactions, "DoorOpened"));
         e.enabled = false;
         assert!(!e.wants(MessageKind::Transactions, "CashIn"));
+    }
+
+    #[test]
+    fn legacy_codes_in_a_whitelist_become_names_and_still_match() {
+        assert_eq!(normalize_whitelist_entry(" 30 ").as_deref(), Some("CashIn"));
+        assert_eq!(
+            normalize_whitelist_entry("ValidatedCashIn").as_deref(),
+            Some("ValidatedCashIn")
+        );
+        assert_eq!(
+            normalize_whitelist_entry("dooropened").as_deref(),
+            Some("dooropened")
+        );
+        assert_eq!(normalize_whitelist_entry("999"), None);
+        assert_eq!(normalize_whitelist_entry("CashOut"), None);
+        assert_eq!(normalize_whitelist_entry(""), None);
+        // A list stored in codes before normalisation still delivers.
+        let mut e = endpoint();
+        e.whitelist = Some(vec!["30".into()]);
+        assert!(e.wants(MessageKind::Transactions, "CashIn"));
+        assert!(!e.wants(MessageKind::Transactions, "ChangeRequest"));
     }
 
     #[test]

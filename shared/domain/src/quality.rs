@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fields::Currency;
 use crate::money::{Amount, UnitValue, amount_as_string, unit_value_as_string};
-use crate::time::SafeDateTime;
+use crate::time::{RetrievedOn, SafeDateTime};
 use crate::transaction::{AuditTransaction, Transaction};
 use crate::upload::UploadItem;
 
@@ -27,14 +27,40 @@ pub struct QualityPolicy {
     /// safe clock drift and a missed DST change; anything later than that is
     /// a wrong clock, which the spec wants held.
     pub future_margin: Duration,
+    /// No safe reports a time before this instant on purpose: a
+    /// `TransactionDateTime` or `RetrievedOn` before it is a reset clock
+    /// (`0001-01-01`, `1970-01-01`, a battery-less RTC's `2000-01-01`
+    /// minus a zone) and is held. Default [`DEFAULT_DATE_FLOOR`].
+    pub date_floor: OffsetDateTime,
+    /// How far past "now" a `RetrievedOn` may be before it is held (it has
+    /// an offset, so this covers only SafeSync's clock drift). Default 1 hour.
+    pub retrieved_future_margin: Duration,
+    /// How long before "now" a `RetrievedOn` may be before it is held;
+    /// `None` (the default): no limit. Off by default because SafeSync
+    /// re-sends and backfills legitimately carry old read times (a re-send
+    /// of a stored transaction is a duplicate whatever its `RetrievedOn`).
+    pub retrieved_max_age: Option<Duration>,
 }
+
+/// Default [`QualityPolicy::date_floor`]: 2000-01-01T00:00:00Z, before any
+/// safe that reports to SafeSync was installed.
+pub const DEFAULT_DATE_FLOOR: OffsetDateTime = ::time::macros::datetime!(2000-01-01 00:00 UTC);
 
 impl Default for QualityPolicy {
     fn default() -> Self {
         QualityPolicy {
             future_margin: Duration::hours(1),
+            date_floor: DEFAULT_DATE_FLOOR,
+            retrieved_future_margin: Duration::hours(1),
+            retrieved_max_age: None,
         }
     }
+}
+
+/// `YYYY-MM-DD` of the floor, for messages.
+fn floor_text(floor: OffsetDateTime) -> String {
+    let d = floor.date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// Why a record is held. Stored with the held record (serde, tagged by `code`).
@@ -67,6 +93,25 @@ pub enum HoldReason {
     MixedCurrencies { currencies: Vec<Currency> },
     #[error("TransactionDateTime {transaction_date_time} is in the future")]
     FutureDate { transaction_date_time: SafeDateTime },
+    #[error(
+        "TransactionDateTime {transaction_date_time} is before {floor}: the safe's clock is wrong"
+    )]
+    DateBeforeFloor {
+        transaction_date_time: SafeDateTime,
+        floor: String,
+    },
+    #[error("RetrievedOn {retrieved_on} is in the future")]
+    RetrievedOnInFuture { retrieved_on: RetrievedOn },
+    #[error("RetrievedOn {retrieved_on} is before {floor}: SafeSync's clock is wrong")]
+    RetrievedOnBeforeFloor {
+        retrieved_on: RetrievedOn,
+        floor: String,
+    },
+    #[error("RetrievedOn {retrieved_on} is more than {max_age_hours} hours before the upload")]
+    RetrievedOnTooOld {
+        retrieved_on: RetrievedOn,
+        max_age_hours: i64,
+    },
     #[error("audit record has Amount {amount}; expected 0")]
     AuditAmountNotZero {
         #[serde(with = "amount_as_string")]
@@ -87,6 +132,10 @@ impl HoldReason {
             HoldReason::NonPositiveUnitValue { .. } => "non_positive_unit_value",
             HoldReason::MixedCurrencies { .. } => "mixed_currencies",
             HoldReason::FutureDate { .. } => "future_date",
+            HoldReason::DateBeforeFloor { .. } => "date_before_floor",
+            HoldReason::RetrievedOnInFuture { .. } => "retrieved_on_in_future",
+            HoldReason::RetrievedOnBeforeFloor { .. } => "retrieved_on_before_floor",
+            HoldReason::RetrievedOnTooOld { .. } => "retrieved_on_too_old",
             HoldReason::AuditAmountNotZero { .. } => "audit_amount_not_zero",
             HoldReason::AuditPickupGroupNotZero { .. } => "audit_pickup_group_not_zero",
         }
@@ -102,11 +151,46 @@ pub fn check(item: &UploadItem, now: OffsetDateTime, policy: &QualityPolicy) -> 
             transaction_date_time: when.clone(),
         });
     }
+    if when.is_before(policy.date_floor) {
+        reasons.push(HoldReason::DateBeforeFloor {
+            transaction_date_time: when.clone(),
+            floor: floor_text(policy.date_floor),
+        });
+    }
+    check_retrieved_on(item.retrieved_on(), now, policy, &mut reasons);
     match item {
         UploadItem::Transaction(t) => check_transaction(t, &mut reasons),
         UploadItem::Audit(a) => check_audit(a, &mut reasons),
     }
     reasons
+}
+
+fn check_retrieved_on(
+    retrieved: &RetrievedOn,
+    now: OffsetDateTime,
+    policy: &QualityPolicy,
+    reasons: &mut Vec<HoldReason>,
+) {
+    let at = retrieved.unix_timestamp_nanos();
+    let now = now.unix_timestamp_nanos();
+    if at > now + policy.retrieved_future_margin.whole_nanoseconds() {
+        reasons.push(HoldReason::RetrievedOnInFuture {
+            retrieved_on: retrieved.clone(),
+        });
+    }
+    if at < policy.date_floor.unix_timestamp_nanos() {
+        reasons.push(HoldReason::RetrievedOnBeforeFloor {
+            retrieved_on: retrieved.clone(),
+            floor: floor_text(policy.date_floor),
+        });
+    } else if let Some(max_age) = policy.retrieved_max_age
+        && at < now - max_age.whole_nanoseconds()
+    {
+        reasons.push(HoldReason::RetrievedOnTooOld {
+            retrieved_on: retrieved.clone(),
+            max_age_hours: max_age.whole_hours(),
+        });
+    }
 }
 
 fn check_transaction(t: &Transaction, reasons: &mut Vec<HoldReason>) {
@@ -271,9 +355,74 @@ mod tests {
         assert!(codes(&tx("0", "", "2024-06-01T13:00:00Z")).is_empty());
         let strict = QualityPolicy {
             future_margin: Duration::ZERO,
+            ..QualityPolicy::default()
         };
         let t = tx("0", "", "2024-06-01T12:00:01Z");
         assert_eq!(check(&t, NOW, &strict).len(), 1);
+    }
+
+    #[test]
+    fn dates_before_the_floor_are_held() {
+        assert_eq!(
+            codes(&tx("0", "", "1970-01-01T00:00:00")),
+            ["date_before_floor"]
+        );
+        let t = tx("0", "", "0001-01-01T00:00:00");
+        let reasons = check(&t, NOW, &QualityPolicy::default());
+        assert_eq!(
+            reasons[0].to_string(),
+            "TransactionDateTime 0001-01-01T00:00:00 is before 2000-01-01: the safe's clock is wrong"
+        );
+        // Within a zone's reach of the floor: not certainly before it.
+        assert!(codes(&tx("0", "", "1999-12-31T20:00:00")).is_empty());
+        assert!(codes(&tx("0", "", "2000-01-01T00:00:00")).is_empty());
+    }
+
+    fn retrieved(at: &str) -> UploadItem {
+        let body = format!(
+            r#"{{"Transactions":[{{"PickupGroupId":1,"SerialNumber":"UT07761","RetrievedOn":"{at}","TransactionDateTime":"2024-05-01T00:00:00","UserName":"U","TransactionType":"CashIn","Amount":0}}]}}"#
+        );
+        parse_upload(body.as_bytes()).unwrap().items[0]
+            .result
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn retrieved_on_far_from_now_is_held() {
+        // NOW is 2024-06-01T12:00Z; the margin is one hour.
+        assert!(codes(&retrieved("2024-06-01T13:00:00Z")).is_empty());
+        assert!(codes(&retrieved("2024-06-01T07:00:00-06:00")).is_empty());
+        assert_eq!(
+            codes(&retrieved("2024-06-01T13:00:01Z")),
+            ["retrieved_on_in_future"]
+        );
+        assert_eq!(
+            codes(&retrieved("2024-06-01T08:00:01-05:00")),
+            ["retrieved_on_in_future"]
+        );
+        assert_eq!(
+            codes(&retrieved("1970-01-01T00:00:00Z")),
+            ["retrieved_on_before_floor"]
+        );
+        // Old read times are normal by default (re-sends, backfills)...
+        assert!(codes(&retrieved("2019-09-12T14:11:20.387Z")).is_empty());
+        // ...and held when a maximum age is configured.
+        let policy = QualityPolicy {
+            retrieved_max_age: Some(Duration::days(30)),
+            ..QualityPolicy::default()
+        };
+        let old = retrieved("2024-05-02T11:59:59Z");
+        let reasons = check(&old, NOW, &policy);
+        assert_eq!(
+            reasons.iter().map(HoldReason::code).collect::<Vec<_>>(),
+            ["retrieved_on_too_old"]
+        );
+        assert_eq!(
+            reasons[0].to_string(),
+            "RetrievedOn 2024-05-02T11:59:59Z is more than 720 hours before the upload"
+        );
+        assert!(check(&retrieved("2024-05-02T12:00:01Z"), NOW, &policy).is_empty());
     }
 
     #[test]
@@ -307,6 +456,21 @@ mod tests {
                 currencies: vec![Currency::parse("USD").unwrap()],
             },
             HoldReason::AuditPickupGroupNotZero { pickup_group_id: 3 },
+            HoldReason::DateBeforeFloor {
+                transaction_date_time: SafeDateTime::parse("1970-01-01T00:00:00").unwrap(),
+                floor: "2000-01-01".into(),
+            },
+            HoldReason::RetrievedOnInFuture {
+                retrieved_on: RetrievedOn::parse("2030-01-01T00:00:00Z").unwrap(),
+            },
+            HoldReason::RetrievedOnBeforeFloor {
+                retrieved_on: RetrievedOn::parse("1970-01-01T00:00:00Z").unwrap(),
+                floor: "2000-01-01".into(),
+            },
+            HoldReason::RetrievedOnTooOld {
+                retrieved_on: RetrievedOn::parse("2020-01-01T00:00:00Z").unwrap(),
+                max_age_hours: 24,
+            },
         ];
         for r in reasons {
             let v: serde_json::Value = serde_json::to_value(&r).unwrap();

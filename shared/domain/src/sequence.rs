@@ -11,6 +11,9 @@
 //! - At most [`MAX_PENDING`] numbers are kept beyond `contiguous`; past that
 //!   the oldest gap is given up (it has been reported on every upload since it
 //!   opened) so the state stays one small item.
+//! - Numbers run up to `u64::MAX`: nothing here adds past it (a safe whose
+//!   counter reached the top has seen everything up to it; there is no gap
+//!   beyond).
 
 use std::collections::BTreeSet;
 
@@ -25,8 +28,9 @@ pub struct Gap {
 }
 
 impl Gap {
+    /// How many numbers are missing (saturating: `0..=u64::MAX` has 2^64).
     pub fn len(&self) -> u64 {
-        self.to - self.from + 1
+        (self.to - self.from).saturating_add(1)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,30 +68,32 @@ impl Progress {
         self.advance();
         while self.pending.len() > MAX_PENDING {
             if let Some(lowest) = self.pending.first().copied() {
-                self.contiguous = lowest - 1;
+                // `pending` only holds numbers above `contiguous`, so `lowest >= 1`.
+                self.contiguous = lowest.saturating_sub(1);
                 self.advance();
             }
         }
     }
 
     fn advance(&mut self) {
-        while self.pending.remove(&(self.contiguous + 1)) {
-            self.contiguous += 1;
+        while let Some(next) = self.contiguous.checked_add(1)
+            && self.pending.remove(&next)
+        {
+            self.contiguous = next;
         }
     }
 
     /// The runs of numbers still missing, lowest first.
     pub fn gaps(&self) -> Vec<Gap> {
         let mut gaps = Vec::new();
-        let mut expected = self.contiguous + 1;
+        // `None` once u64::MAX has been passed: nothing can be missing above it.
+        let mut expected = self.contiguous.checked_add(1);
         for &n in &self.pending {
-            if n > expected {
-                gaps.push(Gap {
-                    from: expected,
-                    to: n - 1,
-                });
+            let Some(from) = expected else { break };
+            if n > from {
+                gaps.push(Gap { from, to: n - 1 });
             }
-            expected = n + 1;
+            expected = n.checked_add(1);
         }
         gaps
     }
@@ -120,6 +126,81 @@ mod tests {
         assert_eq!(p.contiguous, 10);
         assert!(p.pending.is_empty());
         assert!(p.gaps().is_empty());
+    }
+
+    #[test]
+    fn the_top_of_the_counter_is_an_ordinary_number() {
+        let mut p = Progress::first_seen([u64::MAX]).unwrap();
+        assert_eq!(p.contiguous, u64::MAX);
+        assert!(p.gaps().is_empty());
+        p.observe([u64::MAX, u64::MAX - 1, 0]);
+        assert_eq!(p.contiguous, u64::MAX);
+        let mut p = Progress::first_seen([u64::MAX - 3, u64::MAX]).unwrap();
+        assert_eq!(
+            p.gaps(),
+            vec![Gap {
+                from: u64::MAX - 2,
+                to: u64::MAX - 1
+            }]
+        );
+        p.observe([u64::MAX - 1, u64::MAX - 2]);
+        assert_eq!(p.contiguous, u64::MAX);
+        assert!(p.gaps().is_empty());
+        assert_eq!(
+            Gap {
+                from: 0,
+                to: u64::MAX
+            }
+            .len(),
+            u64::MAX
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever numbers arrive, in whatever batches, near the top of the
+        /// counter or anywhere: no panic, gaps are exactly the numbers not seen
+        /// between the baseline and the highest seen, and `pending` stays bounded.
+        #[test]
+        fn never_panics_and_gaps_are_the_unseen_numbers(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        (u64::MAX - 64)..=u64::MAX,
+                        0u64..64,
+                        proptest::num::u64::ANY,
+                    ],
+                    0..12,
+                ),
+                1..6,
+            )
+        ) {
+            let mut seen = BTreeSet::new();
+            let mut progress: Option<Progress> = None;
+            for batch in &batches {
+                seen.extend(batch.iter().copied());
+                match &mut progress {
+                    Some(p) => p.observe(batch.iter().copied()),
+                    None => progress = Progress::first_seen(batch.iter().copied()),
+                }
+                if let Some(p) = &progress {
+                    proptest::prop_assert!(p.pending.len() <= MAX_PENDING);
+                    let gaps = p.gaps();
+                    for g in &gaps {
+                        proptest::prop_assert!(g.from <= g.to);
+                        proptest::prop_assert!(g.from > p.contiguous);
+                        // Small gaps only: checking a huge one would take forever.
+                        if g.to - g.from < 1_000 {
+                            for n in g.from..=g.to {
+                                proptest::prop_assert!(!seen.contains(&n));
+                            }
+                        }
+                    }
+                    if let Some(&top) = seen.last() {
+                        proptest::prop_assert!(p.contiguous <= top);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

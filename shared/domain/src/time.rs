@@ -25,6 +25,9 @@ pub const MAX_FRACTION_DIGITS: usize = 7;
 /// The earliest instant it can denote is therefore `local - 14h`.
 pub const MAX_ZONE_AHEAD_OF_UTC: ::time::Duration = ::time::Duration::hours(14);
 
+/// ...and the latest is `local + 12h` (UTC-12 is the westernmost zone).
+pub const MAX_ZONE_BEHIND_UTC: ::time::Duration = ::time::Duration::hours(12);
+
 /// What is wrong with a timestamp. Carries the text received (clipped).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{received:?} is not a valid timestamp: {problem}")]
@@ -247,6 +250,23 @@ impl SafeDateTime {
         }
     }
 
+    /// The latest UTC instant this timestamp can denote, as Unix nanoseconds:
+    /// exact with an offset; otherwise `local + 12h`. A time with no offset
+    /// is "before" an instant only when even this latest reading is.
+    pub fn latest_utc_unix_nanos(&self) -> i128 {
+        match self.offset {
+            Some(offset) => unix_nanos(self.local, offset),
+            None => {
+                unix_nanos(self.local, UtcOffset::UTC) + MAX_ZONE_BEHIND_UTC.whole_nanoseconds()
+            }
+        }
+    }
+
+    /// Whether this is certainly before `instant` (by [`Self::latest_utc_unix_nanos`]).
+    pub fn is_before(&self, instant: OffsetDateTime) -> bool {
+        self.latest_utc_unix_nanos() < instant.unix_timestamp_nanos()
+    }
+
     /// [`Self::earliest_utc_unix_nanos`] as a date-time (`None` if out of the `time` crate's range).
     pub fn earliest_utc(&self) -> Option<OffsetDateTime> {
         OffsetDateTime::from_unix_timestamp_nanos(self.earliest_utc_unix_nanos()).ok()
@@ -449,6 +469,37 @@ mod tests {
                 .earliest_utc()
                 .unwrap(),
             datetime!(2024-06-01 12:00 UTC)
+        );
+    }
+
+    #[test]
+    fn before_rule() {
+        let floor = datetime!(2000-01-01 00:00 UTC);
+        // No offset: before only if local + 12h < floor.
+        assert!(
+            !SafeDateTime::parse("1999-12-31T12:00:00")
+                .unwrap()
+                .is_before(floor)
+        );
+        assert!(
+            SafeDateTime::parse("1999-12-31T11:59:59")
+                .unwrap()
+                .is_before(floor)
+        );
+        assert!(
+            SafeDateTime::parse("1999-12-31T23:59:59Z")
+                .unwrap()
+                .is_before(floor)
+        );
+        assert!(
+            !SafeDateTime::parse("1999-12-31T19:00:00-05:00")
+                .unwrap()
+                .is_before(floor)
+        );
+        assert!(
+            SafeDateTime::parse("0001-01-01T00:00:00")
+                .unwrap()
+                .is_before(floor)
         );
     }
 

@@ -608,6 +608,26 @@ fn whitespace_everywhere_is_fine() {
 }
 
 #[test]
+fn denominations_are_bounded() {
+    use platformsync_domain::upload::MAX_DENOMINATIONS;
+    let one = r#"{"UnitValue":0.01,"Count":1,"Currency":"USD"}"#;
+    let list = |n: usize| format!("[{}]", vec![one; n].join(","));
+    assert!(
+        upload(&[&with("Denominations", &list(MAX_DENOMINATIONS))]).items[0]
+            .result
+            .is_ok()
+    );
+    for n in [MAX_DENOMINATIONS + 1, 5_000] {
+        let e = item_error(&with("Denominations", &list(n)));
+        assert_kind(&e, "too_many_entries", Some("Denominations"));
+        assert_eq!(
+            e.to_string(),
+            format!("Transactions[1].Denominations: has {n} entries; at most 100 are accepted")
+        );
+    }
+}
+
+#[test]
 fn item_error_kinds_all_reached() {
     // Compile-time reminder: a new kind must get a test above.
     fn covered(k: &ItemErrorKind) -> bool {
@@ -622,6 +642,9 @@ fn item_error_kinds_all_reached() {
             | ItemErrorKind::InvalidTimestamp(_)
             | ItemErrorKind::UnknownType(_)
             | ItemErrorKind::OutOfRange { .. }
+            | ItemErrorKind::TooManyEntries { .. }
+            // Reached in the ingest function's plan (size of the stored form).
+            | ItemErrorKind::TooLarge { .. }
             | ItemErrorKind::InvalidFormat(_)
             | ItemErrorKind::InvalidNumber { .. }
             | ItemErrorKind::InvalidUtf8 { .. }

@@ -105,6 +105,14 @@ pub enum ItemErrorKind {
     UnknownType(UnknownTypeError),
     #[error("{value} is out of range ({limit})")]
     OutOfRange { value: String, limit: &'static str },
+    /// A list longer than any real record has (e.g. thousands of
+    /// denominations): refused before it can make a stored item too large
+    /// for DynamoDB (400 KB), which would fail on every re-send.
+    #[error("has {count} entries; at most {limit} are accepted")]
+    TooManyEntries { count: usize, limit: usize },
+    /// The record's stored form would exceed what one DynamoDB item holds.
+    #[error("the stored record would be {bytes} bytes; at most {limit} are accepted")]
+    TooLarge { bytes: usize, limit: usize },
     #[error(transparent)]
     InvalidFormat(FormatError),
     /// Exponent notation and similar number spellings refused for money.
@@ -133,6 +141,8 @@ impl ItemErrorKind {
             ItemErrorKind::InvalidTimestamp(_) => "invalid_timestamp",
             ItemErrorKind::UnknownType(_) => "unknown_type",
             ItemErrorKind::OutOfRange { .. } => "out_of_range",
+            ItemErrorKind::TooManyEntries { .. } => "too_many_entries",
+            ItemErrorKind::TooLarge { .. } => "item_too_large",
             ItemErrorKind::InvalidFormat(_) => "invalid_format",
             ItemErrorKind::InvalidNumber { .. } => "invalid_number",
             ItemErrorKind::InvalidUtf8 { .. } => "invalid_utf8",
@@ -163,7 +173,9 @@ impl ItemError {
         }
     }
 
-    pub(crate) fn whole(kind: ItemErrorKind) -> Self {
+    /// An error about the item as a whole, for checks made after parsing
+    /// (e.g. the size of its stored form).
+    pub fn whole(kind: ItemErrorKind) -> Self {
         ItemError {
             item: None,
             field: None,

@@ -35,6 +35,12 @@ const EXPECT_OBJECT: &str = "a JSON object";
 const EXPECT_TYPE: &str = "a type name (JSON string) or legacy code (JSON integer)";
 const I64_RANGE: &str = "64-bit signed integer";
 const U64_RANGE: &str = "64-bit unsigned integer";
+/// Most denominations one transaction may list. A safe counts a handful of
+/// note and coin values per currency (US dollars: 7 notes, 6 coins); 100
+/// leaves room for several currencies and keeps the stored item far below
+/// DynamoDB's 400 KB, whatever the values' spelling.
+pub const MAX_DENOMINATIONS: usize = 100;
+
 const DECIMAL_RANGE: &str =
     "exact decimal: at most 28 fraction digits and 29 significant digits, |value| < 7.9e28";
 
@@ -472,6 +478,15 @@ fn denominations(raw: &str) -> Result<Vec<Denomination>, ItemError> {
             },
         )
     })?;
+    if elements.len() > MAX_DENOMINATIONS {
+        return Err(ItemError::at(
+            name,
+            ItemErrorKind::TooManyEntries {
+                count: elements.len(),
+                limit: MAX_DENOMINATIONS,
+            },
+        ));
+    }
     let mut out = Vec::with_capacity(elements.len());
     for (index, element) in elements.into_iter().enumerate() {
         out.push(denomination(element.get(), index)?);

@@ -31,6 +31,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::value::RawValue;
 
 pub use error::{ItemError, ItemErrorKind, ItemRef, Position, UploadError};
+pub use item::MAX_DENOMINATIONS;
 
 use crate::dedup::{DedupKey, StorageKey};
 use crate::money::{Amount, clip};
