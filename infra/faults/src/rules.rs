@@ -48,6 +48,16 @@ pub enum Fault {
     },
 }
 
+/// Seconds from a rule or schedule as a duration, never panicking: negative
+/// or NaN is zero, anything huge is capped at a year.
+pub(crate) fn seconds(s: f64) -> Duration {
+    const YEAR: f64 = 365.0 * 24.0 * 3600.0;
+    if s.is_nan() {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(s.clamp(0.0, YEAR))
+}
+
 fn yes() -> bool {
     true
 }
@@ -420,6 +430,14 @@ mod tests {
         // Spent: the next rule takes over.
         assert_eq!(state.decide(&send, now), Some(Fault::AccessDenied));
         assert_eq!(state.stats(now).rules[0].matched, 3);
+    }
+
+    #[test]
+    fn seconds_never_panic() {
+        assert_eq!(seconds(-1.0), Duration::ZERO);
+        assert_eq!(seconds(f64::NAN), Duration::ZERO);
+        assert_eq!(seconds(1.5), Duration::from_millis(1500));
+        assert!(seconds(f64::INFINITY) <= Duration::from_secs(366 * 24 * 3600));
     }
 
     #[test]

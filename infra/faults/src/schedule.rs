@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::FaultProxy;
-use crate::rules::{Fault, Rule};
+use crate::rules::{Fault, Rule, seconds};
 
 /// From `at` (measured from the start of [`Schedule::play`]) the proxy's
 /// rules are `rules` (replacing the previous step's).
@@ -101,7 +101,7 @@ impl Schedule {
 
     /// Total time the schedule spans.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.steps.last().map_or(0.0, |s| s.at_seconds.max(0.0)))
+        seconds(self.steps.last().map_or(0.0, |s| s.at_seconds))
     }
 
     /// Installs each step's rules on `proxy` at its time; returns after the
@@ -109,7 +109,7 @@ impl Schedule {
     pub async fn play(&self, proxy: &FaultProxy) {
         let start = tokio::time::Instant::now();
         for step in &self.steps {
-            let at = Duration::from_secs_f64(step.at_seconds.max(0.0));
+            let at = seconds(step.at_seconds);
             tokio::time::sleep_until(start + at).await;
             proxy.set_rules(step.rules.clone());
         }

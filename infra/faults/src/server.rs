@@ -130,7 +130,7 @@ async fn handle(
             seconds,
             forward: pass,
         }) => {
-            let hold = Duration::from_secs_f64(seconds);
+            let hold = crate::rules::seconds(seconds);
             if !pass {
                 tokio::time::sleep(hold).await;
                 return Err(Box::new(Dropped));
