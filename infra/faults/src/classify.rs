@@ -86,14 +86,15 @@ pub fn classify(headers: &HeaderMap, path_and_query: &str, body: &[u8]) -> Call 
         .split_once('?')
         .unwrap_or((path_and_query, ""));
 
-    // rpcv2Cbor: /service/GraniteServiceVersion20100801/operation/PutMetricData
+    // rpcv2Cbor (its requests always carry `Smithy-Protocol`):
+    // /service/GraniteServiceVersion20100801/operation/PutMetricData
     let cbor = headers
         .get("smithy-protocol")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("rpc-v2-cbor"));
-    if let Some(rest) = path.strip_prefix("/service/")
+    if cbor
+        && let Some(rest) = path.strip_prefix("/service/")
         && let Some((shape, operation)) = rest.split_once("/operation/")
-        && (cbor || !operation.is_empty())
     {
         let service = scope
             .map(|s| canonical_service(&s))
