@@ -2,11 +2,12 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test up down bench bench-ingest bench-fanout bench-push lint fmt sam-build
+.PHONY: help demo test test-localstack up down bench bench-ingest bench-fanout bench-push lint fmt sam-build
 
 help:
 	@echo "make demo   run the whole pipeline locally and show what was delivered"
 	@echo "make test   run every test (starts and stops its own local AWS stack)"
+	@echo "make test-localstack  the integration and end-to-end tests on LocalStack (host mode; DynamoDB on moto)"
 	@echo "make up     start the local stack in the background (source .local/stack.env)"
 	@echo "make down   stop what make up started"
 	@echo "make bench  run the parser benchmark (figures go to docs/benchmarks.md)"
@@ -18,6 +19,9 @@ demo:
 
 test:
 	@infra/scripts/test.sh
+
+test-localstack:
+	@infra/scripts/test-localstack.sh
 
 up:
 	@infra/scripts/up.sh
