@@ -845,6 +845,222 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
     let _ = std::fs::remove_file(file);
 }
 
+/// `endpoint add` refuses what the push function would refuse to connect
+/// to (a literal non-public address, a privileged port other than 443)
+/// before anything is written, and stores a whitelist given in legacy codes
+/// as names.
+#[tokio::test]
+async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
+    let stack = Stack::deploy().await;
+    let s = &stack;
+    cli(
+        s,
+        &["customer", "add", "--id", "acme", "--name", "Acme"],
+        "",
+    )
+    .await
+    .ok();
+    let key = format!("k-{}", uuid::Uuid::new_v4().simple());
+    let add = |id: &'static str, url: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "endpoint",
+            "add",
+            "--customer",
+            "acme",
+            "--id",
+            id,
+            "--url",
+            url,
+            "--key-stdin",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    for (url, needle) in [
+        ("https://169.254.169.254/", "instance metadata service"),
+        (
+            "https://169.254.169.254:8443/latest/meta-data/",
+            "instance metadata service",
+        ),
+        ("https://10.1.2.3/push", "private"),
+        (
+            "https://[::ffff:169.254.169.254]/",
+            "instance metadata service",
+        ),
+        ("https://0xa9fea9fe/", "instance metadata service"),
+        ("https://hooks.acme.example:25/push", "port 25"),
+        ("https://hooks.acme.example:80/push", "port 80"),
+    ] {
+        let outcome = cli(s, &add("acme-bad", url, &[]), &key).await;
+        assert!(!outcome.all_text().contains(&key));
+        let e = outcome.error();
+        assert!(e.contains(needle) && e.contains("refused"), "{url}: {e}");
+    }
+    assert!(
+        secret(s, &format!("platformsync/{}/endpoints/acme-bad", s.stage))
+            .await
+            .is_none(),
+        "nothing written"
+    );
+    // 443 and unprivileged ports are fine; on the local stack loopback is
+    // exempt, as the local runner exempts it for the push function.
+    for (id, url) in [
+        ("acme-ok", "https://hooks.acme.example/push"),
+        ("acme-8443", "https://hooks.acme.example:8443/push"),
+        ("acme-local", "https://127.0.0.1:45678/in"),
+    ] {
+        cli(s, &add(id, url, &[]), &key).await.ok();
+    }
+    let e = cli(
+        s,
+        &[
+            "endpoint",
+            "update",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-ok",
+            "--url",
+            "https://169.254.169.254/",
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("instance metadata service"), "{e}");
+    let show = cli(
+        s,
+        &[
+            "endpoint",
+            "show",
+            "--customer",
+            "acme",
+            "--id",
+            "acme-ok",
+            "--json",
+        ],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(show["Url"], "https://hooks.acme.example/push", "unchanged");
+
+    // Legacy codes become names; names stay as given.
+    let outcome = cli(
+        s,
+        &add(
+            "acme-codes",
+            "https://codes.acme.example/push",
+            &["--whitelist", "30,ValidatedCashIn,DoorOpened,91", "--json"],
+        ),
+        &key,
+    )
+    .await;
+    assert!(outcome.err.contains("stored as CashIn"), "{}", outcome.err);
+    let v = outcome.json();
+    assert_eq!(
+        v["Whitelist"],
+        serde_json::json!(["CashIn", "ValidatedCashIn", "DoorOpened", "NoteDispense"]),
+        "{v}"
+    );
+    let e = cli(
+        s,
+        &add("acme-bad", "https://x.example", &["--whitelist", "999"]),
+        &key,
+    )
+    .await
+    .error();
+    assert!(e.contains("not a transaction or audit type"), "{e}");
+}
+
+/// `ingest-key rotate`: a generated key printed once, or one read from
+/// standard input and never printed; the ingest function then accepts the
+/// new key and, until the next rotation, the old one.
+#[tokio::test]
+async fn ingest_key_rotation_keeps_the_previous_key_working() {
+    let stack = Stack::deploy().await;
+    let s = &stack;
+    let ingest = s.ingest();
+    let first = s.ingest_key().await;
+    let upload = |n: u32| {
+        format!(
+            r#"{{"Transactions":[{{"PickupGroupId":1,"SerialNumber":"UT00001","RetrievedOn":"2023-05-01T10:00:00Z","TransactionDateTime":"2023-05-01T08:00:{n:02}","UserName":"U","TransactionType":"CashIn","Amount":0}}]}}"#
+        )
+    };
+    let status = |key: String, n: u32| {
+        let ingest = &ingest;
+        let body = upload(n);
+        async move {
+            ingest
+                .handle(apigw::post("/v1/uploads", body.as_bytes(), Some(&key)))
+                .await
+                .status_code
+        }
+    };
+    assert_eq!(status(first.clone(), 1).await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+
+    // Generated: printed once on stdout, and it is the secret's new value.
+    let rotated = cli(s, &["ingest-key", "rotate"], "").await;
+    assert!(
+        rotated.err.contains("shown this once") && rotated.err.contains("until the next rotation"),
+        "{}",
+        rotated.err
+    );
+    let out = rotated.ok();
+    let second = out.lines().last().unwrap().to_owned();
+    assert_eq!(second.len(), 48, "{out}");
+    assert!(second.chars().all(|c| c.is_ascii_alphanumeric()), "{out}");
+    assert_eq!(s.ingest_key().await, second);
+    assert_eq!(status(second.clone(), 2).await, 200, "new key");
+    assert_eq!(status(first.clone(), 3).await, 200, "old key, grace period");
+
+    // From standard input: never printed.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let third = format!("given-{}", uuid::Uuid::new_v4().simple());
+    let rotated = cli(
+        s,
+        &["ingest-key", "rotate", "--key-stdin", "--json"],
+        &format!("{third}\n"),
+    )
+    .await;
+    assert!(!rotated.all_text().contains(&third));
+    let v = rotated.json();
+    assert_eq!(v["Generated"], false);
+    assert!(v.get("Key").is_none());
+    assert_eq!(
+        v["SecretId"],
+        format!("platformsync/{}/ingest-key", s.stage)
+    );
+    assert_eq!(s.ingest_key().await, third);
+    assert_eq!(status(third.clone(), 4).await, 200);
+    assert_eq!(status(second.clone(), 5).await, 200);
+    assert_eq!(status(first.clone(), 6).await, 401, "rotated out twice");
+
+    // Refused: an empty key, a key argument, an unknown secret (no secret made).
+    let e = cli(s, &["ingest-key", "rotate", "--key-stdin"], "\n")
+        .await
+        .error();
+    assert!(e.contains("empty"), "{e}");
+    let refused = cli(s, &["ingest-key", "rotate", "--key", "SECRET-ARG"], "").await;
+    assert!(refused.error().contains("never accepted as an argument"));
+    let e = cli(
+        s,
+        &[
+            "ingest-key",
+            "rotate",
+            "--secret-id",
+            "platformsync/nope/ingest-key",
+        ],
+        "",
+    )
+    .await
+    .error();
+    assert!(e.contains("PutSecretValue"), "{e}");
+    assert!(secret(s, "platformsync/nope/ingest-key").await.is_none());
+    assert_eq!(s.ingest_key().await, third, "unchanged by refusals");
+}
+
 #[test]
 fn simulated_day_has_every_type_adds_up_and_one_malformed() {
     let date = parse_date("2024-03-14").unwrap();

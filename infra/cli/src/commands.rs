@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result, bail};
 use platformsync_domain::endpoint::{
     Customer, CustomerId, EndpointId, EndpointSettings, EndpointType, KeyPlacement,
+    normalize_whitelist_entry,
 };
 use platformsync_domain::payload::DEFAULT_KEY_NAME;
 use platformsync_domain::serial::SerialNumber;
@@ -13,6 +14,7 @@ use serde_json::json;
 
 use crate::ops::{KeySource, Ops};
 use crate::table::{self, or_dash};
+use crate::url_guard;
 use crate::{
     CustomerCommand, EndpointAdd, EndpointCommand, EndpointTypeArg, EndpointUpdate, Io,
     MessageTypeArg, PlacementArg, SafeCommand, SettingsArgs, Target,
@@ -210,8 +212,10 @@ fn parse_metadata(entries: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// Applies the given settings to `e`.
-fn apply(e: &mut EndpointSettings, s: &SettingsArgs) -> Result<()> {
+/// Applies the given settings to `e`; notes for the operator (legacy codes
+/// stored as names).
+fn apply(e: &mut EndpointSettings, s: &SettingsArgs) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
     if let Some(url) = &s.url {
         e.url = url.trim().to_owned();
     }
@@ -250,9 +254,10 @@ fn apply(e: &mut EndpointSettings, s: &SettingsArgs) -> Result<()> {
             .map(|n| n.trim())
             .filter(|n| !n.is_empty())
         {
-            // Store the name as given (either vocabulary matches), but refuse unknown ones
-            // here with the list of known names.
-            if TransactionType::parse(name).is_err() && AuditType::parse(name).is_err() {
+            // Names are stored as given (either vocabulary matches); a legacy
+            // code is stored as its name, so the list reads the same
+            // everywhere. Unknown ones are refused here with the known names.
+            let Some(stored) = normalize_whitelist_entry(name) else {
                 let known: Vec<&str> = TransactionType::ALL
                     .iter()
                     .map(|t| t.canonical_name())
@@ -263,9 +268,14 @@ fn apply(e: &mut EndpointSettings, s: &SettingsArgs) -> Result<()> {
                     "--whitelist {name:?} is not a transaction or audit type; known: {}",
                     known.join(", ")
                 );
+            };
+            if stored != name {
+                notes.push(format!(
+                    "--whitelist {name}: legacy code of {stored}, stored as {stored}"
+                ));
             }
-            if !list.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                list.push(name.to_owned());
+            if !list.iter().any(|n| n.eq_ignore_ascii_case(&stored)) {
+                list.push(stored);
             }
         }
         if list.is_empty() {
@@ -301,6 +311,24 @@ fn apply(e: &mut EndpointSettings, s: &SettingsArgs) -> Result<()> {
     }
     if s.enabled {
         e.enabled = true;
+    }
+    Ok(notes)
+}
+
+/// Refuses a URL the push function would refuse (literal non-public address,
+/// port policy); warns about a name that resolves to a non-public address.
+async fn check_url(url: &str, io: &mut Io<'_>) -> Result<()> {
+    let allow = url_guard::allow_list()?;
+    let endpoint = url_guard::check(url, &allow)?;
+    for warning in url_guard::resolution_warnings(&endpoint, &allow).await {
+        writeln!(io.err, "warning: {warning}")?;
+    }
+    Ok(())
+}
+
+fn print_notes(notes: &[String], io: &mut Io<'_>) -> Result<()> {
+    for note in notes {
+        writeln!(io.err, "note: {note}")?;
     }
     Ok(())
 }
@@ -501,9 +529,11 @@ async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) ->
         payload_version: None,
         enabled: true,
     };
-    apply(&mut e, &args.settings)?;
+    let notes = apply(&mut e, &args.settings)?;
     // Settings first: a bad URL is reported before the key is even asked for.
     validate(&e, None)?;
+    check_url(&e.url, io).await?;
+    print_notes(&notes, io)?;
     let key = io.read_key(&source)?;
     validate(&e, Some(&key))?;
 
@@ -563,8 +593,12 @@ async fn update(target: &Target, args: EndpointUpdate, json: bool, io: &mut Io<'
     if args.clear_whitelist {
         e.whitelist = None;
     }
-    apply(&mut e, &args.settings)?;
+    let notes = apply(&mut e, &args.settings)?;
     validate(&e, None)?;
+    if e.url != before.url {
+        check_url(&e.url, io).await?;
+    }
+    print_notes(&notes, io)?;
     let key = match &source {
         Some(source) => {
             let key = io.read_key(source)?;

@@ -15,11 +15,13 @@
 //! sends.
 
 mod commands;
+mod ingest_key;
 mod ops;
 pub mod simulate;
 mod simulate_cmd;
 mod status;
 mod table;
+pub mod url_guard;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -92,6 +94,9 @@ pub enum Command {
     /// Customer endpoints: settings, and their API keys in Secrets Manager.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// The key SafeSync presents to the ingest API (Secrets Manager).
+    #[command(subcommand)]
+    IngestKey(IngestKeyCommand),
     /// Queue depths, dead letters, and per endpoint: health, last delivery, retrying batches.
     Status,
     /// Sends a simulated SafeSync day to the ingest API.
@@ -156,6 +161,23 @@ pub enum EndpointCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum IngestKeyCommand {
+    /// Puts a new ingest key (AWSCURRENT); the old one keeps working until the
+    /// next rotation (AWSPREVIOUS), so SafeSync can switch without a 401.
+    ///
+    /// Without --key-stdin / --key-file a key is generated (48 letters and
+    /// digits) and printed once on standard output; a given key is never
+    /// printed. Rotate twice to revoke a leaked key at once.
+    Rotate {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The secret (default `platformsync/<stage>/ingest-key`, as template.yaml names it).
+        #[arg(long, value_name = "ID")]
+        secret_id: Option<String>,
+    },
+}
+
 /// Where an API key comes from. Never a command-line argument.
 #[derive(Debug, Clone, Default, Args)]
 #[group(multiple = false)]
@@ -203,7 +225,14 @@ pub enum MessageTypeArg {
 #[derive(Debug, Clone, Default, Args)]
 pub struct SettingsArgs {
     /// Public HTTPS URL that accepts POST.
-    #[arg(long)]
+    ///
+    /// Refused: a host that is a literal non-public address (loopback,
+    /// private, link-local, the instance metadata service 169.254.169.254,
+    /// ...), and ports below 1024 other than 443 (port policy: 443 or
+    /// 1024-65535). A name that resolves to a non-public address is
+    /// registered with a warning: deliveries are refused while it does.
+    /// `PLATFORMSYNC_ALLOW_CIDRS` exempts ranges (local runs only).
+    #[arg(long, verbatim_doc_comment)]
     pub url: Option<String>,
     /// A label for staff.
     #[arg(long = "type", value_enum)]
@@ -224,6 +253,7 @@ pub struct SettingsArgs {
     #[arg(long = "metadata", value_name = "K=V")]
     pub metadata: Vec<String>,
     /// Transaction or audit type to send, either vocabulary (repeat, or comma-separated); absent = all.
+    /// A legacy numeric code (`30`) is stored as its name (`CashIn`).
     #[arg(long = "whitelist", value_name = "TYPE", value_delimiter = ',')]
     pub whitelist: Vec<String>,
     /// Message types to send (default Transactions).
@@ -343,6 +373,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Customer(c) => commands::customer(&cli.target, c, json, io).await,
         Command::Safe(c) => commands::safe(&cli.target, c, json, io).await,
         Command::Endpoint(c) => commands::endpoint(&cli.target, c, json, io).await,
+        Command::IngestKey(c) => ingest_key::run(&cli.target, c, json, io).await,
         Command::Status => status::run(&cli.target, json, io).await,
         Command::Simulate(args) => simulate_cmd::run(&cli.target, args, json, io).await,
     }

@@ -50,6 +50,11 @@ impl Names {
         format!("platformsync-{}-delivery-dlq.fifo", self.stage)
     }
 
+    /// The ingest key SafeSync presents (template.yaml's `IngestKeySecret`).
+    pub fn ingest_key_secret(&self) -> String {
+        format!("platformsync/{}/ingest-key", self.stage)
+    }
+
     /// Where an endpoint's API key is kept (template.yaml grants the push
     /// function read access under this prefix).
     pub fn endpoint_secret(&self, endpoint_id: &str) -> String {
@@ -247,6 +252,7 @@ mod tests {
             n.endpoint_secret("ep-1"),
             "platformsync/prod/endpoints/ep-1"
         );
+        assert_eq!(n.ingest_key_secret(), "platformsync/prod/ingest-key");
         assert_eq!(n.delivery_queue_url, None);
         let mut t = target("prod");
         t.config_table = Some("mine".into());
