@@ -89,6 +89,11 @@
 //! curl -s -XDELETE localhost:P/__faults/stats         # counters reset, rules kept
 //! ```
 //!
+//! Every successful control answer (200) is the stats JSON; refused rules get a 400 `{"error": ".."}`:
+//! `{"rules": [{"rule": {..}, "matched": 3, "failed": 2, "active": false}],
+//!   "calls": [{"service": "dynamodb", "operation": "PutItem", "calls": 3, "failed": 2}]}`.
+//! From Rust, [`FaultControl`] does the same over HTTP.
+//!
 //! ## Chaos schedules
 //!
 //! [`Schedule::bursts`] turns a seed into a deterministic timeline of fault
@@ -116,6 +121,7 @@
 //! Only plain-HTTP upstreams (moto, LocalStack on loopback) are supported.
 
 pub mod classify;
+pub mod control;
 pub mod rules;
 pub mod schedule;
 mod server;
@@ -129,6 +135,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use classify::{Call, Protocol};
+pub use control::{ControlError, FaultControl};
 pub use rules::{Fault, OperationStats, Rule, RuleStats, Stats, parse_rules};
 pub use schedule::Schedule;
 pub use server::CONTROL_PATH;
