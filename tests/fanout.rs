@@ -2,7 +2,9 @@
 //! real, read back from the table's DynamoDB stream, fanned out to the FIFO
 //! delivery queue and received from it. Every batch lands at the right
 //! endpoint, ordered, sized and exactly once, also when SQS fails entries
-//! and when Lambda replays a partially failed batch.
+//! (in planned order), when Lambda replays a partially failed batch, and
+//! when an invocation is killed mid-send and replayed whole or bisected:
+//! every (endpoint, transaction) under exactly one `MessageId`.
 
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -10,7 +12,6 @@ use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::delivery_queue::{
     BatchReply, EntryError, RequestEntry, RequestError, SendMessageBatch, SqsTransport,
 };
-use platformsync_aws::fanout_progress;
 use platformsync_aws::transactions::StoredTransaction;
 use platformsync_domain::batch::{BatchEntry, BatchMessage};
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
@@ -237,6 +238,39 @@ impl World {
     }
 }
 
+/// The fan-out's settings as template.yaml sets them (with the transactions
+/// table, where replays rebuild bodies absent from their event).
+fn settings(stack: &Stack) -> fanout::Settings {
+    let mut settings = stack.fanout_settings();
+    settings.transactions_table = Some(stack.reference("TransactionsTable"));
+    settings
+}
+
+fn sqs_transport(stack: &Stack) -> SqsTransport {
+    SqsTransport::new(
+        aws_sdk_sqs::Client::new(&stack.config),
+        stack.reference("DeliveryQueue"),
+    )
+}
+
+/// Every (endpoint, key) and the `MessageId`s it arrived under: exactly one
+/// each is the promise.
+fn message_ids(
+    received: &BTreeMap<String, Vec<BatchMessage>>,
+) -> BTreeMap<(String, String), BTreeSet<uuid::Uuid>> {
+    let mut ids: BTreeMap<(String, String), BTreeSet<uuid::Uuid>> = BTreeMap::new();
+    for (group, messages) in received {
+        for m in messages {
+            for item in &m.items {
+                ids.entry((group.clone(), item.key.clone()))
+                    .or_default()
+                    .insert(m.message_id);
+            }
+        }
+    }
+    ids
+}
+
 /// Receives (and deletes) everything on the delivery queue: per group, the
 /// messages in the order the group delivered them.
 async fn drain(stack: &Stack) -> BTreeMap<String, Vec<BatchMessage>> {
@@ -355,7 +389,7 @@ fn expected_counts(
 #[tokio::test]
 async fn fans_out_2500_records_of_7_safes_to_exactly_the_expected_batches_once() {
     let world = World::new(2000, 500, 41, false).await;
-    let fanout = world.stack.fanout();
+    let fanout = fanout::Fanout::new(&world.stack.config, settings(&world.stack));
     let n = world.records.len();
 
     // As Lambda would: stream batches of 1,000; then the same batches again
@@ -370,7 +404,9 @@ async fn fans_out_2500_records_of_7_safes_to_exactly_the_expected_batches_once()
             assert_eq!(outcome.unowned, 0);
             assert_eq!(outcome.failed_batches, 0);
             if round == 1 {
-                assert_eq!(outcome.safes_read, 0, "owners come from the cache");
+                assert_eq!(outcome.safes_read, 0, "routing comes from the plan");
+                assert_eq!(outcome.plans_found, 1, "{outcome:?}");
+                assert_eq!(outcome.plans_created, 0, "{outcome:?}");
             }
         }
     }
@@ -444,16 +480,13 @@ impl SendMessageBatch for EveryThirdFailsOnce {
 }
 
 #[tokio::test]
-async fn sqs_entry_failures_in_the_middle_of_a_request_are_retried_and_nothing_is_lost() {
+async fn sqs_entry_failures_in_the_middle_of_a_request_keep_each_endpoints_planned_order() {
     // Batch sizes of 10: many messages, so failures land mid-request.
     let world = World::new(400, 60, 43, true).await;
-    let mut settings = world.stack.fanout_settings();
+    let mut settings = settings(&world.stack);
     settings.send_backoff = Duration::from_millis(5);
     let transport = EveryThirdFailsOnce {
-        sqs: SqsTransport::new(
-            aws_sdk_sqs::Client::new(&world.stack.config),
-            world.stack.reference("DeliveryQueue"),
-        ),
+        sqs: sqs_transport(&world.stack),
         entries: AtomicUsize::new(0),
         failed: Mutex::default(),
     };
@@ -465,22 +498,18 @@ async fn sqs_entry_failures_in_the_middle_of_a_request_are_retried_and_nothing_i
     assert_eq!(outcome.first_failed, None, "{outcome:?}");
     assert_eq!(outcome.failed_batches, 0);
     assert!(
-        outcome.retried_entries >= outcome.batches / 3,
-        "a third of the entries failed once and were retried: {outcome:?}"
+        outcome.retried_entries >= 10,
+        "entries failed once and were retried: {outcome:?}"
     );
 
     let received = drain(&world.stack).await;
     let expected = world.expected(n);
     let total: usize = expected.values().map(Vec::len).sum();
     assert!(total > 30, "enough messages for several requests: {total}");
-    // Every batch arrived once, intact; only the order of a retried batch
-    // relative to its group's later ones may differ.
-    let mut got = keys(&received);
-    let mut want = expected.clone();
-    for batches in got.values_mut().chain(want.values_mut()) {
-        batches.sort();
-    }
-    assert_eq!(got, want);
+    // Every batch arrived once, intact, and in planned order: a batch whose
+    // entry failed mid-request was not overtaken by its endpoint's later
+    // ones.
+    assert_eq!(keys(&received), expected);
     assert_eq!(counts(&received), expected_counts(&expected));
     check_messages(&world, &received);
 }
@@ -518,18 +547,15 @@ impl SendMessageBatch for GroupFails {
 }
 
 #[tokio::test]
-async fn a_partially_failed_batch_is_replayed_without_pushing_anything_twice() {
+async fn a_partially_failed_batch_is_replayed_from_its_plan_without_pushing_anything_twice() {
     let world = World::new(600, 100, 47, false).await;
     let n = world.records.len();
     let failing = Arc::new(AtomicBool::new(true));
-    let mut settings = world.stack.fanout_settings();
+    let mut settings = settings(&world.stack);
     settings.send_attempts = 2;
     settings.send_backoff = Duration::from_millis(5);
     let transport = GroupFails {
-        sqs: SqsTransport::new(
-            aws_sdk_sqs::Client::new(&world.stack.config),
-            world.stack.reference("DeliveryQueue"),
-        ),
+        sqs: sqs_transport(&world.stack),
         group: "globex-cash".into(),
         failing: Arc::clone(&failing),
     };
@@ -549,45 +575,22 @@ async fn a_partially_failed_batch_is_replayed_without_pushing_anything_twice() {
         outcome.failed_batches > 0 && outcome.messages_sent > 0,
         "{outcome:?}"
     );
-    assert!(outcome.progress_saved > 0, "{outcome:?}");
+    assert_eq!(outcome.plans_created, 1);
+    assert!(outcome.progress_saved, "{outcome:?}");
+    assert_eq!(outcome.pointers_written, 1, "a pointer where the replay starts");
 
-    // What was remembered: pairs of records from the failed one on, never
-    // the failing endpoint.
-    let progress = platformsync_aws::fanout_progress::FanoutProgress::new(
-        aws_sdk_dynamodb::Client::new(&world.stack.config),
-        world.stack.reference("ConfigTable"),
-    );
-    let pairs = progress.load(&world.sequence(first_globex)).await.unwrap();
-    assert_eq!(pairs.len(), outcome.progress_saved);
-    let replayed: BTreeSet<String> = (first_globex..n).map(|i| world.sequence(i)).collect();
-    assert!(
-        pairs
-            .iter()
-            .all(|(seq, ep)| replayed.contains(seq) && ep != "globex-cash")
-    );
-    let item = world
-        .stack
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(world.stack.reference("ConfigTable"))
-        .key(
-            "PK",
-            aws_sdk_dynamodb::types::AttributeValue::S(
-                fanout_progress::key(&world.sequence(first_globex)).0,
-            ),
-        )
-        .key(
-            "SK",
-            aws_sdk_dynamodb::types::AttributeValue::S("DONE".into()),
-        )
-        .send()
+    // The replay starting at the failed record finds the plan through the
+    // pointer, with what was sent.
+    let found = fanout
+        .plans()
+        .lookup(&world.key(first_globex), time::OffsetDateTime::now_utc().unix_timestamp())
         .await
-        .unwrap();
-    assert!(
-        item.item().and_then(|i| i.get("ExpiresAt")).is_some(),
-        "progress items expire"
-    );
+        .unwrap()
+        .expect("the pointer leads to the plan");
+    assert!(found.via_pointer);
+    assert_eq!(found.plan.key, world.key(0));
+    let sent = found.sent.iter().filter(|s| **s).count();
+    assert_eq!(sent, outcome.messages_sent);
 
     // Lambda replays from the reported record; SQS recovers.
     failing.store(false, Ordering::SeqCst);
@@ -598,31 +601,154 @@ async fn a_partially_failed_batch_is_replayed_without_pushing_anything_twice() {
         )
         .await;
     assert_eq!(replay.first_failed, None, "{replay:?}");
-    assert_eq!(
-        replay.already_sent,
-        pairs.len(),
-        "every remembered pair skipped"
-    );
+    assert_eq!(replay.already_sent, sent, "every sent message skipped");
+    assert_eq!(replay.plans_created, 0);
 
-    // Each endpoint got each of its transactions exactly once.
+    // Each endpoint got each of its transactions exactly once, in order.
     let received = drain(&world.stack).await;
     let expected = world.expected(n);
+    assert_eq!(keys(&received), expected);
+    assert_eq!(counts(&received), expected_counts(&expected));
+    assert!(message_ids(&received).values().all(|ids| ids.len() == 1));
+    check_messages(&world, &received);
+}
+
+/// Forwards the first `budget` entries to SQS, then hangs forever: an
+/// invocation that Lambda kills (timeout, crash) after k of n entries.
+struct DiesAfter {
+    sqs: SqsTransport,
+    budget: AtomicUsize,
+}
+
+impl SendMessageBatch for DiesAfter {
+    async fn send_message_batch(
+        &self,
+        entries: &[RequestEntry<'_>],
+    ) -> Result<BatchReply, RequestError> {
+        let left = self.budget.load(Ordering::SeqCst);
+        let take = left.min(entries.len());
+        self.budget.fetch_sub(take, Ordering::SeqCst);
+        if take > 0 {
+            let reply = self.sqs.send_message_batch(&entries[..take]).await?;
+            if take == entries.len() {
+                return Ok(reply);
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+async fn killed_after(world: &World, k: usize) {
+    let fanout = fanout::Fanout::with_transport(
+        &world.stack.config,
+        settings(&world.stack),
+        DiesAfter {
+            sqs: sqs_transport(&world.stack),
+            budget: AtomicUsize::new(k),
+        },
+    );
+    let n = world.records.len();
+    let killed = tokio::time::timeout(
+        Duration::from_secs(5),
+        fanout.process(world.event(0..n), Instant::now() + Duration::from_secs(60)),
+    )
+    .await;
+    assert!(killed.is_err(), "the invocation was killed mid-send");
+}
+
+#[tokio::test]
+async fn killed_after_k_of_n_entries_then_replayed_whole_or_bisected_one_message_id_each() {
+    // Small batches: dozens of messages, so the kill lands mid-send.
+    let world = World::new(300, 40, 59, true).await;
+    let n = world.records.len();
+    killed_after(&world, 7).await;
+    let fanout = fanout::Fanout::new(&world.stack.config, settings(&world.stack));
+    let deadline = || Instant::now() + Duration::from_secs(60);
+
+    // Lambda bisects after a function error: the first half, then the
+    // second; each finds the plan (the first by its key, the second by the
+    // pointer the first wrote) and sends the planned messages.
+    let half = n / 2;
+    let first = fanout.process(world.event(0..half), deadline()).await;
+    assert_eq!(first.first_failed, None, "{first:?}");
+    assert_eq!((first.plans_found, first.plans_created), (1, 0), "{first:?}");
+    assert_eq!(first.pointers_written, 1, "{first:?}");
+    assert!(first.rebuilt > 0, "bodies of the second half read back: {first:?}");
+    let second = fanout.process(world.event(half..n), deadline()).await;
+    assert_eq!(second.first_failed, None, "{second:?}");
+    assert_eq!((second.plans_found, second.plans_created), (1, 0), "{second:?}");
+    // And the whole batch again (a retry after a later crash).
+    let whole = fanout.process(world.event(0..n), deadline()).await;
+    assert_eq!(whole.first_failed, None, "{whole:?}");
+    assert_eq!(whole.plans_created, 0);
+
+    let received = drain(&world.stack).await;
+    let expected = world.expected(n);
+    let ids = message_ids(&received);
+    assert!(
+        ids.values().all(|ids| ids.len() == 1),
+        "a transaction under two MessageIds"
+    );
+    assert_eq!(keys(&received), expected, "each batch once, in planned order");
     assert_eq!(counts(&received), expected_counts(&expected));
     check_messages(&world, &received);
+}
+
+#[tokio::test]
+async fn killed_after_k_of_n_entries_then_replayed_whole_one_message_id_each() {
+    let world = World::new(300, 40, 61, true).await;
+    let n = world.records.len();
+    killed_after(&world, 13).await;
+    let fanout = fanout::Fanout::new(&world.stack.config, settings(&world.stack));
+    let replay = fanout
+        .process(world.event(0..n), Instant::now() + Duration::from_secs(60))
+        .await;
+    assert_eq!(replay.first_failed, None, "{replay:?}");
+    assert_eq!((replay.plans_found, replay.plans_created), (1, 0));
+    let received = drain(&world.stack).await;
+    let expected = world.expected(n);
+    assert!(message_ids(&received).values().all(|ids| ids.len() == 1));
+    assert_eq!(keys(&received), expected);
+}
+
+#[tokio::test]
+async fn a_poison_record_mid_batch_is_parked_and_counted_and_its_neighbours_delivered() {
+    let world = World::new(200, 0, 67, false).await;
+    let n = world.records.len();
+    let mut records = world.records.clone();
+    // A record the fan-out cannot read, in the middle of the batch.
+    let mut poison = records[n / 2].clone();
+    poison.change.sequence_number = Some(format!("{}5", world.sequence(n / 2)));
+    poison.change.new_image = serde_json::from_value(json!({"Broken": {"S": "not a transaction"}})).unwrap();
+    records.insert(n / 2 + 1, poison);
+    let fanout = fanout::Fanout::new(&world.stack.config, settings(&world.stack));
+    let outcome = fanout
+        .process(streams::event(&records), Instant::now() + Duration::from_secs(60))
+        .await;
+    assert_eq!(outcome.first_failed, None, "never retried: {outcome:?}");
+    assert_eq!((outcome.unreadable, outcome.parked), (1, 1), "{outcome:?}");
+    let parked = fanout.plans().parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].data.contains("not a transaction"), "kept with its data");
+    assert!(parked[0].reason.contains("not a stored transaction"), "{:?}", parked[0]);
+
+    let received = drain(&world.stack).await;
+    let expected = world.expected(n);
+    assert_eq!(counts(&received), expected_counts(&expected), "every neighbour delivered");
 }
 
 #[tokio::test]
 async fn no_send_starts_near_the_deadline_and_the_batch_is_reported_for_retry() {
     let world = World::new(50, 0, 53, false).await;
     let n = world.records.len();
-    let fanout = world.stack.fanout();
+    let fanout = fanout::Fanout::new(&world.stack.config, settings(&world.stack));
 
     let late = fanout.process(world.event(0..n), Instant::now()).await;
     assert_eq!(late.sqs_requests, 0);
     assert_eq!(late.messages_sent, 0);
-    assert!(late.batches > 0);
+    assert_eq!(late.plans_created, 0, "no request starts near the deadline");
     assert_eq!(late.first_failed, Some(world.sequence(0)));
-    assert_eq!(late.progress_saved, 0, "nothing sent, nothing to remember");
+    assert!(!late.progress_saved, "nothing sent, nothing to remember");
 
     let response = fanout.handle(world.event(0..n)).await;
     assert!(response.batch_item_failures.is_empty());

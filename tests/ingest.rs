@@ -724,6 +724,65 @@ async fn rotate_ingest_key(stack: &Stack, prefix: &str) -> String {
     value
 }
 
+/// Journal numbers at the top of the counter are ordinary numbers, and a
+/// transaction and an audit record with the same number are two records.
+#[tokio::test]
+async fn sequence_numbers_up_to_u64_max_and_shared_with_audits() {
+    let stack = Stack::deploy().await;
+    let ingest = stack.ingest();
+    let key = stack.ingest_key().await;
+    let numbered = |n: usize, seq: u64| {
+        let mut t = valid(n);
+        t["SequenceNumber"] = json!(seq);
+        t
+    };
+    let audit = json!({
+        "PickupGroupId": 0, "SerialNumber": "UT00001",
+        "RetrievedOn": "2023-05-01T10:00:00Z", "TransactionDateTime": "2023-05-01T08:00:01",
+        "UserName": "JOSE CHAVEZ", "TransactionType": "DoorOpened", "Amount": 0,
+        "SequenceNumber": u64::MAX
+    });
+    let upload = serde_json::to_vec(&json!({
+        "Transactions": [numbered(1, u64::MAX - 3), numbered(2, u64::MAX)],
+        "AuditTransactions": [audit],
+    }))
+    .unwrap();
+    let resp = ingest.handle(apigw::post(PATH, &upload, Some(&key))).await;
+    let r = apigw::json(&resp);
+    assert_eq!(resp.status_code, 200, "{r}");
+    assert_eq!(r["Accepted"], 3, "the audit is not a duplicate: {r}");
+    assert_eq!(
+        r["SequenceGaps"],
+        json!([{"SerialNumber": "UT00001", "From": u64::MAX - 2, "To": u64::MAX - 1}]),
+        "{r}"
+    );
+    let mut keys: Vec<String> = stored(&stack, &BTreeSet::from(["UT00001".to_owned()]))
+        .await
+        .into_iter()
+        .map(|row| row.dedup_key)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "aseq:UT00001:18446744073709551615",
+            "seq:UT00001:18446744073709551612",
+            "seq:UT00001:18446744073709551615",
+        ]
+    );
+    // The gap closes at the very top; a re-send is all duplicates.
+    let rest = body(&[numbered(3, u64::MAX - 2), numbered(4, u64::MAX - 1)]);
+    let r = apigw::json(&ingest.handle(apigw::post(PATH, &rest, Some(&key))).await);
+    assert_eq!(r["Accepted"], 2, "{r}");
+    assert!(r.get("SequenceGaps").is_none(), "{r}");
+    let r = apigw::json(&ingest.handle(apigw::post(PATH, &upload, Some(&key))).await);
+    assert_eq!(
+        (r["Accepted"].as_u64(), r["Duplicates"].as_u64()),
+        (Some(0), Some(3)),
+        "{r}"
+    );
+}
+
 /// The contract example in docs/ is what the function really answers.
 #[tokio::test]
 async fn the_documented_example_is_what_ingest_answers() {

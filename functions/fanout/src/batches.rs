@@ -1,16 +1,16 @@
-//! Routing records to endpoints and cutting them into queue messages. Pure:
-//! the handler does the I/O around it.
+//! Routing records to endpoints and cutting them into a plan's messages;
+//! rendering a plan's messages. Pure: the handler does the I/O around it.
 
 use crate::config_cache::{Owner, Routing};
 use crate::handler::FanoutError;
 use crate::records::{Pushable, Record};
 use platformsync_aws::delivery_queue::OutgoingBatch;
-use platformsync_aws::fanout_progress::SentPair;
-use platformsync_delivery::batching::{self, BatchItem, OversizedItem, SQS_MAX_MESSAGE_BYTES};
-use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchMessage};
+use platformsync_aws::fanout_plans::{Plan, PlannedMessage};
+use platformsync_delivery::batching::{self, BatchItem, SQS_MAX_MESSAGE_BYTES};
+use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage, PlanRef};
 use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings, MAX_BATCH_SIZE};
 use platformsync_domain::types::MessageKind;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The records one endpoint receives in one message kind (a batch holds one
@@ -33,19 +33,19 @@ pub struct Routed {
     pub invalid_owner: Vec<(usize, String)>,
     /// Records whose owner's endpoints could not be read: not handled.
     pub unrouted: Vec<(usize, FanoutError)>,
-    /// (record, endpoint) pairs an earlier attempt already sent.
-    pub already_sent: usize,
     /// Owned records that no endpoint of the owner wants.
     pub unwanted: usize,
 }
 
-/// Assigns every pushable record to the endpoints of its owner that want it,
-/// leaving out the pairs in `already_sent`.
-pub fn route(records: &[Record], routing: &Routing, already_sent: &BTreeSet<SentPair>) -> Routed {
+/// Assigns every pushable record of `indices` to the endpoints of its owner
+/// that want it.
+pub fn route(records: &[Record], indices: &[usize], routing: &Routing) -> Routed {
     let mut routed = Routed::default();
     let none: Arc<[EndpointSettings]> = Arc::from(Vec::new());
-    for (index, record) in records.iter().enumerate() {
-        let Some(p) = record.pushable() else { continue };
+    for &index in indices {
+        let Some(p) = records.get(index).and_then(Record::pushable) else {
+            continue;
+        };
         let customer = match routing.owner(&p.serial) {
             Owner::Customer(id) => id,
             Owner::None => {
@@ -79,11 +79,6 @@ pub fn route(records: &[Record], routing: &Routing, already_sent: &BTreeSet<Sent
                 continue;
             }
             wanted = true;
-            let pair = (record.id.clone(), endpoint.endpoint_id.to_string());
-            if already_sent.contains(&pair) {
-                routed.already_sent += 1;
-                continue;
-            }
             routed
                 .groups
                 .entry((endpoint.endpoint_id.clone(), p.kind))
@@ -102,147 +97,201 @@ pub fn route(records: &[Record], routing: &Routing, already_sent: &BTreeSet<Sent
     routed
 }
 
-/// One queue message: what it holds, and what is sent.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub info: BatchInfo,
-    pub batch: OutgoingBatch,
+/// A record the plan leaves out for good, and why (parked with its data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    pub record: usize,
+    pub reason: String,
 }
 
-/// What a queue message holds.
-#[derive(Debug, Clone)]
-pub struct BatchInfo {
-    pub endpoint_id: EndpointId,
-    pub customer_id: CustomerId,
-    pub message_id: uuid::Uuid,
-    /// Indices of the records in the message (several if they share a key).
-    pub records: Vec<usize>,
-    pub items: usize,
-}
-
-/// A group cut into messages.
+/// A new plan for some records, and what it leaves out.
 #[derive(Debug, Default)]
-pub struct PlannedGroup {
-    pub messages: Vec<Message>,
-    /// Items too large even alone, with their records. Unreachable while
-    /// DynamoDB items are at most 400 KB; reported, never sent.
-    pub oversized: Vec<(OversizedItem, Vec<usize>)>,
+pub struct NewPlan {
+    pub plan: Option<Plan>,
+    /// Poison: parked before the plan is written.
+    pub parked: Vec<Left>,
+    pub oversized: usize,
+    pub invalid_owner: usize,
+    /// Kept, counted and alarmed, not parked (a safe not yet assigned).
+    pub unowned: Vec<usize>,
+    pub unwanted: usize,
+    pub transactions_batched: usize,
 }
 
-/// Plans and encodes the messages of one group: ordered by safe time, at
-/// most the endpoint's max batch size, within the SQS message limit.
-pub fn plan_group(
-    group: &Group,
+/// Plans the pushable records `indices` (in stream order): routing decided
+/// now, batches per (endpoint, kind) ordered by safe time, at most the
+/// endpoint's max batch size, within the SQS message limit, with dedup ids
+/// and `MessageId`s derived from the endpoint and the keys. Fails only when
+/// some owner's endpoints could not be read (transient: plan again later).
+pub fn make_plan(
     records: &[Record],
+    indices: &[usize],
+    routing: &Routing,
     created_at: &str,
-) -> Result<PlannedGroup, FanoutError> {
-    let endpoint_id = &group.endpoint.endpoint_id;
-    let mut by_key: HashMap<&str, (Vec<usize>, &Pushable)> = HashMap::new();
-    let mut items = Vec::with_capacity(group.records.len());
-    for &index in &group.records {
-        let Some(p) = records.get(index).and_then(Record::pushable) else {
-            continue;
-        };
-        let entry = by_key
-            .entry(p.entry.key.as_str())
-            .or_insert_with(|| (Vec::new(), p));
-        entry.0.push(index);
-        items.push(BatchItem {
-            key: p.entry.key.clone(),
-            safe_time: p.safe_time.clone(),
-            serial: p.serial.clone(),
-            bytes: p.entry_bytes,
+) -> Result<NewPlan, FanoutError> {
+    let mut out = NewPlan::default();
+    let Some(first) = indices.first().and_then(|&i| records.get(i)?.pushable()) else {
+        return Ok(out);
+    };
+    let mut routed = route(records, indices, routing);
+    if !routed.unrouted.is_empty() {
+        return Err(routed.unrouted.swap_remove(0).1);
+    }
+    let mut keys: Vec<String> = Vec::with_capacity(indices.len());
+    let mut position: HashMap<&str, u32> = HashMap::with_capacity(indices.len());
+    for &i in indices {
+        if let Some(p) = records[i].pushable() {
+            position
+                .entry(p.entry.key.as_str())
+                .or_insert(keys.len() as u32);
+            keys.push(p.entry.key.clone());
+        }
+    }
+    out.unowned = routed.unowned;
+    out.unwanted = routed.unwanted;
+    out.invalid_owner = routed.invalid_owner.len();
+    for (record, customer) in routed.invalid_owner {
+        out.parked.push(Left {
+            record,
+            reason: format!("the safe registry names an invalid customer id {customer:?}"),
         });
     }
-    // Stored settings are validated, but a bad value must not stop the
-    // shard: clamp to what the contract allows.
-    let max_items = usize::from(group.endpoint.max_batch_size.clamp(1, MAX_BATCH_SIZE));
-    let plan = batching::plan(
-        endpoint_id.as_str(),
-        items,
-        max_items,
-        SQS_MAX_MESSAGE_BYTES,
-    )
-    .map_err(|source| FanoutError::Plan {
-        endpoint: endpoint_id.clone(),
-        source,
-    })?;
-
-    let mut planned = PlannedGroup::default();
-    for batch in plan.batches {
-        let mut message_records = Vec::new();
-        let mut entries = Vec::with_capacity(batch.items.len());
-        for item in &batch.items {
-            if let Some((indices, p)) = by_key.get(item.key.as_str()) {
-                message_records.extend(indices.iter().copied());
-                entries.push(p.entry.clone());
+    let mut endpoints: Vec<(EndpointId, CustomerId)> = Vec::new();
+    let mut messages: Vec<PlannedMessage> = Vec::new();
+    for group in routed.groups.values() {
+        let endpoint_id = &group.endpoint.endpoint_id;
+        let mut items = Vec::with_capacity(group.records.len());
+        let mut by_key: HashMap<&str, usize> = HashMap::new();
+        for &index in &group.records {
+            let Some(p) = records[index].pushable() else {
+                continue;
+            };
+            by_key.insert(p.entry.key.as_str(), index);
+            items.push(BatchItem {
+                key: p.entry.key.clone(),
+                safe_time: p.safe_time.clone(),
+                serial: p.serial.clone(),
+                bytes: p.entry_bytes,
+            });
+        }
+        // Stored settings are validated, but a bad value must not stop the
+        // shard: clamp to what the contract allows.
+        let max_items = usize::from(group.endpoint.max_batch_size.clamp(1, MAX_BATCH_SIZE));
+        let plan = match batching::plan(
+            endpoint_id.as_str(),
+            items,
+            max_items,
+            SQS_MAX_MESSAGE_BYTES,
+        ) {
+            Ok(plan) => plan,
+            // Unreachable with the clamped size and the SQS limit; never a
+            // reason to stall the shard.
+            Err(e) => {
+                out.parked.extend(group.records.iter().map(|&record| Left {
+                    record,
+                    reason: format!("cannot plan for endpoint {endpoint_id}: {e}"),
+                }));
+                continue;
+            }
+        };
+        for item in plan.oversized {
+            out.oversized += 1;
+            if let Some(&record) = by_key.get(item.item.key.as_str()) {
+                out.parked.push(Left {
+                    record,
+                    reason: format!("{item} (endpoint {endpoint_id})"),
+                });
             }
         }
-        let message = BatchMessage {
-            version: BATCH_MESSAGE_VERSION,
-            message_id: batch.message_id,
-            endpoint_id: endpoint_id.clone(),
-            customer_id: group.endpoint.customer_id.clone(),
-            kind: group.kind,
-            created_at: created_at.to_owned(),
-            items: entries,
-        };
-        let body = serde_json::to_string(&message).map_err(|source| FanoutError::Encode {
-            endpoint: endpoint_id.clone(),
-            source,
-        })?;
-        planned.messages.push(Message {
-            info: BatchInfo {
-                endpoint_id: endpoint_id.clone(),
-                customer_id: group.endpoint.customer_id.clone(),
+        if plan.batches.is_empty() {
+            continue;
+        }
+        let endpoint = endpoints
+            .iter()
+            .position(|(e, _)| e == endpoint_id)
+            .unwrap_or_else(|| {
+                endpoints.push((endpoint_id.clone(), group.endpoint.customer_id.clone()));
+                endpoints.len() - 1
+            });
+        for batch in plan.batches {
+            out.transactions_batched += batch.items.len();
+            messages.push(PlannedMessage {
                 message_id: batch.message_id,
-                records: message_records,
-                items: message.items.len(),
-            },
-            batch: OutgoingBatch {
-                group_id: endpoint_id.to_string(),
                 dedup_id: batch.dedup_id,
-                body,
-            },
-        });
+                endpoint,
+                kind: group.kind,
+                items: batch
+                    .items
+                    .iter()
+                    .filter_map(|i| position.get(i.key.as_str()).copied())
+                    .collect(),
+            });
+        }
     }
-    for item in plan.oversized {
-        let indices = by_key
-            .get(item.item.key.as_str())
-            .map(|(i, _)| i.clone())
-            .unwrap_or_default();
-        planned.oversized.push((item, indices));
-    }
-    Ok(planned)
+    // Send order: per endpoint, its messages in plan order (kinds in a
+    // fixed order); the queue keeps each endpoint's order.
+    messages.sort_by_key(|m| m.endpoint);
+    out.plan = Some(Plan {
+        key: first.entry.key.clone(),
+        created_at: created_at.to_owned(),
+        keys,
+        endpoints,
+        messages,
+    });
+    Ok(out)
 }
 
-/// What to remember for the replay that starts at `first_failed`: the pairs
-/// an earlier attempt sent plus those sent now, for records from
-/// `first_failed` on (the records before it are done and not replayed).
-pub fn progress_after(
-    records: &[Record],
-    first_failed: usize,
-    already_sent: &BTreeSet<SentPair>,
-    sent_now: &BTreeSet<(usize, EndpointId)>,
-) -> BTreeSet<SentPair> {
-    let done: BTreeSet<&str> = records
-        .iter()
-        .take(first_failed)
-        .map(|r| r.id.as_str())
-        .collect();
-    let earlier = already_sent
-        .iter()
-        .filter(|(seq, _)| !done.contains(seq.as_str()))
-        .cloned();
-    let now = sent_now
-        .iter()
-        .filter(|(index, _)| *index >= first_failed)
-        .filter_map(|(index, endpoint)| {
-            records
-                .get(*index)
-                .map(|r| (r.id.clone(), endpoint.to_string()))
-        });
-    earlier.chain(now).collect()
+/// Message `index` of `plan` as sent: the same body on every attempt and
+/// every replay (the plan's `CreatedAt`, entries in plan order, a
+/// [`PlanRef`]). `entries` must hold every item's key.
+pub fn render(
+    plan: &Plan,
+    index: usize,
+    entries: &HashMap<&str, &BatchEntry>,
+) -> Result<OutgoingBatch, String> {
+    let m = plan
+        .messages
+        .get(index)
+        .ok_or_else(|| format!("no message {index}"))?;
+    let (endpoint_id, customer_id) = plan
+        .endpoints
+        .get(m.endpoint)
+        .ok_or_else(|| format!("message {index} names no endpoint"))?;
+    let mut items = Vec::with_capacity(m.items.len());
+    for &i in &m.items {
+        let key = plan
+            .keys
+            .get(i as usize)
+            .ok_or_else(|| format!("message {index} names item {i} beyond the plan"))?;
+        let entry = entries
+            .get(key.as_str())
+            .ok_or_else(|| format!("transaction {key} is not available"))?;
+        items.push((*entry).clone());
+    }
+    let message = BatchMessage {
+        version: BATCH_MESSAGE_VERSION,
+        message_id: m.message_id,
+        endpoint_id: endpoint_id.clone(),
+        customer_id: customer_id.clone(),
+        kind: m.kind,
+        created_at: plan.created_at.clone(),
+        items,
+        plan_ref: Some(PlanRef {
+            plan: plan.key.clone(),
+            index: index as u32,
+        }),
+    };
+    let body = serde_json::to_string(&message).map_err(|e| format!("encoding: {e}"))?;
+    Ok(OutgoingBatch {
+        group_id: endpoint_id.to_string(),
+        dedup_id: m.dedup_id.clone(),
+        body,
+    })
+}
+
+/// The storage key of a pushable record (`None` for others).
+pub fn key_of(record: &Record) -> Option<&str> {
+    record.pushable().map(|p: &Pushable| p.entry.key.as_str())
 }
 
 #[cfg(test)]
@@ -250,7 +299,6 @@ mod tests {
     use super::*;
     use crate::config_cache::Endpoints;
     use crate::records::{Disposition, SkipReason};
-    use platformsync_domain::batch::BatchEntry;
     use serde_json::value::RawValue;
 
     fn push(seq: &str, serial: &str, time: &str, kind: MessageKind, ty: &str) -> Record {
@@ -294,6 +342,10 @@ mod tests {
         r
     }
 
+    fn all(records: &[Record]) -> Vec<usize> {
+        (0..records.len()).collect()
+    }
+
     #[test]
     fn routes_by_owner_message_type_and_whitelist() {
         use MessageKind::*;
@@ -323,8 +375,7 @@ mod tests {
             ),
             endpoint("off", "acme", serde_json::json!({"Enabled": false})),
         ]);
-        let already = BTreeSet::from([("2".to_owned(), "all".to_owned())]);
-        let routed = route(&records, &routing, &already);
+        let routed = route(&records, &all(&records), &routing);
         let groups: Vec<(String, MessageKind, Vec<usize>)> = routed
             .groups
             .values()
@@ -339,17 +390,16 @@ mod tests {
         assert_eq!(
             groups,
             vec![
-                ("all".into(), Transactions, vec![0]),
+                ("all".into(), Transactions, vec![0, 1]),
                 ("cash".into(), Transactions, vec![0]),
                 ("cash".into(), AuditTransactions, vec![2]),
             ]
         );
         assert_eq!(routed.unowned, vec![3]);
-        assert_eq!(routed.already_sent, 1);
     }
 
     #[test]
-    fn plans_ordered_size_limited_messages_with_their_records() {
+    fn plans_ordered_size_limited_messages_and_renders_them_the_same_every_time() {
         let records: Vec<Record> = (0..5)
             .map(|i| {
                 push(
@@ -361,53 +411,75 @@ mod tests {
                 )
             })
             .collect();
-        let group = Group {
-            endpoint: endpoint("ep", "acme", serde_json::json!({"MaxBatchSize": 2})),
-            kind: MessageKind::Transactions,
-            records: (0..5).collect(),
-        };
-        let planned = plan_group(&group, &records, "2026-01-01T00:00:00Z").unwrap();
-        let per_message: Vec<Vec<usize>> = planned
+        let routing = routing(vec![
+            endpoint("ep", "acme", serde_json::json!({"MaxBatchSize": 2})),
+            endpoint("other", "acme", serde_json::json!({})),
+        ]);
+        let planned = make_plan(&records, &all(&records), &routing, "2026-01-01T00:00:00Z").unwrap();
+        let plan = planned.plan.unwrap();
+        assert_eq!(plan.key, records[0].pushable().unwrap().entry.key);
+        assert_eq!(plan.keys.len(), 5);
+        let per_message: Vec<(usize, Vec<u32>)> = plan
             .messages
             .iter()
-            .map(|m| m.info.records.clone())
+            .map(|m| (m.endpoint, m.items.clone()))
             .collect();
-        assert_eq!(per_message, vec![vec![4, 3], vec![2, 1], vec![0]]);
-        let first: BatchMessage = serde_json::from_str(&planned.messages[0].batch.body).unwrap();
-        assert_eq!(first.message_id, planned.messages[0].info.message_id);
-        assert_eq!(first.items[0].payload.get(), r#"{"N":4}"#);
-        assert_eq!(planned.messages[0].batch.group_id, "ep");
-        assert_eq!(planned.messages[0].batch.dedup_id.len(), 64);
+        assert_eq!(
+            per_message,
+            vec![
+                (0, vec![4, 3]),
+                (0, vec![2, 1]),
+                (0, vec![0]),
+                (1, vec![4, 3, 2, 1, 0])
+            ]
+        );
+        assert_eq!(plan.endpoints[0].0.as_str(), "ep");
 
-        // The same records planned again make the same messages.
-        let again = plan_group(&group, &records, "2026-02-02T00:00:00Z").unwrap();
-        let ids = |p: &PlannedGroup| {
-            p.messages
-                .iter()
-                .map(|m| (m.batch.dedup_id.clone(), m.info.message_id))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(ids(&planned), ids(&again));
+        let entries: HashMap<&str, &BatchEntry> = records
+            .iter()
+            .filter_map(|r| r.pushable().map(|p| (p.entry.key.as_str(), &p.entry)))
+            .collect();
+        let first = render(&plan, 0, &entries).unwrap();
+        let body: BatchMessage = serde_json::from_str(&first.body).unwrap();
+        assert_eq!(body.message_id, plan.messages[0].message_id);
+        assert_eq!(body.items[0].payload.get(), r#"{"N":4}"#);
+        assert_eq!(body.created_at, "2026-01-01T00:00:00Z");
+        assert_eq!(body.plan_ref.as_ref().unwrap().index, 0);
+        assert_eq!(first.group_id, "ep");
+        assert_eq!(first.dedup_id.len(), 64);
+        assert_eq!(render(&plan, 0, &entries).unwrap(), first, "same bytes on a re-send");
+
+        // Planned again later: the same messages.
+        let again = make_plan(&records, &all(&records), &routing, "2026-02-02T00:00:00Z").unwrap();
+        assert_eq!(again.plan.unwrap().messages, plan.messages);
+
+        // A missing body is an error, not a shorter message.
+        let partial: HashMap<&str, &BatchEntry> = entries.iter().skip(1).map(|(k, v)| (*k, *v)).collect();
+        assert!((0..plan.messages.len()).any(|i| render(&plan, i, &partial).is_err()));
     }
 
     #[test]
-    fn progress_keeps_pairs_from_the_first_failed_record_on() {
-        let records: Vec<Record> = ["10", "11", "12", "13"]
-            .iter()
-            .map(|s| push(s, "UT1", "t", MessageKind::Transactions, "CashIn"))
-            .collect();
-        let ep = |s: &str| EndpointId::parse(s).unwrap();
-        let already = BTreeSet::from([
-            ("10".to_owned(), "a".to_owned()),
-            ("12".to_owned(), "a".to_owned()),
-            ("99".to_owned(), "a".to_owned()),
-        ]);
-        let sent = BTreeSet::from([(0, ep("b")), (1, ep("b")), (3, ep("b"))]);
-        let pairs = progress_after(&records, 1, &already, &sent);
-        let expected: BTreeSet<SentPair> = [("11", "b"), ("12", "a"), ("13", "b"), ("99", "a")]
-            .iter()
-            .map(|(s, e)| ((*s).to_owned(), (*e).to_owned()))
-            .collect();
-        assert_eq!(pairs, expected);
+    fn invalid_owners_are_parked_and_unowned_counted() {
+        let mut records = vec![
+            push("1", "UT1", "t1", MessageKind::Transactions, "CashIn"),
+            push("2", "BAD", "t2", MessageKind::Transactions, "CashIn"),
+            push("3", "NOBODY", "t3", MessageKind::Transactions, "CashIn"),
+        ];
+        records.push(Record {
+            id: "4".into(),
+            disposition: Disposition::Skip(SkipReason::Held),
+        });
+        let mut routing = routing(vec![endpoint("ep", "acme", serde_json::json!({}))]);
+        routing
+            .owners
+            .insert("BAD".into(), Owner::Invalid("not valid!".into()));
+        let planned = make_plan(&records, &[0, 1, 2], &routing, "t").unwrap();
+        assert_eq!(planned.parked.len(), 1);
+        assert_eq!(planned.parked[0].record, 1);
+        assert_eq!(planned.unowned, vec![2]);
+        let plan = planned.plan.unwrap();
+        assert_eq!(plan.keys.len(), 3, "the plan covers every pushable record");
+        assert_eq!(plan.messages.len(), 1);
+        assert_eq!(plan.messages[0].items, vec![0]);
     }
 }

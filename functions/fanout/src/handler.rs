@@ -1,19 +1,20 @@
-use crate::batches::{self, BatchInfo, Message};
+use crate::batches::{self, Left};
 use crate::config_cache::ConfigCache;
 use crate::records::{self, Disposition, Record};
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::delivery_queue::{
-    DeliveryQueue, OutgoingBatch, RetryPolicy, SendFailure, SendMessageBatch, SqsTransport,
+    DeliveryQueue, OutgoingBatch, RetryPolicy, SendMessageBatch, SqsTransport,
 };
 use platformsync_aws::env::{self, EnvError};
-use platformsync_aws::fanout_progress::{FanoutProgress, SentPair};
+use platformsync_aws::fanout_plans::{Created, Found, MAX_PLAN_BYTES, Parked, Plan, PlanStore};
 use platformsync_aws::metrics::Metrics;
+use platformsync_aws::transactions::TransactionStore;
 use platformsync_aws::{SdkConfig, StoreError};
-use platformsync_delivery::batching::PlanError;
-use platformsync_domain::endpoint::{CustomerId, EndpointId};
-use std::collections::BTreeSet;
+use platformsync_domain::batch::BatchEntry;
+use platformsync_domain::endpoint::CustomerId;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -25,17 +26,22 @@ use tracing::{Instrument, error, info, info_span, warn};
 pub struct Settings {
     pub config_table: String,
     pub delivery_queue_url: String,
+    /// Where bodies of records absent from a replayed event are read from
+    /// (`TRANSACTIONS_TABLE`). Without it such a replay fails (transient).
+    pub transactions_table: Option<String>,
     /// How long safe owners and endpoints are reused (`CONFIG_CACHE_SECONDS`,
     /// default 60): the bound on how stale a routing decision can be.
     pub config_cache_ttl: Duration,
     /// Time allowed when no Lambda deadline is known (`TIME_BUDGET_SECONDS`,
     /// default 50; keep it below the function timeout).
     pub time_budget: Duration,
-    /// No SQS request starts closer than this to the deadline
+    /// No AWS request starts closer than this to the deadline
     /// (`DEADLINE_MARGIN_SECONDS`, default 10): one request's worst case
-    /// (the SQS client's operation timeout, 8 s) plus the progress write.
+    /// (every client's operation timeout is 8 s) plus the answer.
     pub deadline_margin: Duration,
-    /// Attempts per message, the first included (`SEND_ATTEMPTS`, default 5).
+    /// Attempts per message within one invocation, the first included
+    /// (`SEND_ATTEMPTS`, default 5). Beyond them the batch is retried by
+    /// Lambda, from the plan.
     pub send_attempts: u32,
     /// Wait before the first retry of a failed entry; doubles each time.
     pub send_backoff: Duration,
@@ -47,6 +53,7 @@ impl Settings {
         Self {
             config_table: config_table.into(),
             delivery_queue_url: delivery_queue_url.into(),
+            transactions_table: None,
             config_cache_ttl: Duration::from_secs(60),
             time_budget: Duration::from_secs(50),
             deadline_margin: Duration::from_secs(10),
@@ -60,6 +67,7 @@ impl Settings {
             env::required("CONFIG_TABLE")?,
             env::required("DELIVERY_QUEUE_URL")?,
         );
+        settings.transactions_table = Some(env::required("TRANSACTIONS_TABLE")?);
         settings.config_cache_ttl =
             Duration::from_secs(env::parsed_or("CONFIG_CACHE_SECONDS", 60u64)?.min(3600));
         settings.time_budget =
@@ -90,11 +98,8 @@ pub enum InitError {
 /// customer or endpoint involved; never a payload.
 #[derive(Debug, thiserror::Error)]
 pub enum FanoutError {
-    #[error("reading the fan-out progress for record {sequence}: {source}")]
-    Progress {
-        sequence: String,
-        source: StoreError,
-    },
+    #[error("reading the plan for transaction {key}: {source}")]
+    Lookup { key: String, source: StoreError },
     #[error("reading the owners of {safes} safes: {source}")]
     Owners { safes: usize, source: StoreError },
     #[error("reading the endpoints of customer {customer}: {source}")]
@@ -102,27 +107,26 @@ pub enum FanoutError {
         customer: CustomerId,
         source: Arc<StoreError>,
     },
-    #[error("planning the batches of endpoint {endpoint}: {source}")]
-    Plan {
-        endpoint: EndpointId,
-        source: PlanError,
-    },
-    #[error("encoding a batch of endpoint {endpoint}: {source}")]
-    Encode {
-        endpoint: EndpointId,
-        source: serde_json::Error,
-    },
-    #[error("sending batch {message_id} of endpoint {endpoint}: {source}")]
-    Send {
-        endpoint: EndpointId,
-        message_id: uuid::Uuid,
-        source: SendFailure,
-    },
-    #[error("saving the fan-out progress for record {sequence}: {source}")]
-    SaveProgress {
-        sequence: String,
+    #[error("writing the plan {key}: {source}")]
+    WritePlan { key: String, source: StoreError },
+    #[error("writing a pointer at {at} to plan {plan}: {source}")]
+    WritePointer {
+        at: String,
+        plan: String,
         source: StoreError,
     },
+    #[error("parking {records} records: {source}")]
+    Park { records: usize, source: StoreError },
+    #[error("reading {keys} transactions of plan {plan}: {source}")]
+    Rebuild {
+        plan: String,
+        keys: usize,
+        source: StoreError,
+    },
+    #[error("{batches} batches not sent (transient; retried from the plan)")]
+    NotSent { batches: usize },
+    #[error("the invocation's deadline is near")]
+    Deadline,
 }
 
 /// What one invocation did (also its metrics).
@@ -131,28 +135,40 @@ pub struct Outcome {
     pub records: usize,
     pub pushable: usize,
     pub skipped: usize,
+    /// Records that cannot be read as a stored transaction (parked).
     pub unreadable: usize,
-    /// Pushable records of safes no customer owns (or with an invalid owner).
+    /// Pushable records of safes no customer owns: kept, not pushed.
     pub unowned: usize,
-    /// (record, endpoint) pairs skipped because an earlier attempt sent them.
+    /// Records whose safe names an invalid customer id (parked).
+    pub invalid_owner: usize,
+    /// Items too large for any message (parked).
+    pub oversized: usize,
+    /// Records and messages parked (written to the config table).
+    pub parked: usize,
+    pub plans_created: usize,
+    pub plans_found: usize,
+    pub pointers_written: usize,
+    /// Messages of found plans that an earlier attempt recorded as sent.
     pub already_sent: usize,
-    /// Messages planned.
+    /// Messages in the plans this invocation made.
     pub batches: usize,
     pub transactions_batched: usize,
+    /// Entries read back from the transactions table (records absent from
+    /// the event).
+    pub rebuilt: usize,
     pub messages_sent: usize,
     pub sqs_requests: usize,
     pub retried_entries: usize,
     pub failed_batches: usize,
-    /// Items too large for any message (unreachable with DynamoDB's 400 KB
-    /// item limit); logged with their keys.
-    pub oversized: usize,
     /// Safes and customers read from the config table (not from the cache).
     pub safes_read: usize,
     pub customers_read: usize,
     /// The identifier reported to Lambda: the first record not fully handled.
     pub first_failed: Option<String>,
-    /// Pairs remembered for the replay, when there is a failure.
-    pub progress_saved: usize,
+    /// A plan, pointer or parked record could not be written (the batch is
+    /// retried; counted for the alarm).
+    pub plan_write_failed: bool,
+    pub progress_saved: bool,
     pub progress_write_failed: bool,
 }
 
@@ -161,25 +177,29 @@ pub struct Outcome {
 #[derive(Debug)]
 pub struct Fanout<T = SqsTransport> {
     config: ConfigCache,
-    progress: FanoutProgress,
+    plans: PlanStore,
+    transactions: Option<TransactionStore>,
     queue: DeliveryQueue<T>,
     settings: Settings,
 }
 
-/// One SQS request never runs longer than this, so the deadline margin
-/// holds (the SDK's own retries included).
-const SQS_OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
-const SQS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One request never runs longer than this, so the deadline margin holds
+/// (the SDK's own retries included), for SQS and DynamoDB alike.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(OPERATION_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .build()
+}
 
 impl Fanout<SqsTransport> {
     pub fn new(sdk: &SdkConfig, settings: Settings) -> Self {
-        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-            .operation_timeout(SQS_OPERATION_TIMEOUT)
-            .operation_attempt_timeout(SQS_ATTEMPT_TIMEOUT)
-            .build();
         let sqs = aws_sdk_sqs::Client::from_conf(
             aws_sdk_sqs::config::Builder::from(sdk)
-                .timeout_config(timeouts)
+                .timeout_config(timeouts())
                 .build(),
         );
         let transport = SqsTransport::new(sqs, &settings.delivery_queue_url);
@@ -193,17 +213,31 @@ impl Fanout<SqsTransport> {
     }
 }
 
+/// Where a record's handling failed, and the error behind it.
+struct Failure {
+    record: usize,
+    error: FanoutError,
+}
+
 impl<T: SendMessageBatch> Fanout<T> {
     /// The function with `transport` in place of the SQS client: the one
     /// seam tests use to inject send failures.
     pub fn with_transport(sdk: &SdkConfig, settings: Settings, transport: T) -> Self {
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(sdk)
+                .timeout_config(timeouts())
+                .build(),
+        );
         Self {
             config: ConfigCache::new(
                 ConfigStore::new(dynamodb.clone(), &settings.config_table),
                 settings.config_cache_ttl,
             ),
-            progress: FanoutProgress::new(dynamodb, &settings.config_table),
+            plans: PlanStore::new(dynamodb.clone(), &settings.config_table),
+            transactions: settings
+                .transactions_table
+                .as_ref()
+                .map(|t| TransactionStore::new(dynamodb.clone(), t)),
             queue: DeliveryQueue::with_transport(transport, settings.retry_policy()),
             settings,
         }
@@ -213,6 +247,10 @@ impl<T: SendMessageBatch> Fanout<T> {
         &self.settings
     }
 
+    pub fn plans(&self) -> &PlanStore {
+        &self.plans
+    }
+
     /// Handles one stream batch with the configured time budget (local
     /// runner, tests). Never fails: a failure is a partial batch response.
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
@@ -220,7 +258,7 @@ impl<T: SendMessageBatch> Fanout<T> {
             .await
     }
 
-    /// Handles one stream batch, starting no send near `deadline` (Lambda's).
+    /// Handles one stream batch, starting no request near `deadline` (Lambda's).
     pub async fn handle_until(&self, event: Event, deadline: Instant) -> DynamoDbEventResponse {
         let outcome = self.process(event, deadline).await;
         let mut response = DynamoDbEventResponse::default();
@@ -250,6 +288,9 @@ impl<T: SendMessageBatch> Fanout<T> {
                 pushable = outcome.pushable,
                 skipped = outcome.skipped,
                 unowned = outcome.unowned,
+                parked = outcome.parked,
+                plans_created = outcome.plans_created,
+                plans_found = outcome.plans_found,
                 already_sent = outcome.already_sent,
                 batches = outcome.batches,
                 sent = outcome.messages_sent,
@@ -265,175 +306,572 @@ impl<T: SendMessageBatch> Fanout<T> {
         .await
     }
 
+    fn near(&self, deadline: Instant) -> bool {
+        deadline.saturating_duration_since(Instant::now()) < self.settings.deadline_margin
+    }
+
+    fn now_unix() -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+    }
+
     async fn fan_out(&self, records: &[Record], deadline: Instant) -> Outcome {
         let mut outcome = Outcome {
             records: records.len(),
             ..Outcome::default()
         };
+        let mut poison: Vec<Parked> = Vec::new();
         for record in records {
             match &record.disposition {
                 Disposition::Push(_) => outcome.pushable += 1,
                 Disposition::Skip(_) => outcome.skipped += 1,
-                Disposition::Unreadable(why) => {
+                Disposition::Unreadable(p) => {
                     outcome.unreadable += 1;
-                    error!(record = %record.id, reason = %why, "unreadable stream record skipped");
+                    error!(record = %record.id, reason = %p.reason, "poison stream record: parked, not pushed");
+                    poison.push(Parked {
+                        id: format!("SEQ#{}", record.id),
+                        record: record.id.clone(),
+                        reason: p.reason.clone(),
+                        data: p.image.clone(),
+                    });
                 }
             }
         }
-        if outcome.pushable == 0 {
-            return outcome;
-        }
-        let first_id = &records[0].id;
-
-        // What an earlier attempt at this batch already sent.
-        let already_sent = match self.progress.load(first_id).await {
-            Ok(pairs) => pairs,
-            Err(source) => {
-                let e = FanoutError::Progress {
-                    sequence: first_id.clone(),
-                    source,
-                };
-                error!(error = %e, "nothing sent; the whole batch will be retried");
-                outcome.first_failed = Some(first_id.clone());
-                return outcome;
+        let failure = self.walk(records, poison, deadline, &mut outcome).await;
+        if let Some(Failure { record, error }) = failure {
+            if matches!(
+                error,
+                FanoutError::WritePlan { .. }
+                    | FanoutError::WritePointer { .. }
+                    | FanoutError::Park { .. }
+            ) {
+                outcome.plan_write_failed = true;
             }
-        };
-
-        // Owners and their endpoints.
-        let serials: BTreeSet<&str> = records
-            .iter()
-            .filter_map(|r| r.pushable().map(|p| p.serial.as_str()))
-            .collect();
-        let (routing, reads) = match self.config.lookup(&serials).await {
-            Ok(found) => found,
-            Err(source) => {
-                let e = FanoutError::Owners {
-                    safes: serials.len(),
-                    source,
-                };
-                error!(error = %e, "nothing sent; the whole batch will be retried");
-                outcome.first_failed = Some(first_id.clone());
-                return outcome;
-            }
-        };
-        outcome.safes_read = reads.safes_read;
-        outcome.customers_read = reads.customers_read;
-
-        let routed = batches::route(records, &routing, &already_sent);
-        outcome.already_sent = routed.already_sent;
-        outcome.unowned = routed.unowned.len() + routed.invalid_owner.len();
-        if !routed.unowned.is_empty() {
-            let safes: BTreeSet<&str> = routed
-                .unowned
-                .iter()
-                .filter_map(|&i| records[i].pushable().map(|p| p.serial.as_str()))
-                .collect();
-            warn!(transactions = routed.unowned.len(), safes = ?safes, "transactions of safes no customer owns: kept, not pushed");
-        }
-        for (index, customer) in &routed.invalid_owner {
-            error!(record = %records[*index].id, customer = %customer, "safe registry names an invalid customer id: not pushed");
-        }
-        let mut failed: BTreeSet<usize> = BTreeSet::new();
-        for (index, e) in &routed.unrouted {
-            warn!(record = %records[*index].id, error = %e, "endpoints unreadable; record will be retried");
-            failed.insert(*index);
-        }
-
-        // Plan every (endpoint, kind) group.
-        let created_at = OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default();
-        let mut messages: Vec<Message> = Vec::new();
-        for group in routed.groups.values() {
-            match batches::plan_group(group, records, &created_at) {
-                Ok(planned) => {
-                    for (item, _) in &planned.oversized {
-                        outcome.oversized += 1;
-                        error!(error = %item, "transaction too large for any batch: not pushed");
-                    }
-                    messages.extend(planned.messages);
-                }
-                Err(e) => {
-                    error!(error = %e, records = group.records.len(), "cannot plan; records will be retried");
-                    failed.extend(group.records.iter().copied());
-                }
-            }
-        }
-        let (messages, outgoing): (Vec<BatchInfo>, Vec<OutgoingBatch>) =
-            messages.into_iter().map(|m| (m.info, m.batch)).unzip();
-        outcome.batches = messages.len();
-        outcome.transactions_batched = messages.iter().map(|m| m.items).sum();
-
-        // Send, and note which (record, endpoint) pairs went out.
-        let report = self.queue.send_until(&outgoing, Some(deadline)).await;
-        drop(outgoing);
-        outcome.sqs_requests = report.requests;
-        outcome.retried_entries = report.retried_entries;
-        let mut sent_now: BTreeSet<(usize, EndpointId)> = BTreeSet::new();
-        for (message, result) in messages.into_iter().zip(report.outcomes) {
-            match result {
-                Ok(()) => {
-                    outcome.messages_sent += 1;
-                    sent_now.extend(
-                        message
-                            .records
-                            .iter()
-                            .map(|&i| (i, message.endpoint_id.clone())),
-                    );
-                }
-                Err(source) => {
-                    outcome.failed_batches += 1;
-                    let e = FanoutError::Send {
-                        endpoint: message.endpoint_id.clone(),
-                        message_id: message.message_id,
-                        source,
-                    };
-                    warn!(error = %e, transactions = message.items, "batch not sent; its records will be retried");
-                    failed.extend(message.records.iter().copied());
-                }
-            }
-        }
-
-        // Answer: the first record not fully handled, after remembering what
-        // was sent from it on so the replay does not send it again.
-        if let Some(&first_failed) = failed.first() {
-            let id = records[first_failed].id.clone();
-            let pairs = batches::progress_after(records, first_failed, &already_sent, &sent_now);
-            let unchanged = first_failed == 0 && pairs == already_sent;
-            if !unchanged {
-                self.remember(&id, &pairs, &mut outcome).await;
-            }
+            let id = records[record].id.clone();
+            warn!(record = %id, error = %error, "not fully handled; Lambda retries from this record");
             outcome.first_failed = Some(id);
         }
         outcome
     }
 
-    async fn remember(
+    /// Parks the poison, then walks the pushable records plan by plan. The
+    /// first failure stops the walk: later plans would put an endpoint's
+    /// later messages ahead of the failed ones.
+    async fn walk(
         &self,
-        first_failed: &str,
-        pairs: &BTreeSet<SentPair>,
+        records: &[Record],
+        poison: Vec<Parked>,
+        deadline: Instant,
         outcome: &mut Outcome,
-    ) {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        match self.progress.save(first_failed, pairs, now).await {
-            Ok(saved) => {
-                outcome.progress_saved = saved.pairs;
-                if saved.left_out > 0 {
+    ) -> Option<Failure> {
+        if !poison.is_empty() {
+            if self.near(deadline) {
+                return Some(Failure {
+                    record: 0,
+                    error: FanoutError::Deadline,
+                });
+            }
+            if let Err(source) = self.plans.park(&poison, Self::now_unix()).await {
+                return Some(Failure {
+                    record: 0,
+                    error: FanoutError::Park {
+                        records: poison.len(),
+                        source,
+                    },
+                });
+            }
+            outcome.parked += poison.len();
+        }
+        let pushable: Vec<usize> = (0..records.len())
+            .filter(|&i| records[i].pushable().is_some())
+            .collect();
+        let mut i = 0;
+        while i < pushable.len() {
+            let at = pushable[i];
+            let key = batches::key_of(&records[at]).unwrap_or_default();
+            if self.near(deadline) {
+                return Some(Failure {
+                    record: at,
+                    error: FanoutError::Deadline,
+                });
+            }
+            let found = match self.plans.lookup(key, Self::now_unix()).await {
+                Ok(found) => found,
+                Err(source) => {
+                    return Some(Failure {
+                        record: at,
+                        error: FanoutError::Lookup {
+                            key: key.to_owned(),
+                            source,
+                        },
+                    });
+                }
+            };
+            let found = match found {
+                Some(found) => {
+                    outcome.plans_found += 1;
+                    found
+                }
+                None => match self
+                    .new_plan(records, &pushable[i..], deadline, outcome)
+                    .await
+                {
+                    Ok(found) => found,
+                    Err(failure) => return Some(failure),
+                },
+            };
+            let covered = match self
+                .coverage(records, &pushable[i..], &found.plan, deadline, outcome)
+                .await
+            {
+                Ok(covered) => covered,
+                Err(failure) => return Some(failure),
+            };
+            if let Err(failure) = self
+                .execute(records, &pushable[i..i + covered], found, deadline, outcome)
+                .await
+            {
+                return Some(failure);
+            }
+            i += covered;
+        }
+        None
+    }
+
+    /// How many of `pushable` (from the first) `plan` covers, in order; and,
+    /// when the event ends before the plan does, a pointer at the plan's
+    /// next key, written before anything is sent, so the replay or the
+    /// bisected half that starts there finds the plan.
+    async fn coverage(
+        &self,
+        records: &[Record],
+        pushable: &[usize],
+        plan: &Plan,
+        deadline: Instant,
+        outcome: &mut Outcome,
+    ) -> Result<usize, Failure> {
+        let first_key = batches::key_of(&records[pushable[0]]).unwrap_or_default();
+        let Some(start) = plan.position(first_key) else {
+            // A pointer to a plan without the key: corrupt, never written so.
+            return Err(Failure {
+                record: pushable[0],
+                error: FanoutError::Lookup {
+                    key: first_key.to_owned(),
+                    source: StoreError::Malformed {
+                        resource: self.settings.config_table.clone(),
+                        key: plan.key.clone(),
+                        message: "the plan found does not hold the key".into(),
+                    },
+                },
+            });
+        };
+        let covered = pushable
+            .iter()
+            .zip(&plan.keys[start..])
+            .take_while(|(r, k)| batches::key_of(&records[**r]) == Some(k.as_str()))
+            .count();
+        let next = start + covered;
+        if covered == pushable.len() && next < plan.keys.len() {
+            if self.near(deadline) {
+                return Err(Failure {
+                    record: pushable[0],
+                    error: FanoutError::Deadline,
+                });
+            }
+            let at = &plan.keys[next];
+            if let Err(source) = self.plans.point(at, &plan.key, Self::now_unix()).await {
+                return Err(Failure {
+                    record: pushable[0],
+                    error: FanoutError::WritePointer {
+                        at: at.clone(),
+                        plan: plan.key.clone(),
+                        source,
+                    },
+                });
+            }
+            outcome.pointers_written += 1;
+        }
+        Ok(covered)
+    }
+
+    /// Plans `pushable` (from the first record, as many as fit one plan
+    /// item), parks what it leaves out, writes the plan. Nothing is sent
+    /// before the plan is stored.
+    async fn new_plan(
+        &self,
+        records: &[Record],
+        pushable: &[usize],
+        deadline: Instant,
+        outcome: &mut Outcome,
+    ) -> Result<Found, Failure> {
+        let first = pushable[0];
+        let fail = |error| Failure {
+            record: first,
+            error,
+        };
+        let serials: BTreeSet<&str> = pushable
+            .iter()
+            .filter_map(|&r| records[r].pushable().map(|p| p.serial.as_str()))
+            .collect();
+        if self.near(deadline) {
+            return Err(fail(FanoutError::Deadline));
+        }
+        let (routing, reads) = self.config.lookup(&serials).await.map_err(|source| {
+            fail(FanoutError::Owners {
+                safes: serials.len(),
+                source,
+            })
+        })?;
+        outcome.safes_read += reads.safes_read;
+        outcome.customers_read += reads.customers_read;
+        let created_at = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        // Halve until the plan item fits (many endpoints with small batches).
+        let mut take = pushable.len();
+        let planned = loop {
+            let planned = batches::make_plan(records, &pushable[..take], &routing, &created_at)
+                .map_err(fail)?;
+            let fits = planned
+                .plan
+                .as_ref()
+                .is_none_or(|p| p.encoded_bytes() <= MAX_PLAN_BYTES);
+            if fits || take == 1 {
+                break planned;
+            }
+            take = take.div_ceil(2);
+        };
+        let Some(plan) = planned.plan else {
+            return Err(fail(FanoutError::Deadline));
+        };
+        if !planned.unowned.is_empty() {
+            let safes: BTreeSet<&str> = planned
+                .unowned
+                .iter()
+                .filter_map(|&i| records[i].pushable().map(|p| p.serial.as_str()))
+                .collect();
+            warn!(transactions = planned.unowned.len(), safes = ?safes, "transactions of safes no customer owns: kept, not pushed");
+        }
+        if !planned.parked.is_empty() {
+            let parked: Vec<Parked> = planned
+                .parked
+                .iter()
+                .map(|Left { record, reason }| {
+                    let r = &records[*record];
+                    error!(record = %r.id, reason = %reason, "transaction parked, not pushed");
+                    let data = r
+                        .pushable()
+                        .map(|p| serde_json::to_string(&p.entry).unwrap_or_default())
+                        .unwrap_or_default();
+                    Parked {
+                        id: batches::key_of(r).unwrap_or(&r.id).to_owned(),
+                        record: r.id.clone(),
+                        reason: reason.clone(),
+                        data,
+                    }
+                })
+                .collect();
+            if self.near(deadline) {
+                return Err(fail(FanoutError::Deadline));
+            }
+            self.plans
+                .park(&parked, Self::now_unix())
+                .await
+                .map_err(|source| {
+                    fail(FanoutError::Park {
+                        records: parked.len(),
+                        source,
+                    })
+                })?;
+            outcome.parked += parked.len();
+        }
+        if self.near(deadline) {
+            return Err(fail(FanoutError::Deadline));
+        }
+        match self.plans.create(&plan, Self::now_unix()).await {
+            Ok(Created::Written) => {
+                outcome.plans_created += 1;
+                outcome.unowned += planned.unowned.len();
+                outcome.invalid_owner += planned.invalid_owner;
+                outcome.oversized += planned.oversized;
+                outcome.batches += plan.messages.len();
+                outcome.transactions_batched += planned.transactions_batched;
+                Ok(Found {
+                    sent: Vec::new(),
+                    plan,
+                    via_pointer: false,
+                })
+            }
+            Ok(Created::Existing(found)) => {
+                outcome.plans_found += 1;
+                Ok(*found)
+            }
+            Err(source) => Err(fail(FanoutError::WritePlan {
+                key: plan.key.clone(),
+                source,
+            })),
+        }
+    }
+
+    /// Sends the plan's messages not yet recorded as sent, in plan order per
+    /// endpoint. `covered`: the event's records the plan covers.
+    async fn execute(
+        &self,
+        records: &[Record],
+        covered: &[usize],
+        found: Found,
+        deadline: Instant,
+        outcome: &mut Outcome,
+    ) -> Result<(), Failure> {
+        let Found { plan, sent, .. } = found;
+        let first = covered[0];
+        let mut sent: Vec<bool> = (0..plan.messages.len())
+            .map(|i| sent.get(i).copied().unwrap_or(false))
+            .collect();
+        outcome.already_sent += sent.iter().filter(|s| **s).count();
+        let todo: Vec<usize> = (0..plan.messages.len()).filter(|&i| !sent[i]).collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+
+        // Bodies: from the event, else from the transactions table.
+        let present: HashMap<&str, usize> = covered
+            .iter()
+            .filter_map(|&r| batches::key_of(&records[r]).map(|k| (k, r)))
+            .collect();
+        let mut absent: BTreeSet<&str> = BTreeSet::new();
+        for &m in &todo {
+            for &item in &plan.messages[m].items {
+                let key = plan.keys[item as usize].as_str();
+                if !present.contains_key(key) {
+                    absent.insert(key);
+                }
+            }
+        }
+        let mut rebuilt: HashMap<String, BatchEntry> = HashMap::new();
+        let mut unavailable: HashMap<String, String> = HashMap::new();
+        if !absent.is_empty() {
+            if self.near(deadline) {
+                return Err(Failure {
+                    record: first,
+                    error: FanoutError::Deadline,
+                });
+            }
+            match self.rebuild(&plan, &absent).await {
+                Ok((entries, missing)) => {
+                    outcome.rebuilt += entries.len();
+                    rebuilt = entries;
+                    unavailable = missing;
+                }
+                Err(error) => {
+                    return Err(Failure {
+                        record: first,
+                        error,
+                    });
+                }
+            }
+        }
+        let mut entries: HashMap<&str, &BatchEntry> = HashMap::new();
+        for (key, &r) in &present {
+            if let Some(p) = records[r].pushable() {
+                entries.insert(key, &p.entry);
+            }
+        }
+        for (key, entry) in &rebuilt {
+            entries.insert(key.as_str(), entry);
+        }
+
+        let mut outgoing: Vec<OutgoingBatch> = Vec::with_capacity(todo.len());
+        let mut sendable: Vec<usize> = Vec::with_capacity(todo.len());
+        let mut to_park: Vec<(usize, String)> = Vec::new();
+        for &m in &todo {
+            match batches::render(&plan, m, &entries) {
+                Ok(batch) => {
+                    outgoing.push(batch);
+                    sendable.push(m);
+                }
+                Err(why) => {
+                    let detail = plan.messages[m]
+                        .items
+                        .iter()
+                        .filter_map(|&i| unavailable.get(&plan.keys[i as usize]))
+                        .next()
+                        .cloned()
+                        .unwrap_or(why);
+                    to_park.push((m, detail));
+                }
+            }
+        }
+        let report = self.queue.send_until(&outgoing, Some(deadline)).await;
+        drop(outgoing);
+        outcome.sqs_requests += report.requests;
+        outcome.retried_entries += report.retried_entries;
+        for (&m, result) in sendable.iter().zip(report.outcomes) {
+            match result {
+                Ok(()) => {
+                    outcome.messages_sent += 1;
+                    sent[m] = true;
+                }
+                Err(e) if e.is_permanent() => to_park.push((m, e.to_string())),
+                Err(e) => {
+                    outcome.failed_batches += 1;
+                    let (endpoint, _) = &plan.endpoints[plan.messages[m].endpoint];
                     warn!(
-                        left_out = saved.left_out,
-                        "fan-out progress too large; the replay may push some transactions twice"
+                        endpoint = %endpoint,
+                        message_id = %plan.messages[m].message_id,
+                        error = %e,
+                        "batch not sent; the stream batch will be retried from the plan"
                     );
                 }
             }
-            Err(source) => {
-                outcome.progress_write_failed = true;
-                let e = FanoutError::SaveProgress {
-                    sequence: first_failed.to_owned(),
-                    source,
-                };
-                error!(error = %e, pairs = pairs.len(), "the replay may push some transactions twice");
+        }
+        if !to_park.is_empty() && !self.near(deadline) {
+            let parked: Vec<Parked> = to_park
+                .iter()
+                .map(|(m, reason)| {
+                    let message = &plan.messages[*m];
+                    error!(message_id = %message.message_id, reason = %reason, "message refused for good: parked with its keys");
+                    let keys: Vec<&str> = message
+                        .items
+                        .iter()
+                        .map(|&i| plan.keys[i as usize].as_str())
+                        .collect();
+                    Parked {
+                        id: format!("MSG#{}", message.message_id),
+                        record: format!("{}#{}", plan.key, m),
+                        reason: reason.clone(),
+                        data: serde_json::json!({
+                            "Endpoint": plan.endpoints[message.endpoint].0.as_str(),
+                            "MessageId": message.message_id,
+                            "Keys": keys,
+                        })
+                        .to_string(),
+                    }
+                })
+                .collect();
+            match self.plans.park(&parked, Self::now_unix()).await {
+                Ok(()) => {
+                    outcome.parked += parked.len();
+                    for (m, _) in &to_park {
+                        sent[*m] = true;
+                    }
+                }
+                Err(source) => {
+                    outcome.plan_write_failed = true;
+                    error!(error = %source, "could not park refused messages; retried with the batch");
+                }
             }
         }
+        if sent.iter().all(|s| *s) {
+            return Ok(());
+        }
+
+        // The first record of the event in a message still unsent: records
+        // before it are done. Unsent messages holding only records absent
+        // from the event belong to a later part of a bisected batch, which
+        // finds this plan through its pointer.
+        let failed_at = (0..plan.messages.len())
+            .filter(|&m| !sent[m])
+            .flat_map(|m| plan.messages[m].items.iter())
+            .filter_map(|&i| present.get(plan.keys[i as usize].as_str()).copied())
+            .min();
+        let Some(failed_at) = failed_at else {
+            return Ok(());
+        };
+        let now = Self::now_unix();
+        if !self.near(deadline) {
+            match self.plans.save_sent(&plan.key, &sent, now).await {
+                Ok(()) => outcome.progress_saved = true,
+                Err(e) => {
+                    outcome.progress_write_failed = true;
+                    warn!(error = %e, "sent-progress not saved: the replay re-sends (same MessageIds)");
+                }
+            }
+        }
+        // The replay starts at `failed_at`: make it find the plan. If that
+        // cannot be written, the whole event is replayed instead (it starts
+        // where this one found the plan).
+        let key = batches::key_of(&records[failed_at]).unwrap_or_default();
+        if failed_at != first {
+            if self.near(deadline) {
+                return Err(Failure {
+                    record: first,
+                    error: FanoutError::Deadline,
+                });
+            }
+            if let Err(source) = self.plans.point(key, &plan.key, now).await {
+                return Err(Failure {
+                    record: first,
+                    error: FanoutError::WritePointer {
+                        at: key.to_owned(),
+                        plan: plan.key.clone(),
+                        source,
+                    },
+                });
+            }
+            outcome.pointers_written += 1;
+        }
+        Err(Failure {
+            record: failed_at,
+            error: FanoutError::NotSent {
+                batches: sent.iter().filter(|s| !**s).count(),
+            },
+        })
+    }
+
+    /// Entries of `keys` from the transactions table; keys missing or
+    /// unusable there are returned with the reason (their messages are
+    /// parked: nothing else can ever send them).
+    async fn rebuild(
+        &self,
+        plan: &Plan,
+        keys: &BTreeSet<&str>,
+    ) -> Result<(HashMap<String, BatchEntry>, HashMap<String, String>), FanoutError> {
+        let Some(store) = &self.transactions else {
+            return Err(FanoutError::Rebuild {
+                plan: plan.key.clone(),
+                keys: keys.len(),
+                source: StoreError::Malformed {
+                    resource: "TRANSACTIONS_TABLE".into(),
+                    key: plan.key.clone(),
+                    message: "not configured".into(),
+                },
+            });
+        };
+        let wanted: Vec<(String, String)> = keys
+            .iter()
+            .filter_map(|k| k.split_once('|'))
+            .map(|(s, k)| (s.to_owned(), k.to_owned()))
+            .collect();
+        let mut stored = store
+            .get_many(&wanted)
+            .await
+            .map_err(|source| FanoutError::Rebuild {
+                plan: plan.key.clone(),
+                keys: keys.len(),
+                source,
+            })?;
+        let mut entries = HashMap::new();
+        let mut missing = HashMap::new();
+        for key in keys {
+            let found = key
+                .split_once('|')
+                .and_then(|(s, k)| stored.remove(&(s.to_owned(), k.to_owned())));
+            match found.map(records::pushable) {
+                Some(Ok(p)) => {
+                    entries.insert((*key).to_owned(), p.entry);
+                }
+                Some(Err(reason)) => {
+                    missing.insert((*key).to_owned(), reason);
+                }
+                None => {
+                    missing.insert(
+                        (*key).to_owned(),
+                        format!("transaction {key} is not in the transactions table"),
+                    );
+                }
+            }
+        }
+        Ok((entries, missing))
     }
 }
 
@@ -444,19 +882,25 @@ fn record_metrics(outcome: &Outcome, duration: Duration) {
         .count("Skipped", outcome.skipped)
         .count("Unreadable", outcome.unreadable)
         .count("Unowned", outcome.unowned)
+        .count("InvalidOwner", outcome.invalid_owner)
+        .count("Oversized", outcome.oversized)
+        .count("Parked", outcome.parked)
+        .count("PlansCreated", outcome.plans_created)
+        .count("PlansFound", outcome.plans_found)
         .count("AlreadySent", outcome.already_sent)
         .count("Batches", outcome.batches)
+        .count("Rebuilt", outcome.rebuilt)
         .count("MessagesSent", outcome.messages_sent)
         .count("SqsRequests", outcome.sqs_requests)
         .count("RetriedEntries", outcome.retried_entries)
         .count("FailedBatches", outcome.failed_batches)
-        .count("Oversized", outcome.oversized)
         .count("ConfigSafesRead", outcome.safes_read)
         .count("ConfigCustomersRead", outcome.customers_read)
         .count(
             "PartialFailures",
             usize::from(outcome.first_failed.is_some()),
         )
+        .count("PlanWriteFailed", usize::from(outcome.plan_write_failed))
         .count(
             "ProgressWriteFailed",
             usize::from(outcome.progress_write_failed),

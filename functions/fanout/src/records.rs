@@ -20,9 +20,20 @@ pub struct Record {
 pub enum Disposition {
     Push(Box<Pushable>),
     Skip(SkipReason),
-    /// The record cannot be read as a stored transaction: a bug, not a
-    /// transient state. The text says why (never the payload).
-    Unreadable(String),
+    /// The record cannot be read as a stored transaction, or holds what no
+    /// message can carry: poison, not a transient state. Parked with its
+    /// data; never retried.
+    Unreadable(Poison),
+}
+
+/// Why a record is poison, and its raw image (for the parked item only:
+/// never logged).
+#[derive(Debug, Clone)]
+pub struct Poison {
+    /// Says why, never the payload.
+    pub reason: String,
+    /// The stream record's new image as DynamoDB JSON.
+    pub image: String,
 }
 
 /// Why a record is not pushed.
@@ -68,37 +79,57 @@ pub fn decode(mut record: EventRecord) -> Record {
         .sequence_number
         .take()
         .unwrap_or_else(|| record.event_id.clone());
+    let image = std::mem::take(&mut record.change.new_image);
+    let raw = |image: &serde_dynamo::Item| serde_json::to_string(image).unwrap_or_default();
     let disposition = match record.event_name.as_str() {
         "REMOVE" => Disposition::Skip(SkipReason::Removed),
         event @ ("INSERT" | "MODIFY") => {
-            let image = std::mem::take(&mut record.change.new_image);
+            // Kept only in case the image turns out to be poison.
+            let kept = image.clone();
             match serde_dynamo::from_item::<_, StoredTransaction>(image) {
-                Ok(stored) => classify(event, stored),
-                Err(e) => {
-                    Disposition::Unreadable(format!("new image is not a stored transaction: {e}"))
-                }
+                Ok(stored) => match classify(event, stored) {
+                    Ok(d) => d,
+                    Err(reason) => Disposition::Unreadable(Poison {
+                        reason,
+                        image: raw(&kept),
+                    }),
+                },
+                Err(e) => Disposition::Unreadable(Poison {
+                    reason: format!("new image is not a stored transaction: {e}"),
+                    image: raw(&kept),
+                }),
             }
         }
-        other => Disposition::Unreadable(format!("unknown event name {other:?}")),
+        other => Disposition::Unreadable(Poison {
+            reason: format!("unknown event name {other:?}"),
+            image: raw(&image),
+        }),
     };
     Record { id, disposition }
 }
 
-fn classify(event: &str, stored: StoredTransaction) -> Disposition {
-    match (event, stored.status) {
+fn classify(event: &str, stored: StoredTransaction) -> Result<Disposition, String> {
+    Ok(match (event, stored.status) {
         ("INSERT", DeliveryStatus::Deliverable) | ("MODIFY", DeliveryStatus::Released) => {
-            match pushable(stored) {
-                Ok(p) => Disposition::Push(Box::new(p)),
-                Err(reason) => Disposition::Unreadable(reason),
-            }
+            Disposition::Push(Box::new(pushable(stored)?))
         }
         (_, DeliveryStatus::Held) => Disposition::Skip(SkipReason::Held),
         (_, DeliveryStatus::Discarded) => Disposition::Skip(SkipReason::Discarded),
         _ => Disposition::Skip(SkipReason::NotNew),
-    }
+    })
 }
 
-fn pushable(stored: StoredTransaction) -> Result<Pushable, String> {
+/// Characters valid in JSON text that SQS refuses in a message body (it
+/// allows #x9, #xA, #xD, #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF;
+/// serde_json escapes the control characters, Rust strings hold no
+/// surrogates). A message holding one would be refused on every replay.
+fn sqs_refuses(text: &str) -> bool {
+    text.chars().any(|c| matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+}
+
+/// A stored transaction as the batch message carries it (also used to
+/// rebuild bodies of records absent from a replayed event).
+pub fn pushable(stored: StoredTransaction) -> Result<Pushable, String> {
     let kind = MessageKind::from_wire_name(&stored.kind)
         .ok_or_else(|| format!("unknown message kind {:?}", stored.kind))?;
     let payload = RawValue::from_string(stored.payload)
@@ -107,9 +138,12 @@ fn pushable(stored: StoredTransaction) -> Result<Pushable, String> {
         key: BatchEntry::key_of(&stored.serial_number, &stored.sort_key),
         payload,
     };
-    let entry_bytes = serde_json::to_string(&entry)
-        .map_err(|e| format!("cannot serialise the batch entry: {e}"))?
-        .len();
+    let text = serde_json::to_string(&entry)
+        .map_err(|e| format!("cannot serialise the batch entry: {e}"))?;
+    if sqs_refuses(&text) {
+        return Err("payload holds characters SQS refuses in a message (U+FFFE/U+FFFF)".into());
+    }
+    let entry_bytes = text.len();
     let safe_time = stored
         .sort_key
         .split_once('#')
@@ -205,14 +239,24 @@ mod tests {
         let mut image = stored("Deliverable");
         image["Payload"] = json!({"S": "{not json SECRET"});
         match decode(record("INSERT", image)).disposition {
-            Disposition::Unreadable(why) => {
-                assert!(why.contains("not JSON"), "{why}");
-                assert!(!why.contains("SECRET"), "{why}");
+            Disposition::Unreadable(p) => {
+                assert!(p.reason.contains("not JSON"), "{p:?}");
+                assert!(!p.reason.contains("SECRET"), "{p:?}");
+                assert!(p.image.contains("SECRET"), "the raw image is kept for parking");
             }
             other => panic!("{other:?}"),
         }
         match decode(record("INSERT", json!({"Oops": {"S": "x"}}))).disposition {
-            Disposition::Unreadable(why) => assert!(why.contains("stored transaction"), "{why}"),
+            Disposition::Unreadable(p) => {
+                assert!(p.reason.contains("stored transaction"), "{p:?}");
+                assert!(p.image.contains("Oops"), "{p:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut image = stored("Deliverable");
+        image["Payload"] = json!({"S": "{\"Note\":\"\u{FFFF}\"}"});
+        match decode(record("INSERT", image)).disposition {
+            Disposition::Unreadable(p) => assert!(p.reason.contains("SQS refuses"), "{p:?}"),
             other => panic!("{other:?}"),
         }
     }

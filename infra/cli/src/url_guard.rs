@@ -53,16 +53,24 @@ pub fn allow_list() -> Result<AllowList> {
     Ok(AllowList::none())
 }
 
-/// Whether the AWS endpoint is on this machine (the local stack).
+/// Whether the AWS endpoint is on this machine (the local stack: moto, the
+/// fault proxy, or LocalStack's `localhost.localstack.cloud`).
 fn local_stack() -> bool {
-    let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") else {
-        return false;
-    };
-    url::Url::parse(&endpoint)
+    ["AWS_ENDPOINT_URL", "PLATFORMSYNC_AWS_ENDPOINT"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .any(|endpoint| is_loopback_url(&endpoint))
+}
+
+fn is_loopback_url(endpoint: &str) -> bool {
+    url::Url::parse(endpoint)
         .ok()
         .and_then(|u| u.host().map(|h| h.to_owned()))
         .is_some_and(|host| match host {
-            url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+            url::Host::Domain(d) => {
+                let d = d.to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost") || d == "localhost.localstack.cloud"
+            }
             url::Host::Ipv4(ip) => ip.is_loopback(),
             url::Host::Ipv6(ip) => ip.is_loopback(),
         })
@@ -144,6 +152,21 @@ mod tests {
         let local = AllowList::parse("127.0.0.0/8").unwrap();
         assert!(check("https://127.0.0.1:45123/in", &local).is_ok());
         assert!(check("https://169.254.169.254/", &local).is_err());
+    }
+
+    #[test]
+    fn local_stacks_are_recognised() {
+        for local in [
+            "http://127.0.0.1:45577",
+            "http://localhost:4566",
+            "http://[::1]:4566",
+            "http://localhost.localstack.cloud:4566",
+        ] {
+            assert!(is_loopback_url(local), "{local}");
+        }
+        for remote in ["https://dynamodb.us-east-1.amazonaws.com", "not a url", ""] {
+            assert!(!is_loopback_url(remote), "{remote}");
+        }
     }
 
     #[test]

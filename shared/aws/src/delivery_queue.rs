@@ -6,20 +6,20 @@
 //!   passes the endpoint id (one FIFO group per endpoint) and the planner's
 //!   deterministic dedup id, so a replayed stream batch that plans the same
 //!   batch is dropped by SQS (5-minute window).
-//! - **Packing**: each request takes, in order, the pending batches that fit
-//!   (≤ 10 entries, ≤ 1 MiB of bodies). A batch that does not fit blocks the
-//!   later batches of its own group for that request, so one group's batches
-//!   never enter SQS out of order on the happy path.
+//! - **Order**: an endpoint's batches enter the queue in input order, even
+//!   when SQS rejects an entry in the middle of a request: a request carries
+//!   at most one entry per group (the group's head; ≤ 10 entries, ≤ 1 MiB),
+//!   and a group's next batch is sent only after its head was accepted.
 //! - **Per-entry failures**: SQS answers 200 with a `Failed` list. Entries it
-//!   blames on the sender (`SenderFault`: too large, invalid) are final;
-//!   others are retried in the next request, with exponential backoff and
-//!   jitter, up to [`RetryPolicy::max_attempts`]. While a batch is being
-//!   retried, the later batches of its group wait; only those that were in
-//!   the same request as its failure may already be ahead of it (the spec
-//!   allows order to differ after a failure).
-//! - **A final failure blocks its group**: later batches of the same group
-//!   are not sent (reported [`SendFailure::GroupBlocked`]), so an endpoint's
-//!   batches are never delivered around a hole that a retry would fill later.
+//!   blames on the sender (`SenderFault`: too large, invalid) are final
+//!   ([`SendFailure::is_permanent`]; the caller parks them) and the group
+//!   goes on; others are retried with exponential backoff and jitter, up to
+//!   [`RetryPolicy::max_attempts`], and while they are, their group waits.
+//! - **A transient failure that outlasts the attempts blocks its group**:
+//!   the group's later batches are not sent ([`SendFailure::GroupBlocked`]),
+//!   so an endpoint's batches are never delivered around a hole.
+//! - **A refused request** (no queue, AccessDenied: our configuration) stops
+//!   the whole send ([`SendFailure::Unavailable`]); the caller retries later.
 //! - **Deadline**: no request is started once the caller's deadline is
 //!   closer than the policy's margin; what is left is reported
 //!   [`SendFailure::Deadline`], never silently dropped.
@@ -27,7 +27,7 @@
 //! The one SQS call sits behind [`SendMessageBatch`], so tests can put a
 //! failing double at exactly that boundary while everything else runs for real.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -71,6 +71,21 @@ pub enum SendFailure {
     GroupBlocked { group: String },
     #[error("not sent: the invocation's deadline is near")]
     Deadline,
+    /// The request itself was refused (no queue, no permission): our
+    /// configuration, transient from the pipeline's point of view.
+    #[error("not sent: SendMessageBatch refused ({code}): {message}")]
+    Unavailable { code: String, message: String },
+}
+
+impl SendFailure {
+    /// The message itself can never be sent (SQS blames the entry, or it is
+    /// too large): retrying is useless; every other failure is transient.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SendFailure::Rejected { .. } | SendFailure::TooLarge { .. }
+        )
+    }
 }
 
 /// The result of [`DeliveryQueue::send`]: one outcome per batch, in input
@@ -305,6 +320,11 @@ impl<T: SendMessageBatch> DeliveryQueue<T> {
 
     /// Sends every batch; starts no request within the policy's margin of
     /// `deadline`. One outcome per batch, in input order.
+    ///
+    /// A group's batches are sent in input order, each only after the one
+    /// before it was accepted, and a request carries at most one entry per
+    /// group: an entry failing in the middle of a request can never be
+    /// overtaken by a later batch of its group.
     pub async fn send_until(
         &self,
         batches: &[OutgoingBatch],
@@ -312,40 +332,47 @@ impl<T: SendMessageBatch> DeliveryQueue<T> {
     ) -> SendReport {
         let mut outcomes: Vec<Option<Result<(), SendFailure>>> = vec![None; batches.len()];
         let mut attempts = vec![0u32; batches.len()];
-        let mut pending: BTreeSet<usize> = BTreeSet::new();
+        // Per group, its batches in input order; groups in order of first use.
+        let mut groups: Vec<(&str, VecDeque<usize>)> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
         for (i, batch) in batches.iter().enumerate() {
-            if batch.body.len() > MAX_REQUEST_BYTES {
-                outcomes[i] = Some(Err(SendFailure::TooLarge {
-                    bytes: batch.body.len(),
-                }));
-            } else {
-                pending.insert(i);
-            }
+            let g = *group_of.entry(batch.group_id.as_str()).or_insert_with(|| {
+                groups.push((batch.group_id.as_str(), VecDeque::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push_back(i);
         }
-        // Groups with a final failure: their later batches are held back.
-        let mut blocked_groups: HashSet<&str> = outcomes
-            .iter()
-            .zip(batches)
-            .filter(|(o, _)| matches!(o, Some(Err(_))))
-            .map(|(_, b)| b.group_id.as_str())
-            .collect();
         let mut report = SendReport::default();
         let mut retry_round = 0u32;
 
         loop {
-            block_groups(batches, &mut pending, &mut outcomes, &blocked_groups);
-            if pending.is_empty() {
+            // Permanent failures of a head (too large) are settled without
+            // a request; the group goes on (the caller parks that batch).
+            for (_, queue) in &mut groups {
+                while let Some(&i) = queue.front() {
+                    if batches[i].body.len() <= MAX_REQUEST_BYTES {
+                        break;
+                    }
+                    outcomes[i] = Some(Err(SendFailure::TooLarge {
+                        bytes: batches[i].body.len(),
+                    }));
+                    queue.pop_front();
+                }
+            }
+            let mut heads: Vec<usize> = groups
+                .iter()
+                .filter_map(|(_, q)| q.front().copied())
+                .collect();
+            if heads.is_empty() {
                 break;
             }
+            heads.sort_unstable();
             if deadline.is_some_and(|d| {
                 d.saturating_duration_since(Instant::now()) < self.policy.deadline_margin
             }) {
-                for i in std::mem::take(&mut pending) {
-                    outcomes[i] = Some(Err(SendFailure::Deadline));
-                }
-                break;
+                break; // what is left is reported as Deadline below
             }
-            let chosen = pack(batches, &pending, &attempts);
+            let chosen = pack(batches, &heads);
             let ids: Vec<String> = chosen.iter().map(|i| format!("b{i}")).collect();
             let entries: Vec<RequestEntry<'_>> = chosen
                 .iter()
@@ -359,32 +386,28 @@ impl<T: SendMessageBatch> DeliveryQueue<T> {
             for &i in &chosen {
                 attempts[i] += 1;
             }
-            let by_id: HashMap<&str, usize> = ids
-                .iter()
-                .map(String::as_str)
-                .zip(chosen.iter().copied())
-                .collect();
-            let mut retry = Vec::new();
+            let mut done: Vec<(usize, Result<(), SendFailure>)> = Vec::new();
+            let mut retry: Vec<(usize, String, String)> = Vec::new();
             match self.transport.send_message_batch(&entries).await {
                 Ok(reply) => {
                     let ok: HashSet<&str> = reply.successful.iter().map(String::as_str).collect();
                     let failed: HashMap<&str, &EntryError> =
                         reply.failed.iter().map(|f| (f.id.as_str(), f)).collect();
-                    for (id, &i) in &by_id {
-                        if let Some(f) = failed.get(id) {
+                    for (id, &i) in ids.iter().zip(&chosen) {
+                        if let Some(f) = failed.get(id.as_str()) {
                             if f.sender_fault {
-                                pending.remove(&i);
-                                blocked_groups.insert(batches[i].group_id.as_str());
-                                outcomes[i] = Some(Err(SendFailure::Rejected {
-                                    code: f.code.clone(),
-                                    message: f.message.clone(),
-                                }));
+                                done.push((
+                                    i,
+                                    Err(SendFailure::Rejected {
+                                        code: f.code.clone(),
+                                        message: f.message.clone(),
+                                    }),
+                                ));
                             } else {
                                 retry.push((i, f.code.clone(), f.message.clone()));
                             }
-                        } else if ok.contains(id) {
-                            pending.remove(&i);
-                            outcomes[i] = Some(Ok(()));
+                        } else if ok.contains(id.as_str()) {
+                            done.push((i, Ok(())));
                         } else {
                             retry.push((
                                 i,
@@ -403,26 +426,43 @@ impl<T: SendMessageBatch> DeliveryQueue<T> {
                     );
                 }
                 Err(e) => {
-                    for &i in &chosen {
-                        pending.remove(&i);
-                        blocked_groups.insert(batches[i].group_id.as_str());
-                        outcomes[i] = Some(Err(SendFailure::Rejected {
-                            code: e.code.clone(),
-                            message: e.message.clone(),
-                        }));
+                    // No queue, no permission, a malformed request: our
+                    // configuration, not the messages. Nothing more can be
+                    // sent in this invocation; the caller retries later.
+                    warn!(code = %e.code, error = %e.message, "SendMessageBatch refused; nothing more is sent now");
+                    for (_, queue) in &mut groups {
+                        for i in queue.drain(..) {
+                            outcomes[i] = Some(Err(SendFailure::Unavailable {
+                                code: e.code.clone(),
+                                message: e.message.clone(),
+                            }));
+                        }
                     }
+                    break;
                 }
+            }
+            for (i, result) in done {
+                outcomes[i] = Some(result);
+                let g = group_of[batches[i].group_id.as_str()];
+                groups[g].1.pop_front();
             }
             let mut retrying = false;
             for (i, code, message) in retry {
                 if attempts[i] >= self.policy.max_attempts {
-                    pending.remove(&i);
-                    blocked_groups.insert(batches[i].group_id.as_str());
                     outcomes[i] = Some(Err(SendFailure::Exhausted {
                         attempts: attempts[i],
                         code,
                         message,
                     }));
+                    let g = group_of[batches[i].group_id.as_str()];
+                    let (group, queue) = &mut groups[g];
+                    queue.pop_front();
+                    // The rest of the group waits for this one.
+                    for later in queue.drain(..) {
+                        outcomes[later] = Some(Err(SendFailure::GroupBlocked {
+                            group: (*group).to_owned(),
+                        }));
+                    }
                 } else {
                     report.retried_entries += 1;
                     retrying = true;
@@ -465,54 +505,21 @@ impl<T: SendMessageBatch> DeliveryQueue<T> {
     }
 }
 
-/// Fails the pending batches of groups that had a final failure.
-fn block_groups(
-    batches: &[OutgoingBatch],
-    pending: &mut BTreeSet<usize>,
-    outcomes: &mut [Option<Result<(), SendFailure>>],
-    blocked: &HashSet<&str>,
-) {
-    if blocked.is_empty() {
-        return;
-    }
-    pending.retain(|&i| {
-        let group = batches[i].group_id.as_str();
-        if blocked.contains(group) {
-            outcomes[i] = Some(Err(SendFailure::GroupBlocked {
-                group: group.to_owned(),
-            }));
-            false
-        } else {
-            true
-        }
-    });
-}
-
-/// The next request: pending batches in order that fit (≤ 10, ≤ 1 MiB). A
-/// batch that does not fit holds back the rest of its group, so a group's
-/// batches enter the queue in order; so does a batch being retried, so a
-/// failing batch is not overtaken again and again. Never empty when
-/// `pending` is not: the first pending batch always fits an empty request.
-fn pack(batches: &[OutgoingBatch], pending: &BTreeSet<usize>, attempts: &[u32]) -> Vec<usize> {
+/// The next request: group heads in input order that fit (≤ 10 entries,
+/// ≤ 1 MiB). One entry per group, so a failed entry can never be overtaken
+/// by a later batch of its group in the same request. Never empty when
+/// `heads` is not: the first head always fits an empty request.
+fn pack(batches: &[OutgoingBatch], heads: &[usize]) -> Vec<usize> {
     let mut chosen = Vec::with_capacity(MAX_ENTRIES_PER_REQUEST);
     let mut bytes = 0usize;
-    let mut held_back: HashSet<&str> = HashSet::new();
-    for &i in pending {
-        let batch = &batches[i];
-        if held_back.contains(batch.group_id.as_str()) {
-            continue;
-        }
-        if bytes + batch.body.len() <= MAX_REQUEST_BYTES {
-            bytes += batch.body.len();
+    for &i in heads {
+        let size = batches[i].body.len();
+        if bytes + size <= MAX_REQUEST_BYTES {
+            bytes += size;
             chosen.push(i);
-            if attempts.get(i).is_some_and(|&n| n > 0) {
-                held_back.insert(&batch.group_id);
-            }
             if chosen.len() == MAX_ENTRIES_PER_REQUEST {
                 break;
             }
-        } else {
-            held_back.insert(&batch.group_id);
         }
     }
     chosen
@@ -604,17 +611,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn packs_ten_entries_and_one_mebibyte_per_request() {
+    async fn packs_one_head_per_group_ten_entries_and_one_mebibyte_per_request() {
         let t = Scripted::new(|_, _| None);
         let q = DeliveryQueue::with_transport(t, fast());
-        let mut batches: Vec<_> = (0..25).map(|n| batch("a", n, 10)).collect();
-        // Three 400 KB messages of another group: two per request at most.
-        batches.extend((0..3).map(|n| batch("big", n, 400_000)));
+        // Twelve groups of two small batches, and three 400 KB batches of
+        // three more groups: at most two of those fit one request.
+        let mut batches: Vec<_> = (0..24)
+            .map(|n| batch(&format!("g{}", n % 12), n, 10))
+            .collect();
+        batches.extend((0..3).map(|n| batch(&format!("big{n}"), 0, 400_000)));
         let report = q.send(&batches).await;
-        assert_eq!(report.sent(), 28);
+        assert_eq!(report.sent(), 27);
         let requests = q.transport().requests();
-        assert!(requests.iter().all(|r| r.len() <= 10));
         assert_eq!(report.requests, requests.len());
+        for r in &requests {
+            assert!(r.len() <= 10);
+            let groups: HashSet<&str> = r.iter().map(|d| d.rsplit_once('-').unwrap().0).collect();
+            assert_eq!(groups.len(), r.len(), "one entry per group: {r:?}");
+        }
+        // Each group's batches in input order.
+        let sent: Vec<String> = requests.concat();
+        for g in 0..12 {
+            let mine: Vec<&String> = sent
+                .iter()
+                .filter(|d| d.starts_with(&format!("g{g}-")))
+                .collect();
+            assert_eq!(mine, [&format!("g{g}-{g}"), &format!("g{g}-{}", g + 12)]);
+        }
         assert_eq!(report.requests, 4, "{requests:?}");
     }
 
@@ -626,29 +649,70 @@ mod tests {
             (n % 3 == 2 && attempt == 1).then(transient)
         });
         let q = DeliveryQueue::with_transport(t, fast());
-        let batches: Vec<_> = (0..30).map(|n| batch("a", n, 10)).collect();
+        let batches: Vec<_> = (0..30)
+            .map(|n| batch(&format!("g{}", n % 3), n, 10))
+            .collect();
         let report = q.send(&batches).await;
         assert_eq!(report.failed(), 0, "{report:?}");
         assert_eq!(report.retried_entries, 10);
         let sent: Vec<String> = q.transport().requests().concat();
         assert_eq!(sent.len(), 40);
+        // Accepted in input order per group: a failed entry is re-sent
+        // before its group's next one.
+        for g in 0..3 {
+            let mine: Vec<&String> = sent
+                .iter()
+                .filter(|d| d.starts_with(&format!("g{g}-")))
+                .collect();
+            let mut order: Vec<&String> = mine.clone();
+            order.dedup();
+            let expected: Vec<String> = (0..30)
+                .filter(|n| n % 3 == g)
+                .map(|n| format!("g{g}-{n}"))
+                .collect();
+            let mut seen = Vec::new();
+            for d in &order {
+                if seen.last() != Some(d) && !seen.contains(d) {
+                    seen.push(*d);
+                }
+            }
+            assert_eq!(seen, expected.iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_failing_mid_request_is_never_overtaken_by_its_group() {
+        let t = Scripted::new(|b, attempt| (b.dedup_id == "a-1" && attempt < 3).then(transient));
+        let q = DeliveryQueue::with_transport(t, fast());
+        let batches = vec![
+            batch("a", 0, 10),
+            batch("b", 0, 10),
+            batch("a", 1, 10),
+            batch("b", 1, 10),
+            batch("a", 2, 10),
+        ];
+        let report = q.send(&batches).await;
+        assert_eq!(report.failed(), 0, "{report:?}");
+        let requests = q.transport().requests();
+        // a-1 fails twice; a-2 waits for it while b goes on.
+        assert_eq!(
+            requests,
+            vec![
+                vec!["a-0".to_owned(), "b-0".to_owned()],
+                vec!["a-1".to_owned(), "b-1".to_owned()],
+                vec!["a-1".to_owned()],
+                vec!["a-1".to_owned()],
+                vec!["a-2".to_owned()],
+            ]
+        );
     }
 
     #[tokio::test]
     async fn a_final_failure_blocks_the_rest_of_its_group_only() {
         let t = Scripted::new(|b, _| (b.dedup_id == "a-1").then(transient));
         let q = DeliveryQueue::with_transport(t, fast());
-        let mut batches = vec![
-            batch("a", 0, 10),
-            batch("a", 1, 10),
-            batch("b", 0, 10),
-            batch("a", 2, 10),
-        ];
-        // Request 1 holds the first ten; a-2.. succeed there (overtaking is
-        // allowed after a failure). The retries of a-1 travel alone for
-        // group "a", and once it is given up, the later "a" batches are not
-        // sent.
-        batches.extend((3..13).map(|n| batch("a", n, 10)));
+        let mut batches = vec![batch("a", 0, 10), batch("a", 1, 10), batch("b", 0, 10)];
+        batches.extend((2..6).map(|n| batch("a", n, 10)));
         let report = q.send(&batches).await;
         assert_eq!(report.outcomes[0], Ok(()));
         assert!(matches!(
@@ -656,14 +720,49 @@ mod tests {
             Err(SendFailure::Exhausted { attempts: 3, .. })
         ));
         assert_eq!(report.outcomes[2], Ok(()));
-        assert_eq!(report.outcomes[3..10], vec![Ok(()); 7]);
-        let requests = q.transport().requests();
-        assert_eq!(requests[1], vec!["a-1".to_owned()], "{requests:?}");
         assert!(
-            report.outcomes[10..]
+            report.outcomes[3..]
                 .iter()
                 .all(|o| matches!(o, Err(SendFailure::GroupBlocked { .. }))),
             "{report:?}"
+        );
+        let sent: Vec<String> = q.transport().requests().concat();
+        assert!(!sent.iter().any(|d| d == "a-2"), "{sent:?}");
+    }
+
+    /// Fails the whole request as SQS does without permission.
+    struct Refusing;
+
+    impl SendMessageBatch for Refusing {
+        async fn send_message_batch(
+            &self,
+            _: &[RequestEntry<'_>],
+        ) -> Result<BatchReply, RequestError> {
+            Err(RequestError {
+                code: "AccessDenied".into(),
+                message: "no".into(),
+                retryable: false,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_stops_the_send_as_transient() {
+        let q = DeliveryQueue::with_transport(Refusing, fast());
+        let batches = vec![batch("a", 0, 10), batch("a", 1, 10), batch("b", 0, 10)];
+        let report = q.send(&batches).await;
+        assert_eq!(report.requests, 1);
+        assert!(
+            report
+                .outcomes
+                .iter()
+                .all(|o| matches!(o, Err(SendFailure::Unavailable { .. })))
+        );
+        assert!(
+            report
+                .outcomes
+                .iter()
+                .all(|o| !o.as_ref().unwrap_err().is_permanent())
         );
     }
 
@@ -681,6 +780,7 @@ mod tests {
             batch("bad", 0, 10),
             batch("ok", 0, 10),
             batch("huge", 0, MAX_REQUEST_BYTES + 1),
+            batch("huge", 1, 10),
         ];
         let report = q.send(&batches).await;
         assert!(matches!(
@@ -692,6 +792,9 @@ mod tests {
             report.outcomes[2],
             Err(SendFailure::TooLarge { .. })
         ));
+        // A permanent failure does not hold its group: the caller parks it.
+        assert_eq!(report.outcomes[3], Ok(()));
+        assert!(report.outcomes[0].as_ref().unwrap_err().is_permanent());
         assert_eq!(report.requests, 1);
     }
 
@@ -714,24 +817,14 @@ mod tests {
     }
 
     #[test]
-    fn packing_keeps_each_group_in_order() {
+    fn packing_takes_heads_that_fit() {
         let batches = vec![
             batch("a", 0, 600_000),
-            batch("a", 1, 600_000),
-            batch("b", 0, 10),
-            batch("a", 2, 10),
+            batch("b", 0, 600_000),
+            batch("c", 0, 10),
         ];
-        let pending: BTreeSet<usize> = (0..4).collect();
-        // a-1 does not fit after a-0, so a-2 must wait too; b-0 fills in.
-        assert_eq!(pack(&batches, &pending, &[0; 4]), vec![0, 2]);
-        // A batch being retried holds back the rest of its group.
-        assert_eq!(
-            pack(&batches[2..], &BTreeSet::from([0, 1]), &[1, 0]),
-            vec![0, 1]
-        );
-        assert_eq!(
-            pack(&batches[1..], &BTreeSet::from([0, 2]), &[1, 0, 0]),
-            vec![0]
-        );
+        assert_eq!(pack(&batches, &[0, 1, 2]), vec![0, 2]);
+        let many: Vec<_> = (0..12).map(|n| batch(&format!("g{n}"), 0, 10)).collect();
+        assert_eq!(pack(&many, &(0..12).collect::<Vec<_>>()).len(), 10);
     }
 }

@@ -20,7 +20,7 @@ pub mod delivery_queue;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 #[cfg(feature = "dynamodb")]
-pub mod fanout_progress;
+pub mod fanout_plans;
 #[cfg(feature = "dynamodb")]
 pub mod health;
 #[cfg(feature = "dynamodb")]

@@ -2,7 +2,13 @@
 //!
 //! On Lambda, a JSON line on stdout with an `_aws` block becomes metrics with
 //! no API call, no extra latency and no `cloudwatch:PutMetricData` permission.
-//! Locally the line is just a log line. Written by hand rather than through
+//! Locally the line is just a log line.
+//!
+//! Every line carries `"level"` equal to the function's application log
+//! level (`AWS_LAMBDA_LOG_LEVEL`, set by Lambda with the JSON log format):
+//! Lambda gives a line without a level the level INFO and drops it when the
+//! log level is WARN or ERROR, which would silently drop the metrics and
+//! blind the alarms built on them. Written by hand rather than through
 //! `metrics` + `metrics_cloudwatch_embedded`: one flush per invocation of a
 //! handful of counters is all we need.
 
@@ -39,6 +45,10 @@ impl Metrics {
 
     /// The EMF document.
     pub fn to_json(&self) -> Value {
+        self.to_json_at(&log_level())
+    }
+
+    fn to_json_at(&self, level: &str) -> Value {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -57,6 +67,7 @@ impl Metrics {
                 }],
             }),
         );
+        doc.insert("level".into(), Value::String(level.to_owned()));
         for (k, v) in &self.dimensions {
             doc.insert((*k).into(), Value::String(v.clone()));
         }
@@ -71,6 +82,19 @@ impl Metrics {
         if !self.values.is_empty() {
             println!("{}", self.to_json());
         }
+    }
+}
+
+/// The level metric lines are written at: the configured application log
+/// level, so Lambda's log-level filter always lets them through.
+fn log_level() -> String {
+    level_from(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref())
+}
+
+fn level_from(configured: Option<&str>) -> String {
+    match configured.map(|l| l.trim().to_ascii_uppercase()) {
+        Some(l) if ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"].contains(&l.as_str()) => l,
+        _ => "INFO".to_owned(),
     }
 }
 
@@ -89,5 +113,17 @@ mod tests {
         assert_eq!(decl["Namespace"], NAMESPACE);
         assert_eq!(decl["Dimensions"][0][0], "Function");
         assert_eq!(decl["Metrics"][1]["Unit"], "Milliseconds");
+        assert!(doc["level"].is_string());
+    }
+
+    #[test]
+    fn metric_lines_carry_the_configured_level() {
+        assert_eq!(level_from(Some("warn")), "WARN");
+        assert_eq!(level_from(Some("ERROR")), "ERROR");
+        assert_eq!(level_from(Some("bogus")), "INFO");
+        assert_eq!(level_from(None), "INFO");
+        let mut m = Metrics::for_function("fanout");
+        m.count("Parked", 1);
+        assert_eq!(m.to_json_at("WARN")["level"], "WARN");
     }
 }

@@ -119,6 +119,49 @@ impl TransactionStore {
         }
     }
 
+    /// The items stored under `keys` ((serial, sort key) pairs), by key; one
+    /// `BatchGetItem` per 100 keys, unprocessed keys retried. Absent keys
+    /// are absent from the map.
+    pub async fn get_many(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<std::collections::HashMap<(String, String), StoredTransaction>, StoreError> {
+        use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+        let mut found = std::collections::HashMap::with_capacity(keys.len());
+        let mut unique: Vec<&(String, String)> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(100) {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(
+                    chunk
+                        .iter()
+                        .map(|(serial, sort)| {
+                            std::collections::HashMap::from([
+                                ("SerialNumber".to_owned(), AttributeValue::S(serial.clone())),
+                                ("SortKey".to_owned(), AttributeValue::S(sort.clone())),
+                            ])
+                        })
+                        .collect(),
+                ))
+                // Written once and never changed but for Held -> Released,
+                // which happens before the release's stream record exists.
+                .consistent_read(true)
+                .build()
+                .map_err(|e| crate::dynamo::malformed(&self.table, "transactions", e))?;
+            let items = crate::dynamo::batch_get(&self.client, &self.table, request).await?;
+            let label = chunk.first().map(|(s, _)| s.as_str()).unwrap_or_default();
+            for stored in crate::dynamo::decode_all::<StoredTransaction>(&self.table, label, items)?
+            {
+                found.insert(
+                    (stored.serial_number.clone(), stored.sort_key.clone()),
+                    stored,
+                );
+            }
+        }
+        Ok(found)
+    }
+
     /// Every item of one safe, in safe-time order (tests and tools; the pull
     /// API pages through the same query).
     pub async fn for_safe(&self, serial: &str) -> Result<Vec<StoredTransaction>, StoreError> {
