@@ -577,13 +577,19 @@ async fn a_partially_failed_batch_is_replayed_from_its_plan_without_pushing_anyt
     );
     assert_eq!(outcome.plans_created, 1);
     assert!(outcome.progress_saved, "{outcome:?}");
-    assert_eq!(outcome.pointers_written, 1, "a pointer where the replay starts");
+    assert_eq!(
+        outcome.pointers_written, 1,
+        "a pointer where the replay starts"
+    );
 
     // The replay starting at the failed record finds the plan through the
     // pointer, with what was sent.
     let found = fanout
         .plans()
-        .lookup(&world.key(first_globex), time::OffsetDateTime::now_utc().unix_timestamp())
+        .lookup(
+            &world.key(first_globex),
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )
         .await
         .unwrap()
         .expect("the pointer leads to the plan");
@@ -671,12 +677,23 @@ async fn killed_after_k_of_n_entries_then_replayed_whole_or_bisected_one_message
     let half = n / 2;
     let first = fanout.process(world.event(0..half), deadline()).await;
     assert_eq!(first.first_failed, None, "{first:?}");
-    assert_eq!((first.plans_found, first.plans_created), (1, 0), "{first:?}");
+    assert_eq!(
+        (first.plans_found, first.plans_created),
+        (1, 0),
+        "{first:?}"
+    );
     assert_eq!(first.pointers_written, 1, "{first:?}");
-    assert!(first.rebuilt > 0, "bodies of the second half read back: {first:?}");
+    assert!(
+        first.rebuilt > 0,
+        "bodies of the second half read back: {first:?}"
+    );
     let second = fanout.process(world.event(half..n), deadline()).await;
     assert_eq!(second.first_failed, None, "{second:?}");
-    assert_eq!((second.plans_found, second.plans_created), (1, 0), "{second:?}");
+    assert_eq!(
+        (second.plans_found, second.plans_created),
+        (1, 0),
+        "{second:?}"
+    );
     // And the whole batch again (a retry after a later crash).
     let whole = fanout.process(world.event(0..n), deadline()).await;
     assert_eq!(whole.first_failed, None, "{whole:?}");
@@ -689,7 +706,11 @@ async fn killed_after_k_of_n_entries_then_replayed_whole_or_bisected_one_message
         ids.values().all(|ids| ids.len() == 1),
         "a transaction under two MessageIds"
     );
-    assert_eq!(keys(&received), expected, "each batch once, in planned order");
+    assert_eq!(
+        keys(&received),
+        expected,
+        "each batch once, in planned order"
+    );
     assert_eq!(counts(&received), expected_counts(&expected));
     check_messages(&world, &received);
 }
@@ -719,22 +740,37 @@ async fn a_poison_record_mid_batch_is_parked_and_counted_and_its_neighbours_deli
     // A record the fan-out cannot read, in the middle of the batch.
     let mut poison = records[n / 2].clone();
     poison.change.sequence_number = Some(format!("{}5", world.sequence(n / 2)));
-    poison.change.new_image = serde_json::from_value(json!({"Broken": {"S": "not a transaction"}})).unwrap();
+    poison.change.new_image =
+        serde_json::from_value(json!({"Broken": {"S": "not a transaction"}})).unwrap();
     records.insert(n / 2 + 1, poison);
     let fanout = fanout::Fanout::new(&world.stack.config, settings(&world.stack));
     let outcome = fanout
-        .process(streams::event(&records), Instant::now() + Duration::from_secs(60))
+        .process(
+            streams::event(&records),
+            Instant::now() + Duration::from_secs(60),
+        )
         .await;
     assert_eq!(outcome.first_failed, None, "never retried: {outcome:?}");
     assert_eq!((outcome.unreadable, outcome.parked), (1, 1), "{outcome:?}");
     let parked = fanout.plans().parked().await.unwrap();
     assert_eq!(parked.len(), 1);
-    assert!(parked[0].data.contains("not a transaction"), "kept with its data");
-    assert!(parked[0].reason.contains("not a stored transaction"), "{:?}", parked[0]);
+    assert!(
+        parked[0].data.contains("not a transaction"),
+        "kept with its data"
+    );
+    assert!(
+        parked[0].reason.contains("not a stored transaction"),
+        "{:?}",
+        parked[0]
+    );
 
     let received = drain(&world.stack).await;
     let expected = world.expected(n);
-    assert_eq!(counts(&received), expected_counts(&expected), "every neighbour delivered");
+    assert_eq!(
+        counts(&received),
+        expected_counts(&expected),
+        "every neighbour delivered"
+    );
 }
 
 #[tokio::test]

@@ -415,7 +415,8 @@ mod tests {
             endpoint("ep", "acme", serde_json::json!({"MaxBatchSize": 2})),
             endpoint("other", "acme", serde_json::json!({})),
         ]);
-        let planned = make_plan(&records, &all(&records), &routing, "2026-01-01T00:00:00Z").unwrap();
+        let planned =
+            make_plan(&records, &all(&records), &routing, "2026-01-01T00:00:00Z").unwrap();
         let plan = planned.plan.unwrap();
         assert_eq!(plan.key, records[0].pushable().unwrap().entry.key);
         assert_eq!(plan.keys.len(), 5);
@@ -447,14 +448,19 @@ mod tests {
         assert_eq!(body.plan_ref.as_ref().unwrap().index, 0);
         assert_eq!(first.group_id, "ep");
         assert_eq!(first.dedup_id.len(), 64);
-        assert_eq!(render(&plan, 0, &entries).unwrap(), first, "same bytes on a re-send");
+        assert_eq!(
+            render(&plan, 0, &entries).unwrap(),
+            first,
+            "same bytes on a re-send"
+        );
 
         // Planned again later: the same messages.
         let again = make_plan(&records, &all(&records), &routing, "2026-02-02T00:00:00Z").unwrap();
         assert_eq!(again.plan.unwrap().messages, plan.messages);
 
         // A missing body is an error, not a shorter message.
-        let partial: HashMap<&str, &BatchEntry> = entries.iter().skip(1).map(|(k, v)| (*k, *v)).collect();
+        let partial: HashMap<&str, &BatchEntry> =
+            entries.iter().skip(1).map(|(k, v)| (*k, *v)).collect();
         assert!((0..plan.messages.len()).any(|i| render(&plan, i, &partial).is_err()));
     }
 

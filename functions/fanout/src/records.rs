@@ -242,7 +242,10 @@ mod tests {
             Disposition::Unreadable(p) => {
                 assert!(p.reason.contains("not JSON"), "{p:?}");
                 assert!(!p.reason.contains("SECRET"), "{p:?}");
-                assert!(p.image.contains("SECRET"), "the raw image is kept for parking");
+                assert!(
+                    p.image.contains("SECRET"),
+                    "the raw image is kept for parking"
+                );
             }
             other => panic!("{other:?}"),
         }
