@@ -1,92 +1,64 @@
 //! The push function: delivers each batch of the delivery queue to its
 //! customer endpoint, exactly as the spec's delivery rules 1 to 7 say.
 //!
-//! # One batch, as [`Push::handle`] walks it
+//! # One batch, as the flow walks it
 //!
-//! 1. **Parse** the SQS body as a [`BatchMessage`](platformsync_domain::batch::BatchMessage).
-//!    A body that is not one (or of an unknown version) goes to the
-//!    dead-letter queue with the reason and is acknowledged: never a poison
-//!    loop.
-//! 2. **Ledger**: a batch the delivery ledger already has (batch id =
-//!    `MessageId`) is acknowledged without posting: SQS redelivered it after a
-//!    crash between the POST and the acknowledgement.
-//! 3. **Settings and key**: the endpoint's settings (cached 30 s) and its API
-//!    key from Secrets Manager (cached ≤ 5 min).
-//! 4. **Render** payload v1 for the endpoint's pinned version, metadata and
-//!    key placement, and **POST** it with the one shared
-//!    [`EndpointClient`](platformsync_http::EndpointClient) (rustls, SSRF-guarded
-//!    resolver, no redirects, 3-minute attempts). A 401 or 403 makes the key
-//!    be fetched again and the POST be repeated once before the attempt
-//!    counts as failed (the key may have been rotated since we cached it).
-//! 5. **Only HTTP 200 is delivered.** The ledger records the batch once
-//!    (conditional put) with the keys of its transactions in one attribute;
-//!    the endpoint's health is updated (a "recovered" notification if it was
-//!    failing); the message is acknowledged.
-//! 6. **Anything else is a failed attempt** (201, 204, 3xx, 4xx, 5xx, timeout,
-//!    reset, TLS failure, refused address). The attempt state
-//!    ([`AttemptState`](platformsync_delivery::retry::AttemptState)) is kept in
-//!    the ledger table (`ATTEMPT#<MessageId>`), and
-//!    [`on_failure`](platformsync_delivery::retry::on_failure) decides:
-//!    - **retry**: `ChangeMessageVisibility(delay)` and the message is
-//!      reported failed. The schedule is 30 s, 1 min, 2 min, 5 min, 10 min,
-//!      30 min, then hourly, ±20 % jitter, `Retry-After` honoured (never
-//!      sooner than the schedule, at most 2 h), with one last attempt at the
-//!      deadline: about 30 attempts in 24 h;
-//!    - **expire** (the window is over): the batch goes to the dead-letter
-//!      queue (same group, deduplication id = `MessageId`, attributes
-//!      `Reason`, `LastError`, `Attempts`, `FirstAttemptAt`) and is
-//!      acknowledged.
+//! The crate reads as the flow it implements:
 //!
-//! Something of *ours* failing before the POST (DynamoDB or Secrets Manager
-//! throttled) counts no attempt: the batch comes back in 30 s.
+//! - [`handler`] is the edge: Lambda's SQS event in, the partial batch
+//!   response out; the clients, with operation and attempt timeouts on every
+//!   AWS call. No SQS event type goes below it.
+//! - [`flow`] groups the messages by endpoint (the FIFO group) and walks each
+//!   group in order: **parse** (a body that is not a batch goes to the
+//!   dead-letter queue) → **ledger** (a batch already delivered is
+//!   acknowledged without a POST) → the endpoint's **incident state** →
+//!   **gate** (a disabled or expired endpoint's batch is parked) →
+//!   **attempt** → **policy** → save the state → retry / acknowledge / park /
+//!   split → **notices**. A group's acknowledged messages are deleted as soon
+//!   as the group is done, so a slow endpoint does not hold healthy groups in
+//!   flight.
+//! - [`attempt`]: the key (Secrets Manager, cached ≤ 5 min, fetched again on
+//!   401/403), payload v1 rendered for the endpoint, one POST with the shared
+//!   [`EndpointClient`](platformsync_http::EndpointClient), and what the
+//!   answer means: only 200 is delivered; a 4xx other than 401/403/408/429
+//!   is a refusal of the content; anything else is a failed attempt.
+//! - [`policy`]: pure: attempt result x incident state -> effects (retry
+//!   delay, park, split, notices), unit-tested over every case.
+//! - The incident state itself is
+//!   [`EndpointState`](platformsync_delivery::incident::EndpointState), one
+//!   per endpoint in its health item ([`platformsync_aws::health`]).
+//! - [`ports`]: the stores and the queue as small traits, with AWS and
+//!   in-memory implementations.
 //!
-//! # Order (FIFO)
+//! # The rules (docs/delivery.md says them for customers)
 //!
-//! The delivery queue's group is the endpoint. Lambda may hand one invocation
-//! several batches of one group; they are processed in order and the first
-//! batch that is not acknowledged stops its group: it keeps its retry delay
-//! (invisible, so the group stays locked and nothing overtakes it), and the
-//! later batches of that group are reported failed and made visible at once
-//! (`ChangeMessageVisibility 0`), so they come back right after it rather than
-//! after the queue's 21-minute visibility timeout. Different groups in one
-//! event are processed concurrently: a slow endpoint does not hold up others.
-//! A batch is only started while one whole attempt (plus 20 s of
-//! bookkeeping) fits before the Lambda deadline; otherwise it is handed back.
-//!
-//! # The window, and our own downtime
-//!
-//! Rule 2's 24 hours run from a batch's **first attempt**, not from when it
-//! was enqueued: a backlog built up while PlatformSync was down (or the
-//! fan-out was behind) starts its windows only when delivery resumes.
-//!
-//! Rule 7 ("our downtime does not eat the customer's 24 hours") is the
-//! retry state's lateness credit: each failure records when the retry was
-//! scheduled and with which delay. When the next attempt starts later than
-//! due by more than max(2 min, half the delay), the function was not running
-//! (throttled, failing, region trouble), so the whole lateness is added to
-//! the batch's deadline (`deadline = first attempt + window + credited`).
-//! Lateness is measured from the end of the failed attempt, so a customer
-//! endpoint that takes its 3 minutes to time out is never mistaken for our
-//! downtime. Credits are logged (`credited_s`).
-//!
-//! # Notifications
-//!
-//! Published to the notifications topic with message attributes
-//! `customer`, `endpoint` and `kind` (`failing` | `expired` | `recovered`),
-//! once per incident, not per attempt: the endpoint's health item
-//! (`platformsync_aws::health`) is changed with conditional updates, and only
-//! the invocation whose update flipped a flag publishes. Subscription filter
-//! policies:
-//!
-//! | subscriber | filter policy |
-//! |---|---|
-//! | a customer's recipients | `{"customer": ["acme"]}` |
-//! | one endpoint's owner | `{"endpoint": ["acme-prod"]}` |
-//! | a pager for expirations only | `{"kind": ["expired"]}` |
-//! | Loomis support | none (everything) |
-//!
-//! The body names the customer's notification recipients, the endpoint's
-//! host and path, the incident, the batch and the last (redacted) error.
+//! - **Retry delays follow the endpoint's health**: 2 s, 5 s, 15 s, 30 s,
+//!   1 min, 2 min, 5 min, 10 min, 30 min, then hourly, by the endpoint's
+//!   consecutive failed attempts across its batches; a 200 resets them; ±20 %
+//!   jitter; `Retry-After` honoured (never sooner, at most 2 h).
+//! - **The window belongs to the endpoint's incident**: from its first failed
+//!   attempt since its last 200, 24 h plus our own downtime (a retry that
+//!   starts later than due by more than max(30 s, half its delay) credits the
+//!   lateness). When it ends, the batch and every batch queued after it are
+//!   parked (DynamoDB, [`platformsync_aws::parked`]: reason, attempts, last
+//!   error, keys, body, in queue order) and "expired" goes out once. While
+//!   expired, new batches are parked at once, with one probe attempt per
+//!   15 minutes; a probe's 200 (or an operator's resume) ends the incident.
+//! - **Notices with hysteresis**: "failing" after 3 failed attempts in a row
+//!   or 5 minutes of failing; "recovered" only if "failing" went out, after 3
+//!   successes in a row (or the first after an expiry); at most one of each
+//!   per incident.
+//! - **Our outages are ours**: a failure of our own AWS calls (throttling,
+//!   5xx, AccessDenied, KMS, Secrets Manager errors, timeouts) is not an
+//!   attempt: no state change, no notice, no expiry; the batch backs off 5 s
+//!   doubling to 30 min per receive (so receives stay far below
+//!   `maxReceiveCount` over the queue's 14 days) and the `OurFailures`
+//!   metric is alarmed.
+//! - **Refused batches are split**: refused 3 times in a row, a batch is
+//!   split in halves (derived, deterministic `MessageId`s), recursively;
+//!   refused single transactions are parked with the endpoint's answer and a
+//!   "refused" notice; the rest is delivered once and in order.
+//! - A disabled endpoint's batches are parked, not retried.
 //!
 //! # Secrets
 //!
@@ -94,15 +66,20 @@
 //! exposed only to build the request. They never reach logs (structured, with
 //! the batch's `MessageId` as correlation id; payloads are never logged),
 //! errors (the HTTP client names `https://host:port/path` only and scrubs
-//! echoes; the handler also scrubs a key placed in the body), queue messages
+//! echoes; the attempt also scrubs a key placed in the body), queue messages
 //! or DynamoDB.
 
+pub mod attempt;
 mod event;
-mod handler;
+pub mod flow;
+pub mod handler;
+pub mod policy;
+pub mod ports;
 mod settings;
 
 pub use event::sqs_event;
-pub use handler::{InitError, Outcome, Push, parse_batch};
+pub use flow::{Outcome, parse_batch};
+pub use handler::{InitError, Push};
 pub use settings::{DEFAULT_CONFIG_CACHE, Settings};
 
 /// The Lambda deadline (`context.deadline`, ms since the Unix epoch) as an

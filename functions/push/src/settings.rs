@@ -19,12 +19,30 @@ pub struct Settings {
     pub ledger_table: String,
     /// The queue this function is triggered by (`DELIVERY_QUEUE_URL`).
     pub queue_url: String,
-    /// Where expired and malformed batches go (`DEAD_LETTER_QUEUE_URL`).
+    /// Where malformed bodies go (`DEAD_LETTER_QUEUE_URL`).
     pub dead_letter_url: String,
     /// Failing / expired / recovered notifications (`NOTIFICATIONS_TOPIC_ARN`).
     pub topic_arn: String,
-    /// Retry window from a batch's first attempt (`RETRY_WINDOW_SECONDS`, 24 h).
+    /// The incident's window from the endpoint's first failed attempt since
+    /// its last 200 (`RETRY_WINDOW_SECONDS`, 24 h).
     pub retry_window: Duration,
+    /// While an endpoint is expired, at most one probe attempt this often
+    /// (`PROBE_INTERVAL_SECONDS`, 15 min).
+    pub probe_interval: Duration,
+    /// A retry starting later than due by more than max(this, half its
+    /// delay) credits the lateness (our downtime) to the window
+    /// (`LATENESS_TOLERANCE_SECONDS`, 30 s).
+    pub lateness_tolerance: Duration,
+    /// Our own AWS failures back off from this, doubling per receive
+    /// (`OUR_BACKOFF_BASE_SECONDS`, 5 s)...
+    pub our_backoff_base: Duration,
+    /// ... up to this (`OUR_BACKOFF_CAP_SECONDS`, 30 min): at most ~700
+    /// receives in the queue's 14 days, below maxReceiveCount (1000).
+    pub our_backoff_cap: Duration,
+    /// Every AWS call, retries included (`AWS_OPERATION_TIMEOUT_MS`, 5 s).
+    pub aws_operation_timeout: Duration,
+    /// One try of an AWS call (`AWS_ATTEMPT_TIMEOUT_MS`, 2 s).
+    pub aws_attempt_timeout: Duration,
     /// One POST, connect to response (`ATTEMPT_TIMEOUT_SECONDS`, 180 s).
     pub attempt_timeout: Duration,
     /// How long endpoint settings are cached (`CONFIG_CACHE_SECONDS`, 30 s).
@@ -52,6 +70,12 @@ impl Settings {
             dead_letter_url: dead_letter_url.into(),
             topic_arn: topic_arn.into(),
             retry_window: DEFAULT_WINDOW,
+            probe_interval: crate::policy::DEFAULT_PROBE_INTERVAL,
+            lateness_tolerance: crate::policy::DEFAULT_LATENESS_TOLERANCE,
+            our_backoff_base: Duration::from_secs(5),
+            our_backoff_cap: Duration::from_secs(30 * 60),
+            aws_operation_timeout: Duration::from_secs(5),
+            aws_attempt_timeout: Duration::from_secs(2),
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             config_cache: DEFAULT_CONFIG_CACHE,
             extra_ca_pem: None,
@@ -71,6 +95,21 @@ impl Settings {
             "RETRY_WINDOW_SECONDS",
             DEFAULT_WINDOW.as_secs(),
         )?);
+        let secs = |name: &'static str, default: Duration| {
+            env::parsed_or(name, default.as_secs()).map(Duration::from_secs)
+        };
+        let millis = |name: &'static str, default: Duration| {
+            env::parsed_or(name, default.as_millis() as u64).map(Duration::from_millis)
+        };
+        settings.probe_interval = secs("PROBE_INTERVAL_SECONDS", settings.probe_interval)?;
+        settings.lateness_tolerance =
+            secs("LATENESS_TOLERANCE_SECONDS", settings.lateness_tolerance)?;
+        settings.our_backoff_base = secs("OUR_BACKOFF_BASE_SECONDS", settings.our_backoff_base)?;
+        settings.our_backoff_cap = secs("OUR_BACKOFF_CAP_SECONDS", settings.our_backoff_cap)?;
+        settings.aws_operation_timeout =
+            millis("AWS_OPERATION_TIMEOUT_MS", settings.aws_operation_timeout)?;
+        settings.aws_attempt_timeout =
+            millis("AWS_ATTEMPT_TIMEOUT_MS", settings.aws_attempt_timeout)?;
         settings.attempt_timeout = Duration::from_secs(
             env::parsed_or("ATTEMPT_TIMEOUT_SECONDS", DEFAULT_ATTEMPT_TIMEOUT.as_secs())?.max(1),
         );

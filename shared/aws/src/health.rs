@@ -1,58 +1,43 @@
-//! Endpoint health: is an endpoint failing, and which notifications of the
-//! current incident have gone out.
-//!
-//! One item per endpoint in the configuration table (`PK = ENDPOINT#<id>`,
-//! `SK = HEALTH`):
+//! Endpoint health: the endpoint's incident state
+//! ([`EndpointState`](platformsync_delivery::incident::EndpointState)), one
+//! item per endpoint in the configuration table (`PK = ENDPOINT#<id>`,
+//! `SK = HEALTH`).
 //!
 //! | attribute | meaning |
 //! |---|---|
-//! | `State` | `healthy` or `failing` (absent item = healthy) |
-//! | `IncidentId`, `FailingSince` | the current incident (failing only); the id is the time it opened |
-//! | `FailingNotified`, `ExpiredNotified` | whether this incident's "failing" / "expired" notification was claimed |
-//! | `LastError`, `LastFailureAt` | latest failure (redacted text, never a token) |
-//! | `LastDeliveredAt`, `RecoveredAt` | latest delivery; when the last incident closed |
+//! | `Incident` | the whole state, JSON (what push reads back) |
+//! | `Version` | bumped by every write; writes are conditional on it |
+//! | `State` | `healthy`, `failing` or `expired`, for people and the ops CLI |
+//! | `IncidentId`, `FailingSince` | the current incident, when there is one |
+//! | `FailingNotified`, `ExpiredNotified` | which notices of the incident went out |
+//! | `LastError`, `LastFailureAt`, `LastDeliveredAt` | latest failure (redacted, never a token) and delivery |
 //!
-//! **Once per incident, even with concurrent invocations.** Every transition
-//! is a single conditional `UpdateItem`, and a notification is sent only by
-//! the caller whose update flipped its flag:
-//!
-//! - failure on a healthy endpoint: open an incident with
-//!   `FailingNotified = true` if `State` is still healthy (the winner notifies);
-//!   on an already failing one, set `FailingNotified = true` and read the old
-//!   value back (`ALL_OLD`): only the caller that saw `false` notifies;
-//! - expiry: the same with `ExpiredNotified`;
-//! - delivery: `State = healthy` if it was healthy (the common case, one write);
-//!   else close the incident if it is still failing, and the closer sends
-//!   "recovered" when the incident's "failing" notification went out.
-//!
-//! If publishing fails, [`HealthStore::release`] clears the flag so the next
-//! failure of the same incident tries again.
+//! **One writer at a time.** The push function changes the state once per
+//! attempt, and batches of one endpoint are attempted one at a time (the
+//! delivery queue's FIFO group is the endpoint). Should two invocations ever
+//! overlap (a message whose visibility ran out while its invocation was still
+//! running), the conditional write on `Version` makes the later one re-read
+//! and re-apply instead of overwriting: a notice claimed in the state is
+//! claimed once.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
+use platformsync_delivery::incident::{EndpointState, Phase, rfc3339};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
-
-/// How many times a transition is re-tried when a concurrent one changed the
-/// state between two conditional updates.
-const MAX_RACES: usize = 3;
-
-const HEALTHY: &str = "healthy";
-const FAILING: &str = "failing";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HealthState {
     #[default]
     Healthy,
     Failing,
+    Expired,
 }
 
-/// An endpoint's health as stored.
+/// An endpoint's health as people read it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EndpointHealth {
     pub state: HealthState,
@@ -64,27 +49,22 @@ pub struct EndpointHealth {
     pub last_delivered_at: Option<String>,
 }
 
-/// The incident a notification is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incident {
-    pub id: String,
-    pub failing_since: String,
+/// A state and the version it was read at.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Versioned {
+    pub state: EndpointState,
+    /// 0: no item yet.
+    pub version: u64,
 }
 
-/// Which notification flag [`HealthStore::release`] clears.
+/// Whether a conditional write went through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    Failing,
-    Expired,
-}
-
-impl Claim {
-    fn attribute(self) -> &'static str {
-        match self {
-            Claim::Failing => "FailingNotified",
-            Claim::Expired => "ExpiredNotified",
-        }
-    }
+pub enum Saved {
+    Written {
+        version: u64,
+    },
+    /// Someone else wrote since it was read: read again.
+    Conflict,
 }
 
 #[derive(Debug, Clone)]
@@ -97,26 +77,11 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Some(v.clone()),
         _ => None,
     }
-}
-
-fn flag(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
-    matches!(item.get(name), Some(AttributeValue::Bool(true)))
-}
-
-fn incident_of(item: &HashMap<String, AttributeValue>) -> Option<Incident> {
-    Some(Incident {
-        id: text(item, "IncidentId")?,
-        failing_since: text(item, "FailingSince").unwrap_or_default(),
-    })
 }
 
 fn is_conditional_failure<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
@@ -128,10 +93,12 @@ where
         .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
-/// The outcome of one conditional update.
-enum Update {
-    Done(HashMap<String, AttributeValue>),
-    ConditionFailed,
+fn state_name(state: &EndpointState) -> &'static str {
+    match state.phase() {
+        Phase::Healthy => "healthy",
+        Phase::Failing | Phase::FailingNotified => "failing",
+        Phase::Expired => "expired",
+    }
 }
 
 impl HealthStore {
@@ -149,25 +116,10 @@ impl HealthStore {
         ])
     }
 
-    fn update(&self, endpoint_id: &str) -> UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(endpoint_id)))
-            .expression_attribute_names("#st", "State")
-            .return_values(ReturnValue::AllOld)
-    }
-
-    async fn send(&self, request: UpdateItemFluentBuilder) -> Result<Update, StoreError> {
-        match request.send().await {
-            Ok(out) => Ok(Update::Done(out.attributes.unwrap_or_default())),
-            Err(e) if is_conditional_failure(&e) => Ok(Update::ConditionFailed),
-            Err(e) => Err(StoreError::sdk("UpdateItem", &self.table, e)),
-        }
-    }
-
-    /// The endpoint's health; an endpoint never seen is healthy.
-    pub async fn get(&self, endpoint_id: &str) -> Result<EndpointHealth, StoreError> {
+    async fn item(
+        &self,
+        endpoint_id: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -177,198 +129,132 @@ impl HealthStore {
             .send()
             .await
             .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-        let Some(item) = out.item else {
-            return Ok(EndpointHealth::default());
+        Ok(out.item)
+    }
+
+    /// The endpoint's state and its version (an endpoint never seen is
+    /// healthy, version 0). Strongly consistent: the previous invocation's
+    /// write must be seen.
+    pub async fn load(&self, endpoint_id: &str) -> Result<Versioned, StoreError> {
+        let Some(item) = self.item(endpoint_id).await? else {
+            return Ok(Versioned::default());
         };
-        Ok(EndpointHealth {
-            state: if text(&item, "State").as_deref() == Some(FAILING) {
-                HealthState::Failing
-            } else {
-                HealthState::Healthy
-            },
-            incident_id: text(&item, "IncidentId"),
-            failing_since: text(&item, "FailingSince"),
-            failing_notified: flag(&item, "FailingNotified"),
-            expired_notified: flag(&item, "ExpiredNotified"),
-            last_error: text(&item, "LastError"),
-            last_delivered_at: text(&item, "LastDeliveredAt"),
-        })
+        let version = match item.get("Version") {
+            Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+            _ => 0,
+        };
+        let state = match text(&item, "Incident") {
+            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Malformed {
+                resource: self.table.clone(),
+                key: format!("ENDPOINT#{endpoint_id}/HEALTH"),
+                message: e.to_string(),
+            })?,
+            // An item of the previous shape: start afresh.
+            None => EndpointState::default(),
+        };
+        Ok(Versioned { state, version })
     }
 
-    /// Opens an incident if the endpoint is healthy. `Some` if this call
-    /// opened it; `claim` is the notification flag set at once.
-    async fn open(
+    /// Writes `state` if the item is still at `version`.
+    pub async fn save(
         &self,
         endpoint_id: &str,
         customer_id: &str,
-        now: OffsetDateTime,
-        error: &str,
-        claim: Claim,
-    ) -> Result<Option<Incident>, StoreError> {
-        let id = rfc3339(now);
-        let request = self
-            .update(endpoint_id)
-            .update_expression(
-                "SET #st = :failing, IncidentId = :id, FailingSince = :now, \
-                 FailingNotified = :fn, ExpiredNotified = :en, LastError = :err, \
-                 LastFailureAt = :now, CustomerId = :c",
-            )
-            .condition_expression("attribute_not_exists(#st) OR #st = :healthy")
-            .expression_attribute_values(":failing", s(FAILING))
-            .expression_attribute_values(":healthy", s(HEALTHY))
-            .expression_attribute_values(":id", s(id.clone()))
-            .expression_attribute_values(":now", s(id.clone()))
-            .expression_attribute_values(":fn", AttributeValue::Bool(claim == Claim::Failing))
-            .expression_attribute_values(":en", AttributeValue::Bool(claim == Claim::Expired))
-            .expression_attribute_values(":err", s(error))
-            .expression_attribute_values(":c", s(customer_id));
-        Ok(match self.send(request).await? {
-            Update::Done(_) => Some(Incident {
-                id: id.clone(),
-                failing_since: id,
-            }),
-            Update::ConditionFailed => None,
-        })
-    }
-
-    /// Sets `claim`'s flag on a failing endpoint. `Ok(Ok(Some))`: this call
-    /// flipped it; `Ok(Ok(None))`: already set; `Ok(Err(()))`: not failing.
-    #[allow(clippy::type_complexity)]
-    async fn claim(
-        &self,
-        endpoint_id: &str,
-        now: OffsetDateTime,
-        error: &str,
-        claim: Claim,
-    ) -> Result<Result<Option<Incident>, ()>, StoreError> {
-        let request = self
-            .update(endpoint_id)
-            .update_expression(format!(
-                "SET {} = :t, LastError = :err, LastFailureAt = :now",
-                claim.attribute()
-            ))
-            .condition_expression("#st = :failing")
-            .expression_attribute_values(":failing", s(FAILING))
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":err", s(error))
-            .expression_attribute_values(":now", s(rfc3339(now)));
-        Ok(match self.send(request).await? {
-            Update::Done(old) if !flag(&old, claim.attribute()) => Ok(incident_of(&old)),
-            Update::Done(_) => Ok(None),
-            Update::ConditionFailed => Err(()),
-        })
-    }
-
-    async fn transition(
-        &self,
-        endpoint_id: &str,
-        customer_id: &str,
-        now: OffsetDateTime,
-        error: &str,
-        claim: Claim,
-    ) -> Result<Option<Incident>, StoreError> {
-        for _ in 0..MAX_RACES {
-            if let Some(incident) = self
-                .open(endpoint_id, customer_id, now, error, claim)
-                .await?
-            {
-                return Ok(Some(incident));
-            }
-            match self.claim(endpoint_id, now, error, claim).await? {
-                Ok(claimed) => return Ok(claimed),
-                // Recovered between the two updates: open a new incident.
-                Err(()) => continue,
+        state: &EndpointState,
+        version: u64,
+    ) -> Result<Saved, StoreError> {
+        let json = serde_json::to_string(state).map_err(|e| StoreError::Malformed {
+            resource: self.table.clone(),
+            key: format!("ENDPOINT#{endpoint_id}/HEALTH"),
+            message: e.to_string(),
+        })?;
+        let next = version + 1;
+        let mut item = Self::key(endpoint_id);
+        item.insert("Incident".into(), s(json));
+        item.insert("Version".into(), AttributeValue::N(next.to_string()));
+        item.insert("State".into(), s(state_name(state)));
+        item.insert("CustomerId".into(), s(customer_id));
+        if let Some(incident) = &state.incident {
+            item.insert("IncidentId".into(), s(incident.id()));
+            item.insert(
+                "FailingNotified".into(),
+                AttributeValue::Bool(incident.failing_notified),
+            );
+            item.insert(
+                "ExpiredNotified".into(),
+                AttributeValue::Bool(incident.expired_notified),
+            );
+        }
+        let times = [
+            ("FailingSince", state.failing_since),
+            ("LastFailureAt", state.last_failure_at),
+            ("LastDeliveredAt", state.last_delivered_at),
+        ];
+        for (name, at) in times {
+            if let Some(at) = at {
+                item.insert(name.into(), s(rfc3339(at)));
             }
         }
-        Ok(None)
-    }
-
-    /// After a failed attempt. `Some(incident)`: this caller must send the
-    /// incident's "failing" notification (it is the only one told so).
-    pub async fn failed(
-        &self,
-        endpoint_id: &str,
-        customer_id: &str,
-        now: OffsetDateTime,
-        error: &str,
-    ) -> Result<Option<Incident>, StoreError> {
-        self.transition(endpoint_id, customer_id, now, error, Claim::Failing)
-            .await
-    }
-
-    /// After a batch expired. `Some(incident)`: this caller must send the
-    /// incident's "expired" notification.
-    pub async fn expired(
-        &self,
-        endpoint_id: &str,
-        customer_id: &str,
-        now: OffsetDateTime,
-        error: &str,
-    ) -> Result<Option<Incident>, StoreError> {
-        self.transition(endpoint_id, customer_id, now, error, Claim::Expired)
-            .await
-    }
-
-    /// After a delivery. `Some(incident)`: this caller closed an incident
-    /// whose "failing" notification went out, and must send "recovered".
-    pub async fn delivered(
-        &self,
-        endpoint_id: &str,
-        customer_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<Incident>, StoreError> {
-        let at = s(rfc3339(now));
-        // Common case, one write: it was healthy and stays so.
-        let healthy = self
-            .update(endpoint_id)
-            .update_expression("SET #st = :healthy, LastDeliveredAt = :now, CustomerId = :c")
-            .condition_expression("attribute_not_exists(#st) OR #st = :healthy")
-            .expression_attribute_values(":healthy", s(HEALTHY))
-            .expression_attribute_values(":now", at.clone())
-            .expression_attribute_values(":c", s(customer_id))
-            .return_values(ReturnValue::None);
-        if let Update::Done(_) = self.send(healthy).await? {
-            return Ok(None);
+        if let Some(error) = state.last_error.as_deref().filter(|e| !e.is_empty()) {
+            item.insert("LastError".into(), s(error));
         }
-        let close = self
-            .update(endpoint_id)
-            .update_expression(
-                "SET #st = :healthy, LastDeliveredAt = :now, RecoveredAt = :now \
-                 REMOVE IncidentId, FailingSince, FailingNotified, ExpiredNotified",
-            )
-            .condition_expression("#st = :failing")
-            .expression_attribute_values(":healthy", s(HEALTHY))
-            .expression_attribute_values(":failing", s(FAILING))
-            .expression_attribute_values(":now", at);
-        Ok(match self.send(close).await? {
-            Update::Done(old) if flag(&old, "FailingNotified") => incident_of(&old),
-            // Closed, but nobody was told it failed: nothing to recover from.
-            Update::Done(_) => None,
-            // Someone else closed it (and notifies).
-            Update::ConditionFailed => None,
-        })
-    }
-
-    /// Publishing the notification failed: clear its flag (if the incident is
-    /// still the same) so the next failure tries again.
-    pub async fn release(
-        &self,
-        endpoint_id: &str,
-        incident: &Incident,
-        claim: Claim,
-    ) -> Result<(), StoreError> {
-        // Not `self.update()`: this expression does not name `State`, and
-        // DynamoDB refuses unused attribute names.
         let request = self
             .client
-            .update_item()
+            .put_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(endpoint_id)))
-            .update_expression(format!("SET {} = :f", claim.attribute()))
-            .condition_expression("IncidentId = :id")
-            .expression_attribute_values(":f", AttributeValue::Bool(false))
-            .expression_attribute_values(":id", s(incident.id.clone()))
-            .return_values(ReturnValue::None);
-        self.send(request).await.map(|_| ())
+            .set_item(Some(item));
+        let request = if version == 0 {
+            request.condition_expression("attribute_not_exists(Version)")
+        } else {
+            request
+                .condition_expression("Version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+        };
+        match request.send().await {
+            Ok(_) => Ok(Saved::Written { version: next }),
+            Err(e) if is_conditional_failure(&e) => Ok(Saved::Conflict),
+            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
+        }
+    }
+
+    /// An operator enables an expired endpoint again: delivery resumes at
+    /// once (its window starts afresh), and the next 200 sends "recovered".
+    /// Returns whether it was expired.
+    pub async fn resume(&self, endpoint_id: &str, customer_id: &str) -> Result<bool, StoreError> {
+        for _ in 0..5 {
+            let Versioned { mut state, version } = self.load(endpoint_id).await?;
+            let was_expired = state.is_expired();
+            state.resume();
+            match self.save(endpoint_id, customer_id, &state, version).await? {
+                Saved::Written { .. } => return Ok(was_expired),
+                Saved::Conflict => continue,
+            }
+        }
+        Err(StoreError::Service {
+            operation: "PutItem",
+            resource: self.table.clone(),
+            message: "the endpoint's health kept changing; try again".into(),
+            retryable: true,
+        })
+    }
+
+    /// The endpoint's health as people read it; an endpoint never seen is
+    /// healthy.
+    pub async fn get(&self, endpoint_id: &str) -> Result<EndpointHealth, StoreError> {
+        let Versioned { state, .. } = self.load(endpoint_id).await?;
+        let fmt = |t: Option<OffsetDateTime>| t.map(rfc3339);
+        Ok(EndpointHealth {
+            state: match state.phase() {
+                Phase::Healthy => HealthState::Healthy,
+                Phase::Failing | Phase::FailingNotified => HealthState::Failing,
+                Phase::Expired => HealthState::Expired,
+            },
+            incident_id: state.incident.as_ref().map(|i| i.id()),
+            failing_since: fmt(state.failing_since),
+            failing_notified: state.incident.as_ref().is_some_and(|i| i.failing_notified),
+            expired_notified: state.incident.as_ref().is_some_and(|i| i.expired_notified),
+            last_error: state.last_error.clone(),
+            last_delivered_at: fmt(state.last_delivered_at),
+        })
     }
 }

@@ -41,11 +41,18 @@ pub const ATTEMPT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 const ATTEMPT_PREFIX: &str = "ATTEMPT#";
 
+/// `Outcome` of a split part the endpoint refused (parked, not delivered).
+const REFUSED: &str = "refused";
+
 /// What the ledger knows about one batch before it is posted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Lookup {
     /// The batch was already delivered: acknowledge, do not post.
     pub delivered: bool,
+    /// The batch is a part of a split batch that was parked as refused
+    /// ([`Ledger::record_refused`]): a split resumed after a crash skips it;
+    /// a replay of it is posted.
+    pub refused: bool,
     /// The retry state left by earlier failed attempts, if any.
     pub attempts: Option<AttemptState>,
 }
@@ -64,6 +71,9 @@ pub struct Delivery<'a> {
     pub attempts: u32,
     pub first_attempt_at: OffsetDateTime,
     pub delivered_at: OffsetDateTime,
+    /// The batch was split into parts of their own `MessageId`s (which the
+    /// ledger records one by one); `transaction_keys` are still all of it.
+    pub split: bool,
 }
 
 /// Whether [`Ledger::record_delivery`] wrote the record.
@@ -161,7 +171,13 @@ impl Ledger {
         let mut lookup = Lookup::default();
         for item in crate::dynamo::batch_get(&self.client, &self.table, keys).await? {
             match item.get("BatchId") {
-                Some(AttributeValue::S(id)) if id == message_id => lookup.delivered = true,
+                Some(AttributeValue::S(id)) if id == message_id => {
+                    if matches!(item.get("Outcome"), Some(AttributeValue::S(o)) if o == REFUSED) {
+                        lookup.refused = true;
+                    } else {
+                        lookup.delivered = true;
+                    }
+                }
                 Some(AttributeValue::S(id)) if id.starts_with(ATTEMPT_PREFIX) => {
                     lookup.attempts = Some(self.attempt_state(&item, message_id)?);
                 }
@@ -239,6 +255,9 @@ impl Ledger {
             s(rfc3339(delivery.first_attempt_at)),
         );
         item.insert("Attempts".into(), n(delivery.attempts));
+        if delivery.split {
+            item.insert("Outcome".into(), s("split"));
+        }
         item.insert(
             "TransactionCount".into(),
             n(delivery.transaction_keys.len()),
@@ -260,7 +279,9 @@ impl Ledger {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(BatchId)")
+            // A refused part replayed and now delivered replaces its marker.
+            .condition_expression("attribute_not_exists(BatchId) OR Outcome = :refused")
+            .expression_attribute_values(":refused", s(REFUSED))
             .send()
             .await;
         match put {
@@ -268,6 +289,35 @@ impl Ledger {
             Err(e) if is_conditional_failure(&e) => Ok(Recorded::AlreadyThere),
             Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
         }
+    }
+
+    /// Marks a split part the endpoint refused (parked with its answer), so a
+    /// split resumed after a crash does not post it again.
+    pub async fn record_refused(
+        &self,
+        endpoint_id: &str,
+        message_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut item = key(endpoint_id, message_id.to_owned());
+        item.insert("Outcome".into(), s(REFUSED));
+        item.insert("RefusedAt".into(), s(rfc3339(at)));
+        item.insert("ExpiresAt".into(), n(expires_at(at, DELIVERY_RETENTION)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(BatchId)")
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                if is_conditional_failure(&e) {
+                    Ok(())
+                } else {
+                    Err(StoreError::sdk("PutItem", &self.table, e))
+                }
+            })
     }
 
     /// The delivered batches of `endpoint_id` that held `transaction_key`

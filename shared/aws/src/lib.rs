@@ -27,6 +27,8 @@ pub mod health;
 pub mod ledger;
 #[cfg(feature = "sns")]
 pub mod notifier;
+#[cfg(feature = "dynamodb")]
+pub mod parked;
 #[cfg(feature = "sqs")]
 pub mod redelivery;
 #[cfg(feature = "dynamodb")]

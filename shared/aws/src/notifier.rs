@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `customer` | the customer id (`acme`) |
 //! | `endpoint` | the endpoint id (`acme-prod`) |
-//! | `kind` | `failing`, `expired` or `recovered` |
+//! | `kind` | `failing`, `expired`, `recovered` or `refused` |
 //!
 //! Filter policies (`FilterPolicyScope: MessageAttributes`, the default):
 //!
@@ -33,12 +33,16 @@ const MAX_SUBJECT: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotificationKind {
-    /// An endpoint started failing (first failed attempt of an incident).
+    /// An endpoint keeps failing (sustained failure: once per incident).
     Failing,
-    /// A batch was not delivered within the retry window and was set aside.
+    /// The incident outlasted the retry window: the endpoint's queued
+    /// batches were set aside (parked) for replay.
     Expired,
-    /// The endpoint accepted a batch again after an incident.
+    /// The endpoint accepts batches again after an incident.
     Recovered,
+    /// The endpoint refused some transactions of a batch (a 4xx on them
+    /// alone): they were set aside, the rest delivered.
+    Refused,
 }
 
 impl NotificationKind {
@@ -48,6 +52,7 @@ impl NotificationKind {
             NotificationKind::Failing => "failing",
             NotificationKind::Expired => "expired",
             NotificationKind::Recovered => "recovered",
+            NotificationKind::Refused => "refused",
         }
     }
 }
@@ -74,8 +79,10 @@ pub struct Notification {
     pub attempts: u32,
     /// Human-readable retry window, e.g. `24 h`.
     pub window: String,
-    /// Where an expired batch is kept (the dead-letter queue's name).
+    /// Where set-aside batches are kept (the parked-batches store).
     pub kept_in: Option<String>,
+    /// Transactions set aside (refused), when some were.
+    pub refused: Option<usize>,
 }
 
 impl Notification {
@@ -98,6 +105,10 @@ impl Notification {
                     self.endpoint_id
                 )
             }
+            NotificationKind::Refused => format!(
+                "PlatformSync: endpoint {} of {who} refused transactions",
+                self.endpoint_id
+            ),
         };
         text.chars()
             .map(|c| {
@@ -121,24 +132,28 @@ impl Notification {
         let _ = match self.kind {
             NotificationKind::Failing => writeln!(
                 b,
-                "PlatformSync could not deliver a batch of transactions to endpoint {} of {who}.\n\n\
-                 Deliveries to this endpoint are paused and retried on a schedule (30 s, 1 min, \
-                 2 min, 5 min, 10 min, 30 min, then hourly) for {} from each batch's first attempt. \
-                 Batches are delivered in order once the endpoint answers HTTP 200 again. You will \
-                 be told when it recovers, and if a batch expires.",
+                "PlatformSync keeps failing to deliver batches of transactions to endpoint {} of \
+                 {who}.\n\n\
+                 Deliveries to this endpoint wait and are retried in order, first within seconds, \
+                 then less often (up to hourly) while it keeps failing. If it has not accepted a \
+                 batch for {} from the first failure (time PlatformSync itself was down is not \
+                 counted), its queued batches are set aside for replay and you are told. You \
+                 will be told when it recovers.",
                 self.endpoint_id, self.window
             ),
             NotificationKind::Expired => writeln!(
                 b,
-                "A batch of transactions for endpoint {} of {who} could not be delivered within \
-                 the retry window ({}) and is no longer retried.\n\n\
-                 It is kept{} for operations to inspect and replay; nothing is lost. Later \
-                 batches continue to be attempted in order.",
+                "Endpoint {} of {who} has not accepted a batch of transactions for {} and its \
+                 queued batches are no longer retried.\n\n\
+                 They are kept{} for operations to replay, in order; nothing is lost. New \
+                 batches for this endpoint are set aside too, and one is tried now and then: \
+                 when the endpoint accepts it (or operations enable it again), delivery resumes \
+                 and you are told.",
                 self.endpoint_id,
                 self.window,
                 self.kept_in
                     .as_deref()
-                    .map(|q| format!(" in {q}"))
+                    .map(|q| format!(" ({q})"))
                     .unwrap_or_default()
             ),
             NotificationKind::Recovered => writeln!(
@@ -147,6 +162,19 @@ impl Notification {
                  delivered in order; after a failure, receivers may see batches in a different \
                  order than they were made (each carries its MessageId).",
                 self.endpoint_id
+            ),
+            NotificationKind::Refused => writeln!(
+                b,
+                "Endpoint {} of {who} kept refusing a batch of transactions with a client error. \
+                 The batch was split to find what it refuses: {} transaction(s) were set aside{} \
+                 with the endpoint's answer, for operations to replay once the endpoint accepts \
+                 them; the rest of the batch was delivered, in order.",
+                self.endpoint_id,
+                self.refused.unwrap_or_default(),
+                self.kept_in
+                    .as_deref()
+                    .map(|q| format!(" ({q})"))
+                    .unwrap_or_default()
             ),
         };
         let _ = writeln!(b);
@@ -233,7 +261,8 @@ mod tests {
             last_error: Some("HTTP 503".into()),
             attempts: 3,
             window: "24 h".into(),
-            kept_in: Some("platformsync-prod-delivery-dlq.fifo".into()),
+            kept_in: Some("parked batches".into()),
+            refused: None,
         }
     }
 
@@ -243,6 +272,7 @@ mod tests {
             NotificationKind::Failing,
             NotificationKind::Expired,
             NotificationKind::Recovered,
+            NotificationKind::Refused,
         ] {
             let mut n = sample(kind);
             n.customer_name = Some(format!("Ächme\n{}", "x".repeat(200)));
@@ -260,7 +290,7 @@ mod tests {
             "https://hooks.acme.example:443/push",
             "HTTP 503",
             "Attempts:        3",
-            "delivery-dlq.fifo",
+            "parked batches",
             "24 h",
         ] {
             assert!(body.contains(needle), "{needle} missing from:\n{body}");

@@ -2,8 +2,9 @@
 //! schedule a retry (a visibility change), hand back unprocessed messages at
 //! once, and move a batch to the dead-letter queue.
 //!
-//! The dead-letter queue is where expired batches are kept (14 days) for
-//! operations to inspect and replay. A moved message keeps its body (the
+//! The dead-letter queue keeps what push cannot read (a malformed body,
+//! `Reason = malformed`) for 14 days; batches push stops trying are parked in
+//! DynamoDB instead ([`crate::parked`]). A moved message keeps its body (the
 //! batch, which never holds a token), its group (the endpoint, so a replay
 //! keeps the order) and gets as deduplication id the batch's `MessageId` (a
 //! move retried after a crash is not doubled). Its message attributes say
@@ -18,7 +19,9 @@
 //! | `EndpointId`, `CustomerId` | when known |
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
+};
 
 use crate::StoreError;
 
@@ -125,6 +128,54 @@ impl Redelivery {
             if let Some(failed) = out.failed().first() {
                 return Err(StoreError::Service {
                     operation: "ChangeMessageVisibilityBatch",
+                    resource: self.queue_url.clone(),
+                    message: format!(
+                        "{} of {} entries failed, e.g. {}: {}",
+                        out.failed().len(),
+                        chunk.len(),
+                        failed.code(),
+                        failed.message().unwrap_or_default()
+                    ),
+                    retryable: !failed.sender_fault(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes (acknowledges) messages now, rather than when the whole
+    /// invocation answers: an endpoint's delivered batches do not wait for
+    /// the invocation's slowest endpoint, and its FIFO group is free at once.
+    /// Lambda deletes them again afterwards; deleting a deleted message is a
+    /// no-op.
+    pub async fn delete(&self, receipt_handles: &[&str]) -> Result<(), StoreError> {
+        for chunk in receipt_handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*handle)
+                        .build()
+                        .map_err(|e| StoreError::Malformed {
+                            resource: self.queue_url.clone(),
+                            key: "delete".into(),
+                            message: e.to_string(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| StoreError::sdk("DeleteMessageBatch", &self.queue_url, e))?;
+            if let Some(failed) = out.failed().first() {
+                return Err(StoreError::Service {
+                    operation: "DeleteMessageBatch",
                     resource: self.queue_url.clone(),
                     message: format!(
                         "{} of {} entries failed, e.g. {}: {}",

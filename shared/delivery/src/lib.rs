@@ -15,7 +15,9 @@
 //! decision is reproducible from its inputs.
 
 pub mod batching;
+pub mod incident;
 pub mod retry;
+pub mod split;
 pub mod ssrf;
 
 /// Delivery rule 1: only HTTP status 200 counts as delivered.

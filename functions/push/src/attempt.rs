@@ -1,0 +1,178 @@
+//! One attempt: the endpoint's key, payload v1 rendered for the endpoint
+//! (version, metadata, key placement), one POST, and what the answer means
+//! ([`AttemptResult`]). A 401 or 403 makes the key be fetched again and the
+//! POST be repeated once inside the same attempt (the key may have been
+//! rotated since we cached it).
+//!
+//! Failures of our own AWS calls (Secrets Manager throttled, AccessDenied,
+//! KMS, internal errors, timeouts) are [`Posted::Ours`]: not an attempt, not
+//! the customer's.
+
+use std::time::{Duration, Instant};
+
+use platformsync_aws::StoreError;
+use platformsync_aws::secrets::SecretCache;
+use platformsync_delivery::split::is_refusal;
+use platformsync_domain::endpoint::EndpointSettings;
+use platformsync_domain::payload::{PayloadItems, RenderInput, render};
+use platformsync_http::{EndpointClient, Response};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::policy::AttemptResult;
+use crate::ports::Outgoing;
+
+/// Response body text kept in the last error.
+const SNIPPET_CHARS: usize = 200;
+
+/// What became of an attempt.
+#[derive(Debug)]
+pub enum Posted {
+    /// The endpoint's part: delivered, failed or refused.
+    Answer(AttemptResult),
+    /// Ours failed before the endpoint was reached: not an attempt.
+    Ours(StoreError),
+}
+
+impl Posted {
+    fn failed(error: impl Into<String>) -> Self {
+        Posted::Answer(AttemptResult::Failed {
+            error: error.into(),
+            retry_after: None,
+        })
+    }
+}
+
+/// The HTTPS client and the key cache, built once per container.
+pub struct Attempt {
+    pub(crate) http: EndpointClient,
+    pub(crate) secrets: SecretCache,
+    /// One whole attempt plus the bookkeeping after it.
+    pub(crate) needs: Duration,
+}
+
+/// Removes `secret` from text the endpoint sent back (a receiver that echoes
+/// the body would echo a key placed in the body). The HTTP client already
+/// scrubs header and query values.
+pub(crate) fn scrub(text: &str, secret: &SecretString) -> String {
+    let secret = secret.expose_secret();
+    if secret.len() >= 4 && text.contains(secret) {
+        text.replace(secret, "[redacted]")
+    } else {
+        text.to_owned()
+    }
+}
+
+impl Attempt {
+    pub async fn post(
+        &self,
+        endpoint: &EndpointSettings,
+        outgoing: &Outgoing<'_>,
+        deadline: Instant,
+    ) -> Posted {
+        let secret = match self.secrets.get(&endpoint.api_key_secret).await {
+            Ok(secret) => secret,
+            Err(e) => return Posted::Ours(e),
+        };
+        let response = match self.post_once(endpoint, outgoing, &secret).await {
+            Ok(response) => response,
+            Err(answer) => return answer,
+        };
+        let (response, secret) = if matches!(response.status, 401 | 403) {
+            let time_left = deadline.saturating_duration_since(Instant::now());
+            if time_left < self.needs {
+                // Refreshing now still helps the next attempt.
+                let _ = self.secrets.refresh(&endpoint.api_key_secret).await;
+                (response, secret)
+            } else {
+                tracing::info!(
+                    status = response.status,
+                    "endpoint refused the key: fetching it again"
+                );
+                let secret = match self.secrets.refresh(&endpoint.api_key_secret).await {
+                    Ok(secret) => secret,
+                    Err(e) => return Posted::Ours(e),
+                };
+                match self.post_once(endpoint, outgoing, &secret).await {
+                    Ok(response) => (response, secret),
+                    Err(answer) => return answer,
+                }
+            }
+        } else {
+            (response, secret)
+        };
+        if response.is_delivered() {
+            return Posted::Answer(AttemptResult::Delivered);
+        }
+        let snippet: String = scrub(&response.body_snippet, &secret)
+            .chars()
+            .take(SNIPPET_CHARS)
+            .collect();
+        let snippet = snippet.trim();
+        let error = if snippet.is_empty() {
+            format!("HTTP {}", response.status)
+        } else {
+            format!("HTTP {}: {snippet}", response.status)
+        };
+        if is_refusal(response.status) {
+            Posted::Answer(AttemptResult::Refused { error })
+        } else {
+            Posted::Answer(AttemptResult::Failed {
+                error,
+                retry_after: response.retry_after,
+            })
+        }
+    }
+
+    /// Renders the batch for the endpoint and posts it once.
+    async fn post_once(
+        &self,
+        endpoint: &EndpointSettings,
+        outgoing: &Outgoing<'_>,
+        secret: &SecretString,
+    ) -> Result<Response, Posted> {
+        let config =
+            |e: &dyn std::fmt::Display| Posted::failed(format!("endpoint settings unusable: {e}"));
+        let version = endpoint.payload_version().map_err(|e| config(&e))?;
+        let key = endpoint.api_key(secret.clone()).map_err(|e| config(&e))?;
+        let rendered = render(
+            version,
+            &RenderInput {
+                message_id: outgoing.message_id,
+                correlation_id: None,
+                endpoint_metadata: &endpoint.metadata,
+                items: PayloadItems::Raw {
+                    kind: outgoing.kind,
+                    items: outgoing.payloads,
+                },
+                api_key: &key,
+            },
+        );
+        // Exposed only for the duration of the call; the client marks
+        // headers sensitive and scrubs these values from its errors.
+        let headers: Vec<(String, String)> = rendered
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+            .collect();
+        let query: Vec<(String, String)> = rendered
+            .query
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose_secret().to_owned()))
+            .collect();
+        self.http
+            .post(&endpoint.url, &query, &headers, rendered.body)
+            .await
+            .map_err(|e| Posted::failed(scrub(&e.to_string(), secret)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_an_echoed_key() {
+        let secret = SecretString::from("tok-123456".to_owned());
+        assert_eq!(scrub("bad key tok-123456", &secret), "bad key [redacted]");
+    }
+}

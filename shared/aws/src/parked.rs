@@ -1,0 +1,382 @@
+//! Parked batches: batches the push function stopped trying (the endpoint's
+//! incident expired, the endpoint is disabled, or the endpoint refused a
+//! transaction), kept in DynamoDB where operations list and replay them.
+//! Nothing is kept in a queue until its retention deletes it.
+//!
+//! Items live in the delivery ledger table, beside the endpoint's delivered
+//! batches (`EndpointId` = the endpoint):
+//!
+//! | `BatchId` (SK) | holds |
+//! |---|---|
+//! | `PARKED#<parked at, ns, 20 digits>#<MessageId>` | reason, attempts, last error, first attempt, customer, kind, created at, the transactions' keys, the number of body parts |
+//! | `…#PART#<n>` | part `n` of the batch's queue message body (binary, ≤ 350 KB each: a 1,000-transaction batch exceeds one 400 KB item) |
+//!
+//! The sort key keeps the endpoint's parked batches **in the order they were
+//! parked**, which is the order they were queued in: one endpoint's batches
+//! are handled one at a time, in FIFO order, and the nanosecond stamp only
+//! grows within a process. Parts are written before their header, so a
+//! header never points at missing parts. Parked items do not expire.
+//!
+//! [`ParkedStore::replay`] sends an endpoint's parked batches back to the
+//! delivery queue in that order (same body, so the same `MessageId`; a
+//! deduplication id of its own per parked item, so a replay within SQS's
+//! five-minute window of the original is not dropped) and removes each once
+//! it is queued. A batch parked twice (a crash between parking and the
+//! queue's acknowledgement) is replayed twice and posted once: the push
+//! function acknowledges a `MessageId` the ledger already has without
+//! posting it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::StoreError;
+
+/// Sort key prefix of parked batches in the ledger table.
+pub const PARKED_PREFIX: &str = "PARKED#";
+
+/// Bytes of body per item (DynamoDB items are at most 400 KB).
+const PART_BYTES: usize = 350_000;
+
+/// The last stamp handed out in this process: parks in one process are
+/// strictly ordered even within one nanosecond tick.
+static LAST_STAMP: AtomicU64 = AtomicU64::new(0);
+
+fn stamp(at: OffsetDateTime) -> u64 {
+    let wanted = u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0);
+    let mut last = LAST_STAMP.load(Ordering::SeqCst);
+    loop {
+        let next = wanted.max(last + 1);
+        match LAST_STAMP.compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// A batch to park.
+#[derive(Debug, Clone)]
+pub struct ParkBatch<'a> {
+    pub endpoint_id: &'a str,
+    pub customer_id: &'a str,
+    pub message_id: &'a str,
+    /// `Transactions` or `AuditTransactions`.
+    pub kind: &'a str,
+    /// When the fan-out made the batch.
+    pub created_at: &'a str,
+    /// `expired`, `disabled` or `refused`.
+    pub reason: &'a str,
+    /// Attempts made on this batch (0: parked without one).
+    pub attempts: u32,
+    /// Latest failure or the endpoint's answer, redacted.
+    pub last_error: Option<&'a str>,
+    pub first_attempt_at: Option<OffsetDateTime>,
+    pub transaction_keys: &'a [String],
+    /// The batch this one was split from, if any.
+    pub parent_message_id: Option<&'a str>,
+    /// The queue message body to replay (the batch, never a token).
+    pub body: &'a str,
+    pub parked_at: OffsetDateTime,
+}
+
+/// A parked batch as listed (without its body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub endpoint_id: String,
+    /// The item's sort key: its place in the endpoint's order.
+    pub id: String,
+    pub customer_id: String,
+    pub message_id: String,
+    pub kind: String,
+    pub created_at: String,
+    pub reason: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub first_attempt_at: Option<String>,
+    pub parked_at: String,
+    pub transaction_keys: Vec<String>,
+    pub parent_message_id: Option<String>,
+    pub parts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParkedStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        Some(AttributeValue::N(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn part_key(id: &str, part: u32) -> String {
+    format!("{id}#PART#{part:04}")
+}
+
+impl ParkedStore {
+    /// `ledger_table`: the delivery ledger table.
+    pub fn new(client: Client, ledger_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: ledger_table.into(),
+        }
+    }
+
+    fn key(endpoint_id: &str, batch_id: String) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("EndpointId".to_owned(), s(endpoint_id)),
+            ("BatchId".to_owned(), s(batch_id)),
+        ])
+    }
+
+    async fn put(&self, item: HashMap<String, AttributeValue>) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
+        Ok(())
+    }
+
+    /// Parks a batch; returns its id (sort key).
+    pub async fn park(&self, batch: &ParkBatch<'_>) -> Result<String, StoreError> {
+        let id = format!(
+            "{PARKED_PREFIX}{:020}#{}",
+            stamp(batch.parked_at),
+            batch.message_id
+        );
+        let body = batch.body.as_bytes();
+        let chunks: Vec<&[u8]> = if body.is_empty() {
+            Vec::new()
+        } else {
+            body.chunks(PART_BYTES).collect()
+        };
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut item = Self::key(batch.endpoint_id, part_key(&id, i as u32));
+            item.insert("Body".into(), AttributeValue::B(Blob::new(chunk.to_vec())));
+            self.put(item).await?;
+        }
+        let mut item = Self::key(batch.endpoint_id, id.clone());
+        item.insert("CustomerId".into(), s(batch.customer_id));
+        item.insert("MessageId".into(), s(batch.message_id));
+        item.insert("Kind".into(), s(batch.kind));
+        item.insert("CreatedAt".into(), s(batch.created_at));
+        item.insert("Reason".into(), s(batch.reason));
+        item.insert("Attempts".into(), n(batch.attempts));
+        item.insert(
+            "ParkedAt".into(),
+            s(batch.parked_at.format(&Rfc3339).unwrap_or_default()),
+        );
+        item.insert("Parts".into(), n(chunks.len()));
+        item.insert("TransactionCount".into(), n(batch.transaction_keys.len()));
+        if !batch.transaction_keys.is_empty() {
+            item.insert("Keys".into(), s(batch.transaction_keys.join("\n")));
+        }
+        if let Some(e) = batch.last_error.filter(|e| !e.is_empty()) {
+            item.insert("LastError".into(), s(e));
+        }
+        if let Some(at) = batch.first_attempt_at {
+            item.insert(
+                "FirstAttemptAt".into(),
+                s(at.format(&Rfc3339).unwrap_or_default()),
+            );
+        }
+        if let Some(parent) = batch.parent_message_id {
+            item.insert("ParentMessageId".into(), s(parent));
+        }
+        self.put(item).await?;
+        Ok(id)
+    }
+
+    /// The endpoint's parked batches, in the order they were parked.
+    pub async fn list(&self, endpoint_id: &str) -> Result<Vec<Parked>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("EndpointId = :e AND begins_with(BatchId, :p)")
+            .expression_attribute_values(":e", s(endpoint_id))
+            .expression_attribute_values(":p", s(PARKED_PREFIX))
+            // Bodies are read only to replay.
+            .projection_expression(
+                "EndpointId, BatchId, CustomerId, MessageId, Kind, CreatedAt, Reason, \
+                 Attempts, LastError, FirstAttemptAt, ParkedAt, Keys, ParentMessageId, Parts",
+            )
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+        Ok(items
+            .iter()
+            .filter(|item| {
+                text(item, "BatchId").is_some_and(|id| !id.contains("#PART#"))
+                    && item.contains_key("MessageId")
+            })
+            .map(|item| Parked {
+                endpoint_id: text(item, "EndpointId").unwrap_or_default(),
+                id: text(item, "BatchId").unwrap_or_default(),
+                customer_id: text(item, "CustomerId").unwrap_or_default(),
+                message_id: text(item, "MessageId").unwrap_or_default(),
+                kind: text(item, "Kind").unwrap_or_default(),
+                created_at: text(item, "CreatedAt").unwrap_or_default(),
+                reason: text(item, "Reason").unwrap_or_default(),
+                attempts: text(item, "Attempts")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_default(),
+                last_error: text(item, "LastError"),
+                first_attempt_at: text(item, "FirstAttemptAt"),
+                parked_at: text(item, "ParkedAt").unwrap_or_default(),
+                transaction_keys: text(item, "Keys")
+                    .map(|k| k.lines().map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                parent_message_id: text(item, "ParentMessageId"),
+                parts: text(item, "Parts")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The queue message body of a parked batch.
+    pub async fn body(&self, parked: &Parked) -> Result<String, StoreError> {
+        let mut body = Vec::new();
+        for part in 0..parked.parts {
+            let key = part_key(&parked.id, part);
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&parked.endpoint_id, key.clone())))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
+            match out.item.as_ref().and_then(|i| i.get("Body")) {
+                Some(AttributeValue::B(blob)) => body.extend_from_slice(blob.as_ref()),
+                _ => {
+                    return Err(StoreError::Malformed {
+                        resource: self.table.clone(),
+                        key,
+                        message: "body part missing".into(),
+                    });
+                }
+            }
+        }
+        String::from_utf8(body).map_err(|e| StoreError::Malformed {
+            resource: self.table.clone(),
+            key: parked.id.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Removes a parked batch (after it was replayed).
+    pub async fn remove(&self, parked: &Parked) -> Result<(), StoreError> {
+        // The header first: a half-removed batch is no longer listed.
+        let mut keys = vec![parked.id.clone()];
+        keys.extend((0..parked.parts).map(|p| part_key(&parked.id, p)));
+        for key in keys {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&parked.endpoint_id, key)))
+                .send()
+                .await
+                .map_err(|e| StoreError::sdk("DeleteItem", &self.table, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the endpoint's parked batches back to the delivery queue, in
+    /// their order, removing each once queued. Returns how many were queued.
+    /// Run it after the endpoint was enabled (or resumed): batches replayed
+    /// to a still expired endpoint are parked again.
+    #[cfg(feature = "sqs")]
+    pub async fn replay(
+        &self,
+        endpoint_id: &str,
+        sqs: &aws_sdk_sqs::Client,
+        queue_url: &str,
+    ) -> Result<usize, StoreError> {
+        let parked = self.list(endpoint_id).await?;
+        for (done, p) in parked.iter().enumerate() {
+            let body = self.body(p).await?;
+            // Its own deduplication id: the original MessageId may still be
+            // in SQS's five-minute window and the replay would be dropped.
+            let dedup = replay_dedup_id(&p.id);
+            sqs.send_message()
+                .queue_url(queue_url)
+                .message_body(body)
+                .message_group_id(endpoint_id)
+                .message_deduplication_id(dedup)
+                .send()
+                .await
+                .map_err(|e| {
+                    tracing::warn!(replayed = done, "replay stopped");
+                    StoreError::sdk("SendMessage", queue_url, e)
+                })?;
+            self.remove(p).await?;
+        }
+        Ok(parked.len())
+    }
+}
+
+/// ≤ 128 characters of `[A-Za-z0-9]`: a hash of the parked item's id.
+#[cfg(feature = "sqs")]
+fn replay_dedup_id(id: &str) -> String {
+    // FNV-1a, twice with different offsets: no extra crate for 128 bits.
+    let fnv = |seed: u64| {
+        id.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "replay{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x8422_2325_cbf2_9ce4)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_only_grow() {
+        let t = OffsetDateTime::now_utc();
+        let a = stamp(t);
+        let b = stamp(t);
+        let c = stamp(t - time::Duration::seconds(5));
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_eq!(format!("{:020}", a).len(), 20);
+    }
+
+    #[cfg(feature = "sqs")]
+    #[test]
+    fn replay_dedup_ids_are_valid_and_distinct() {
+        let a = replay_dedup_id("PARKED#1#m");
+        assert!(a.len() <= 128 && a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, replay_dedup_id("PARKED#2#m"));
+    }
+}
