@@ -18,15 +18,27 @@ pub struct StreamReadError {
     pub operation: &'static str,
     pub stream_arn: String,
     pub message: String,
+    /// The records are gone for good (trimmed past the stream's 24 h, or
+    /// the stream or shard no longer exists): retrying cannot help.
+    pub gone: bool,
 }
 
-fn read_error(
+fn read_error<E, R>(
     operation: &'static str,
     stream_arn: &str,
-    e: impl std::error::Error,
-) -> StreamReadError {
+    e: aws_sdk_dynamodbstreams::error::SdkError<E, R>,
+) -> StreamReadError
+where
+    E: std::error::Error + aws_sdk_dynamodbstreams::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
+    let gone = matches!(
+        e.code(),
+        Some("TrimmedDataAccessException" | "ResourceNotFoundException")
+    );
     let mut message = e.to_string();
-    let mut source = e.source();
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
@@ -36,6 +48,7 @@ fn read_error(
         operation,
         stream_arn: stream_arn.to_owned(),
         message,
+        gone,
     }
 }
 
@@ -130,6 +143,58 @@ pub async fn read_shard(
             break;
         }
         records.extend(page.records().iter().map(|r| lambda_record(r, stream_arn)));
+        iterator = page.next_shard_iterator().map(str::to_owned);
+    }
+    Ok(records)
+}
+
+/// Sequence numbers are decimal strings of varying length.
+pub fn compare_sequence(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// The records of one shard from `start` to `end` (both included), in
+/// stream order: the range a stream's on-failure record describes.
+pub async fn read_range(
+    client: &Client,
+    stream_arn: &str,
+    shard_id: &str,
+    start: &str,
+    end: &str,
+) -> Result<Vec<EventRecord>, StreamReadError> {
+    let mut iterator = client
+        .get_shard_iterator()
+        .stream_arn(stream_arn)
+        .shard_id(shard_id)
+        .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+        .sequence_number(start)
+        .send()
+        .await
+        .map_err(|e| read_error("GetShardIterator", stream_arn, e))?
+        .shard_iterator()
+        .map(str::to_owned);
+    let mut records = Vec::new();
+    while let Some(current) = iterator.take() {
+        let page = client
+            .get_records()
+            .shard_iterator(current)
+            .limit(1000)
+            .send()
+            .await
+            .map_err(|e| read_error("GetRecords", stream_arn, e))?;
+        if page.records().is_empty() {
+            break;
+        }
+        for r in page.records() {
+            let seq = r
+                .dynamodb()
+                .and_then(|d| d.sequence_number())
+                .unwrap_or_default();
+            if compare_sequence(seq, end).is_gt() {
+                return Ok(records);
+            }
+            records.push(lambda_record(r, stream_arn));
+        }
         iterator = page.next_shard_iterator().map(str::to_owned);
     }
     Ok(records)

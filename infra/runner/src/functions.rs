@@ -15,6 +15,7 @@ enum Handler {
     Ingest(Box<ingest::Ingest>),
     Fanout(Box<fanout::Fanout>),
     Push(Box<push::Push>),
+    StreamRecovery(Box<stream_recovery::StreamRecovery>),
 }
 
 /// One function and its Lambda timeout.
@@ -42,6 +43,9 @@ impl Function {
             "ingest" => Handler::Ingest(Box::new(ingest::Ingest::from_env().await?)),
             "fanout" => Handler::Fanout(Box::new(fanout::Fanout::from_env().await?)),
             "push" => Handler::Push(Box::new(push::Push::from_env().await?)),
+            "stream-recovery" => Handler::StreamRecovery(Box::new(
+                stream_recovery::StreamRecovery::from_env().await?,
+            )),
             other => bail!("{}: no local handler for binary {other:?}", spec.logical_id),
         };
         Ok(Self {
@@ -85,6 +89,7 @@ impl Function {
     pub async fn sqs(&self, event: SqsEvent) -> Result<SqsBatchResponse, InvokeError> {
         match &self.handler {
             Handler::Push(f) => self.within_timeout(f.handle(event)).await,
+            Handler::StreamRecovery(f) => self.within_timeout(f.handle(event)).await,
             _ => Err(InvokeError::WrongEvent(self.logical_id.clone())),
         }
     }

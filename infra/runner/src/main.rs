@@ -46,6 +46,10 @@ struct Args {
     /// Pause between polls of an idle stream shard, in milliseconds.
     #[arg(long, default_value_t = 250)]
     stream_poll_ms: u64,
+    /// Local override of the stream's MaximumRecordAgeInSeconds (to play
+    /// an outage longer than the record age in minutes, not hours).
+    #[arg(long)]
+    stream_max_record_age_seconds: Option<u64>,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -120,6 +124,7 @@ async fn run(args: Args, specs: Vec<platformsync_template::FunctionSpec>) -> any
                     batch_size,
                     starting_position,
                     maximum_retry_attempts,
+                    maximum_record_age,
                     bisect_on_error,
                     on_failure,
                     ..
@@ -135,6 +140,10 @@ async fn run(args: Args, specs: Vec<platformsync_template::FunctionSpec>) -> any
                             batch_size: *batch_size,
                             starting_position: starting_position.clone(),
                             max_retries: *maximum_retry_attempts,
+                            max_record_age: args
+                                .stream_max_record_age_seconds
+                                .map(Duration::from_secs)
+                                .or(*maximum_record_age),
                             bisect_on_error: *bisect_on_error,
                             on_failure_queue_url,
                             poll_interval: Duration::from_millis(args.stream_poll_ms),

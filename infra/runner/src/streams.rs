@@ -2,9 +2,12 @@
 //! plays it: shard iterators, batches of at most `BatchSize`, partial batch
 //! responses (the lowest failed sequence number is the checkpoint: what came
 //! before it is done, it and what follows are retried), whole-batch retries
-//! on function errors (halved when `BisectBatchOnFunctionError`), and after
-//! `MaximumRetryAttempts` the batch's description goes to the on-failure
-//! destination and the shard moves on.
+//! on function errors (with `BisectBatchOnFunctionError`, the failed batch
+//! is split in two and each half invoked on its own, halving again while a
+//! half fails), and when `MaximumRetryAttempts` (unbounded at -1) or
+//! `MaximumRecordAgeInSeconds` (the age of the oldest record still failing,
+//! unbounded at -1) runs out, the batch's description goes to the
+//! on-failure destination and the shard moves on.
 
 use crate::checkpoints::Checkpoints;
 use crate::functions::Function;
@@ -20,7 +23,10 @@ pub struct StreamSource {
     pub stream_arn: String,
     pub batch_size: usize,
     pub starting_position: String,
+    /// `None`: retry until the records expire (`-1`).
     pub max_retries: Option<u32>,
+    /// `None`: no age limit but the stream's retention (`-1`).
+    pub max_record_age: Option<Duration>,
     pub bisect_on_error: bool,
     pub on_failure_queue_url: Option<String>,
     pub poll_interval: Duration,
@@ -36,6 +42,9 @@ struct Shard {
     pending: Vec<Record>,
     attempts: u32,
     limit: usize,
+    /// Records of a batch that failed with a function error and is being
+    /// replayed in halves: the halves stay within it.
+    split_left: usize,
 }
 
 pub async fn run(
@@ -153,7 +162,12 @@ async fn step(
             return Ok(false);
         }
     }
-    let take = shard.limit.min(shard.pending.len());
+    let limit = if shard.split_left > 0 {
+        shard.limit.min(shard.split_left)
+    } else {
+        shard.limit
+    };
+    let take = limit.min(shard.pending.len());
     let batch = &shard.pending[..take];
     let mut event = aws_lambda_events::dynamodb::Event::default();
     event.records = batch
@@ -179,8 +193,11 @@ async fn step(
         }
         Err(e) => {
             error!(function = %src.function.logical_id, error = %e, "function error: the batch is retried");
-            if src.bisect_on_error {
-                shard.limit = (take / 2).max(1);
+            if src.bisect_on_error && take > 1 {
+                // Lambda splits the failed batch in two and invokes each
+                // half on its own; a failing half is split again.
+                shard.split_left = shard.split_left.max(take);
+                shard.limit = take.div_ceil(2);
             }
             0
         }
@@ -194,25 +211,57 @@ async fn step(
             .advance(&src.stream_arn, shard_id, &last)
             .await?;
         shard.attempts = 0;
+        shard.split_left = shard.split_left.saturating_sub(handled);
     }
     if handled < take {
         shard.attempts += 1;
-        if src.max_retries.is_some_and(|max| shard.attempts > max) {
+        let age = shard
+            .pending
+            .first()
+            .and_then(|r| r.dynamodb()?.approximate_creation_date_time())
+            .and_then(|t| {
+                let created =
+                    std::time::UNIX_EPOCH + Duration::from_secs_f64(t.as_secs_f64().max(0.0));
+                std::time::SystemTime::now().duration_since(created).ok()
+            });
+        if gives_up(shard.attempts, src.max_retries, age, src.max_record_age) {
             let failed: Vec<Record> = shard.pending.drain(..take - handled).collect();
-            send_to_failure_destination(src, sqs, shard_id, &failed, shard.attempts).await;
+            let condition = if src.max_retries.is_some_and(|max| shard.attempts > max) {
+                "RetryAttemptsExhausted"
+            } else {
+                "RecordAgeExceeded"
+            };
+            send_to_failure_destination(src, sqs, shard_id, &failed, shard.attempts, condition)
+                .await;
             if let Some(last) = failed.last().and_then(sequence) {
                 checkpoints.advance(&src.stream_arn, shard_id, last).await?;
             }
             shard.attempts = 0;
             shard.limit = src.batch_size;
+            shard.split_left = shard.split_left.saturating_sub(take - handled);
         } else {
             let backoff = Duration::from_millis(200 * u64::from(shard.attempts.min(25)));
             tokio::time::sleep(backoff).await;
         }
-    } else {
+    }
+    if shard.split_left == 0 {
         shard.limit = src.batch_size;
     }
     Ok(true)
+}
+
+/// Whether Lambda stops retrying a failing batch: after `max_retries`
+/// retries (`None`: never by count), or once its oldest failing record is
+/// older than `max_age` (`None`: never by age; the stream's retention
+/// ends it).
+fn gives_up(
+    attempts: u32,
+    max_retries: Option<u32>,
+    age: Option<Duration>,
+    max_age: Option<Duration>,
+) -> bool {
+    max_retries.is_some_and(|max| attempts > max)
+        || matches!((age, max_age), (Some(age), Some(max)) if age > max)
 }
 
 async fn first_iterator(
@@ -257,6 +306,7 @@ async fn send_to_failure_destination(
     shard_id: &str,
     failed: &[Record],
     attempts: u32,
+    condition: &str,
 ) {
     let (Some(first), Some(last)) = (
         failed.first().and_then(sequence),
@@ -267,7 +317,7 @@ async fn send_to_failure_destination(
     let body = serde_json::json!({
         "version": "1.0",
         "requestContext": {
-            "condition": "RetryAttemptsExhausted",
+            "condition": condition,
             "approximateInvokeCount": attempts,
             "functionArn": src.function.logical_id,
         },
@@ -300,6 +350,23 @@ async fn send_to_failure_destination(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_end_by_count_or_by_record_age_and_minus_one_means_never() {
+        let h = Duration::from_secs(3600);
+        // -1 / -1: retried until the stream trims the records.
+        assert!(!gives_up(1_000_000, None, Some(23 * h), None));
+        // Unbounded count, 12 h age: only the age ends it.
+        assert!(!gives_up(10_000, None, Some(11 * h), Some(12 * h)));
+        assert!(gives_up(1, None, Some(13 * h), Some(12 * h)));
+        // A count: ends after that many retries, whatever the age.
+        assert!(!gives_up(200, Some(200), Some(h), None));
+        assert!(gives_up(201, Some(200), Some(h), None));
+        assert!(
+            !gives_up(3, None, None, Some(h)),
+            "age unknown: keep trying"
+        );
+    }
 
     #[test]
     fn sequence_numbers_compare_numerically() {

@@ -33,7 +33,12 @@ pub enum EventSource {
         batch_size: usize,
         starting_position: String,
         batching_window: Duration,
+        /// `MaximumRetryAttempts`: `None` = retry until the record expires
+        /// (`-1`, also Lambda's default when absent).
         maximum_retry_attempts: Option<u32>,
+        /// `MaximumRecordAgeInSeconds`: `None` = no limit but the stream's
+        /// retention (`-1`, Lambda's default).
+        maximum_record_age: Option<Duration>,
         bisect_on_error: bool,
         report_batch_item_failures: bool,
         /// `DestinationConfig.OnFailure.Destination` (an ARN).
@@ -132,6 +137,18 @@ fn event_source(name: &str, event: &Value) -> Result<EventSource, String> {
         p.get(key)
             .and_then(|v| scalar_string(v).parse::<u64>().ok())
     };
+    // -1 means "no limit" for the stream's retry settings; anything else
+    // that is not a count is refused rather than read as unlimited.
+    let limit = |key: &str| -> Result<Option<u64>, String> {
+        match p.get(key).map(scalar_string) {
+            None => Ok(None),
+            Some(v) if v == "-1" => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("event {name}: {key} must be -1 or a count, got {v:?}")),
+        }
+    };
     let reports = p
         .get("FunctionResponseTypes")
         .and_then(Value::as_array)
@@ -150,7 +167,9 @@ fn event_source(name: &str, event: &Value) -> Result<EventSource, String> {
             batching_window: Duration::from_secs(
                 number("MaximumBatchingWindowInSeconds").unwrap_or(0),
             ),
-            maximum_retry_attempts: number("MaximumRetryAttempts").map(|n| n as u32),
+            maximum_retry_attempts: limit("MaximumRetryAttempts")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            maximum_record_age: limit("MaximumRecordAgeInSeconds")?.map(Duration::from_secs),
             bisect_on_error: p
                 .get("BisectBatchOnFunctionError")
                 .is_some_and(|b| scalar_string(b) == "true"),
@@ -245,6 +264,7 @@ Resources:
             MaximumBatchingWindowInSeconds: 1
             BisectBatchOnFunctionError: true
             MaximumRetryAttempts: 5
+            MaximumRecordAgeInSeconds: 3600
             FunctionResponseTypes: [ReportBatchItemFailures]
             DestinationConfig:
               OnFailure:
@@ -293,6 +313,7 @@ Resources:
             starting_position: "TRIM_HORIZON".into(),
             batching_window: Duration::from_secs(1),
             maximum_retry_attempts: Some(5),
+            maximum_record_age: Some(Duration::from_secs(3600)),
             bisect_on_error: true,
             report_batch_item_failures: true,
             on_failure: Some("arn:q".into()),
@@ -314,6 +335,32 @@ Resources:
             path: "/v1/uploads".into(),
             method: "POST".into()
         }));
+    }
+
+    #[test]
+    fn unlimited_stream_retries_are_minus_one_and_typos_are_refused() {
+        let event = |extra: &str| {
+            let yaml = format!(
+                "Type: DynamoDB\nProperties:\n  Stream: s\n  StartingPosition: LATEST\n{extra}"
+            );
+            let v: serde_norway::Value = serde_norway::from_str(&yaml).unwrap();
+            event_source("E", &serde_json::to_value(v).unwrap())
+        };
+        match event("  MaximumRetryAttempts: -1\n  MaximumRecordAgeInSeconds: -1\n").unwrap() {
+            EventSource::DynamoDbStream {
+                maximum_retry_attempts,
+                maximum_record_age,
+                ..
+            } => assert_eq!((maximum_retry_attempts, maximum_record_age), (None, None)),
+            other => panic!("{other:?}"),
+        }
+        match event("  MaximumRecordAgeInSeconds: 43200\n").unwrap() {
+            EventSource::DynamoDbStream {
+                maximum_record_age, ..
+            } => assert_eq!(maximum_record_age, Some(Duration::from_secs(43200))),
+            other => panic!("{other:?}"),
+        }
+        assert!(event("  MaximumRetryAttempts: lots\n").is_err());
     }
 
     #[test]

@@ -1,0 +1,27 @@
+//! Lambda entry point of the stream-recovery function: builds its clients
+//! once per container, then hands every StreamFailureQueue message to
+//! [`stream_recovery::StreamRecovery`] with the invocation's deadline.
+
+// The handler future nests the fan-out's SDK futures deeply.
+#![recursion_limit = "256"]
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use std::time::{Duration, Instant, SystemTime};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let recovery = stream_recovery::StreamRecovery::from_env().await?;
+    let recovery = &recovery;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let remaining = event
+            .context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let deadline = Instant::now() + remaining;
+        Ok::<_, Error>(recovery.handle_until(event.payload, deadline).await)
+    }))
+    .await
+}
