@@ -109,12 +109,8 @@ pub enum FanoutError {
     },
     #[error("writing the plan {key}: {source}")]
     WritePlan { key: String, source: StoreError },
-    #[error("writing a pointer at {at} to plan {plan}: {source}")]
-    WritePointer {
-        at: String,
-        plan: String,
-        source: StoreError,
-    },
+    #[error("writing a pointer at {at} to its plan: {source}")]
+    WritePointer { at: String, source: StoreError },
     #[error("parking {records} records: {source}")]
     Park { records: usize, source: StoreError },
     #[error("reading {keys} transactions of plan {plan}: {source}")]
@@ -483,7 +479,6 @@ impl<T: SendMessageBatch> Fanout<T> {
                     record: pushable[0],
                     error: FanoutError::WritePointer {
                         at: at.clone(),
-                        plan: plan.key.clone(),
                         source,
                     },
                 });
@@ -803,7 +798,6 @@ impl<T: SendMessageBatch> Fanout<T> {
                     record: first,
                     error: FanoutError::WritePointer {
                         at: key.to_owned(),
-                        plan: plan.key.clone(),
                         source,
                     },
                 });
