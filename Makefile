@@ -41,6 +41,11 @@ bench-fanout:
 bench-push:
 	@infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench push_load
 
+# Issue 18: 100 batches to a 30 %-failing endpoint beside a healthy one (docs/benchmarks.md).
+.PHONY: bench-flaky
+bench-flaky:
+	@infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench push_flaky
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -117,6 +117,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// When it was read.
     pub at: Instant,
+    /// The status it was answered with (`None`: the connection was reset).
+    pub replied: Option<u16>,
 }
 
 impl Request {
@@ -162,6 +164,34 @@ impl Request {
 struct Script {
     queued: VecDeque<Reply>,
     default: Option<Reply>,
+    /// Requests whose body contains the text get the reply (before the queue).
+    refuse: Vec<(Vec<u8>, Reply)>,
+    /// Fails this share of requests at random (per mille, seeded), with one
+    /// of the replies in turn.
+    flaky: Option<Flaky>,
+}
+
+struct Flaky {
+    per_mille: u64,
+    state: u64,
+    failures: Vec<Reply>,
+}
+
+impl Flaky {
+    fn next(&mut self) -> Option<Reply> {
+        // SplitMix64: reproducible from the seed, no extra crate.
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        if z % 1000 < self.per_mille && !self.failures.is_empty() {
+            let pick = ((z >> 20) % self.failures.len() as u64) as usize;
+            Some(self.failures[pick].clone())
+        } else {
+            None
+        }
+    }
 }
 
 struct Shared {
@@ -287,6 +317,22 @@ impl Receiver {
         self.script().default = Some(reply);
     }
 
+    /// Requests whose body contains `text` get `reply`, whatever the queue
+    /// says (an endpoint refusing one transaction).
+    pub fn refuse_containing(&self, text: &str, reply: Reply) {
+        self.script().refuse.push((text.as_bytes().to_vec(), reply));
+    }
+
+    /// Fails `percent` % of requests at random (reproducible from `seed`),
+    /// each with one of `failures`; the rest get the queue or the default.
+    pub fn set_flaky(&self, percent: u64, seed: u64, failures: Vec<Reply>) {
+        self.script().flaky = Some(Flaky {
+            per_mille: percent * 10,
+            state: seed,
+            failures,
+        });
+    }
+
     /// Whether requests are kept (a load run only counts them).
     pub fn set_recording(&self, record: bool) {
         self.shared.record.store(record, Ordering::SeqCst);
@@ -331,11 +377,21 @@ impl Receiver {
     }
 }
 
-fn next_reply(shared: &Shared) -> Reply {
+fn next_reply(shared: &Shared, body: &[u8]) -> Reply {
     let mut script = shared
         .script
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, reply)) = script
+        .refuse
+        .iter()
+        .find(|(text, _)| !text.is_empty() && body.windows(text.len()).any(|w| w == text))
+    {
+        return reply.clone();
+    }
+    if let Some(reply) = script.flaky.as_mut().and_then(Flaky::next) {
+        return reply;
+    }
     script
         .queued
         .pop_front()
@@ -352,6 +408,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
+        422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -367,7 +424,12 @@ async fn serve(mut stream: tokio_rustls::server::TlsStream<TcpStream>, shared: A
             return;
         };
         shared.count.fetch_add(1, Ordering::SeqCst);
-        let reply = next_reply(&shared);
+        let reply = next_reply(&shared, &request.body);
+        let mut request = request;
+        request.replied = match &reply {
+            Reply::Respond { status, .. } => Some(*status),
+            Reply::Reset => None,
+        };
         if shared.record.load(Ordering::SeqCst) {
             shared
                 .requests
@@ -457,5 +519,6 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         headers,
         body,
         at: Instant::now(),
+        replied: None,
     })
 }

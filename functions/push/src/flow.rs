@@ -86,8 +86,7 @@ impl Outcome {
         match self {
             Outcome::Delivered => "Delivered",
             Outcome::AlreadyDelivered => "AlreadyDelivered",
-            Outcome::Parked { reason: "expired" } => "Expired",
-            Outcome::Parked { reason: "disabled" } => "ParkedDisabled",
+            // Alarmed: operations replay parked batches.
             Outcome::Parked { .. } => "Parked",
             Outcome::Split { .. } => "Split",
             Outcome::DeadLettered { .. } => "Malformed",

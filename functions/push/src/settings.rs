@@ -95,21 +95,32 @@ impl Settings {
             "RETRY_WINDOW_SECONDS",
             DEFAULT_WINDOW.as_secs(),
         )?);
-        let secs = |name: &'static str, default: Duration| {
-            env::parsed_or(name, default.as_secs()).map(Duration::from_secs)
-        };
-        let millis = |name: &'static str, default: Duration| {
-            env::parsed_or(name, default.as_millis() as u64).map(Duration::from_millis)
-        };
-        settings.probe_interval = secs("PROBE_INTERVAL_SECONDS", settings.probe_interval)?;
-        settings.lateness_tolerance =
-            secs("LATENESS_TOLERANCE_SECONDS", settings.lateness_tolerance)?;
-        settings.our_backoff_base = secs("OUR_BACKOFF_BASE_SECONDS", settings.our_backoff_base)?;
-        settings.our_backoff_cap = secs("OUR_BACKOFF_CAP_SECONDS", settings.our_backoff_cap)?;
-        settings.aws_operation_timeout =
-            millis("AWS_OPERATION_TIMEOUT_MS", settings.aws_operation_timeout)?;
-        settings.aws_attempt_timeout =
-            millis("AWS_ATTEMPT_TIMEOUT_MS", settings.aws_attempt_timeout)?;
+        let secs = |n: u64| Duration::from_secs(n);
+        let millis = |d: Duration| d.as_millis() as u64;
+        settings.probe_interval = secs(env::parsed_or(
+            "PROBE_INTERVAL_SECONDS",
+            settings.probe_interval.as_secs(),
+        )?);
+        settings.lateness_tolerance = secs(env::parsed_or(
+            "LATENESS_TOLERANCE_SECONDS",
+            settings.lateness_tolerance.as_secs(),
+        )?);
+        settings.our_backoff_base = secs(env::parsed_or(
+            "OUR_BACKOFF_BASE_SECONDS",
+            settings.our_backoff_base.as_secs(),
+        )?);
+        settings.our_backoff_cap = secs(env::parsed_or(
+            "OUR_BACKOFF_CAP_SECONDS",
+            settings.our_backoff_cap.as_secs(),
+        )?);
+        settings.aws_operation_timeout = Duration::from_millis(env::parsed_or(
+            "AWS_OPERATION_TIMEOUT_MS",
+            millis(settings.aws_operation_timeout),
+        )?);
+        settings.aws_attempt_timeout = Duration::from_millis(env::parsed_or(
+            "AWS_ATTEMPT_TIMEOUT_MS",
+            millis(settings.aws_attempt_timeout),
+        )?);
         settings.attempt_timeout = Duration::from_secs(
             env::parsed_or("ATTEMPT_TIMEOUT_SECONDS", DEFAULT_ATTEMPT_TIMEOUT.as_secs())?.max(1),
         );

@@ -8,7 +8,7 @@
 //!
 //! | `BatchId` (SK) | holds |
 //! |---|---|
-//! | `PARKED#<parked at, ns, 20 digits>#<MessageId>` | reason, attempts, last error, first attempt, customer, kind, created at, the transactions' keys, the number of body parts |
+//! | `PARKED#<parked at, ns, 20 digits>#<MessageId>` | `Reason`, `Attempts`, `LastError`, `FirstAttemptAt`, `CustomerId`, `MessageId`, `Kind`, `CreatedAt`, `ParkedAt`, `ParkedKeys` (the transactions' keys, one per line: not `TransactionKeys`, so the ledger's "was it delivered" query never mistakes a parked batch for a delivered one), `Parts` |
 //! | `…#PART#<n>` | part `n` of the batch's queue message body (binary, ≤ 350 KB each: a 1,000-transaction batch exceeds one 400 KB item) |
 //!
 //! The sort key keeps the endpoint's parked batches **in the order they were
@@ -39,6 +39,24 @@ use crate::StoreError;
 
 /// Sort key prefix of parked batches in the ledger table.
 pub const PARKED_PREFIX: &str = "PARKED#";
+
+/// The attributes a listing reads (everything but the body).
+const LISTED: [&str; 14] = [
+    "EndpointId",
+    "BatchId",
+    "CustomerId",
+    "MessageId",
+    "Kind",
+    "CreatedAt",
+    "Reason",
+    "Attempts",
+    "LastError",
+    "FirstAttemptAt",
+    "ParkedAt",
+    "ParkedKeys",
+    "ParentMessageId",
+    "Parts",
+];
 
 /// Bytes of body per item (DynamoDB items are at most 400 KB).
 const PART_BYTES: usize = 350_000;
@@ -189,7 +207,7 @@ impl ParkedStore {
         item.insert("Parts".into(), n(chunks.len()));
         item.insert("TransactionCount".into(), n(batch.transaction_keys.len()));
         if !batch.transaction_keys.is_empty() {
-            item.insert("Keys".into(), s(batch.transaction_keys.join("\n")));
+            item.insert("ParkedKeys".into(), s(batch.transaction_keys.join("\n")));
         }
         if let Some(e) = batch.last_error.filter(|e| !e.is_empty()) {
             item.insert("LastError".into(), s(e));
@@ -216,11 +234,23 @@ impl ParkedStore {
             .key_condition_expression("EndpointId = :e AND begins_with(BatchId, :p)")
             .expression_attribute_values(":e", s(endpoint_id))
             .expression_attribute_values(":p", s(PARKED_PREFIX))
-            // Bodies are read only to replay.
+            // Bodies are read only to replay. Names go through placeholders:
+            // several are DynamoDB reserved words.
             .projection_expression(
-                "EndpointId, BatchId, CustomerId, MessageId, Kind, CreatedAt, Reason, \
-                 Attempts, LastError, FirstAttemptAt, ParkedAt, Keys, ParentMessageId, Parts",
+                LISTED
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| format!("#a{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )
+            .set_expression_attribute_names(Some(
+                LISTED
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| (format!("#a{i}"), (*name).to_owned()))
+                    .collect(),
+            ))
             .consistent_read(true)
             .into_paginator()
             .items()
@@ -248,7 +278,7 @@ impl ParkedStore {
                 last_error: text(item, "LastError"),
                 first_attempt_at: text(item, "FirstAttemptAt"),
                 parked_at: text(item, "ParkedAt").unwrap_or_default(),
-                transaction_keys: text(item, "Keys")
+                transaction_keys: text(item, "ParkedKeys")
                     .map(|k| k.lines().map(str::to_owned).collect())
                     .unwrap_or_default(),
                 parent_message_id: text(item, "ParentMessageId"),
