@@ -12,6 +12,7 @@ help:
 	@echo "make down   stop what make up started"
 	@echo "make bench  run the parser benchmark (figures go to docs/benchmarks.md)"
 	@echo "make bench-ingest  end-to-end ingest load run on a local stack of its own"
+	@echo "make chaos  soak run: the pipeline under seeded failure, figures to docs/reliability.md (CHAOS_ARGS=...)"
 	@echo "make sam-build  build every function for Lambda (arm64) with sam build + cargo-lambda"
 
 demo:
@@ -56,3 +57,8 @@ sam-build:
 
 fmt:
 	cargo fmt --all
+
+# Issue 19: the soak run (docs/reliability.md).
+.PHONY: chaos
+chaos:
+	@infra/scripts/chaos.sh

@@ -30,6 +30,9 @@ pub struct PipelineOptions {
     /// Visibility timeout the runner uses for received messages: short, so a
     /// killed runner's in-flight batches come back quickly.
     pub sqs_visibility_timeout: Duration,
+    /// Extra environment of the runner process (and so of the functions),
+    /// e.g. `AWS_ENDPOINT_URL` of a fault proxy, `ATTEMPT_TIMEOUT_SECONDS`.
+    pub runner_env: Vec<(String, String)>,
 }
 
 impl PipelineOptions {
@@ -44,6 +47,7 @@ impl PipelineOptions {
             stage: stage.into(),
             parameters: BTreeMap::new(),
             sqs_visibility_timeout: Duration::from_secs(20),
+            runner_env: Vec::new(),
         }
     }
 }
@@ -157,6 +161,7 @@ impl Pipeline {
             .arg(format!("PLATFORMSYNC_EXTRA_CA_FILE={}", ca.display()))
             .arg("--env")
             .arg("PLATFORMSYNC_ALLOW_CIDRS=127.0.0.0/8")
+            .envs(self.options.runner_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -183,6 +188,11 @@ impl Pipeline {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The runner's process id, while it runs.
+    pub fn runner_pid(&self) -> Option<u32> {
+        self.runner.as_ref().and_then(|c| c.id())
     }
 
     /// Kills the runner at once (SIGKILL), as a crash would.

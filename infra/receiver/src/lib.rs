@@ -23,10 +23,14 @@
 //! | `POST /_control/reset` | forget everything: faults, delays, received batches, seen ids |
 //! | `GET /_control/received` | [`Summary`]: batches, transactions, per path, duplicates dropped |
 //! | `GET /_control/batches` | every recorded [`ReceivedBatch`], in arrival order |
+//! | `POST /_control/chaos {"seed": 7, "error_rate": 0.05, ...}` | fail pushes at random, repeatably ([`FailureRates`]) |
+//! | `POST /_control/outage {"path": "/acme", "seconds": 120, "status": 503}` | one path down for a while |
+//! | `GET /_control/requests` | every push request and what became of it ([`PushRequest`]), repeats included |
 //!
 //! Embed it with [`Receiver::start`]; run it with the `platformsync-receiver`
 //! binary.
 
+mod chaos;
 mod key;
 mod server;
 mod tls;
@@ -43,6 +47,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use chaos::{FailureRates, Outcome, PushRequest};
 pub use key::{KeyCheck, Placement};
 
 /// File (in the state directory) with one JSON line per recorded batch.
@@ -137,8 +142,20 @@ pub struct Summary {
     pub unauthorized: u64,
     /// Requests that were not a push payload (400).
     pub bad_requests: u64,
-    /// Requests failed on purpose (`/_control/fail`).
+    /// Requests failed on purpose (`/_control/fail`, or the error rate).
     pub injected_failures: u64,
+    /// Requests answered 201 on purpose (the failure rates).
+    #[serde(default)]
+    pub created: u64,
+    /// Connections dropped on purpose without an answer (the failure rates).
+    #[serde(default)]
+    pub dropped: u64,
+    /// Requests refused because their path was in an outage.
+    #[serde(default)]
+    pub outage_failures: u64,
+    /// Answers held back on purpose (the failure rates' slow answers).
+    #[serde(default)]
+    pub slow_answers: u64,
     pub paths: BTreeMap<String, PathCounts>,
 }
 
@@ -150,12 +167,15 @@ struct Faults {
     fail_until: Option<Instant>,
     fail_until_status: u16,
     slow: Duration,
+    chaos: chaos::Chaos,
+    outages: chaos::Outages,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     seen: HashSet<String>,
     received: Vec<ReceivedBatch>,
+    requests: Vec<PushRequest>,
     summary: Summary,
     faults: Faults,
 }
@@ -269,6 +289,26 @@ impl ReceiverHandle {
     /// Delay every push's answer by `delay` (zero: off).
     pub fn slow(&self, delay: Duration) {
         self.shared.lock().faults.slow = delay;
+    }
+
+    /// Every push request so far, in arrival order, whatever its answer:
+    /// repeats, failures and dropped connections included.
+    pub fn requests(&self) -> Vec<PushRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Fail pushes at random at these rates (all zero: off). Refuses rates
+    /// that do not make sense.
+    pub fn set_failure_rates(&self, rates: FailureRates) -> Result<(), String> {
+        rates.check()?;
+        self.shared.lock().faults.chaos = chaos::Chaos::new(rates);
+        Ok(())
+    }
+
+    /// Fail every push to `path` with `status` for `duration` (zero: end
+    /// the outage now).
+    pub fn outage(&self, path: &str, duration: Duration, status: u16) {
+        server::set_outage(&self.shared, path, duration, status);
     }
 
     /// Forget faults, delays, received batches and seen ids; truncate `received.jsonl`.

@@ -1,7 +1,6 @@
 //! The HTTPS server: TLS accept loop, the push handler and the control API.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
+use crate::chaos::{Chaos, Draw, FailureRates, Outage, Outcome, PushRequest, digest};
 use crate::key::Presented;
 use crate::{Faults, ReceivedBatch, Shared};
 
@@ -84,44 +84,122 @@ fn error(status: StatusCode, message: &str) -> Answer {
     answer(status, json!({ "error": message }))
 }
 
+/// Why a connection is closed without an answer: a dropped connection, on
+/// purpose (the failure rates). hyper closes the connection when the
+/// service fails.
+#[derive(Debug)]
+pub(crate) struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
 async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     shared: Arc<Shared>,
-) -> Result<Answer, Infallible> {
+) -> Result<Answer, DropConnection> {
     let path = req.uri().path().to_owned();
     if path == CONTROL_PREFIX || path.starts_with("/_control/") {
         return Ok(control(req, peer, &shared).await);
     }
-    Ok(push(req, path, &shared).await)
+    let mut log = Logged {
+        shared: &shared,
+        entry: Some(PushRequest {
+            path: path.clone(),
+            message_id: None,
+            received_at: now(),
+            status: 0,
+            outcome: Outcome::Abandoned,
+            records: 0,
+            digest: None,
+            delayed_seconds: 0.0,
+        }),
+    };
+    let result = push(req, path, &shared, &mut log).await;
+    log.finish(&result);
+    result
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The log entry of one push request: written when the answer is known,
+/// or as `Abandoned` if the sender goes away first (hyper then drops the
+/// request's future, and this with it).
+struct Logged<'a> {
+    shared: &'a Shared,
+    entry: Option<PushRequest>,
+}
+
+impl Logged<'_> {
+    fn set(&mut self, change: impl FnOnce(&mut PushRequest)) {
+        if let Some(entry) = self.entry.as_mut() {
+            change(entry);
+        }
+    }
+
+    fn finish(&mut self, result: &Result<Answer, DropConnection>) {
+        let status = result.as_ref().map_or(0, |a| a.status().as_u16());
+        self.set(|e| e.status = status);
+        if let Some(entry) = self.entry.take() {
+            self.shared.lock().requests.push(entry);
+        }
+    }
+}
+
+impl Drop for Logged<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.shared.lock().requests.push(entry);
+        }
+    }
 }
 
 /// A push from PlatformSync.
-async fn push(req: Request<Incoming>, path: String, shared: &Shared) -> Answer {
+async fn push(
+    req: Request<Incoming>,
+    path: String,
+    shared: &Shared,
+    log: &mut Logged<'_>,
+) -> Result<Answer, DropConnection> {
     if req.method() != Method::POST {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "POST a push payload");
+        log.set(|e| e.outcome = Outcome::BadRequest);
+        return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "POST a push payload"));
+    }
+    if let Some(status) = outage(shared, &path) {
+        log.set(|e| e.outcome = Outcome::Outage);
+        return Ok(error(status, "endpoint down (/_control/outage)"));
     }
     let slow = shared.lock().faults.slow;
     if !slow.is_zero() {
         tokio::time::sleep(slow).await;
     }
     if let Some(status) = injected_failure(shared) {
-        return error(status, "failure injected through /_control/fail");
+        log.set(|e| e.outcome = Outcome::Injected);
+        return Ok(error(status, "failure injected through /_control/fail"));
     }
 
     let (parts, body) = req.into_parts();
     let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return bad_request(shared, "body unreadable or too large"),
+        Err(_) => return Ok(bad_request(shared, log, "body unreadable or too large")),
     };
     // Top-level properties as raw JSON: decimals keep their exact digits.
     let Ok(top) = serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(&bytes) else {
-        return bad_request(shared, "body is not a JSON object");
+        return Ok(bad_request(shared, log, "body is not a JSON object"));
     };
     let mut metadata: serde_json::Map<String, serde_json::Value> = match top.get("Metadata") {
         Some(raw) => match serde_json::from_str(raw.get()) {
             Ok(m) => m,
-            Err(_) => return bad_request(shared, "Metadata is not an object"),
+            Err(_) => return Ok(bad_request(shared, log, "Metadata is not an object")),
         },
         None => serde_json::Map::new(),
     };
@@ -135,7 +213,8 @@ async fn push(req: Request<Incoming>, path: String, shared: &Shared) -> Answer {
         };
         if !check.accepts(&presented) {
             shared.lock().summary.unauthorized += 1;
-            return error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
+            log.set(|e| e.outcome = Outcome::Unauthorized);
+            return Ok(error(StatusCode::UNAUTHORIZED, "missing or wrong API key"));
         }
         // Never record the key.
         if check.placement == crate::Placement::Metadata {
@@ -147,8 +226,9 @@ async fn push(req: Request<Incoming>, path: String, shared: &Shared) -> Answer {
         .remove("MessageId")
         .and_then(|v| v.as_str().map(str::to_owned))
     else {
-        return bad_request(shared, "Metadata.MessageId is missing");
+        return Ok(bad_request(shared, log, "Metadata.MessageId is missing"));
     };
+    log.set(|e| e.message_id = Some(message_id.clone()));
     let correlation_id = metadata
         .remove("CorrelationId")
         .and_then(|v| v.as_str().map(str::to_owned));
@@ -156,33 +236,92 @@ async fn push(req: Request<Incoming>, path: String, shared: &Shared) -> Answer {
         (Some(items), None) => ("Transactions", items),
         (None, Some(items)) => ("AuditTransactions", items),
         _ => {
-            return bad_request(
+            return Ok(bad_request(
                 shared,
+                log,
                 "expected exactly one of Transactions and AuditTransactions",
-            );
+            ));
         }
     };
     let Ok(transactions) = serde_json::from_str::<Vec<Box<RawValue>>>(items.get()) else {
-        return bad_request(shared, "the transactions are not a JSON array");
+        return Ok(bad_request(
+            shared,
+            log,
+            "the transactions are not a JSON array",
+        ));
     };
+    let records = transactions.len() as u64;
+    let body_digest = digest(&transactions);
+    log.set(|e| {
+        e.records = records;
+        e.digest = Some(body_digest);
+    });
+
+    // The failure rates: drawn once the push is known to be a real one, so
+    // a wrong key is always a 401 and a malformed body always a 400.
+    let draw = shared.lock().faults.chaos.draw();
+    match draw {
+        Draw::Normal => {}
+        Draw::Drop => {
+            shared.lock().summary.dropped += 1;
+            log.set(|e| e.outcome = Outcome::Dropped);
+            return Err(DropConnection);
+        }
+        Draw::Error => {
+            shared.lock().summary.injected_failures += 1;
+            log.set(|e| e.outcome = Outcome::Injected);
+            return Ok(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failure injected (error rate)",
+            ));
+        }
+        Draw::Created => {
+            // Not 200, so PlatformSync must count it as failed and retry.
+            shared.lock().summary.created += 1;
+            log.set(|e| e.outcome = Outcome::Created);
+            return Ok(answer(
+                StatusCode::CREATED,
+                json!({ "status": "created (failure injected: not a 200)" }),
+            ));
+        }
+        Draw::Slow(delay) => {
+            shared.lock().summary.slow_answers += 1;
+            log.set(|e| e.delayed_seconds = delay.as_secs_f64());
+            tokio::time::sleep(delay).await;
+        }
+    }
 
     let batch = ReceivedBatch {
         message_id,
         correlation_id,
         path,
-        received_at: OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default(),
+        received_at: now(),
         kind: kind.to_owned(),
         metadata,
         transactions,
     };
-    record(shared, batch)
+    let (answer, outcome) = record(shared, batch);
+    log.set(|e| e.outcome = outcome);
+    Ok(answer)
 }
 
-fn bad_request(shared: &Shared, message: &str) -> Answer {
+fn bad_request(shared: &Shared, log: &mut Logged<'_>, message: &str) -> Answer {
     shared.lock().summary.bad_requests += 1;
+    log.set(|e| e.outcome = Outcome::BadRequest);
     error(StatusCode::BAD_REQUEST, message)
+}
+
+/// The status to answer on `path` if it is in an outage.
+fn outage(shared: &Shared, path: &str) -> Option<StatusCode> {
+    let mut inner = shared.lock();
+    let status = inner
+        .faults
+        .outages
+        .get(path)
+        .filter(|o| Instant::now() < o.until)
+        .map(|o| o.status)?;
+    inner.summary.outage_failures += 1;
+    Some(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
 }
 
 /// The status to fail this push with, if a fault is active.
@@ -205,14 +344,15 @@ fn injected_failure(shared: &Shared) -> Option<StatusCode> {
 }
 
 /// Records a new batch (file first, then memory) or drops a repeat.
-fn record(shared: &Shared, batch: ReceivedBatch) -> Answer {
+fn record(shared: &Shared, batch: ReceivedBatch) -> (Answer, Outcome) {
     let mut inner = shared.lock();
     if inner.seen.contains(&batch.message_id) {
         inner.summary.duplicates_dropped += 1;
-        return answer(
+        let answer = answer(
             StatusCode::OK,
             json!({ "status": "duplicate", "MessageId": batch.message_id }),
         );
+        return (answer, Outcome::Repeat);
     }
     if let Some(log) = &shared.log {
         let written = serde_json::to_string(&batch)
@@ -227,10 +367,11 @@ fn record(shared: &Shared, batch: ReceivedBatch) -> Answer {
             });
         if written.is_err() {
             // Not recorded, so not delivered: PlatformSync will retry.
-            return error(
+            let answer = error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "could not record the batch",
             );
+            return (answer, Outcome::NotStored);
         }
     }
     let count = batch.transactions.len() as u64;
@@ -248,7 +389,7 @@ fn record(shared: &Shared, batch: ReceivedBatch) -> Answer {
     let response = json!({ "status": "recorded", "MessageId": batch.message_id, "Count": count });
     inner.seen.insert(batch.message_id.clone());
     inner.received.push(batch);
-    answer(StatusCode::OK, response)
+    (answer(StatusCode::OK, response), Outcome::Recorded)
 }
 
 pub(crate) fn set_fail_count(shared: &Shared, count: u32, status: u16) {
@@ -263,11 +404,25 @@ pub(crate) fn set_fail_for(shared: &Shared, duration: Duration, status: u16) {
     inner.faults.fail_until_status = status;
 }
 
+pub(crate) fn set_outage(shared: &Shared, path: &str, duration: Duration, status: u16) {
+    let mut inner = shared.lock();
+    if duration.is_zero() {
+        inner.faults.outages.remove(path);
+    } else {
+        let until = Instant::now() + duration;
+        inner
+            .faults
+            .outages
+            .insert(path.to_owned(), Outage { until, status });
+    }
+}
+
 pub(crate) fn reset(shared: &Shared) {
     let mut inner = shared.lock();
     inner.faults = Faults::default();
     inner.seen.clear();
     inner.received.clear();
+    inner.requests.clear();
     inner.summary = Default::default();
     if let Some(log) = &shared.log {
         let _ = std::fs::write(log, b"");
@@ -279,6 +434,14 @@ pub(crate) fn reset(shared: &Shared) {
 struct FailRequest {
     count: Option<u32>,
     seconds: Option<f64>,
+    status: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutageRequest {
+    path: String,
+    seconds: f64,
     status: Option<u16>,
 }
 
@@ -314,6 +477,33 @@ async fn control(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> A
     match (&method, path.trim_start_matches(CONTROL_PREFIX)) {
         (&Method::GET, "/received") => answer(StatusCode::OK, json!(shared.lock().summary.clone())),
         (&Method::GET, "/batches") => answer(StatusCode::OK, json!(shared.lock().received)),
+        (&Method::GET, "/requests") => answer(StatusCode::OK, json!(shared.lock().requests)),
+        (&Method::POST, "/chaos") => {
+            let rates: FailureRates = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            if let Err(e) = rates.check() {
+                return error(StatusCode::BAD_REQUEST, &e);
+            }
+            shared.lock().faults.chaos = Chaos::new(rates);
+            answer(StatusCode::OK, json!({ "status": "ok" }))
+        }
+        (&Method::POST, "/outage") => {
+            let request: OutageRequest = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            let status = request.status.unwrap_or(503);
+            if !(100..=599).contains(&status) {
+                return error(StatusCode::BAD_REQUEST, "status must be 100 to 599");
+            }
+            let Some(duration) = seconds(request.seconds) else {
+                return error(StatusCode::BAD_REQUEST, "seconds must be >= 0");
+            };
+            set_outage(shared, &request.path, duration, status);
+            answer(StatusCode::OK, json!({ "status": "ok" }))
+        }
         (&Method::POST, "/fail") => {
             let request: FailRequest = match serde_json::from_slice(body) {
                 Ok(r) => r,
@@ -355,7 +545,7 @@ async fn control(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> A
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "control API: GET /_control/received, GET /_control/batches, POST /_control/fail, POST /_control/slow, POST /_control/reset",
+            "control API: GET /_control/received, GET /_control/batches, GET /_control/requests, POST /_control/fail, POST /_control/slow, POST /_control/chaos, POST /_control/outage, POST /_control/reset",
         ),
     }
 }
