@@ -1408,3 +1408,69 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
         .collect();
     assert_eq!(kinds, ["refused"]);
 }
+
+/// Issue 11: a disabled endpoint's batches are parked, not retried; enabled
+/// again and replayed, they are delivered once, in order.
+#[tokio::test]
+async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
+    let stack = Stack::deploy().await;
+    let inbox = Inbox::subscribe(&stack).await;
+    let receiver = Receiver::start().await;
+    let mut settings = endpoint(
+        &stack,
+        &receiver,
+        "acme-off",
+        "/push",
+        "tok-off",
+        json!({"Enabled": false}),
+    )
+    .await;
+    let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
+    let batches: Vec<BatchMessage> = (0..3).map(|i| batch("acme-off", 2, i)).collect();
+    for b in &batches {
+        enqueue(&stack, b).await;
+    }
+    let store = parked(&stack);
+    let until = Instant::now() + Duration::from_secs(20);
+    while store.list("acme-off").await.unwrap().len() < batches.len() {
+        assert!(Instant::now() < until, "not parked");
+        let messages = stack.receive_deliveries(1).await;
+        if !messages.is_empty() {
+            stack.run_push(&push, &messages).await;
+        }
+    }
+    assert_eq!(receiver.count(), 0, "never attempted");
+    let kept = store.list("acme-off").await.unwrap();
+    assert!(
+        kept.iter()
+            .all(|p| p.reason == "disabled" && p.attempts == 0)
+    );
+    assert!(stack.receive_deliveries(1).await.is_empty());
+
+    settings.enabled = true;
+    config(&stack).put_endpoint(&settings).await.unwrap();
+    let replayed = store
+        .replay(
+            "acme-off",
+            &stack.clients.sqs,
+            &stack.reference("DeliveryQueue"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replayed, batches.len());
+    drive(&stack, &push, Duration::from_secs(20), || {
+        receiver.count() >= batches.len()
+    })
+    .await;
+    let posted: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(Request::message_id)
+        .collect();
+    let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
+    assert_eq!(posted, ids);
+    assert!(
+        inbox.drain(&stack).await.is_empty(),
+        "staff disabled it: no notice"
+    );
+}
