@@ -45,6 +45,8 @@ pub struct Envelope {
     pub body: String,
     /// `ApproximateReceiveCount`.
     pub receive_count: u32,
+    /// `SentTimestamp`: when it was enqueued.
+    pub sent_at: Option<OffsetDateTime>,
 }
 
 /// What became of one message.
@@ -89,6 +91,9 @@ impl Outcome {
             // Alarmed: operations replay parked batches.
             Outcome::Parked { .. } => "Parked",
             Outcome::Split { .. } => "Split",
+            Outcome::DeadLettered {
+                reason: "retention",
+            } => "RetentionGuard",
             Outcome::DeadLettered { .. } => "Malformed",
             Outcome::Retrying { .. } => "FailedAttempts",
             // Alarmed: our own AWS dependencies are failing.
@@ -208,6 +213,12 @@ enum SplitEnd {
     Ours(StoreError),
     OutOfTime,
 }
+
+/// The delivery queue keeps messages 14 days. A batch our own outage has
+/// kept this long is moved to the dead-letter queue (another 14 days, its
+/// reason `retention`) rather than left for SQS to delete: the one path that
+/// does not need DynamoDB, which may be what is failing.
+pub const RETENTION_GUARD: Duration = Duration::from_secs(12 * 24 * 3600);
 
 /// Most refused parts in a row, with nothing delivered yet, before the rest
 /// is parked in larger parts: an endpoint refusing everything costs a few
@@ -636,6 +647,31 @@ impl<P: Ports> Flow<P> {
     /// Something of ours failed: not an attempt, not the customer's; back
     /// off (escalating with the message's receives, capped).
     async fn ours(&self, b: &Batch<'_>, during: &str, e: &StoreError) -> Outcome {
+        if let Some(sent_at) = b.env.sent_at
+            && platformsync_delivery::incident::since(now(), sent_at) >= RETENTION_GUARD
+        {
+            let error = e.to_string();
+            let letter = DeadLetter {
+                body: &b.env.body,
+                group_id: b.endpoint(),
+                deduplication_id: &b.message_id,
+                reason: "retention",
+                last_error: Some(&error),
+                attempts: 0,
+                first_attempt_at: None,
+                endpoint_id: Some(b.endpoint()),
+                customer_id: Some(b.customer()),
+            };
+            match self.ports.dead_letter(&letter).await {
+                Ok(()) => {
+                    error!(error = %e, during, "our side has failed for 12 days: moved to the dead-letter queue before the queue's retention deletes it");
+                    return Outcome::DeadLettered {
+                        reason: "retention",
+                    };
+                }
+                Err(e) => error!(error = %e, "could not move a batch near retention"),
+            }
+        }
         let delay = self.timing.our_backoff(b.env.receive_count);
         error!(error = %e, during, retry_in_s = delay.as_secs(), "deferred: our side failed (not counted as an attempt)");
         if let Err(e) = self.ports.retry_in(b.receipt, delay).await {
@@ -933,6 +969,7 @@ mod tests {
             group: Some("ep".into()),
             body: body.to_string(),
             receive_count: 1,
+            sent_at: Some(now()),
         }
     }
 
@@ -998,6 +1035,16 @@ mod tests {
             "state untouched"
         );
         assert!(f.ports.notice_kinds().is_empty());
+        // Twelve days of our outage: moved, never left for retention.
+        env.sent_at = Some(now() - time::Duration::days(12));
+        let out = f.run(std::slice::from_ref(&env), deadline()).await;
+        assert_eq!(
+            out[0].1,
+            Outcome::DeadLettered {
+                reason: "retention"
+            }
+        );
+        assert_eq!(*f.ports.dead.lock().unwrap(), ["retention"]);
     }
 
     #[tokio::test]

@@ -201,6 +201,11 @@ fn envelope(m: &SqsMessage) -> Envelope {
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1),
+        sent_at: m
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|t| t.parse::<i128>().ok())
+            .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok()),
     }
 }
 
@@ -220,7 +225,10 @@ mod tests {
         m.attributes.insert("MessageGroupId".into(), "ep".into());
         m.attributes
             .insert("ApproximateReceiveCount".into(), "3".into());
+        m.attributes
+            .insert("SentTimestamp".into(), "1767225600000".into());
         let e = envelope(&m);
+        assert_eq!(e.sent_at.map(|t| t.unix_timestamp()), Some(1_767_225_600));
         assert_eq!((e.id.as_str(), e.receipt.as_deref()), ("m-1", Some("r-1")));
         assert_eq!((e.group.as_deref(), e.receive_count), (Some("ep"), 3));
     }
