@@ -23,7 +23,7 @@ async fn a_small_chaos_run_loses_nothing_duplicates_nothing_and_leaks_nothing() 
             customers: 3,
             endpoints_per_customer: 2,
             upload_size: 200,
-            resend_rate: 0.2,
+            resend_rate: 0.5,
         },
         faults: FaultOptions {
             seed,

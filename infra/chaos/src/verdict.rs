@@ -108,9 +108,11 @@ pub fn analyse(
         };
         for r in requests.iter().filter(|r| r.path == e.path) {
             f.posts += 1;
-            *f.posts_by_outcome
-                .entry(outcome_name(r.outcome))
-                .or_default() += 1;
+            let mut name = outcome_name(r.outcome);
+            if r.sender_left {
+                name.push_str(" (answered too late: sender gone)");
+            }
+            *f.posts_by_outcome.entry(name).or_default() += 1;
             if r.outcome == Outcome::Repeat && r.status == 200 {
                 f.repeated_posts += 1;
                 let first = r
@@ -212,6 +214,7 @@ mod tests {
             records: 1,
             digest: Some(digest.into()),
             delayed_seconds: 0.0,
+            sender_left: false,
         }
     }
 

@@ -139,8 +139,8 @@ pub enum Outcome {
     BadRequest,
     /// Could not write `received.jsonl` (500).
     NotStored,
-    /// The sender closed the connection before the answer (a slow answer
-    /// past its timeout); nothing was recorded.
+    /// The sender closed the connection before the answer, before
+    /// anything was recorded (e.g. during a `/_control/slow` delay).
     Abandoned,
 }
 
@@ -166,6 +166,10 @@ pub struct PushRequest {
     /// Seconds the answer was held back on purpose (slow answers).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub delayed_seconds: f64,
+    /// The sender closed the connection before the (slow) answer: what
+    /// was recorded stays recorded, but the sender never saw the 200.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sender_left: bool,
 }
 
 fn is_zero(x: &f64) -> bool {

@@ -118,6 +118,7 @@ async fn handle(
             records: 0,
             digest: None,
             delayed_seconds: 0.0,
+            sender_left: false,
         }),
     };
     let result = push(req, path, &shared, &mut log).await;
@@ -260,6 +261,7 @@ async fn push(
     // The failure rates: drawn once the push is known to be a real one, so
     // a wrong key is always a 401 and a malformed body always a 400.
     let draw = shared.lock().faults.chaos.draw();
+    let mut late = Duration::ZERO;
     match draw {
         Draw::Normal => {}
         Draw::Drop => {
@@ -287,7 +289,7 @@ async fn push(
         Draw::Slow(delay) => {
             shared.lock().summary.slow_answers += 1;
             log.set(|e| e.delayed_seconds = delay.as_secs_f64());
-            tokio::time::sleep(delay).await;
+            late = delay;
         }
     }
 
@@ -302,6 +304,18 @@ async fn push(
     };
     let (answer, outcome) = record(shared, batch);
     log.set(|e| e.outcome = outcome);
+    if !late.is_zero() {
+        // A slow answer: stored first, answered late, as a receiver that
+        // commits and then stalls. If the sender gives up meanwhile, the
+        // batch is still recorded (and its retry must be a repeat of the
+        // same MessageId); the log entry says the sender left.
+        log.set(|e| {
+            e.status = answer.status().as_u16();
+            e.sender_left = true;
+        });
+        tokio::time::sleep(late).await;
+        log.set(|e| e.sender_left = false);
+    }
     Ok(answer)
 }
 
