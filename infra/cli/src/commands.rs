@@ -3,12 +3,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result, bail};
+use platformsync_aws::assignments::BEGINNING;
 use platformsync_domain::endpoint::{
     Customer, CustomerId, EndpointId, EndpointSettings, EndpointType, KeyPlacement,
     normalize_whitelist_entry,
 };
 use platformsync_domain::payload::DEFAULT_KEY_NAME;
 use platformsync_domain::serial::SerialNumber;
+use platformsync_domain::time::SafeDateTime;
 use platformsync_domain::types::{AuditType, MessageKind, TransactionType};
 use serde_json::json;
 
@@ -135,7 +137,11 @@ pub(crate) async fn safe(
     io: &mut Io<'_>,
 ) -> Result<()> {
     match command {
-        SafeCommand::Assign { serials, customer } => {
+        SafeCommand::Assign {
+            serials,
+            customer,
+            from,
+        } => {
             let customer = customer_id(&customer)?;
             let serials: Vec<String> = serials
                 .iter()
@@ -145,9 +151,34 @@ pub(crate) async fn safe(
                         .map_err(|e| anyhow::anyhow!("serial number {s:?}: {e}"))
                 })
                 .collect::<Result<_>>()?;
+            let from = from.as_deref().map(assignment_bound).transpose()?;
             let ops = Ops::connect(target).await;
             existing_customer(&ops, &customer).await?;
-            assign(&ops, &serials, &customer, json, io).await
+            assign(&ops, &serials, &customer, from.as_deref(), json, io).await
+        }
+        SafeCommand::History { serial } => {
+            let serial = SerialNumber::parse(&serial)
+                .map_err(|e| anyhow::anyhow!("serial number {serial:?}: {e}"))?;
+            let ops = Ops::connect(target).await;
+            let history = ops.assignments.history(serial.as_str()).await?;
+            let periods = platformsync_aws::assignments::periods(&history);
+            if json {
+                return table::json(io.out, &periods);
+            }
+            let rows: Vec<Vec<String>> = periods
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.customer_id.clone(),
+                        shown_bound(&p.from),
+                        p.until
+                            .as_deref()
+                            .map(shown_bound)
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            table::print(io.out, &["CUSTOMER", "FROM", "UNTIL"], &rows)
         }
         SafeCommand::List { customer } => {
             let customer = customer.as_deref().map(customer_id).transpose()?;
@@ -172,29 +203,100 @@ pub(crate) async fn safe(
     }
 }
 
-/// Assigns validated, upper-cased `serials` to an existing customer.
+/// `--from` as an assignment bound (the transactions table's sort-key time
+/// form): `YYYY-MM-DD` is midnight; a time is read like a
+/// `TransactionDateTime` (safe-local, an offset is ignored).
+pub(crate) fn assignment_bound(value: &str) -> Result<String> {
+    let value = value.trim();
+    let full = if value.len() == 10 {
+        format!("{value}T00:00:00")
+    } else {
+        value.to_owned()
+    };
+    let t = SafeDateTime::parse(&full).map_err(|e| {
+        anyhow::anyhow!("--from {value:?}: {e} (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)")
+    })?;
+    Ok(t.sort_key())
+}
+
+/// A bound as staff read it (`from the first transaction` for the beginning).
+fn shown_bound(bound: &str) -> String {
+    if bound == BEGINNING {
+        "first transaction".into()
+    } else {
+        bound.to_owned()
+    }
+}
+
+/// Now, UTC wall clock, as a bound.
+fn now_bound() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let text = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.nanosecond() / 100
+    );
+    text
+}
+
+/// Assigns validated, upper-cased `serials` to an existing customer from
+/// `from` (a bound; default: the first transaction for a safe nobody owned,
+/// now for a move). Writes the dated history and the customers' periods,
+/// then the `OWNER` item the fan-out reads (the latest assignment's
+/// customer), as before dates existed.
 pub(crate) async fn assign(
     ops: &Ops,
     serials: &[String],
     customer: &CustomerId,
+    from: Option<&str>,
     json: bool,
     io: &mut Io<'_>,
 ) -> Result<()> {
     let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
     let before = ops.config.safe_owners(&refs).await?;
+    let assigned_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     let mut out = Vec::new();
     for serial in serials {
-        ops.config.assign_safe(serial, customer.as_str()).await?;
-        let previous = before.get(serial).filter(|p| *p != customer.as_str());
+        let legacy = before.get(serial).map(String::as_str);
+        let effective = match from {
+            Some(f) => f.to_owned(),
+            None if legacy.is_none() && ops.assignments.history(serial).await?.is_empty() => {
+                BEGINNING.to_owned()
+            }
+            None => now_bound(),
+        };
+        let done = ops
+            .assignments
+            .assign(serial, customer.as_str(), &effective, &assigned_at, legacy)
+            .await
+            .with_context(|| format!("assigning safe {serial}"))?;
+        ops.config.assign_safe(serial, &done.latest).await?;
+        let previous = done
+            .previous
+            .as_deref()
+            .or(legacy)
+            .filter(|p| *p != customer.as_str());
         if !json {
+            let shown = shown_bound(&effective);
             match previous {
-                Some(p) => writeln!(io.out, "safe {serial} -> {customer} (was {p})")?,
-                None => writeln!(io.out, "safe {serial} -> {customer}")?,
+                Some(p) => writeln!(io.out, "safe {serial} -> {customer} from {shown} (was {p})")?,
+                None => writeln!(io.out, "safe {serial} -> {customer} from {shown}")?,
             }
         }
-        out.push(
-            json!({"SerialNumber": serial, "CustomerId": customer, "PreviousCustomerId": previous}),
-        );
+        out.push(json!({
+            "SerialNumber": serial,
+            "CustomerId": customer,
+            "From": effective,
+            "PreviousCustomerId": previous,
+            "CurrentCustomerId": done.latest,
+        }));
     }
     if json {
         table::json(io.out, &out)?;

@@ -14,6 +14,7 @@
 //! demo and the tests can generate the same uploads the `simulate` command
 //! sends.
 
+mod api_key;
 mod commands;
 mod ingest_key;
 mod ops;
@@ -97,6 +98,9 @@ pub enum Command {
     /// The key SafeSync presents to the ingest API (Secrets Manager).
     #[command(subcommand)]
     IngestKey(IngestKeyCommand),
+    /// Customers' keys for the pull API (only a salted hash is stored).
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
     /// Queue depths, dead letters, and per endpoint: health, last delivery, retrying batches.
     Status,
     /// Sends a simulated SafeSync day to the ingest API.
@@ -126,12 +130,27 @@ pub enum CustomerCommand {
 #[derive(Debug, Subcommand)]
 pub enum SafeCommand {
     /// Assigns safes to a customer (a safe belongs to one customer at a time).
+    ///
+    /// The assignment holds from --from until the safe's next assignment:
+    /// the pull API shows each customer a safe's transactions of its own
+    /// period only (by TransactionDateTime, the safe's local time).
     Assign {
         /// Serial numbers (3 to 32 of `[A-Za-z0-9-]`; stored upper-cased).
         #[arg(required = true, value_name = "SERIAL")]
         serials: Vec<String>,
         #[arg(long)]
         customer: String,
+        /// Safe-local time the assignment takes effect: YYYY-MM-DD or
+        /// YYYY-MM-DDTHH:MM:SS[.fffffff] (an offset is ignored). Default: a
+        /// safe's first assignment holds from its first transaction, a move
+        /// from now (UTC wall clock).
+        #[arg(long, value_name = "TIME", verbatim_doc_comment)]
+        from: Option<String>,
+    },
+    /// A safe's assignments over time (who owned it when).
+    History {
+        #[arg(value_name = "SERIAL")]
+        serial: String,
     },
     /// Lists safes and their owners.
     List {
@@ -175,6 +194,31 @@ pub enum IngestKeyCommand {
         /// The secret (default `platformsync/<stage>/ingest-key`, as template.yaml names it).
         #[arg(long, value_name = "ID")]
         secret_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Makes a new pull-API key for a customer and prints it, this once.
+    Create {
+        #[arg(long)]
+        customer: String,
+        /// A note for staff: who the key was given to.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Lists a customer's keys (id, created, revoked; never the key).
+    List {
+        #[arg(long)]
+        customer: String,
+    },
+    /// Revokes a key: the next request with it gets 401.
+    Revoke {
+        #[arg(long)]
+        customer: String,
+        /// The key's id (`apikey list`; the 16 hex digits after `psk_`).
+        #[arg(long)]
+        key_id: String,
     },
 }
 
@@ -374,6 +418,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Safe(c) => commands::safe(&cli.target, c, json, io).await,
         Command::Endpoint(c) => commands::endpoint(&cli.target, c, json, io).await,
         Command::IngestKey(c) => ingest_key::run(&cli.target, c, json, io).await,
+        Command::Apikey(c) => api_key::run(&cli.target, c, json, io).await,
         Command::Status => status::run(&cli.target, json, io).await,
         Command::Simulate(args) => simulate_cmd::run(&cli.target, args, json, io).await,
     }

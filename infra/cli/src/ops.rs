@@ -4,6 +4,8 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use platformsync_aws::api_keys::ApiKeyStore;
+use platformsync_aws::assignments::AssignmentStore;
 use platformsync_aws::config_table::ConfigStore;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -69,6 +71,8 @@ pub(crate) struct Ops {
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub config: ConfigStore,
+    pub assignments: AssignmentStore,
+    pub api_keys: ApiKeyStore,
 }
 
 impl Ops {
@@ -78,6 +82,8 @@ impl Ops {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         Ops {
             config: ConfigStore::new(dynamodb.clone(), names.config_table.clone()),
+            assignments: AssignmentStore::new(dynamodb.clone(), names.config_table.clone()),
+            api_keys: ApiKeyStore::new(dynamodb.clone(), names.config_table.clone()),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             dynamodb,

@@ -80,7 +80,8 @@ pub(crate) async fn run(
             stdin: &mut std::io::empty(),
             interactive: false,
         };
-        crate::commands::assign(&ops, &simulated.serials, &customer, false, &mut quiet).await?;
+        crate::commands::assign(&ops, &simulated.serials, &customer, None, false, &mut quiet)
+            .await?;
     }
 
     let client = reqwest::Client::builder()

@@ -14,6 +14,10 @@ pub mod error;
 pub mod metrics;
 
 #[cfg(feature = "dynamodb")]
+pub mod api_keys;
+#[cfg(feature = "dynamodb")]
+pub mod assignments;
+#[cfg(feature = "dynamodb")]
 pub mod config_table;
 #[cfg(feature = "sqs")]
 pub mod delivery_queue;

@@ -1,0 +1,22 @@
+//! Lambda entry point of the pull API: builds its clients once per
+//! container, then hands every API Gateway event to [`pull_api::PullApi`].
+
+// The handler future nests the SDK futures deeply; computing its layout
+// needs more than the default query depth.
+#![recursion_limit = "256"]
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let api = pull_api::PullApi::from_env().await?;
+    let api = &api;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            Ok::<_, Error>(api.handle(event.payload).await)
+        },
+    ))
+    .await
+}

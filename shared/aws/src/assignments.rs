@@ -1,0 +1,385 @@
+//! Safe assignments with effective dates: who owned a safe when.
+//!
+//! A transaction belongs to the customer that owned its safe at the
+//! transaction's `TransactionDateTime` (safe-local wall time), not to
+//! whoever owns the safe when someone looks. The history lives in the
+//! configuration table:
+//!
+//! | item | PK | SK |
+//! |---|---|---|
+//! | assignment (source of truth) | `SAFE#<serial>` | `ASSIGN#<from>` |
+//! | period (derived, per customer) | `CUSTOMER#<id>` | `SAFEPERIOD#<serial>#<from>` |
+//!
+//! `<from>` is written like the transactions table's sort-key prefix
+//! (`YYYY-MM-DDTHH:MM:SS.fffffff`, safe-local, offset dropped), so a period
+//! bound compares with a transaction's sort key as plain strings. An
+//! assignment holds from its `from` until the next assignment's `from`.
+//!
+//! The period items are what the pull API reads: one `Query` on the
+//! customer's partition lists every safe it ever owned with the bounds of
+//! each period, so no request walks safes' histories. They are rewritten
+//! from the history, in one transaction with the new assignment, whenever
+//! a safe is assigned; running `safe assign` again repairs them.
+//!
+//! The `SAFE#<serial>`/`OWNER` item the fan-out reads today is still kept
+//! by the CLI (the latest assignment's customer); the fan-out moves to this
+//! history later.
+
+use crate::StoreError;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+/// `from` of an assignment that holds since the safe's first transaction
+/// (safes assigned before assignments had dates).
+pub const BEGINNING: &str = "0001-01-01T00:00:00.0000000";
+
+/// Length of a time bound: `YYYY-MM-DDTHH:MM:SS.fffffff`.
+pub const BOUND_LEN: usize = 27;
+
+const ASSIGN_PREFIX: &str = "ASSIGN#";
+const PERIOD_PREFIX: &str = "SAFEPERIOD#";
+
+/// Most items one DynamoDB transaction may write.
+const MAX_TRANSACT_ITEMS: usize = 100;
+
+pub mod keys {
+    pub fn assignment(serial: &str, from: &str) -> (String, String) {
+        (
+            format!("SAFE#{serial}"),
+            format!("{}{from}", super::ASSIGN_PREFIX),
+        )
+    }
+    pub fn period(customer_id: &str, serial: &str, from: &str) -> (String, String) {
+        (
+            format!("CUSTOMER#{customer_id}"),
+            format!("{}{serial}#{from}", super::PERIOD_PREFIX),
+        )
+    }
+}
+
+/// One assignment: from `from` on, the safe belongs to `customer_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Assignment {
+    pub serial_number: String,
+    pub customer_id: String,
+    /// Safe-local wall time, [`BOUND_LEN`] characters.
+    pub from: String,
+    /// When the assignment was made (RFC 3339, UTC), for staff.
+    pub assigned_at: String,
+}
+
+/// A customer's ownership of a safe over `[from, until)`; `until` absent =
+/// still owned.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Period {
+    pub serial_number: String,
+    pub customer_id: String,
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// The periods a history makes: sorted by `from`, each until the next
+/// assignment, consecutive assignments to the same customer merged.
+pub fn periods(history: &[Assignment]) -> Vec<Period> {
+    let mut sorted: Vec<&Assignment> = history.iter().collect();
+    sorted.sort_by(|a, b| a.from.cmp(&b.from));
+    let mut out: Vec<Period> = Vec::new();
+    for a in sorted {
+        if let Some(last) = out.last_mut() {
+            if last.customer_id == a.customer_id {
+                continue;
+            }
+            last.until = Some(a.from.clone());
+        }
+        out.push(Period {
+            serial_number: a.serial_number.clone(),
+            customer_id: a.customer_id.clone(),
+            from: a.from.clone(),
+            until: None,
+        });
+    }
+    out
+}
+
+/// The customer owning the safe at safe-local time `at` (a bound or a sort
+/// key: compared as strings), by `history`.
+pub fn owner_at<'a>(history: &'a [Assignment], at: &str) -> Option<&'a str> {
+    history
+        .iter()
+        .filter(|a| a.from.as_str() <= at)
+        .max_by(|a, b| a.from.cmp(&b.from))
+        .map(|a| a.customer_id.as_str())
+}
+
+/// What one assignment changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    /// Who owned the safe at `from` before (absent: nobody).
+    pub previous: Option<String>,
+    /// The customer of the latest assignment: the safe's current owner for
+    /// the fan-out's `OWNER` item.
+    pub latest: String,
+    /// The safe's periods after the change.
+    pub periods: Vec<Period>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssignmentStore {
+    client: Client,
+    table: String,
+}
+
+fn key(pk_sk: (String, String)) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("PK".to_owned(), AttributeValue::S(pk_sk.0)),
+        ("SK".to_owned(), AttributeValue::S(pk_sk.1)),
+    ])
+}
+
+impl AssignmentStore {
+    /// `table`: the configuration table.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn malformed(&self, key: &str, e: impl std::fmt::Display) -> StoreError {
+        crate::dynamo::malformed(&self.table, key, e)
+    }
+
+    /// Items of partition `pk` whose SK starts with `prefix`, every page.
+    async fn query_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+        prefix: String,
+        consistent: bool,
+    ) -> Result<Vec<T>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix))
+            .consistent_read(consistent)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+        crate::dynamo::decode_all(&self.table, &pk, items)
+    }
+
+    /// A safe's assignments, oldest first.
+    pub async fn history(&self, serial: &str) -> Result<Vec<Assignment>, StoreError> {
+        let pk = keys::assignment(serial, "").0;
+        let mut history: Vec<Assignment> = self
+            .query_prefix(pk, ASSIGN_PREFIX.to_owned(), true)
+            .await?;
+        history.sort_by(|a, b| a.from.cmp(&b.from));
+        Ok(history)
+    }
+
+    /// The periods in which `customer` owned a safe (all its safes, or only
+    /// `serial`), by serial then `from`. One query, whatever the number of
+    /// safes.
+    pub async fn periods_of(
+        &self,
+        customer_id: &str,
+        serial: Option<&str>,
+    ) -> Result<Vec<Period>, StoreError> {
+        let pk = keys::period(customer_id, "", "").0;
+        let prefix = match serial {
+            Some(s) => format!("{PERIOD_PREFIX}{s}#"),
+            None => PERIOD_PREFIX.to_owned(),
+        };
+        let mut periods: Vec<Period> = self.query_prefix(pk, prefix, false).await?;
+        periods.sort();
+        Ok(periods)
+    }
+
+    /// Assigns `serial` to `customer_id` from safe-local time `from` (a
+    /// [`BOUND_LEN`] bound). An assignment with the same `from` is replaced.
+    /// `legacy_owner`: the owner recorded without a date (the `OWNER` item)
+    /// of a safe that has no history yet; it is kept as the owner from the
+    /// [`BEGINNING`] until `from`.
+    ///
+    /// The assignment and the customers' period items are written in one
+    /// transaction.
+    pub async fn assign(
+        &self,
+        serial: &str,
+        customer_id: &str,
+        from: &str,
+        assigned_at: &str,
+        legacy_owner: Option<&str>,
+    ) -> Result<Assigned, StoreError> {
+        if from.len() != BOUND_LEN {
+            return Err(self.malformed(serial, format!("assignment bound {from:?}")));
+        }
+        let stored = self.history(serial).await?;
+        let mut history = stored.clone();
+        let mut writes: Vec<Assignment> = Vec::new();
+        if history.is_empty()
+            && let Some(legacy) = legacy_owner.filter(|_| from != BEGINNING)
+        {
+            let a = Assignment {
+                serial_number: serial.to_owned(),
+                customer_id: legacy.to_owned(),
+                from: BEGINNING.to_owned(),
+                assigned_at: assigned_at.to_owned(),
+            };
+            history.push(a.clone());
+            writes.push(a);
+        }
+        let previous = owner_at(&history, from).map(str::to_owned);
+        let new = Assignment {
+            serial_number: serial.to_owned(),
+            customer_id: customer_id.to_owned(),
+            from: from.to_owned(),
+            assigned_at: assigned_at.to_owned(),
+        };
+        history.retain(|a| a.from != from);
+        history.push(new.clone());
+        writes.push(new);
+
+        let before = periods(&stored);
+        let after = periods(&history);
+        let after_keys: BTreeSet<(String, String)> = after
+            .iter()
+            .map(|p| keys::period(&p.customer_id, &p.serial_number, &p.from))
+            .collect();
+
+        let mut items: Vec<TransactWriteItem> = Vec::new();
+        for a in &writes {
+            items.push(self.put(keys::assignment(serial, &a.from), a)?);
+        }
+        for p in &after {
+            items.push(self.put(keys::period(&p.customer_id, serial, &p.from), p)?);
+        }
+        for p in &before {
+            let k = keys::period(&p.customer_id, serial, &p.from);
+            if !after_keys.contains(&k) {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(k)))
+                    .build()
+                    .map_err(|e| self.malformed(serial, e))?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
+        }
+        if items.len() > MAX_TRANSACT_ITEMS {
+            return Err(self.malformed(
+                serial,
+                format!(
+                    "{} changes in one assignment (at most {MAX_TRANSACT_ITEMS})",
+                    items.len()
+                ),
+            ));
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("TransactWriteItems", &self.table, e))?;
+        history.sort_by(|a, b| a.from.cmp(&b.from));
+        let latest = history
+            .last()
+            .map(|a| a.customer_id.clone())
+            .unwrap_or_else(|| customer_id.to_owned());
+        Ok(Assigned {
+            previous,
+            latest,
+            periods: after,
+        })
+    }
+
+    fn put<T: Serialize>(
+        &self,
+        pk_sk: (String, String),
+        value: &T,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let label = format!("{}/{}", pk_sk.0, pk_sk.1);
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(value).map_err(|e| self.malformed(&label, e))?;
+        item.extend(key(pk_sk));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| self.malformed(&label, e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(customer: &str, from: &str) -> Assignment {
+        Assignment {
+            serial_number: "UT1".into(),
+            customer_id: customer.into(),
+            from: format!("{from}T00:00:00.0000000"),
+            assigned_at: String::new(),
+        }
+    }
+
+    fn p(customer: &str, from: &str, until: Option<&str>) -> Period {
+        Period {
+            serial_number: "UT1".into(),
+            customer_id: customer.into(),
+            from: format!("{from}T00:00:00.0000000"),
+            until: until.map(|u| format!("{u}T00:00:00.0000000")),
+        }
+    }
+
+    #[test]
+    fn periods_run_until_the_next_assignment_and_merge_repeats() {
+        let history = vec![
+            a("b", "2024-03-01"),
+            a("a", "2024-01-01"),
+            a("a", "2024-02-01"),
+            a("a", "2024-04-01"),
+        ];
+        assert_eq!(
+            periods(&history),
+            vec![
+                p("a", "2024-01-01", Some("2024-03-01")),
+                p("b", "2024-03-01", Some("2024-04-01")),
+                p("a", "2024-04-01", None),
+            ]
+        );
+        assert!(periods(&[]).is_empty());
+    }
+
+    #[test]
+    fn owner_at_a_time() {
+        let history = vec![a("a", "2024-01-01"), a("b", "2024-03-01")];
+        assert_eq!(owner_at(&history, "2023-12-31T23:59:59.9999999"), None);
+        assert_eq!(owner_at(&history, "2024-01-01T00:00:00.0000000"), Some("a"));
+        assert_eq!(
+            owner_at(&history, "2024-02-29T23:59:59.9999999#seq:UT1:1"),
+            Some("a")
+        );
+        assert_eq!(
+            owner_at(&history, "2024-03-01T00:00:00.0000000#x"),
+            Some("b")
+        );
+    }
+
+    #[test]
+    fn bounds_sort_like_sort_keys() {
+        assert_eq!(BEGINNING.len(), BOUND_LEN);
+        assert!(BEGINNING < "1970-01-01T00:00:00.0000000");
+    }
+}
