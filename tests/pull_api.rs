@@ -831,3 +831,125 @@ fn validate(dir: &Path) {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("9 samples valid"), "{report}");
 }
+
+#[tokio::test]
+async fn backdated_and_legacy_assignments_rewrite_the_periods() {
+    use platformsync_aws::assignments::{AssignmentStore, BEGINNING};
+    use platformsync_aws::config_table::ConfigStore;
+    let stack = Stack::deploy().await;
+    for c in ["acme", "globex", "initech"] {
+        customer(&stack, c).await;
+    }
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.config);
+    let config = ConfigStore::new(dynamodb.clone(), stack.reference("ConfigTable"));
+    let store = AssignmentStore::new(dynamodb, stack.reference("ConfigTable"));
+    let periods = |c: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .periods_of(c, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| {
+                    format!(
+                        "{} {}..{}",
+                        p.serial_number,
+                        &p.from[..10],
+                        p.until.as_deref().map_or("", |u| &u[..10])
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // Assigned before assignments had dates: only the OWNER item.
+    config.assign_safe("UT9", "acme").await.unwrap();
+    let out = ok(
+        &stack,
+        &[
+            "safe",
+            "assign",
+            "UT9",
+            "--customer",
+            "globex",
+            "--from",
+            "2026-06-10",
+        ],
+    )
+    .await;
+    assert!(out.contains("(was acme)"), "{out}");
+    assert_eq!(
+        periods("acme").await,
+        [format!("UT9 {}..2026-06-10", &BEGINNING[..10])]
+    );
+    assert_eq!(periods("globex").await, ["UT9 2026-06-10.."]);
+
+    // Backdated between the two: initech from 2026-06-05 until globex's start.
+    let out = ok(
+        &stack,
+        &[
+            "safe",
+            "assign",
+            "UT9",
+            "--customer",
+            "initech",
+            "--from",
+            "2026-06-05",
+        ],
+    )
+    .await;
+    assert!(out.contains("(was acme)"), "{out}");
+    assert_eq!(
+        periods("acme").await,
+        [format!("UT9 {}..2026-06-05", &BEGINNING[..10])]
+    );
+    assert_eq!(periods("initech").await, ["UT9 2026-06-05..2026-06-10"]);
+    // The fan-out's OWNER item follows the latest assignment.
+    let owners = config.safe_owners(&["UT9"]).await.unwrap();
+    assert_eq!(owners.get("UT9").map(String::as_str), Some("globex"));
+
+    // Replacing that assignment with acme's removes initech's period and
+    // merges acme's two.
+    ok(
+        &stack,
+        &[
+            "safe",
+            "assign",
+            "UT9",
+            "--customer",
+            "acme",
+            "--from",
+            "2026-06-05",
+        ],
+    )
+    .await;
+    assert!(periods("initech").await.is_empty());
+    assert_eq!(
+        periods("acme").await,
+        [format!("UT9 {}..2026-06-10", &BEGINNING[..10])]
+    );
+
+    // And the pull API follows.
+    upload(
+        &stack,
+        &upload_body(
+            &[
+                tx("UT9", 1, "2026-06-01T00:00:00", "CashIn", 1, false),
+                tx("UT9", 2, "2026-06-07T00:00:00", "CashIn", 1, false),
+                tx("UT9", 3, "2026-06-12T00:00:00", "CashIn", 1, false),
+            ],
+            &[],
+        ),
+    )
+    .await;
+    let api = pull_api(&stack);
+    for (c, n) in [("acme", 2), ("globex", 1), ("initech", 0)] {
+        let key = api_key(&stack, c).await;
+        assert_eq!(
+            page(&api, "/v1/transactions", "", &key).await.total,
+            n,
+            "{c}"
+        );
+    }
+}
