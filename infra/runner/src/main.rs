@@ -47,8 +47,8 @@ struct Args {
     #[arg(long, default_value_t = 250)]
     stream_poll_ms: u64,
     /// Local override of the stream's MaximumRecordAgeInSeconds (to play
-    /// an outage longer than the record age in minutes, not hours).
-    #[arg(long)]
+    /// an outage longer than the record age in seconds, not hours).
+    #[arg(long, env = "PLATFORMSYNC_STREAM_MAX_RECORD_AGE_SECONDS")]
     stream_max_record_age_seconds: Option<u64>,
 }
 
