@@ -268,6 +268,7 @@ async fn drive(
         let t = elapsed();
         if let Some(kill) = plan.kills.get(next_kill)
             && t >= kill.at_seconds
+            && t < o.faults.chaos_seconds
             && faults_stopped.is_none()
         {
             next_kill += 1;
@@ -293,6 +294,7 @@ async fn drive(
         if let Some(outage) = &plan.outage
             && outage_started.is_none()
             && t >= outage.at_seconds
+            && t < o.faults.chaos_seconds
             && faults_stopped.is_none()
         {
             let path = &endpoints[outage.endpoint].path;
@@ -351,7 +353,7 @@ async fn drive(
                 break;
             }
             let from = *deadline_from.get_or_insert(t.max(stopped));
-            if t - from > o.drain_deadline_seconds {
+            if t - from > o.drain_deadline_seconds || uploader_deadline.load(Ordering::SeqCst) {
                 eprintln!(
                     "chaos: drain deadline ({} s) passed",
                     o.drain_deadline_seconds
