@@ -773,6 +773,86 @@ async fn a_poison_record_mid_batch_is_parked_and_counted_and_its_neighbours_deli
     );
 }
 
+/// Forwards to SQS, but SQS refuses one message for good (`SenderFault`),
+/// as it does on every replay of a message it considers invalid.
+struct RefusesOne {
+    sqs: SqsTransport,
+    dedup_id: Mutex<Option<String>>,
+}
+
+impl SendMessageBatch for RefusesOne {
+    async fn send_message_batch(
+        &self,
+        entries: &[RequestEntry<'_>],
+    ) -> Result<BatchReply, RequestError> {
+        let bad_id = {
+            let mut victim = self.dedup_id.lock().unwrap();
+            entries
+                .iter()
+                .find(|e| {
+                    e.batch.group_id == "acme-audit"
+                        && victim.get_or_insert_with(|| e.batch.dedup_id.clone())
+                            == &e.batch.dedup_id
+                })
+                .map(|e| e.id.to_owned())
+        };
+        let good: Vec<RequestEntry<'_>> = entries
+            .iter()
+            .filter(|e| Some(e.id) != bad_id.as_deref())
+            .copied()
+            .collect();
+        let mut reply = if good.is_empty() {
+            BatchReply::default()
+        } else {
+            self.sqs.send_message_batch(&good).await?
+        };
+        reply.failed.extend(bad_id.map(|id| EntryError {
+            id,
+            sender_fault: true,
+            code: "InvalidMessageContents".into(),
+            message: "injected".into(),
+        }));
+        Ok(reply)
+    }
+}
+
+#[tokio::test]
+async fn a_message_sqs_refuses_for_good_is_parked_with_its_keys_and_the_rest_delivered() {
+    let world = World::new(300, 40, 71, true).await;
+    let n = world.records.len();
+    let fanout = fanout::Fanout::with_transport(
+        &world.stack.config,
+        settings(&world.stack),
+        RefusesOne {
+            sqs: sqs_transport(&world.stack),
+            dedup_id: Mutex::default(),
+        },
+    );
+    let outcome = fanout
+        .process(world.event(0..n), Instant::now() + Duration::from_secs(60))
+        .await;
+    assert_eq!(outcome.first_failed, None, "never retried: {outcome:?}");
+    assert_eq!(outcome.parked, 1, "{outcome:?}");
+    let parked = fanout.plans().parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].id.starts_with("MSG#"), "{:?}", parked[0]);
+    assert!(parked[0].reason.contains("InvalidMessageContents"));
+    let kept: serde_json::Value = serde_json::from_str(&parked[0].data).unwrap();
+    let parked_keys: BTreeSet<String> = kept["Keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!parked_keys.is_empty());
+
+    // Everything else arrived, the endpoint's later messages included.
+    let received = drain(&world.stack).await;
+    let mut expected = expected_counts(&world.expected(n));
+    expected.retain(|(group, key), _| !(group == "acme-audit" && parked_keys.contains(key)));
+    assert_eq!(counts(&received), expected);
+}
+
 #[tokio::test]
 async fn no_send_starts_near_the_deadline_and_the_batch_is_reported_for_retry() {
     let world = World::new(50, 0, 53, false).await;
