@@ -134,6 +134,9 @@ pub enum SafeCommand {
     /// The assignment holds from --from until the safe's next assignment:
     /// the pull API shows each customer a safe's transactions of its own
     /// period only (by TransactionDateTime, the safe's local time).
+    /// A safe assigned before assignments had dates has no history yet (the
+    /// pull API shows it to nobody): assign it again, to its owner, and its
+    /// history starts at its first transaction.
     Assign {
         /// Serial numbers (3 to 32 of `[A-Za-z0-9-]`; stored upper-cased).
         #[arg(required = true, value_name = "SERIAL")]
