@@ -464,6 +464,61 @@ mod tests {
         assert!((0..plan.messages.len()).any(|i| render(&plan, i, &partial).is_err()));
     }
 
+    /// A stream batch of 1,000 realistic keys (`sha:` digests).
+    fn thousand() -> Vec<Record> {
+        (0..1000)
+            .map(|i| {
+                let mut r = push(
+                    &i.to_string(),
+                    if i % 2 == 0 { "UT1" } else { "UT2" },
+                    &format!("2023-01-01T10:{:02}:{:02}.0000000", i / 60, i % 60),
+                    MessageKind::Transactions,
+                    "CashIn",
+                );
+                if let Disposition::Push(p) = &mut r.disposition {
+                    p.entry.key = format!("{}|{}#sha:{:032x}", p.serial, p.safe_time, i * 7919);
+                }
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_plan_costs_about_36_bytes_a_transaction_and_many_small_batches_trigger_a_split() {
+        use platformsync_aws::fanout_plans::MAX_PLAN_BYTES;
+        let records = thousand();
+        let one = routing(vec![endpoint("ep", "acme", serde_json::json!({}))]);
+        let plan = make_plan(&records, &all(&records), &one, "2026-01-01T00:00:00Z")
+            .unwrap()
+            .plan
+            .unwrap();
+        let bytes = plan.encoded_bytes();
+        assert!(bytes < 40 * 1024, "{bytes} bytes for 1,000 transactions");
+        // Eight endpoints with batches of one: 8,000 messages do not fit one
+        // item; the handler halves the records until the plan fits.
+        let many = routing(
+            (0..8)
+                .map(|i| {
+                    endpoint(
+                        &format!("ep{i}"),
+                        "acme",
+                        serde_json::json!({"MaxBatchSize": 1}),
+                    )
+                })
+                .collect(),
+        );
+        let big = make_plan(&records, &all(&records), &many, "t")
+            .unwrap()
+            .plan
+            .unwrap();
+        assert!(big.encoded_bytes() > MAX_PLAN_BYTES);
+        let half = make_plan(&records, &all(&records)[..250], &many, "t")
+            .unwrap()
+            .plan
+            .unwrap();
+        assert!(half.encoded_bytes() < MAX_PLAN_BYTES);
+    }
+
     #[test]
     fn invalid_owners_are_parked_and_unowned_counted() {
         let mut records = vec![
