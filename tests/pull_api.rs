@@ -930,6 +930,19 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
         [format!("UT9 {}..2026-06-10", &BEGINNING[..10])]
     );
 
+    // A safe assigned before dates, assigned again to its owner: its history
+    // starts at its first transaction.
+    config.assign_safe("UT8", "globex").await.unwrap();
+    assert!(store.history("UT8").await.unwrap().is_empty());
+    ok(&stack, &["safe", "assign", "UT8", "--customer", "globex"]).await;
+    assert_eq!(
+        periods("globex").await,
+        [
+            format!("UT8 {}..", &BEGINNING[..10]),
+            "UT9 2026-06-10..".to_owned()
+        ]
+    );
+
     // And the pull API follows.
     upload(
         &stack,
