@@ -170,9 +170,9 @@ pub fn analyse(
     out
 }
 
-/// Distinct expected transactions delivered to `path`, cheaply: the
-/// receiver's per-path count of recorded records (an upper bound; the full
-/// [`analyse`] decides).
+/// Records the receiver recorded on `path` (first 200 of each MessageId),
+/// cheaply: when it is below what the endpoint expects, something is still
+/// missing; when it reaches it, the full [`analyse`] decides.
 pub fn recorded_on(summary: &platformsync_receiver::Summary, path: &str) -> u64 {
     summary
         .paths
