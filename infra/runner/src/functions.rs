@@ -15,6 +15,7 @@ enum Handler {
     Ingest(Box<ingest::Ingest>),
     Fanout(Box<fanout::Fanout>),
     Push(Box<push::Push>),
+    PullApi(Box<pull_api::PullApi>),
     StreamRecovery(Box<stream_recovery::StreamRecovery>),
 }
 
@@ -43,6 +44,7 @@ impl Function {
             "ingest" => Handler::Ingest(Box::new(ingest::Ingest::from_env().await?)),
             "fanout" => Handler::Fanout(Box::new(fanout::Fanout::from_env().await?)),
             "push" => Handler::Push(Box::new(push::Push::from_env().await?)),
+            "pull-api" => Handler::PullApi(Box::new(pull_api::PullApi::from_env().await?)),
             "stream-recovery" => Handler::StreamRecovery(Box::new(
                 stream_recovery::StreamRecovery::from_env().await?,
             )),
@@ -68,6 +70,7 @@ impl Function {
     pub async fn http(&self, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let result = match &self.handler {
             Handler::Ingest(f) => self.within_timeout(f.handle(event)).await,
+            Handler::PullApi(f) => self.within_timeout(f.handle(event)).await,
             _ => Err(InvokeError::WrongEvent(self.logical_id.clone())),
         };
         result.unwrap_or_else(|e| {

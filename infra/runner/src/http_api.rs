@@ -18,6 +18,9 @@ use tracing::info;
 /// Lambda's 6 MB below it, as on AWS.
 const API_GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
+/// Lambda's limit on a synchronous invocation's request payload (the event JSON).
+const LAMBDA_MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
+
 /// One route: method and path of an `HttpApi` event, and its function.
 #[derive(Clone)]
 pub struct Route {
@@ -55,6 +58,11 @@ async fn dispatch(
         return plain(413, r#"{"message":"Request Entity Too Large"}"#);
     };
     let event = api_gateway_event(&parts, &bytes, peer);
+    // Lambda refuses a synchronous invocation whose event is over 6 MB before
+    // the function runs; API Gateway then answers this, so the runner does too.
+    if serde_json::to_vec(&event).map_or(usize::MAX, |v| v.len()) > LAMBDA_MAX_REQUEST_PAYLOAD {
+        return plain(413, r#"{"message":"Request Entity Too Large"}"#);
+    }
     let started = std::time::Instant::now();
     let response = route.function.http(event).await;
     info!(
