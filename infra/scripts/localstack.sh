@@ -125,7 +125,7 @@ stop() {
     # bounded wait, then the whole process group it started (setsid made
     # pid the group id), by id.
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 "${PLATFORMSYNC_LOCALSTACK_STOP_WAIT:-150}"); do
+    for _ in $(seq 1 "${PLATFORMSYNC_LOCALSTACK_STOP_WAIT:-100}"); do
       [ -d "/proc/$pid" ] || break
       sleep 0.1
     done
