@@ -110,36 +110,47 @@ impl Outcome {
     }
 }
 
+/// Per-service endpoint variables the runner's SDK clients honour; each one
+/// set gets a fault proxy of its own.
+const PER_SERVICE: [&str; 7] = [
+    "DYNAMODB",
+    "DYNAMODB_STREAMS",
+    "DYNAMODBSTREAMS",
+    "SQS",
+    "SNS",
+    "SECRETS_MANAGER",
+    "CLOUDWATCH",
+];
+
 /// Runs the load under the faults. Needs `AWS_ENDPOINT_URL` (the local
 /// stack) and the built binaries.
 pub async fn run(o: &ChaosOptions) -> anyhow::Result<Outcome> {
     let upstream = std::env::var("AWS_ENDPOINT_URL")
         .context("AWS_ENDPOINT_URL is not set: start the local stack first (make chaos does)")?;
-    for service in [
-        "DYNAMODB",
-        "DYNAMODB_STREAMS",
-        "SQS",
-        "SNS",
-        "SECRETS_MANAGER",
-    ] {
-        if std::env::var_os(format!("AWS_ENDPOINT_URL_{service}")).is_some() {
-            anyhow::bail!(
-                "AWS_ENDPOINT_URL_{service} is set: the fault proxy fronts one emulator (AWS_ENDPOINT_URL) only"
-            );
-        }
-    }
     let load = Arc::new(Load::generate(&o.load));
     let endpoints = load.endpoints();
     let plan = FaultPlan::new(&o.faults, endpoints.len())?;
 
-    // The proxy starts with no rules: deployment and registration go
-    // straight to the emulator anyway (this process's SDK clients).
-    let proxy = FaultProxy::start(&upstream).await?;
+    // A fault proxy in front of each emulator the runner talks to (one, or
+    // the LocalStack pair: DynamoDB on moto through AWS_ENDPOINT_URL_DYNAMODB).
+    // They start with no rules; deployment and registration go straight to
+    // the emulators anyway (this process's SDK clients).
+    let mut proxies = vec![(
+        "AWS_ENDPOINT_URL".to_owned(),
+        FaultProxy::start(&upstream).await?,
+    )];
+    for service in PER_SERVICE {
+        let var = format!("AWS_ENDPOINT_URL_{service}");
+        if let Ok(url) = std::env::var(&var)
+            && !url.is_empty()
+        {
+            proxies.push((var, FaultProxy::start(&url).await?));
+        }
+    }
     let stage = format!("chaos{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut options = PipelineOptions::new(&o.root, o.state_dir.join(&stage), &stage);
     options.sqs_visibility_timeout = Duration::from_secs(o.visibility_timeout_seconds);
     options.runner_env = vec![
-        ("AWS_ENDPOINT_URL".into(), proxy.url()),
         (
             "ATTEMPT_TIMEOUT_SECONDS".into(),
             o.faults.attempt_timeout_seconds.to_string(),
@@ -148,21 +159,31 @@ pub async fn run(o: &ChaosOptions) -> anyhow::Result<Outcome> {
         // most of a long run's CPU and disk.
         ("RUST_LOG".into(), "warn".into()),
     ];
-    eprintln!(
-        "chaos: starting the pipeline (stage {stage}) behind the fault proxy {}",
-        proxy.url()
+    options.runner_env.extend(
+        proxies
+            .iter()
+            .map(|(var, proxy)| (var.clone(), proxy.url())),
     );
+    let urls: Vec<String> = proxies
+        .iter()
+        .map(|(v, p)| format!("{v}={}", p.url()))
+        .collect();
+    eprintln!(
+        "chaos: starting the pipeline (stage {stage}) behind the fault proxy: {}",
+        urls.join(", ")
+    );
+    let proxies: Vec<FaultProxy> = proxies.into_iter().map(|(_, p)| p).collect();
     let mut pipeline = Pipeline::start(options).await?;
-    let result = drive(o, &mut pipeline, &proxy, &load, &plan, &stage).await;
+    let result = drive(o, &mut pipeline, &proxies, &load, &plan, &stage).await;
     pipeline.stop().await;
-    drop(proxy);
+    drop(proxies);
     result
 }
 
 async fn drive(
     o: &ChaosOptions,
     p: &mut Pipeline,
-    proxy: &FaultProxy,
+    proxies: &[FaultProxy],
     load: &Arc<Load>,
     plan: &FaultPlan,
     stage: &str,
@@ -219,7 +240,10 @@ async fn drive(
     let schedule = plan.aws.clone();
     let stop_schedule = Arc::new(AtomicBool::new(false));
     let player = {
-        let control = platformsync_faults::FaultControl::new(&proxy.url())?;
+        let controls = proxies
+            .iter()
+            .map(|p| platformsync_faults::FaultControl::new(&p.url()))
+            .collect::<Result<Vec<_>, _>>()?;
         let stop = stop_schedule.clone();
         tokio::spawn(async move {
             let t0 = tokio::time::Instant::now();
@@ -228,7 +252,9 @@ async fn drive(
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
-                let _ = control.set_rules(&step.rules).await;
+                for control in &controls {
+                    let _ = control.set_rules(&step.rules).await;
+                }
             }
         })
     };
@@ -305,7 +331,9 @@ async fn drive(
         if faults_stopped.is_none() && t >= o.faults.chaos_seconds {
             stop_schedule.store(true, Ordering::SeqCst);
             player.abort();
-            proxy.set_rules(Vec::new());
+            for proxy in proxies {
+                proxy.set_rules(Vec::new());
+            }
             p.receiver
                 .set_failure_rates(FailureRates::default())
                 .map_err(anyhow::Error::msg)?;
@@ -403,13 +431,14 @@ async fn drive(
         &p.receiver.requests(),
     );
     let notices = read_notices(&sqs, &inbox).await;
-    let stats = proxy.stats();
     let mut aws_failed = BTreeMap::new();
     let mut aws_calls = 0;
-    for c in &stats.calls {
+    for c in proxies.iter().flat_map(|p| p.stats().calls) {
         aws_calls += c.calls;
         if c.failed > 0 {
-            aws_failed.insert(format!("{} {}", c.service, c.operation), c.failed);
+            *aws_failed
+                .entry(format!("{} {}", c.service, c.operation))
+                .or_default() += c.failed;
         }
     }
     let uploads = upload_figures.lock().await.clone();
