@@ -5,8 +5,8 @@
 //! same 100 batches to a healthy endpoint, in the same run, through the push
 //! function at the **production schedule** (2 s, 5 s, 15 s, 30 s, ... by the
 //! endpoint's consecutive failures; 24 h window). The local stack's delivery
-//! queue is polled as Lambda's poller does (two concurrent pollers, 10
-//! messages per receive) and each event handed to `Push::handle`.
+//! queue is polled as Lambda's poller does (10 messages per receive; one
+//! poller, see [`POLLERS`]) and each event handed to `Push::handle`.
 //!
 //! Prints, for each endpoint, the time from the first enqueue until its last
 //! batch was delivered (target for the flaky one: at most 10 minutes), the
@@ -28,7 +28,10 @@ use serde_json::value::RawValue;
 const BATCHES: usize = 100;
 const PER_BATCH: usize = 50;
 const FAIL_PERCENT: u64 = 30;
-const POLLERS: usize = 2;
+/// One poller, as the local runner plays a FIFO queue: moto does not lock a
+/// message group against concurrent long polls, so two pollers could hand
+/// one endpoint's batches to two invocations at once, which SQS never does.
+const POLLERS: usize = 1;
 const LIMIT: Duration = Duration::from_secs(30 * 60);
 
 fn batch(endpoint: &str, n: usize) -> BatchMessage {
@@ -91,6 +94,14 @@ fn report(name: &str, receiver: &Receiver, batches: &[BatchMessage], started: In
     let ok: Vec<_> = requests.iter().filter(|r| r.replied == Some(200)).collect();
     let delivered: Vec<String> = ok.iter().map(|r| r.message_id()).collect();
     let once_in_order = delivered == ids;
+    if !once_in_order {
+        let first = delivered.iter().zip(&ids).position(|(a, b)| a != b);
+        println!(
+            "{name}: {} delivered for {} batches; first difference at {first:?}",
+            delivered.len(),
+            ids.len()
+        );
+    }
     let done_at = ok
         .last()
         .map(|r| r.at.saturating_duration_since(started))
@@ -168,7 +179,7 @@ async fn main() {
     println!(
         "push flaky: {BATCHES} batches x {PER_BATCH} transactions to each of two endpoints, one failing \
          {FAIL_PERCENT} % of requests at random (500 / 201 / dropped connection), production retry schedule, \
-         {POLLERS} pollers of 10 messages, moto server + local HTTPS receivers"
+         {POLLERS} poller of 10 messages, moto server + local HTTPS receivers"
     );
     let started = Instant::now();
     // Interleaved, as the fan-out would enqueue one upload's batches.
