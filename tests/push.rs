@@ -1483,3 +1483,79 @@ async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
         "staff disabled it: no notice"
     );
 }
+
+/// Issue 11: while the endpoint is expired, a new batch is parked at once
+/// unless a probe is due (one per probe interval); a probe answered 200 ends
+/// the incident with "recovered" and delivery resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_endpoint_is_probed_once_per_interval_and_a_successful_probe_recovers_it() {
+    let stack = Stack::deploy().await;
+    let inbox = Inbox::subscribe(&stack).await;
+    let receiver = Receiver::start().await;
+    endpoint(&stack, &receiver, "acme-probe", "/push", "tok-p", json!({})).await;
+    receiver.set_default(Reply::status(503));
+    let probe = Duration::from_secs(8);
+    let push = stack.push(&receiver, |s| {
+        s.retry_window = Duration::from_secs(4);
+        s.probe_interval = probe;
+    });
+    let store = parked(&stack);
+    let run_until_parked = |n: usize| {
+        let (stack, push, store) = (&stack, &push, &store);
+        async move {
+            let until = Instant::now() + Duration::from_secs(30);
+            while store.list("acme-probe").await.unwrap().len() < n {
+                assert!(Instant::now() < until, "not parked");
+                let messages = stack.receive_deliveries(1).await;
+                if !messages.is_empty() {
+                    stack.run_push(push, &messages).await;
+                }
+            }
+        }
+    };
+    let b: Vec<BatchMessage> = (0..4).map(|i| batch("acme-probe", 1, i)).collect();
+    enqueue(&stack, &b[0]).await;
+    run_until_parked(1).await;
+    let expired_at = Instant::now();
+    let attempts = receiver.count();
+    // Expired: the next batch is parked at once, without a probe.
+    enqueue(&stack, &b[1]).await;
+    run_until_parked(2).await;
+    assert_eq!(receiver.count(), attempts, "no probe before the interval");
+    // The endpoint works again; once the interval is over, the next batch is
+    // the probe: delivered, and the incident ends.
+    receiver.set_default(Reply::ok());
+    tokio::time::sleep(probe.saturating_sub(expired_at.elapsed())).await;
+    enqueue(&stack, &b[2]).await;
+    enqueue(&stack, &b[3]).await;
+    drive(&stack, &push, Duration::from_secs(20), || {
+        receiver.count() >= attempts + 2
+    })
+    .await;
+    let posted: Vec<String> = receiver.requests()[attempts..]
+        .iter()
+        .map(Request::message_id)
+        .collect();
+    assert_eq!(
+        posted,
+        [b[2].message_id.to_string(), b[3].message_id.to_string()]
+    );
+    let kept: Vec<String> = store
+        .list("acme-probe")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.message_id.clone())
+        .collect();
+    assert_eq!(
+        kept,
+        [b[0].message_id.to_string(), b[1].message_id.to_string()]
+    );
+    let kinds: Vec<String> = inbox
+        .drain(&stack)
+        .await
+        .iter()
+        .map(|n| attribute(n, "kind"))
+        .collect();
+    assert_eq!(kinds, ["failing", "expired", "recovered"]);
+}
