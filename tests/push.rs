@@ -23,8 +23,8 @@ use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
 use platformsync_domain::types::MessageKind;
 use platformsync_faults::{Fault, FaultProxy, Rule};
-use platformsync_tests::Stack;
 use platformsync_tests::receiver::{Receiver, Reply, Request};
+use platformsync_tests::{Emulator, Stack, skip_on};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -521,6 +521,12 @@ async fn failed_attempts_are_retried_after_the_visibility_delay() {
 
 #[tokio::test]
 async fn after_recovery_each_batch_is_delivered_once_and_in_order() {
+    skip_on!(
+        Emulator::LocalStack,
+        "LocalStack releases a FIFO group when a later message of it is handed back with \
+         visibility 0 while the head waits for its retry, so later batches overtake the head \
+         (docs/local-stack.md, departure 1)"
+    );
     let stack = Stack::deploy().await;
     let inbox = Inbox::subscribe(&stack).await;
     let receiver = Receiver::start().await;
@@ -900,6 +906,12 @@ async fn poll_concurrently(
 /// once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once_in_order() {
+    skip_on!(
+        Emulator::LocalStack,
+        "LocalStack releases a FIFO group when a later message of it is handed back with \
+         visibility 0 while the head waits for its retry, so later batches overtake the head \
+         (docs/local-stack.md, departure 1)"
+    );
     const WINDOW: u64 = 60;
     // docs/delivery.md: the backlog is parked within a minute of the
     // window's end (a few receives of 10 batches each).
@@ -1194,6 +1206,12 @@ async fn secrets_manager_failures_of_ours_are_not_attempts() {
 /// endpoint never fails three times in a row), every batch once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_endpoint_sends_at_most_one_failing_and_one_recovered_notice() {
+    skip_on!(
+        Emulator::LocalStack,
+        "LocalStack releases a FIFO group when a later message of it is handed back with \
+         visibility 0 while the head waits for its retry, so later batches overtake the head \
+         (docs/local-stack.md, departure 1)"
+    );
     let stack = Stack::deploy().await;
     let inbox = Inbox::subscribe(&stack).await;
     let receiver = Receiver::start().await;
@@ -1297,6 +1315,12 @@ async fn a_slow_endpoint_does_not_hold_up_a_healthy_one() {
 /// the next batch's first failure is retried within seconds again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_success_resets_the_escalation() {
+    skip_on!(
+        Emulator::LocalStack,
+        "LocalStack releases a FIFO group when a later message of it is handed back with \
+         visibility 0 while the head waits for its retry, so later batches overtake the head \
+         (docs/local-stack.md, departure 1)"
+    );
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
     endpoint(&stack, &receiver, "acme-esc", "/push", "tok-e", json!({})).await;
@@ -1336,6 +1360,12 @@ async fn a_success_resets_the_escalation() {
 /// carries different content.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
+    skip_on!(
+        Emulator::LocalStack,
+        "LocalStack releases a FIFO group when a later message of it is handed back with \
+         visibility 0 while the head waits for its retry, so later batches overtake the head \
+         (docs/local-stack.md, departure 1)"
+    );
     let stack = Stack::deploy().await;
     let inbox = Inbox::subscribe(&stack).await;
     let receiver = Receiver::start().await;
