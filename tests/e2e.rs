@@ -224,7 +224,7 @@ async fn a_failing_endpoint_recovers_and_gets_everything_once_in_batch_order() {
 }
 
 #[tokio::test]
-async fn an_endpoint_that_never_recovers_ends_in_the_dead_letter_queue_with_two_notifications() {
+async fn an_endpoint_that_never_recovers_ends_parked_with_two_notifications() {
     let p = pipeline(&[("RetryWindowSeconds", "10")]).await;
     // (10 s: the shortest window template.yaml allows; every batch gets a
     // first attempt and a last one at its deadline.)
@@ -270,37 +270,45 @@ async fn an_endpoint_that_never_recovers_ends_in_the_dead_letter_queue_with_two_
     p.receiver.fail_for(Duration::from_secs(3600), 500);
     assert_eq!(p.upload(upload_body(&all)).await.unwrap().status, 200);
 
-    // Every transaction ends in the dead-letter queue, in the batches it was
-    // pushed in (how many depends on how the stream delivered the records).
-    let dlq = p.reference("DeliveryDeadLetterQueue").unwrap().to_owned();
+    // Every transaction is parked (kept in DynamoDB for replay, issue 11), in
+    // the batches it was pushed in (how many depends on how the stream
+    // delivered the records); nothing is left in a queue.
+    let parked = platformsync_aws::parked::ParkedStore::new(
+        aws_sdk_dynamodb::Client::new(&p.sdk),
+        p.reference("DeliveryLedgerTable").unwrap(),
+    );
     let mut expired = BTreeSet::new();
     let started = std::time::Instant::now();
     while expired.len() < all.len() && started.elapsed() < Duration::from_secs(120) {
-        let got = sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in got.messages.unwrap_or_default() {
-            let batch: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+        expired.clear();
+        for kept in parked.list("acme-down").await.unwrap() {
+            assert_eq!(kept.reason, "expired");
+            let body = parked.body(&kept).await.unwrap();
+            let batch: serde_json::Value = serde_json::from_str(&body).unwrap();
             for item in batch["Items"].as_array().unwrap() {
                 assert!(expired.insert(identity(&item["Payload"])), "expired twice");
             }
-            sqs.delete_message()
-                .queue_url(&dlq)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
+        }
+        if expired.len() < all.len() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
     let expected: BTreeSet<String> = all.iter().map(identity).collect();
     assert_eq!(
         expired, expected,
-        "every batch expired into the dead-letter queue"
+        "every batch expired into the parked store"
+    );
+    let dlq = p.reference("DeliveryDeadLetterQueue").unwrap().to_owned();
+    let dead = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        dead.messages.unwrap_or_default().is_empty(),
+        "nothing in the DLQ"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
 

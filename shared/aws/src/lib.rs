@@ -27,6 +27,8 @@ mod dynamo;
 pub mod fanout_plans;
 #[cfg(feature = "dynamodb")]
 pub mod health;
+#[cfg(feature = "secrets")]
+pub mod ingest_key;
 #[cfg(feature = "dynamodb")]
 pub mod ledger;
 #[cfg(feature = "sns")]
@@ -37,8 +39,6 @@ pub mod parked;
 pub mod redelivery;
 #[cfg(feature = "dynamodb")]
 pub mod rejects;
-#[cfg(feature = "secrets")]
-pub mod ingest_key;
 #[cfg(feature = "secrets")]
 pub mod secrets;
 #[cfg(feature = "dynamodb")]
