@@ -120,20 +120,20 @@ impl World {
 
 /// SDK configuration whose clients go through `proxy`, with one attempt per
 /// call (the SDK's own retries would only slow the test down; the fan-out's
-/// and Lambda's retries are what is under test).
+/// and Lambda's retries are what is under test). Every service goes through
+/// the proxy, even with `AWS_ENDPOINT_URL_DYNAMODB` set (the LocalStack
+/// pair): see `platformsync_tests::config_through`.
 async fn through(proxy: &FaultProxy) -> aws_config::SdkConfig {
-    // Set on the loader: it wins over AWS_ENDPOINT_URL from the environment
-    // for every service client built from the result.
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(proxy.url())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await
+    platformsync_tests::config_through(proxy, |loader| {
+        loader.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+    })
+    .await
 }
 
+/// The proxy forwards each service where the stack serves it (on the
+/// LocalStack pair, DynamoDB and its stream to moto).
 async fn proxy() -> FaultProxy {
-    let upstream = std::env::var("AWS_ENDPOINT_URL").expect("the local stack");
-    FaultProxy::start(&upstream).await.expect("fault proxy")
+    platformsync_tests::fault_proxy().await
 }
 
 /// Lambda's event source mapping with `MaximumRetryAttempts: -1`: batches

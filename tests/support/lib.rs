@@ -374,3 +374,49 @@ macro_rules! skip_on {
         }
     };
 }
+
+// ------------------------------------------ the fault proxy, on either stack
+
+/// A fault proxy (`platformsync-faults`) in front of the local stack that
+/// forwards each service where this environment's SDK clients would send it:
+/// `AWS_ENDPOINT_URL_<SERVICE>` when set (on the LocalStack pair, DynamoDB and
+/// its stream to moto), else `AWS_ENDPOINT_URL`. Pair it with
+/// [`config_through`] (or [`Stack::through`]) so that every client goes
+/// through it.
+pub async fn fault_proxy() -> platformsync_faults::FaultProxy {
+    // The same refusal as local_config: never a proxy in front of real AWS.
+    drop(local_config().await);
+    let upstreams = platformsync_faults::Upstreams::from_env()
+        .expect("the local stack's AWS_ENDPOINT_URL for the fault proxy");
+    platformsync_faults::FaultProxy::start_routed(upstreams)
+        .await
+        .expect("fault proxy starts")
+}
+
+/// SDK configuration whose clients of every service talk to `proxy`, with
+/// `configure` applied to the loader (retries, timeouts).
+///
+/// The endpoint is set on the loader on purpose: aws-config marks it
+/// programmatic, and a programmatic endpoint wins over `AWS_ENDPOINT_URL`
+/// and over every `AWS_ENDPOINT_URL_<SERVICE>` of the environment (each
+/// client's `From<&SdkConfig>` consults the service variable only when the
+/// shared endpoint did not come from code). `stack.config.to_builder()
+/// .endpoint_url(..)` would not do: the built config keeps the origin
+/// "environment", so `AWS_ENDPOINT_URL_DYNAMODB` would take DynamoDB past the
+/// proxy.
+pub async fn config_through(
+    proxy: &platformsync_faults::FaultProxy,
+    configure: impl FnOnce(aws_config::ConfigLoader) -> aws_config::ConfigLoader,
+) -> aws_config::SdkConfig {
+    configure(aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(proxy.url()))
+        .load()
+        .await
+}
+
+impl Stack {
+    /// This stack's SDK configuration, with every service through `proxy`
+    /// (see [`config_through`]).
+    pub async fn through(&self, proxy: &platformsync_faults::FaultProxy) -> aws_config::SdkConfig {
+        config_through(proxy, |loader| loader).await
+    }
+}

@@ -1,15 +1,15 @@
 //! # platformsync-faults
 //!
-//! A loopback HTTP/1.1 proxy in front of the local AWS emulator (moto server,
-//! see `infra/scripts/local-stack.sh`) that makes chosen AWS operations fail
-//! over the wire, for a number of calls or for a while, and counts every call
-//! per service and operation.
+//! A loopback HTTP/1.1 proxy in front of the local AWS emulators (moto
+//! server, or the LocalStack pair; see `infra/scripts/local-stack.sh`) that
+//! makes chosen AWS operations fail over the wire, for a number of calls or
+//! for a while, and counts every call per service and operation.
 //!
 //! Point an SDK client's endpoint (`AWS_ENDPOINT_URL`, or
 //! `AWS_ENDPOINT_URL_<SERVICE>` for one service) at the proxy. Every request
-//! is forwarded unchanged to the emulator and its answer returned, except
-//! where a [`Rule`] says to fail it: then the proxy answers itself, in the
-//! service's real wire format ([`wire`]), so the Rust AWS SDK parses and
+//! is forwarded unchanged to the emulator serving its service ([`Upstreams`])
+//! and its answer returned, except where a [`Rule`] says to fail it: then the
+//! proxy answers itself, in the service's real wire format ([`wire`]), so the Rust AWS SDK parses and
 //! classifies the error as it would the real service's (throttling and 5xx
 //! retried by its retry strategy, AccessDenied and KMS not).
 //!
@@ -50,15 +50,37 @@
 //! connection without an answer (the SDK sees an I/O error, which it retries
 //! as transient) and the emulator never sees the request.
 //!
+//! ## Upstreams ([`Upstreams`])
+//!
+//! Each call goes to its service's own upstream when one is configured, else
+//! to the default: [`FaultProxy::start`] has one upstream for everything,
+//! [`FaultProxy::start_routed`] takes [`Upstreams`], and
+//! [`Upstreams::from_env`] reads them as the Rust SDK reads endpoints:
+//! `AWS_ENDPOINT_URL` the default, `AWS_ENDPOINT_URL_DYNAMODB`,
+//! `_DYNAMODB_STREAMS`, `_SQS`, `_SNS`, `_SECRETS_MANAGER`, `_CLOUDWATCH`
+//! ([`SERVICE_ENDPOINT_VARS`]) each its service's. On the LocalStack pair
+//! that sends DynamoDB and its stream to moto and the rest to LocalStack,
+//! from one proxy. A route naming the proxy itself is refused.
+//!
 //! ## Pointing clients at it
 //!
-//! Everything: `AWS_ENDPOINT_URL=<proxy url>`. One service only (the others
-//! keep talking to the emulator directly): `AWS_ENDPOINT_URL_DYNAMODB`,
-//! `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`, `AWS_ENDPOINT_URL_SQS`,
-//! `AWS_ENDPOINT_URL_SNS`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`. In process:
-//! `aws_config::defaults(..).endpoint_url(proxy.url())`. The proxy forwards
-//! the `Host` header unchanged, so URLs the emulator builds (SQS queue URLs)
-//! name the proxy; the SDKs only use them as identifiers.
+//! Everything: `aws_config::defaults(..).endpoint_url(proxy.url())`. Set on
+//! the loader, the endpoint is "programmatic" and wins over `AWS_ENDPOINT_URL`
+//! and every `AWS_ENDPOINT_URL_<SERVICE>` of the environment (each client
+//! consults the service variable only when the shared endpoint did not come
+//! from code). `sdk_config.to_builder().endpoint_url(..)` does not: the
+//! config keeps its origin "environment variable", and a service variable
+//! still takes that service past the proxy (`tests/endpoint_precedence.rs`).
+//! Out of process: `AWS_ENDPOINT_URL=<proxy url>` and every
+//! `AWS_ENDPOINT_URL_<SERVICE>` the environment sets, or one service only
+//! (the others keep talking to the emulator directly):
+//! `AWS_ENDPOINT_URL_SQS=<proxy url>` and so on.
+//!
+//! The proxy forwards the `Host` header unchanged to whichever upstream, so
+//! URLs an emulator builds from it (moto's SQS queue URLs) name the proxy;
+//! LocalStack's (`SQS_ENDPOINT_STRATEGY=path`) name LocalStack. Either way
+//! the SDKs only use them as identifiers and send them to their endpoint,
+//! the proxy.
 //!
 //! ## In process
 //!
@@ -66,6 +88,8 @@
 //! # async fn demo() -> Result<(), platformsync_faults::FaultError> {
 //! use platformsync_faults::{Fault, FaultProxy, Rule};
 //! let proxy = FaultProxy::start("http://127.0.0.1:4566").await?;
+//! // Or each service where this environment's SDK would send it:
+//! // FaultProxy::start_routed(platformsync_faults::Upstreams::from_env()?).await?
 //! proxy.add_rule(Rule::new("dynamodb", "PutItem", Fault::Throttle).times(2));
 //! // aws_config::defaults(..).endpoint_url(proxy.url()) ...
 //! let stats = proxy.stats();
@@ -77,9 +101,12 @@
 //!
 //! ## Out of process
 //!
-//! `platformsync-faults --upstream "$AWS_ENDPOINT_URL" [--port P] [--rules FILE]`
+//! `platformsync-faults [--upstream URL] [--route SERVICE=URL]... [--single-upstream] [--port P] [--rules FILE]`
 //! prints `http://127.0.0.1:P` on its first stdout line and runs until
-//! Ctrl-C / SIGTERM. The control endpoint is on the same port:
+//! Ctrl-C / SIGTERM. `--upstream` defaults to `$AWS_ENDPOINT_URL`; each
+//! `AWS_ENDPOINT_URL_<SERVICE>` set routes its service (unless
+//! `--single-upstream`), `--route` wins over both. The control endpoint is
+//! on the same port:
 //!
 //! ```sh
 //! curl -s localhost:P/__faults                        # rules (with counters) + calls per operation
@@ -125,6 +152,7 @@ pub mod control;
 pub mod rules;
 pub mod schedule;
 mod server;
+pub mod upstreams;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -139,12 +167,17 @@ pub use control::{ControlError, FaultControl};
 pub use rules::{Fault, OperationStats, Rule, RuleStats, Stats, parse_rules};
 pub use schedule::Schedule;
 pub use server::CONTROL_PATH;
+pub use upstreams::{SERVICE_ENDPOINT_VARS, Upstreams};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
     #[error("upstream must be an http://host:port URL, got {0:?}")]
     InvalidUpstream(String),
+    #[error("no upstream: AWS_ENDPOINT_URL is not set")]
+    NoUpstream,
+    #[error("upstream {0} is the proxy itself (an AWS_ENDPOINT_URL_<SERVICE> naming the proxy?)")]
+    Loop(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -156,35 +189,70 @@ pub enum FaultError {
 /// A running fault proxy; stops (and closes its connections) when dropped.
 pub struct FaultProxy {
     addr: SocketAddr,
+    upstreams: Upstreams,
     shared: Arc<server::Shared>,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl FaultProxy {
-    /// Starts a proxy on `127.0.0.1:<free port>` forwarding to `upstream`
-    /// (`http://127.0.0.1:4566`). Must be called inside a tokio runtime,
-    /// which then runs the proxy.
+    /// Starts a proxy on `127.0.0.1:<free port>` forwarding every service to
+    /// `upstream` (`http://127.0.0.1:4566`). Must be called inside a tokio
+    /// runtime, which then runs the proxy.
     pub async fn start(upstream: &str) -> Result<Self, FaultError> {
         Self::start_on(upstream, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
     /// Like [`FaultProxy::start`], on a chosen address (port 0: any free one).
     pub async fn start_on(upstream: &str, addr: SocketAddr) -> Result<Self, FaultError> {
-        let authority = upstream_authority(upstream)?;
+        Self::start_routed_on(Upstreams::new(upstream), addr).await
+    }
+
+    /// Starts a proxy on `127.0.0.1:<free port>` forwarding each service to
+    /// its own upstream when `upstreams` has one, else to the default:
+    /// `FaultProxy::start_routed(Upstreams::from_env()?)` sends each call
+    /// where the SDK would have sent it from this environment (the LocalStack
+    /// pair: DynamoDB and its stream to moto, the rest to LocalStack).
+    pub async fn start_routed(upstreams: Upstreams) -> Result<Self, FaultError> {
+        Self::start_routed_on(upstreams, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`FaultProxy::start_routed`], on a chosen address.
+    pub async fn start_routed_on(
+        upstreams: Upstreams,
+        addr: SocketAddr,
+    ) -> Result<Self, FaultError> {
+        let default = upstream_authority(upstreams.default_url())?;
+        let mut services = std::collections::HashMap::new();
+        for (service, url) in upstreams.routes() {
+            services.insert(service.to_owned(), upstream_authority(url)?);
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| FaultError::Bind { addr, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| FaultError::Bind { addr, source })?;
-        let shared = Arc::new(server::Shared::new(authority));
+        // A proxy forwarding to itself would take every call round until the
+        // descriptors ran out.
+        for authority in std::iter::once(&default).chain(services.values()) {
+            if is_self(authority, addr) {
+                return Err(FaultError::Loop(authority.clone()));
+            }
+        }
+        let shared = Arc::new(server::Shared::new(server::Routes { default, services }));
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(server::serve(listener, shared.clone(), stopped));
         Ok(Self {
             addr,
+            upstreams,
             shared,
             stop: Some(stop),
         })
+    }
+
+    /// Where the proxy forwards each service.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
     }
 
     /// The address the proxy listens on.
@@ -238,6 +306,7 @@ impl std::fmt::Debug for FaultProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaultProxy")
             .field("addr", &self.addr)
+            .field("upstreams", &self.upstreams)
             .finish()
     }
 }
@@ -260,6 +329,20 @@ fn upstream_authority(upstream: &str) -> Result<String, FaultError> {
     })
 }
 
+/// Whether `authority` (`host:port`) names the proxy listening on `addr`.
+fn is_self(authority: &str, addr: SocketAddr) -> bool {
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    port.parse() == Ok(addr.port())
+        && (host == addr.ip().to_string()
+            || host.eq_ignore_ascii_case("localhost")
+            || host == "127.0.0.1"
+            || host == "::1"
+            || host == "0.0.0.0")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +360,26 @@ mod tests {
         assert!(upstream_authority("https://127.0.0.1:4566").is_err());
         assert!(upstream_authority("127.0.0.1:4566").is_err());
         assert!(upstream_authority("http://u:p@127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn loops_are_recognised() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 4000));
+        assert!(is_self("127.0.0.1:4000", addr));
+        assert!(is_self("localhost:4000", addr));
+        assert!(!is_self("127.0.0.1:4001", addr));
+        assert!(!is_self("10.0.0.1:4000", addr));
+    }
+
+    #[tokio::test]
+    async fn a_proxy_refuses_to_forward_to_itself() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let upstreams = Upstreams::new("http://127.0.0.1:9").route("sqs", format!("http://{addr}"));
+        assert!(matches!(
+            FaultProxy::start_routed_on(upstreams, addr).await,
+            Err(FaultError::Loop(_))
+        ));
     }
 }

@@ -2,13 +2,17 @@
 //! `make chaos` and shell scripts. Prints its URL on the first stdout line,
 //! then serves until Ctrl-C or SIGTERM. Rules are changed through the control
 //! endpoint (`/__faults`, see the library docs).
+//!
+//! Each service goes where the SDK would send it from this environment:
+//! `AWS_ENDPOINT_URL_<SERVICE>` when set (the LocalStack pair's DynamoDB on
+//! moto), else `--upstream` / `AWS_ENDPOINT_URL`.
 
 use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use platformsync_faults::{FaultProxy, parse_rules};
+use platformsync_faults::{FaultProxy, Upstreams, parse_rules};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -16,9 +20,18 @@ use platformsync_faults::{FaultProxy, parse_rules};
     about = "Fault-injecting proxy in front of the local AWS emulator"
 )]
 struct Args {
-    /// The emulator, e.g. http://127.0.0.1:4566 (default: $AWS_ENDPOINT_URL).
+    /// The emulator, e.g. http://127.0.0.1:4566 (default: $AWS_ENDPOINT_URL):
+    /// where services without an upstream of their own go.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     upstream: String,
+    /// A service's own upstream, e.g. dynamodb=http://127.0.0.1:5000
+    /// (repeatable; wins over AWS_ENDPOINT_URL_<SERVICE>).
+    #[arg(long = "route", value_name = "SERVICE=URL")]
+    routes: Vec<String>,
+    /// Ignore AWS_ENDPOINT_URL_DYNAMODB, _DYNAMODB_STREAMS, _SQS, _SNS,
+    /// _SECRETS_MANAGER, _CLOUDWATCH: every service to --upstream.
+    #[arg(long)]
+    single_upstream: bool,
     /// Port on 127.0.0.1 (0 = any free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -39,8 +52,18 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    let proxy = FaultProxy::start_on(
-        &args.upstream,
+    let mut upstreams = Upstreams::new(&args.upstream);
+    if !args.single_upstream {
+        upstreams = upstreams.with_service_vars(|name| std::env::var(name).ok());
+    }
+    for route in &args.routes {
+        let (service, url) = route
+            .split_once('=')
+            .with_context(|| format!("--route {route:?}: expected SERVICE=URL"))?;
+        upstreams = upstreams.route(service, url);
+    }
+    let proxy = FaultProxy::start_routed_on(
+        upstreams.clone(),
         SocketAddr::from(([127, 0, 0, 1], args.port)),
     )
     .await?;
@@ -53,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "platformsync-faults: forwarding {} -> {}; control at {}/__faults",
         proxy.url(),
-        args.upstream,
+        upstreams,
         proxy.url()
     );
 

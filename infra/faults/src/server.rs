@@ -1,6 +1,7 @@
 //! The proxy's HTTP side: accept loop, forwarding, injected failures and the
 //! control endpoint.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -33,20 +34,32 @@ pub const CONTROL_PATH: &str = "/__faults";
 /// at most 16 MB); the proxy reads whole requests to see `Action=`.
 const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
+/// `host:port` of the emulator serving each service.
+pub(crate) struct Routes {
+    pub(crate) default: String,
+    /// Canonical service name -> its own upstream.
+    pub(crate) services: HashMap<String, String>,
+}
+
+impl Routes {
+    fn authority(&self, service: &str) -> &str {
+        self.services.get(service).unwrap_or(&self.default)
+    }
+}
+
 pub(crate) struct Shared {
     state: Mutex<State>,
     client: Client<HttpConnector, Full<Bytes>>,
-    /// `host:port` of the emulator.
-    upstream: String,
+    routes: Routes,
     next_request_id: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(upstream: String) -> Self {
+    pub(crate) fn new(routes: Routes) -> Self {
         Self {
             state: Mutex::new(State::default()),
             client: Client::builder(TokioExecutor::new()).build_http(),
-            upstream,
+            routes,
             next_request_id: AtomicU64::new(1),
         }
     }
@@ -125,7 +138,7 @@ async fn handle(
     let decision = shared.state().decide(&call, Instant::now());
 
     match decision {
-        None => Ok(forward(&shared, parts, body).await),
+        None => Ok(forward(&shared, &call.service, parts, body).await),
         Some(Fault::Hang {
             seconds,
             forward: pass,
@@ -139,9 +152,10 @@ async fn handle(
             // when the client gives up (closes the connection), and the
             // emulator must get the request all the same.
             let task_shared = shared.clone();
+            let service = call.service.clone();
             let task = tokio::spawn(async move {
                 tokio::time::sleep(hold).await;
-                forward(&task_shared, parts, body).await
+                forward(&task_shared, &service, parts, body).await
             });
             task.await.map_err(|e| Box::new(e) as BoxError)
         }
@@ -154,7 +168,7 @@ async fn handle(
                 .and_then(|v| v.to_str().ok());
             match error_response(&call, &fault, content_type, &request_id) {
                 Some(response) => Ok(boxed(response)),
-                None => Ok(forward(&shared, parts, body).await),
+                None => Ok(forward(&shared, &call.service, parts, body).await),
             }
         }
     }
@@ -200,16 +214,18 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Sends the request to the emulator unchanged (the `Host` header included,
-/// so URLs the emulator builds, like SQS queue URLs, name the proxy) and
-/// streams its answer back.
+/// Sends the request to the emulator serving `service` unchanged (the `Host`
+/// header included, so URLs an emulator builds from it, like moto's SQS queue
+/// URLs, name the proxy) and streams its answer back.
 async fn forward(
     shared: &Shared,
+    service: &str,
     parts: hyper::http::request::Parts,
     body: Bytes,
 ) -> Response<ProxyBody> {
+    let upstream = shared.routes.authority(service);
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = format!("http://{}{}", shared.upstream, path_and_query);
+    let uri = format!("http://{upstream}{path_and_query}");
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = parts.method;
     match uri.parse() {
@@ -222,7 +238,7 @@ async fn forward(
         }
     }
     if !request.headers().contains_key(HOST)
-        && let Ok(host) = HeaderValue::from_str(&shared.upstream)
+        && let Ok(host) = HeaderValue::from_str(upstream)
     {
         request.headers_mut().insert(HOST, host);
     }

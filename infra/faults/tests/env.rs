@@ -3,18 +3,20 @@
 //! single test: it changes the process environment.
 
 use aws_config::BehaviorVersion;
-use platformsync_faults::FaultProxy;
+use platformsync_faults::{FaultProxy, Upstreams};
 
 #[tokio::test]
 async fn a_service_specific_endpoint_routes_only_that_service_through_the_proxy() {
-    let Ok(upstream) = std::env::var("AWS_ENDPOINT_URL") else {
+    let Ok(_) = std::env::var("AWS_ENDPOINT_URL") else {
         eprintln!(
             "SKIPPED: AWS_ENDPOINT_URL is not set; run `infra/scripts/local-stack.sh up` and \
              `source .local/stack.env` to run the fault proxy tests"
         );
         return;
     };
-    let proxy = FaultProxy::start(&upstream).await.unwrap();
+    let proxy = FaultProxy::start_routed(Upstreams::from_env().unwrap())
+        .await
+        .unwrap();
     // SAFETY: the only test of this binary, and no other thread reads the
     // environment while it is changed (the runtime is current-thread).
     unsafe { std::env::set_var("AWS_ENDPOINT_URL_SQS", proxy.url()) };

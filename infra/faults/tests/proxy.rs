@@ -14,12 +14,14 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
 };
-use platformsync_faults::{Fault, FaultProxy, Rule, Stats};
+use platformsync_faults::{Fault, FaultProxy, Rule, Stats, Upstreams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The emulator, if the local stack's environment is loaded. Refuses
-/// anything but loopback, like tests/support does: no test may reach AWS.
-fn upstream() -> Option<String> {
+/// Where the local stack serves each service, if its environment is loaded
+/// (`AWS_ENDPOINT_URL`, and `AWS_ENDPOINT_URL_DYNAMODB`... on the LocalStack
+/// pair). Refuses anything but loopback, like tests/support does: no test
+/// may reach AWS.
+fn upstreams() -> Option<Upstreams> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     if endpoint.is_empty() {
         eprintln!(
@@ -28,26 +30,35 @@ fn upstream() -> Option<String> {
         );
         return None;
     }
-    let host = endpoint
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split(['/', ':']).next())
-        .unwrap_or_default();
-    assert!(
-        matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
-        "the fault proxy tests need the local AWS stack, AWS_ENDPOINT_URL is {endpoint:?}"
-    );
-    Some(endpoint)
+    let upstreams = Upstreams::from_env().expect("AWS_ENDPOINT_URL is set");
+    for url in std::iter::once(upstreams.default_url()).chain(upstreams.routes().map(|(_, u)| u)) {
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .unwrap_or_default();
+        assert!(
+            matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
+            "the fault proxy tests need the local AWS stack, an endpoint is {url:?}"
+        );
+    }
+    Some(upstreams)
 }
 
 async fn proxy() -> Option<FaultProxy> {
-    let upstream = upstream()?;
-    Some(FaultProxy::start(&upstream).await.expect("proxy starts"))
+    let upstreams = upstreams()?;
+    Some(
+        FaultProxy::start_routed(upstreams)
+            .await
+            .expect("proxy starts"),
+    )
 }
 
 /// SDK configuration through the proxy: `attempts` in standard retry mode
 /// with short backoffs (the test's time, not the SDK's behaviour, is
-/// compressed), optionally an operation timeout.
+/// compressed), optionally an operation timeout. The endpoint is set on the
+/// loader, so it wins over every `AWS_ENDPOINT_URL_<SERVICE>` of the
+/// environment too: every service goes through the proxy.
 async fn config(
     proxy: &FaultProxy,
     attempts: u32,
@@ -660,4 +671,71 @@ where
         out.push(handle.await.expect("task"));
     }
     out
+}
+
+/// Each service goes to its own upstream when it has one: here DynamoDB to
+/// the stack's DynamoDB and everything else to a port where nothing listens
+/// (the proxy answers 502 for those). SQS queue URLs still work through a
+/// routed proxy: created and used through it.
+#[tokio::test]
+async fn each_service_is_forwarded_to_its_own_upstream() {
+    let Some(stack) = upstreams() else { return };
+    let dead = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", probe.local_addr().unwrap())
+    };
+    let routed = FaultProxy::start_routed(
+        Upstreams::new(&dead).route("dynamodb", stack.url_for("dynamodb")),
+    )
+    .await
+    .unwrap();
+    let conf = config(&routed, 1, None).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let table = table(&ddb).await;
+    put(&ddb, &table, "a")
+        .await
+        .expect("dynamodb routed to its upstream");
+    let err = aws_sdk_sns::Client::new(&conf)
+        .list_topics()
+        .send()
+        .await
+        .expect_err("sns went to the dead default");
+    let raw = err.raw_response().map(|r| r.status().as_u16());
+    assert_eq!(raw, Some(502), "{err:?}");
+    let stats = routed.stats();
+    assert_eq!(stats.calls("dynamodb", "PutItem"), 1);
+    assert_eq!(stats.calls("sns", "ListTopics"), 1);
+
+    // The stack's own routes: SQS on the default (LocalStack on the pair),
+    // its queue URL (naming the proxy on moto, LocalStack on the pair) used
+    // through the proxy.
+    let Some(proxy) = proxy().await else { return };
+    let sqs = aws_sdk_sqs::Client::new(&config(&proxy, 1, None).await);
+    let queue = sqs
+        .create_queue()
+        .queue_name(name("routed"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("queue url");
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("hello")
+        .send()
+        .await
+        .expect("send to the queue url");
+    let got = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body(), Some("hello"));
+    let stats = proxy.stats();
+    assert_eq!(stats.calls("sqs", "SendMessage"), 1, "{stats:?}");
+    assert_eq!(stats.calls("sqs", "ReceiveMessage"), 1, "{stats:?}");
 }
