@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use futures_util::{StreamExt, stream};
-use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
+use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage, PlanRef};
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
 use platformsync_domain::payload::{ApiKey, PayloadItems, RenderInput, render_v1};
 use platformsync_domain::types::MessageKind;
@@ -43,7 +43,7 @@ fn vm_hwm_kb() -> u64 {
 }
 
 fn batch(endpoint: usize, event: usize) -> BatchMessage {
-    let items = (0..PER_BATCH)
+    let items: Vec<BatchEntry> = (0..PER_BATCH)
         .map(|i| {
             let time = format!("2026-01-{:02}T{:02}:{:02}:{:02}", 1 + event, i / 3600 % 24, i / 60 % 60, i % 60);
             let payload = format!(
@@ -65,8 +65,13 @@ fn batch(endpoint: usize, event: usize) -> BatchMessage {
         customer_id: CustomerId::parse("bench").expect("id"),
         kind: MessageKind::Transactions,
         created_at: "2026-01-10T09:00:00Z".into(),
+        // As the fan-out makes them: the message's place in its plan, which
+        // the ledger stores instead of the keys.
+        plan_ref: Some(PlanRef {
+            plan: items[0].key.clone(),
+            index: u32::try_from(endpoint).expect("small"),
+        }),
         items,
-        plan_ref: None,
     }
 }
 
@@ -176,6 +181,52 @@ async fn main() {
         vm_hwm_kb() as f64 / 1024.0
     );
     println!("receiver requests: {}", receiver.count());
+    let (items, bytes, units, with_keys) = ledger_writes(&stack).await;
+    let transactions = (2 * EVENTS + 1) * ENDPOINTS * PER_BATCH;
+    println!(
+        "ledger: {items} delivered-batch items ({with_keys} with TransactionKeys), {:.1} KB, \
+         {units} write units = {:.4} write units per transaction ({transactions} transactions)",
+        bytes as f64 / 1024.0,
+        units as f64 / transactions as f64
+    );
+}
+
+/// The ledger's delivered-batch items: count, total size, the write units
+/// their puts cost (one per started KB per item, as DynamoDB bills a put)
+/// and how many carry the keys themselves.
+async fn ledger_writes(stack: &Stack) -> (usize, usize, usize, usize) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    fn size(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+            AttributeValue::B(b) => b.as_ref().len(),
+            _ => 1,
+        }
+    }
+    let items: Vec<_> = stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(stack.reference("DeliveryLedgerTable"))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .expect("scan ledger");
+    let mut bytes = 0;
+    let mut units = 0;
+    for item in &items {
+        let b: usize = item.iter().map(|(k, v)| k.len() + size(v)).sum();
+        bytes += b;
+        units += b.div_ceil(1024).max(1);
+    }
+    let with_keys = items
+        .iter()
+        .filter(|i| i.contains_key("TransactionKeys"))
+        .count();
+    (items.len(), bytes, units, with_keys)
 }
 
 /// Push::handle over EVENTS events; transactions per second.

@@ -507,7 +507,13 @@ impl<P: Ports> Flow<P> {
                     delivered_at: now(),
                     split: split.is_some(),
                 };
-                match self.ports.record_delivery(&delivery).await {
+                // The plan reference (when the fan-out planned it) is stored
+                // instead of the keys: the plan already holds them.
+                let recorded = self
+                    .ports
+                    .record_delivery(&delivery, b.meta.plan_ref.as_ref())
+                    .await;
+                match recorded {
                     Ok(platformsync_aws::ledger::Recorded::New) => {}
                     Ok(platformsync_aws::ledger::Recorded::AlreadyThere) => {
                         warn!("another invocation recorded this batch first: it was posted twice")
@@ -823,7 +829,8 @@ impl<P: Ports> Flow<P> {
                         delivered_at: at,
                         split: false,
                     };
-                    if let Err(e) = self.ports.record_delivery(&delivery).await {
+                    // A part is not a planned message: it keeps its keys.
+                    if let Err(e) = self.ports.record_delivery(&delivery, None).await {
                         error!(error = %e, part = %part, "part delivered, but the ledger write failed");
                     }
                     delivered += end - start;

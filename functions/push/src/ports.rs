@@ -16,6 +16,7 @@ use platformsync_aws::parked::{ParkBatch, ParkedStore};
 use platformsync_aws::redelivery::{DeadLetter, Redelivery};
 use platformsync_delivery::incident::EndpointState;
 use platformsync_delivery::ssrf::check_url;
+use platformsync_domain::batch::PlanRef;
 use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -51,9 +52,11 @@ pub trait LedgerPort: Sync {
         endpoint_id: &str,
         message_id: &str,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
+    /// With `plan_ref`, the ledger stores the plan reference, not the keys.
     fn record_delivery(
         &self,
         delivery: &Delivery<'_>,
+        plan_ref: Option<&PlanRef>,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     fn record_refused(
         &self,
@@ -150,8 +153,14 @@ impl LedgerPort for AwsPorts {
     async fn lookup(&self, endpoint_id: &str, message_id: &str) -> Result<Lookup, StoreError> {
         self.ledger.lookup(endpoint_id, message_id).await
     }
-    async fn record_delivery(&self, delivery: &Delivery<'_>) -> Result<Recorded, StoreError> {
-        self.ledger.record_delivery(delivery).await
+    async fn record_delivery(
+        &self,
+        delivery: &Delivery<'_>,
+        plan_ref: Option<&PlanRef>,
+    ) -> Result<Recorded, StoreError> {
+        self.ledger
+            .record_planned_delivery(delivery, plan_ref)
+            .await
     }
     async fn record_refused(
         &self,
@@ -368,7 +377,11 @@ pub mod memory {
                 attempts: None,
             })
         }
-        async fn record_delivery(&self, d: &Delivery<'_>) -> Result<Recorded, StoreError> {
+        async fn record_delivery(
+            &self,
+            d: &Delivery<'_>,
+            _plan_ref: Option<&PlanRef>,
+        ) -> Result<Recorded, StoreError> {
             lock(&self.delivered).push(d.message_id.to_owned());
             Ok(Recorded::New)
         }

@@ -11,14 +11,18 @@
 //! posting, so a redelivered SQS message (a crash after the POST, before the
 //! acknowledgement) is acknowledged without a second POST.
 //!
-//! **Which transactions a batch held** is one string attribute,
-//! `TransactionKeys`: the transactions' keys (`SERIAL|SORTKEY`, as in the
-//! transactions table), one per line. About 75 bytes per transaction: a
-//! 1000-transaction batch is one item of ~75 KB (~75 write units) instead of
-//! 1000 items (≥ 1000 write units and 1000 requests), well below DynamoDB's
-//! 400 KB item limit. [`Ledger::deliveries_of`] answers "did transaction X
-//! reach endpoint Y" for tools (a query over the endpoint's ledger, never
-//! used on the delivery path).
+//! **Which transactions a batch held**: when the message names its place in
+//! the fan-out's durable plan (`PlanRef`), the item stores that reference
+//! (`Plan`: the plan's key, `PlanIndex`: the message's index), ~100 bytes,
+//! since the plan (kept as long as the ledger) already holds the keys. A
+//! 1000-transaction batch then costs the ledger 1 write unit, not ~75.
+//! Messages without a plan reference (backfills, split parts, messages made
+//! before plans) keep one string attribute, `TransactionKeys`: the keys
+//! (`SERIAL|SORTKEY`, as in the transactions table), one per line, about
+//! 75 bytes per transaction, well below DynamoDB's 400 KB item limit.
+//! [`Ledger::deliveries_of`] answers "did transaction X reach endpoint Y" for
+//! tools (a query over the endpoint's ledger, plans resolved through
+//! [`PlanStore`], never used on the delivery path).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,6 +34,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
+use crate::fanout_plans::PlanStore;
+use platformsync_domain::batch::PlanRef;
 
 /// Delivered batches are remembered this long (TTL): longer than any replay
 /// or audit question about "did it arrive" is likely to be asked.
@@ -66,6 +72,8 @@ pub struct Delivery<'a> {
     /// `Transactions` or `AuditTransactions`.
     pub kind: &'a str,
     /// `SERIAL|SORTKEY` of every transaction of the batch, in batch order.
+    /// Stored only when the delivery names no plan
+    /// ([`Ledger::record_planned_delivery`]).
     pub transaction_keys: &'a [String],
     /// Attempts it took, this one included.
     pub attempts: u32,
@@ -93,12 +101,16 @@ pub struct DeliveredBatch {
     pub delivered_at: String,
     pub attempts: u32,
     pub transaction_keys: Vec<String>,
+    /// Where the keys came from when the item stores a plan reference.
+    pub plan_ref: Option<PlanRef>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Ledger {
     client: Client,
     table: String,
+    /// Resolves plan references for tools ([`Ledger::deliveries_of`]).
+    plans: Option<PlanStore>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -143,7 +155,14 @@ impl Ledger {
         Self {
             client,
             table: table.into(),
+            plans: None,
         }
+    }
+
+    /// Lets tools resolve ledger items that store a plan reference.
+    pub fn with_plans(mut self, plans: PlanStore) -> Self {
+        self.plans = Some(plans);
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -245,7 +264,18 @@ impl Ledger {
     }
 
     /// Records a delivered batch, once: a conditional put on the batch id.
+    /// Stores its keys.
     pub async fn record_delivery(&self, delivery: &Delivery<'_>) -> Result<Recorded, StoreError> {
+        self.record_planned_delivery(delivery, None).await
+    }
+
+    /// Records a delivered batch, once; with `plan_ref` (the message's place
+    /// in the fan-out plan), the reference is stored instead of the keys.
+    pub async fn record_planned_delivery(
+        &self,
+        delivery: &Delivery<'_>,
+        plan_ref: Option<&PlanRef>,
+    ) -> Result<Recorded, StoreError> {
         let mut item = key(delivery.endpoint_id, delivery.message_id.to_owned());
         item.insert("CustomerId".into(), s(delivery.customer_id));
         item.insert("Kind".into(), s(delivery.kind));
@@ -262,7 +292,11 @@ impl Ledger {
             "TransactionCount".into(),
             n(delivery.transaction_keys.len()),
         );
-        if !delivery.transaction_keys.is_empty() {
+        if let Some(plan_ref) = plan_ref {
+            // The plan holds the keys (and lives as long as this item).
+            item.insert("Plan".into(), s(plan_ref.plan.clone()));
+            item.insert("PlanIndex".into(), n(plan_ref.index));
+        } else if !delivery.transaction_keys.is_empty() {
             // An empty string attribute is allowed today, but an absent one
             // reads more honestly for an (unexpected) empty batch.
             item.insert(
@@ -321,21 +355,31 @@ impl Ledger {
     }
 
     /// The delivered batches of `endpoint_id` that held `transaction_key`
-    /// (`SERIAL|SORTKEY`). Reads the endpoint's whole ledger: for tools, not
-    /// for the delivery path.
+    /// (`SERIAL|SORTKEY`). Reads the endpoint's whole ledger and the plans
+    /// its items name: for tools, not for the delivery path.
     pub async fn deliveries_of(
         &self,
         endpoint_id: &str,
         transaction_key: &str,
     ) -> Result<Vec<DeliveredBatch>, StoreError> {
+        Ok(self
+            .delivered(endpoint_id)
+            .await?
+            .into_iter()
+            .filter(|b| b.transaction_keys.iter().any(|k| k == transaction_key))
+            .collect())
+    }
+
+    /// Every delivered batch of `endpoint_id` (refused markers and retry
+    /// states left out), its keys resolved through the plans. Each plan is
+    /// read once.
+    pub async fn delivered(&self, endpoint_id: &str) -> Result<Vec<DeliveredBatch>, StoreError> {
         let items: Vec<_> = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("EndpointId = :e")
-            .filter_expression("contains(TransactionKeys, :k)")
             .expression_attribute_values(":e", s(endpoint_id))
-            .expression_attribute_values(":k", s(transaction_key))
             .into_paginator()
             .items()
             .send()
@@ -347,20 +391,61 @@ impl Ledger {
             Some(AttributeValue::N(v)) => v.clone(),
             _ => String::new(),
         };
-        Ok(items
-            .iter()
-            .map(|item| DeliveredBatch {
-                endpoint_id: text(item, "EndpointId"),
-                message_id: text(item, "BatchId"),
-                delivered_at: text(item, "DeliveredAt"),
-                attempts: text(item, "Attempts").parse().unwrap_or_default(),
-                transaction_keys: text(item, "TransactionKeys")
+        let mut plans: HashMap<String, crate::fanout_plans::Plan> = HashMap::new();
+        let mut out = Vec::new();
+        for item in &items {
+            let id = text(item, "BatchId");
+            if id.starts_with(ATTEMPT_PREFIX) || text(item, "Outcome") == REFUSED {
+                continue;
+            }
+            let plan_key = text(item, "Plan");
+            let (transaction_keys, plan_ref) = if plan_key.is_empty() {
+                let keys = text(item, "TransactionKeys")
                     .lines()
                     .map(str::to_owned)
-                    .collect(),
-            })
-            // `contains` is a substring test: keep exact matches only.
-            .filter(|b| b.transaction_keys.iter().any(|k| k == transaction_key))
-            .collect())
+                    .collect();
+                (keys, None)
+            } else {
+                let index: u32 = text(item, "PlanIndex")
+                    .parse()
+                    .map_err(|e| self.malformed(&id, e))?;
+                if !plans.contains_key(&plan_key) {
+                    let Some(store) = &self.plans else {
+                        return Err(self.malformed(&id, "names a plan, but no plan store is set"));
+                    };
+                    let found = store
+                        .lookup(&plan_key, OffsetDateTime::now_utc().unix_timestamp())
+                        .await?
+                        .ok_or_else(|| self.malformed(&id, "names a missing plan"))?;
+                    plans.insert(plan_key.clone(), found.plan);
+                }
+                let plan = &plans[&plan_key];
+                let message = plan
+                    .messages
+                    .get(index as usize)
+                    .ok_or_else(|| self.malformed(&id, "plan index out of range"))?;
+                let keys = message
+                    .items
+                    .iter()
+                    .map(|&i| plan.keys[i as usize].clone())
+                    .collect();
+                (
+                    keys,
+                    Some(PlanRef {
+                        plan: plan_key,
+                        index,
+                    }),
+                )
+            };
+            out.push(DeliveredBatch {
+                endpoint_id: text(item, "EndpointId"),
+                message_id: id,
+                delivered_at: text(item, "DeliveredAt"),
+                attempts: text(item, "Attempts").parse().unwrap_or_default(),
+                transaction_keys,
+                plan_ref,
+            });
+        }
+        Ok(out)
     }
 }
