@@ -1105,9 +1105,7 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
         .send()
         .await
         .unwrap();
-    let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap())
-        .await
-        .unwrap();
+    let proxy = platformsync_tests::fault_proxy().await;
     let push = push_through(&stack, &proxy, &receiver, |s| {
         s.retry_window = Duration::from_secs(10);
         s.lateness_tolerance = Duration::from_secs(1);
@@ -1165,9 +1163,7 @@ async fn secrets_manager_failures_of_ours_are_not_attempts() {
     let inbox = Inbox::subscribe(&stack).await;
     let receiver = Receiver::start().await;
     endpoint(&stack, &receiver, "acme-prod", "/push", "tok-s", json!({})).await;
-    let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap())
-        .await
-        .unwrap();
+    let proxy = platformsync_tests::fault_proxy().await;
     proxy.set_rules(vec![
         Rule::new("secretsmanager", "GetSecretValue", Fault::AccessDenied).times(2),
         Rule::new("secretsmanager", "GetSecretValue", Fault::Internal)
