@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Template checks and the SAM build, with pinned tools in a project virtualenv.
 #
-#   infra/scripts/template-tools.sh lint        # cfn-lint + sam validate --lint (offline)
+#   infra/scripts/template-tools.sh lint        # cfn-lint + sam validate --lint + iam (offline)
+#   infra/scripts/template-tools.sh iam         # the expanded template's IAM (infra/template/check_iam.py)
 #   infra/scripts/template-tools.sh sam-build   # sam build with cargo-lambda (zig) for every function
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,6 +29,13 @@ case ${1:-} in
     install infra/python/tools.lock
     "$venv/bin/cfn-lint" template.yaml
     "$venv/bin/sam" validate --lint --template template.yaml
+    # The template as CloudFormation receives it (SAM translator, pinned in
+    # tools.lock, offline): every permission names this stack's resources.
+    "$venv/bin/python" infra/template/check_iam.py template.yaml
+    ;;
+  iam)
+    install infra/python/tools.lock
+    "$venv/bin/python" infra/template/check_iam.py template.yaml
     ;;
   sam-build)
     install infra/python/tools.lock
@@ -60,5 +68,5 @@ case ${1:-} in
     done
     [ "$over" = 0 ] || echo "template-tools: some bootstrap is over the 6 MB target (see docs/benchmarks.md)" >&2
     ;;
-  *) echo "usage: $0 lint|sam-build" >&2; exit 2 ;;
+  *) echo "usage: $0 lint|iam|sam-build" >&2; exit 2 ;;
 esac

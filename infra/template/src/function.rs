@@ -2,6 +2,14 @@
 //! binary, with which environment, fed by which event sources with which
 //! settings (batch sizes, windows, response types), all read from the same
 //! template the cloud deploys.
+//!
+//! Event sources come in two forms: SAM `Events` on the function (HTTP API
+//! routes, schedules) and `AWS::Lambda::EventSourceMapping` resources whose
+//! `FunctionName` refers to the function (streams and queues: a mapping of
+//! our own lets the function's policy name the stream or queue, where SAM's
+//! `DynamoDB`/`SQS` events attach AWS-managed policies granting every stream
+//! and queue of the account). A mapping is read as the SAM event of the same
+//! kind would be, its logical id as the event's name.
 
 use crate::{Resolver, Template, TemplateError, scalar_string};
 use serde_json::Value;
@@ -73,8 +81,15 @@ impl Template {
                 logical_id: r.logical_id.clone(),
                 message,
             };
+            // Only what the runner plays: other properties may refer to
+            // resources the local stack does not create (log groups, the
+            // alias of AutoPublishAlias).
+            let played: serde_json::Map<String, Value> = ["Timeout", "Environment", "Events"]
+                .iter()
+                .filter_map(|k| Some(((*k).to_owned(), r.properties.get(*k)?.clone())))
+                .collect();
             let props = resolver
-                .resolve(&r.properties)
+                .resolve(&Value::Object(played))
                 .map_err(|e| err(e.to_string()))?;
             let binary = r
                 .metadata
@@ -98,6 +113,12 @@ impl Template {
             {
                 events.push(event_source(name, event).map_err(err)?);
             }
+            for mapping in self.mappings_of(&r.logical_id) {
+                if !resolver.is_enabled(mapping)? {
+                    continue;
+                }
+                events.push(mapping_source(mapping, resolver)?);
+            }
             out.push(FunctionSpec {
                 logical_id: r.logical_id.clone(),
                 binary,
@@ -108,6 +129,78 @@ impl Template {
         }
         Ok(out)
     }
+}
+
+impl Template {
+    /// The `AWS::Lambda::EventSourceMapping` resources that invoke the
+    /// function `logical_id`: `FunctionName` is `!Ref <id>`, `!Ref <id>.Alias`
+    /// (SAM's alias of `AutoPublishAlias`) or `!GetAtt <id>.Arn`.
+    pub fn mappings_of<'a>(
+        &'a self,
+        logical_id: &'a str,
+    ) -> impl Iterator<Item = &'a crate::Resource> + 'a {
+        self.resources().filter(move |r| {
+            r.kind == "AWS::Lambda::EventSourceMapping"
+                && mapping_target(&r.properties).as_deref() == Some(logical_id)
+        })
+    }
+}
+
+/// The logical id of the function a mapping's `FunctionName` refers to.
+fn mapping_target(props: &Value) -> Option<String> {
+    let name = props.get("FunctionName")?;
+    if let Some(target) = name.get("Ref").and_then(Value::as_str) {
+        return Some(
+            target
+                .split_once('.')
+                .map_or(target, |(id, _)| id)
+                .to_owned(),
+        );
+    }
+    match name.get("Fn::GetAtt")? {
+        Value::Array(parts) => parts.first()?.as_str().map(str::to_owned),
+        Value::String(s) => s.split_once('.').map(|(id, _)| id.to_owned()),
+        _ => None,
+    }
+}
+
+/// A mapping as the SAM event it stands for: `EventSourceArn` becomes the
+/// event's `Stream` (a DynamoDB stream ARN) or `Queue` (an SQS queue ARN);
+/// every other setting has the same name in both forms.
+fn mapping_source(
+    mapping: &crate::Resource,
+    resolver: &Resolver,
+) -> Result<EventSource, TemplateError> {
+    let err = |message: String| TemplateError::Resource {
+        logical_id: mapping.logical_id.clone(),
+        message,
+    };
+    let mut props = mapping.properties.clone();
+    // The function itself is not a resource the local stack creates.
+    if let Some(map) = props.as_object_mut() {
+        map.remove("FunctionName");
+    }
+    let mut props = resolver.resolve(&props).map_err(|e| err(e.to_string()))?;
+    let map = props
+        .as_object_mut()
+        .ok_or_else(|| err("needs Properties".into()))?;
+    let arn = map
+        .remove("EventSourceArn")
+        .map(|v| scalar_string(&v))
+        .ok_or_else(|| err("needs EventSourceArn (streams and queues only)".into()))?;
+    let (kind, key) = match arn.split(':').nth(2) {
+        Some("dynamodb") => ("DynamoDB", "Stream"),
+        Some("sqs") => ("SQS", "Queue"),
+        other => {
+            return Err(err(format!(
+                "event source {arn:?} ({}) is not played by the local runner",
+                other.unwrap_or("not an ARN")
+            )));
+        }
+    };
+    map.insert(key.into(), Value::String(arn));
+    let event = serde_json::json!({"Type": kind, "Properties": props});
+    event_source(&mapping.logical_id, &event).map_err(err)
 }
 
 fn variables(props: &Value) -> BTreeMap<String, String> {
@@ -335,6 +428,207 @@ Resources:
             path: "/v1/uploads".into(),
             method: "POST".into()
         }));
+    }
+
+    const MAPPINGS: &str = r#"
+Parameters:
+  Off: {Type: String, Default: "yes"}
+Conditions:
+  Never: !Equals [!Ref Off, "no"]
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties: {TableName: t}
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties: {QueueName: q}
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties: {Binary: fanout}
+    Properties:
+      Events:
+        Api:
+          Type: HttpApi
+          Properties: {Path: /p, Method: get}
+  Other:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties: {Binary: push}
+    Properties: {}
+  StreamMapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !Ref Fn
+      EventSourceArn: !GetAtt Table.StreamArn
+      StartingPosition: TRIM_HORIZON
+      BatchSize: 1000
+      MaximumRetryAttempts: -1
+      MaximumRecordAgeInSeconds: 43200
+      BisectBatchOnFunctionError: true
+      FunctionResponseTypes: [ReportBatchItemFailures]
+      DestinationConfig:
+        OnFailure:
+          Destination: !GetAtt Queue.Arn
+  QueueMapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !Ref Other.Alias
+      EventSourceArn: !GetAtt Queue.Arn
+      BatchSize: 5
+      ScalingConfig: {MaximumConcurrency: 3}
+  ArnMapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !GetAtt Other.Arn
+      EventSourceArn: !GetAtt Queue.Arn
+  Disabled:
+    Type: AWS::Lambda::EventSourceMapping
+    Condition: Never
+    Properties:
+      FunctionName: !Ref Fn
+      EventSourceArn: !GetAtt Queue.Arn
+"#;
+
+    #[test]
+    fn event_source_mappings_are_read_as_the_functions_events() {
+        let t = Template::parse(MAPPINGS).unwrap();
+        let mut r = Resolver::new(&t, &BTreeMap::new(), "s", "us-east-1", "1");
+        r.record(
+            "Table",
+            Physical {
+                reference: "t".into(),
+                attributes: BTreeMap::from([(
+                    "StreamArn".into(),
+                    "arn:aws:dynamodb:us-east-1:1:table/t/stream/x".into(),
+                )]),
+            },
+        );
+        r.record(
+            "Queue",
+            Physical {
+                reference: "http://q".into(),
+                attributes: BTreeMap::from([("Arn".into(), "arn:aws:sqs:us-east-1:1:q".into())]),
+            },
+        );
+        let functions = t.functions(&r).unwrap();
+        let f = functions.iter().find(|f| f.logical_id == "Fn").unwrap();
+        assert_eq!(f.events.len(), 2, "{:?}", f.events);
+        assert!(f.events.contains(&EventSource::HttpApi {
+            name: "Api".into(),
+            path: "/p".into(),
+            method: "GET".into()
+        }));
+        assert!(f.events.contains(&EventSource::DynamoDbStream {
+            name: "StreamMapping".into(),
+            stream_arn: "arn:aws:dynamodb:us-east-1:1:table/t/stream/x".into(),
+            batch_size: 1000,
+            starting_position: "TRIM_HORIZON".into(),
+            batching_window: Duration::ZERO,
+            maximum_retry_attempts: None,
+            maximum_record_age: Some(Duration::from_secs(43200)),
+            bisect_on_error: true,
+            report_batch_item_failures: true,
+            on_failure: Some("arn:aws:sqs:us-east-1:1:q".into()),
+        }));
+        let other = functions.iter().find(|f| f.logical_id == "Other").unwrap();
+        assert_eq!(
+            other.events,
+            vec![
+                EventSource::Sqs {
+                    name: "ArnMapping".into(),
+                    queue_arn: "arn:aws:sqs:us-east-1:1:q".into(),
+                    batch_size: 10,
+                    batching_window: Duration::ZERO,
+                    report_batch_item_failures: false,
+                    maximum_concurrency: None,
+                },
+                EventSource::Sqs {
+                    name: "QueueMapping".into(),
+                    queue_arn: "arn:aws:sqs:us-east-1:1:q".into(),
+                    batch_size: 5,
+                    batching_window: Duration::ZERO,
+                    report_batch_item_failures: false,
+                    maximum_concurrency: Some(3),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_mapping_of_an_unplayed_source_is_refused() {
+        let yaml = MAPPINGS.replace("!GetAtt Table.StreamArn", "arn:aws:kafka:x:1:cluster/c");
+        let t = Template::parse(&yaml).unwrap();
+        let mut r = Resolver::new(&t, &BTreeMap::new(), "s", "us-east-1", "1");
+        r.record(
+            "Queue",
+            Physical {
+                reference: "http://q".into(),
+                attributes: BTreeMap::from([("Arn".into(), "arn:aws:sqs:us-east-1:1:q".into())]),
+            },
+        );
+        let e = t.functions(&r).unwrap_err().to_string();
+        assert!(e.contains("StreamMapping") && e.contains("kafka"), "{e}");
+    }
+
+    #[test]
+    fn the_project_functions_keep_their_streams_and_queues() {
+        let t =
+            Template::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml")).unwrap();
+        let overrides = BTreeMap::from([("Stage".to_string(), "unit".to_string())]);
+        let mut r = Resolver::new(&t, &overrides, "s", "us-east-1", "1");
+        for res in t.resources() {
+            let service = match res.kind.as_str() {
+                "AWS::DynamoDB::Table" => "dynamodb",
+                "AWS::SQS::Queue" => "sqs",
+                _ => continue,
+            };
+            let arn = format!("arn:aws:{service}:us-east-1:1:{}", res.logical_id);
+            r.record(
+                &res.logical_id,
+                Physical {
+                    reference: res.logical_id.clone(),
+                    attributes: BTreeMap::from([
+                        ("Arn".into(), arn.clone()),
+                        ("StreamArn".into(), format!("{arn}/stream/s")),
+                        ("QueueName".into(), res.logical_id.clone()),
+                    ]),
+                },
+            );
+        }
+        // Everything else answers `Ref` only, as the bootstrap's
+        // deployment records it (placeholders for what it does not create).
+        for other in t.resources() {
+            if !r.physical().contains_key(&other.logical_id) {
+                r.record(
+                    &other.logical_id,
+                    Physical {
+                        reference: other.logical_id.clone(),
+                        attributes: BTreeMap::new(),
+                    },
+                );
+            }
+        }
+        let functions = t.functions(&r).unwrap();
+        let events = |id: &str| {
+            functions
+                .iter()
+                .find(|f| f.logical_id == id)
+                .map(|f| f.events.clone())
+                .unwrap_or_default()
+        };
+        assert!(events("FanoutFunction").iter().any(|e| matches!(e,
+            EventSource::DynamoDbStream { stream_arn, batch_size: 1000, bisect_on_error: true,
+                report_batch_item_failures: true, on_failure: Some(q), maximum_retry_attempts: None, .. }
+            if stream_arn.contains("TransactionsTable/stream") && q.ends_with("StreamFailureQueue"))));
+        assert!(events("PushFunction").iter().any(|e| matches!(e,
+            EventSource::Sqs { queue_arn, report_batch_item_failures: true, maximum_concurrency: Some(50), .. }
+            if queue_arn.ends_with(":DeliveryQueue"))));
+        assert!(events("StreamRecoveryFunction").iter().any(|e| matches!(e,
+            EventSource::Sqs { queue_arn, batch_size: 1, .. }
+            if queue_arn.ends_with(":StreamFailureQueue"))));
+        assert!(events("IngestFunction").iter().any(|e| matches!(e,
+            EventSource::HttpApi { path, method, .. } if path == "/v1/uploads" && method == "POST")));
     }
 
     #[test]
