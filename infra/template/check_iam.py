@@ -65,13 +65,13 @@ class NoManagedPolicyNames:
         return {}
 
 
-def expand(template: dict[str, Any]) -> dict[str, Any]:
+def expand(template: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     sam = copy.deepcopy(template)
     for resource in sam.get("Resources", {}).values():
         if resource.get("Type") == "AWS::Serverless::Function":
             # `sam build` replaces the local CodeUri with an S3 location.
             resource.setdefault("Properties", {})["CodeUri"] = "s3://offline-bucket/code.zip"
-    return transform(sam, {}, NoManagedPolicyNames())
+    return transform(sam, parameters or {}, NoManagedPolicyNames())
 
 
 def as_list(v: Any) -> list[Any]:
@@ -111,8 +111,13 @@ def leading_keys(statement: dict[str, Any]) -> list[str] | None:
     return None if keys is None else as_list(keys)
 
 
-def check(template: dict[str, Any]) -> list[str]:
-    expanded = expand(template)
+# CodeDeploy's service role (SafeDeploys=true): assumed by CodeDeploy, not by
+# a function; its AWS policy shifts aliases of the stack's functions.
+CODEDEPLOY_MANAGED = {"AWSCodeDeployRoleForLambda"}
+
+
+def check(template: dict[str, Any], parameters: dict[str, Any] | None = None) -> list[str]:
+    expanded = expand(template, parameters)
     resources: dict[str, Any] = expanded["Resources"]
     logical_ids = set(resources)
     findings: list[str] = []
@@ -129,16 +134,26 @@ def check(template: dict[str, Any]) -> list[str]:
                 role_of_function[fid] = rid
             else:
                 findings.append(f"{fid}: its role is not one of this stack's")
+    # AutoPublishAlias: a mapping invokes the function through its alias.
+    function_of_alias = {
+        aid: r["Properties"]["FunctionName"].get("Ref")
+        for aid, r in resources.items()
+        if r["Type"] == "AWS::Lambda::Alias" and isinstance(r["Properties"].get("FunctionName"), dict)
+    }
 
     statements_of_role: dict[str, list[dict[str, Any]]] = {}
     for rid, r in resources.items():
         if r["Type"] != "AWS::IAM::Role":
             continue
         props = r["Properties"]
+        assumed_by = json.dumps(props.get("AssumeRolePolicyDocument", {}))
+        allowed = ALLOWED_MANAGED
+        if "codedeploy.amazonaws.com" in assumed_by and "lambda.amazonaws.com" not in assumed_by:
+            allowed = CODEDEPLOY_MANAGED
         for arn in props.get("ManagedPolicyArns", []):
             name = arn.get("Fn::Sub", arn) if isinstance(arn, dict) else arn
             name = str(name).rsplit("/", 1)[-1]
-            if name not in ALLOWED_MANAGED:
+            if name not in allowed:
                 findings.append(f"{rid}: managed policy {name} (grants resources of the whole account)")
         statements = [
             s for p in props.get("Policies", []) for s in as_list(p["PolicyDocument"]["Statement"])
@@ -164,6 +179,7 @@ def check(template: dict[str, Any]) -> list[str]:
         props = r["Properties"]
         target = props.get("FunctionName", {})
         fid = target.get("Ref") if isinstance(target, dict) else None
+        fid = function_of_alias.get(fid, fid)
         if fid not in role_of_function:
             findings.append(f"{mid}: FunctionName is not a function of this stack")
             continue
@@ -238,7 +254,9 @@ def main() -> int:
     with open(path, encoding="utf-8") as f:
         template = yaml_parse(f.read())
     self_test()
+    # As deployed by default, and with SafeDeploys (CodeDeploy resources).
     findings = check(template)
+    findings += [f"(SafeDeploys=true) {f}" for f in check(template, {"SafeDeploys": "true"})]
     for f in findings:
         print(f"expanded IAM: {f}", file=sys.stderr)
     if findings:

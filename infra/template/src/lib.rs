@@ -170,7 +170,16 @@ impl Template {
     /// `Fn::GetAtt` or `Fn::Sub`), so they can be created first.
     pub fn dependencies(&self, resource: &Resource) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        collect_references(&resource.properties, &mut out);
+        let mut properties = resource.properties.clone();
+        if resource.kind == "AWS::Serverless::Function" {
+            // SAM turns a DeploymentPreference into a CodeDeploy deployment
+            // group that comes after the function; its alarms usually watch
+            // the function, so they are no dependency of it.
+            if let Some(map) = properties.as_object_mut() {
+                map.remove("DeploymentPreference");
+            }
+        }
+        collect_references(&properties, &mut out);
         out.retain(|id| self.resources.contains_key(id) && id != &resource.logical_id);
         out
     }
@@ -756,6 +765,30 @@ Resources:
                 .unwrap_err(),
             ResolveError::Unsupported("Fn::FindInMap".into())
         );
+    }
+
+    #[test]
+    fn a_deployment_preference_watching_its_function_is_no_cycle() {
+        let t = Template::parse(
+            r#"
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      DeploymentPreference: {Alarms: [!Ref Errors]}
+  Errors:
+    Type: AWS::CloudWatch::Alarm
+    Properties: {Dimensions: [{Name: FunctionName, Value: !Ref Fn}]}
+"#,
+        )
+        .unwrap();
+        let order: Vec<_> = t
+            .creation_order()
+            .unwrap()
+            .iter()
+            .map(|r| r.logical_id.clone())
+            .collect();
+        assert_eq!(order, ["Fn", "Errors"]);
     }
 
     #[test]
