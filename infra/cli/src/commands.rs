@@ -470,6 +470,19 @@ pub(crate) async fn endpoint(
     match command {
         EndpointCommand::Add(args) => add(target, args, json, io).await,
         EndpointCommand::Update(args) => update(target, args, json, io).await,
+        EndpointCommand::Disable { endpoint, dry_run } => {
+            crate::parked_cmd::disable(target, &endpoint, dry_run, json, io).await
+        }
+        EndpointCommand::Enable {
+            endpoint,
+            settle,
+            dry_run,
+        } => crate::parked_cmd::enable(target, &endpoint, settle, dry_run, json, io).await,
+        EndpointCommand::RotateKey {
+            endpoint,
+            key,
+            dry_run,
+        } => crate::parked_cmd::rotate_key(target, &endpoint, &key, dry_run, json, io).await,
         EndpointCommand::List { customer } => {
             let customer = customer.as_deref().map(customer_id).transpose()?;
             let ops = Ops::connect(target).await;

@@ -18,6 +18,7 @@ mod api_key;
 mod commands;
 mod ingest_key;
 mod ops;
+mod parked_cmd;
 pub mod simulate;
 mod simulate_cmd;
 mod status;
@@ -105,6 +106,46 @@ pub enum Command {
     Status,
     /// Sends a simulated SafeSync day to the ingest API.
     Simulate(SimulateArgs),
+    /// Parked batches (expired or disabled endpoints, refused parts): list, show, replay.
+    #[command(subcommand)]
+    Expired(ExpiredCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExpiredCommand {
+    /// Parked batches with endpoint, age, attempts and last error, oldest first per endpoint.
+    List {
+        /// Only this endpoint's (default: every endpoint's).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// One parked batch, with its transactions' keys.
+    Show {
+        #[arg(long)]
+        endpoint: String,
+        /// The parked id or the batch's MessageId.
+        #[arg(long)]
+        id: String,
+    },
+    /// Queues parked batches again, in their original order and MessageId; each is
+    /// removed only once queued.
+    Replay {
+        /// This endpoint's parked batches.
+        #[arg(long, required_unless_present = "all")]
+        endpoint: Option<String>,
+        /// Only this one (parked id or MessageId; must be the endpoint's oldest unless --force).
+        #[arg(long, requires = "endpoint")]
+        id: Option<String>,
+        /// Every endpoint's parked batches.
+        #[arg(long, conflicts_with = "endpoint")]
+        all: bool,
+        /// Replay even to a disabled or still expired endpoint, or out of order.
+        #[arg(long)]
+        force: bool,
+        /// Say what would be queued; queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +221,33 @@ pub enum EndpointCommand {
         customer: String,
         #[arg(long)]
         id: String,
+    },
+    /// Stops posting to an endpoint: its batches are parked (kept, in order).
+    Disable {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Enables an endpoint, resumes its incident, and replays its parked batches in order.
+    Enable {
+        #[arg(long)]
+        endpoint: String,
+        /// Seconds to wait after enabling, before replaying, for the push
+        /// function's settings cache (`CONFIG_CACHE_SECONDS`) to run out.
+        #[arg(long, default_value_t = 30)]
+        settle: u64,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Puts a new API key (standard input by default); never prints a key.
+    RotateKey {
+        #[arg(long)]
+        endpoint: String,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -424,6 +492,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Apikey(c) => api_key::run(&cli.target, c, json, io).await,
         Command::Status => status::run(&cli.target, json, io).await,
         Command::Simulate(args) => simulate_cmd::run(&cli.target, args, json, io).await,
+        Command::Expired(c) => parked_cmd::expired(&cli.target, c, json, io).await,
     }
 }
 

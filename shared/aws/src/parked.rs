@@ -351,24 +351,38 @@ impl ParkedStore {
     ) -> Result<usize, StoreError> {
         let parked = self.list(endpoint_id).await?;
         for (done, p) in parked.iter().enumerate() {
-            let body = self.body(p).await?;
-            // Its own deduplication id: the original MessageId may still be
-            // in SQS's five-minute window and the replay would be dropped.
-            let dedup = replay_dedup_id(&p.id);
-            sqs.send_message()
-                .queue_url(queue_url)
-                .message_body(body)
-                .message_group_id(endpoint_id)
-                .message_deduplication_id(dedup)
-                .send()
-                .await
-                .map_err(|e| {
-                    tracing::warn!(replayed = done, "replay stopped");
-                    StoreError::sdk("SendMessage", queue_url, e)
-                })?;
-            self.remove(p).await?;
+            self.replay_one(p, sqs, queue_url).await.inspect_err(|_| {
+                tracing::warn!(replayed = done, "replay stopped");
+            })?;
         }
         Ok(parked.len())
+    }
+
+    /// Sends one parked batch back to the delivery queue (its original body,
+    /// so its original `MessageId`; group = its endpoint), and removes it
+    /// only once SQS accepted it. A failure to remove leaves it parked and
+    /// queued: replayed again later, it is posted once (the ledger knows its
+    /// `MessageId`).
+    #[cfg(feature = "sqs")]
+    pub async fn replay_one(
+        &self,
+        parked: &Parked,
+        sqs: &aws_sdk_sqs::Client,
+        queue_url: &str,
+    ) -> Result<(), StoreError> {
+        let body = self.body(parked).await?;
+        // Its own deduplication id: the original MessageId may still be
+        // in SQS's five-minute window and the replay would be dropped.
+        let dedup = replay_dedup_id(&parked.id);
+        sqs.send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .message_group_id(&parked.endpoint_id)
+            .message_deduplication_id(dedup)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("SendMessage", queue_url, e))?;
+        self.remove(parked).await
     }
 }
 

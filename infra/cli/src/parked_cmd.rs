@@ -1,0 +1,515 @@
+//! `expired list|show|replay` and `endpoint enable|disable|rotate-key`: the
+//! parked batches of expired or disabled endpoints (and refused split
+//! parts), and the endpoint switches that go with them.
+//!
+//! Parked batches live in the delivery ledger table
+//! ([`platformsync_aws::parked`]), in the order they were parked, which is
+//! the order they were queued in. A replay sends each back to the delivery
+//! queue with its original body (so its original `MessageId`), in that
+//! order, and removes it only once SQS accepted it; the first failure stops
+//! the replay, so nothing after it overtakes it.
+
+use anyhow::{Context, Result, bail};
+use platformsync_aws::health::{HealthState, HealthStore};
+use platformsync_aws::parked::{Parked, ParkedStore};
+use platformsync_domain::endpoint::{EndpointId, EndpointSettings};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::ops::{Ops, sdk_error};
+use crate::table;
+use crate::{ExpiredCommand, Io, KeyArgs, Target};
+
+/// A parked batch as listed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Listed {
+    endpoint_id: String,
+    customer_id: String,
+    /// The parked item's id (its place in the endpoint's order).
+    id: String,
+    message_id: String,
+    reason: String,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    parked_at: String,
+    /// Seconds since it was parked.
+    age_seconds: i64,
+    transactions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_message_id: Option<String>,
+    /// Only in `show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_keys: Option<Vec<String>>,
+}
+
+fn age_seconds(parked_at: &str, now: OffsetDateTime) -> i64 {
+    OffsetDateTime::parse(parked_at, &Rfc3339)
+        .map(|t| (now - t).whole_seconds().max(0))
+        .unwrap_or_default()
+}
+
+/// "3d 4h", "12m 5s": an age people read.
+pub(crate) fn human_age(secs: i64) -> String {
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn listed(p: &Parked, now: OffsetDateTime, keys: bool) -> Listed {
+    Listed {
+        endpoint_id: p.endpoint_id.clone(),
+        customer_id: p.customer_id.clone(),
+        id: p.id.clone(),
+        message_id: p.message_id.clone(),
+        reason: p.reason.clone(),
+        attempts: p.attempts,
+        last_error: p.last_error.clone(),
+        parked_at: p.parked_at.clone(),
+        age_seconds: age_seconds(&p.parked_at, now),
+        transactions: p.transaction_keys.len(),
+        parent_message_id: p.parent_message_id.clone(),
+        transaction_keys: keys.then(|| p.transaction_keys.clone()),
+    }
+}
+
+fn parked_store(ops: &Ops) -> ParkedStore {
+    ParkedStore::new(ops.dynamodb.clone(), ops.names.ledger_table.clone())
+}
+
+fn health_store(ops: &Ops) -> HealthStore {
+    HealthStore::new(ops.dynamodb.clone(), ops.names.config_table.clone())
+}
+
+/// Every registered endpoint, by customer then id.
+async fn all_endpoints(ops: &Ops) -> Result<Vec<EndpointSettings>> {
+    let mut customers = ops.config.customers().await?;
+    customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    let mut all = Vec::new();
+    for c in customers {
+        let mut endpoints = ops.config.endpoints_of(&c.customer_id).await?;
+        endpoints.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
+        all.extend(endpoints);
+    }
+    Ok(all)
+}
+
+/// The endpoints a command is about: one (`--endpoint`) or all.
+async fn endpoint_ids(ops: &Ops, endpoint: Option<&str>) -> Result<Vec<String>> {
+    match endpoint {
+        Some(e) => Ok(vec![
+            EndpointId::parse(e)
+                .map_err(anyhow::Error::msg)?
+                .to_string(),
+        ]),
+        None => Ok(all_endpoints(ops)
+            .await?
+            .into_iter()
+            .map(|e| e.endpoint_id.to_string())
+            .collect()),
+    }
+}
+
+/// The endpoint's settings, found by id across customers.
+async fn find_endpoint(ops: &Ops, endpoint: &str) -> Result<EndpointSettings> {
+    let id = EndpointId::parse(endpoint).map_err(anyhow::Error::msg)?;
+    all_endpoints(ops)
+        .await?
+        .into_iter()
+        .find(|e| e.endpoint_id == id)
+        .with_context(|| format!("no endpoint {id} is registered"))
+}
+
+pub(crate) async fn expired(
+    target: &Target,
+    command: ExpiredCommand,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let ops = Ops::connect(target).await;
+    let store = parked_store(&ops);
+    let now = OffsetDateTime::now_utc();
+    match command {
+        ExpiredCommand::List { endpoint } => {
+            let mut rows = Vec::new();
+            for id in endpoint_ids(&ops, endpoint.as_deref()).await? {
+                rows.extend(store.list(&id).await?.iter().map(|p| listed(p, now, false)));
+            }
+            if json {
+                return table::json(io.out, &rows);
+            }
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.endpoint_id.clone(),
+                        r.id.clone(),
+                        r.message_id.clone(),
+                        r.reason.clone(),
+                        human_age(r.age_seconds),
+                        r.attempts.to_string(),
+                        r.transactions.to_string(),
+                        r.last_error.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            table::print(
+                io.out,
+                &[
+                    "ENDPOINT",
+                    "ID",
+                    "MESSAGE",
+                    "REASON",
+                    "AGE",
+                    "ATTEMPTS",
+                    "TX",
+                    "LAST ERROR",
+                ],
+                &cells,
+            )
+        }
+        ExpiredCommand::Show { endpoint, id } => {
+            let parked = store.list(&endpoint).await?;
+            let p = parked
+                .iter()
+                .find(|p| p.id == id || p.message_id == id)
+                .with_context(|| format!("endpoint {endpoint} has no parked batch {id}"))?;
+            let shown = listed(p, now, true);
+            if json {
+                return table::json(io.out, &shown);
+            }
+            let rows = vec![
+                vec!["Endpoint".into(), shown.endpoint_id.clone()],
+                vec!["Customer".into(), shown.customer_id.clone()],
+                vec!["Id".into(), shown.id.clone()],
+                vec!["MessageId".into(), shown.message_id.clone()],
+                vec!["Reason".into(), shown.reason.clone()],
+                vec!["Attempts".into(), shown.attempts.to_string()],
+                vec![
+                    "LastError".into(),
+                    shown.last_error.clone().unwrap_or_else(|| "-".into()),
+                ],
+                vec![
+                    "ParkedAt".into(),
+                    format!("{} ({} ago)", shown.parked_at, human_age(shown.age_seconds)),
+                ],
+                vec!["Transactions".into(), shown.transactions.to_string()],
+            ];
+            table::print(io.out, &["FIELD", "VALUE"], &rows)?;
+            for key in &p.transaction_keys {
+                writeln!(io.out, "  {key}")?;
+            }
+            Ok(())
+        }
+        ExpiredCommand::Replay {
+            endpoint,
+            id,
+            all,
+            force,
+            dry_run,
+        } => {
+            if endpoint.is_none() && !all {
+                bail!("say which: --endpoint E (optionally --id ID) or --all");
+            }
+            let mut report = Vec::new();
+            for e in endpoint_ids(&ops, endpoint.as_deref()).await? {
+                let parked = store.list(&e).await?;
+                if parked.is_empty() {
+                    continue;
+                }
+                let chosen: Vec<&Parked> = match &id {
+                    Some(id) => {
+                        let at = parked
+                            .iter()
+                            .position(|p| &p.id == id || &p.message_id == id)
+                            .with_context(|| format!("endpoint {e} has no parked batch {id}"))?;
+                        // Order: a batch replayed ahead of older parked ones
+                        // would reach the endpoint before them.
+                        if at > 0 && !force {
+                            bail!(
+                                "{id} is not endpoint {e}'s oldest parked batch ({} older): \
+                                 replaying it alone would overtake them; replay the endpoint \
+                                 (--endpoint {e}) or add --force",
+                                at
+                            );
+                        }
+                        vec![&parked[at]]
+                    }
+                    None => parked.iter().collect(),
+                };
+                if !force {
+                    refuse_if_stopped(&ops, &e).await?;
+                }
+                let queue_url = queue_url(&ops).await?;
+                let mut queued = Vec::new();
+                for (done, p) in chosen.iter().enumerate() {
+                    if dry_run {
+                        queued.push(p.message_id.clone());
+                        continue;
+                    }
+                    if let Err(err) = store.replay_one(p, &ops.sqs, &queue_url).await {
+                        // Stop at the first failure: nothing may overtake it.
+                        return Err(anyhow::Error::new(err).context(format!(
+                            "replay of {e} stopped after {done} of {} batches at {}; run it again to continue",
+                            chosen.len(),
+                            p.message_id
+                        )));
+                    }
+                    if !json {
+                        writeln!(
+                            io.err,
+                            "queued {} ({} of {})",
+                            p.message_id,
+                            done + 1,
+                            chosen.len()
+                        )?;
+                    }
+                    queued.push(p.message_id.clone());
+                }
+                report.push(serde_json::json!({
+                    "EndpointId": e,
+                    "Queued": queued,
+                    "DryRun": dry_run,
+                }));
+            }
+            if json {
+                return table::json(io.out, &report);
+            }
+            let total: usize = report
+                .iter()
+                .map(|r| r["Queued"].as_array().map_or(0, Vec::len))
+                .sum();
+            writeln!(
+                io.out,
+                "{} {total} parked batch(es) of {} endpoint(s), in their original order and MessageId",
+                if dry_run { "would replay" } else { "replayed" },
+                report.len()
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// Batches replayed to a disabled or still expired endpoint are parked
+/// again at once: say what to do instead.
+async fn refuse_if_stopped(ops: &Ops, endpoint: &str) -> Result<()> {
+    let settings = find_endpoint(ops, endpoint).await?;
+    if !settings.enabled {
+        bail!(
+            "endpoint {endpoint} is disabled: `platformsync endpoint enable --endpoint {endpoint}` \
+             enables it and replays its parked batches (or add --force)"
+        );
+    }
+    let health = health_store(ops).get(endpoint).await?;
+    if health.state == HealthState::Expired {
+        bail!(
+            "endpoint {endpoint} is still expired (no successful probe yet): \
+             `platformsync endpoint enable --endpoint {endpoint}` resumes it and replays, \
+             or wait for its probe (or add --force)"
+        );
+    }
+    Ok(())
+}
+
+async fn queue_url(ops: &Ops) -> Result<String> {
+    if let Some(url) = &ops.names.delivery_queue_url {
+        return Ok(url.clone());
+    }
+    let name = ops.names.delivery_queue_name();
+    ops.sqs
+        .get_queue_url()
+        .queue_name(&name)
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, &format!("GetQueueUrl {name}")))?
+        .queue_url
+        .with_context(|| format!("no URL for queue {name}"))
+}
+
+/// `endpoint disable`: the push function parks the endpoint's batches
+/// (within its settings cache time, `CONFIG_CACHE_SECONDS`, 30 s): nothing
+/// is lost, nothing is posted.
+pub(crate) async fn disable(
+    target: &Target,
+    endpoint: &str,
+    dry_run: bool,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let ops = Ops::connect(target).await;
+    let mut settings = find_endpoint(&ops, endpoint).await?;
+    let was = settings.enabled;
+    if !dry_run && was {
+        settings.enabled = false;
+        ops.config.put_endpoint(&settings).await?;
+    }
+    if json {
+        return table::json(
+            io.out,
+            &serde_json::json!({"EndpointId": endpoint, "Enabled": false, "WasEnabled": was, "DryRun": dry_run}),
+        );
+    }
+    writeln!(
+        io.out,
+        "endpoint {endpoint} {}: its batches are parked (kept, in order) within 30 s \
+         (the push function's settings cache); `endpoint enable` resumes in order",
+        if dry_run {
+            "would be disabled"
+        } else {
+            "disabled"
+        }
+    )?;
+    Ok(())
+}
+
+/// `endpoint enable`: enabled again, its incident resumed (an expired
+/// window starts afresh), and its parked batches replayed in order.
+pub(crate) async fn enable(
+    target: &Target,
+    endpoint: &str,
+    settle: u64,
+    dry_run: bool,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let ops = Ops::connect(target).await;
+    let mut settings = find_endpoint(&ops, endpoint).await?;
+    let store = parked_store(&ops);
+    let waiting = store.list(endpoint).await?;
+    if dry_run {
+        if json {
+            return table::json(
+                io.out,
+                &serde_json::json!({"EndpointId": endpoint, "DryRun": true,
+                    "WouldReplay": waiting.iter().map(|p| &p.message_id).collect::<Vec<_>>()}),
+            );
+        }
+        writeln!(
+            io.out,
+            "would enable {endpoint}, resume its incident and replay {} parked batch(es)",
+            waiting.len()
+        )?;
+        return Ok(());
+    }
+    if !settings.enabled {
+        settings.enabled = true;
+        ops.config.put_endpoint(&settings).await?;
+        // A push instance that still has "disabled" cached would park the
+        // replayed batches again: let the cache run out first.
+        if settle > 0 {
+            if !json {
+                writeln!(
+                    io.err,
+                    "waiting {settle} s for the push function's settings cache"
+                )?;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(settle)).await;
+        }
+    }
+    let was_expired = health_store(&ops)
+        .resume(endpoint, settings.customer_id.as_str())
+        .await?;
+    let queue_url = queue_url(&ops).await?;
+    let mut queued = Vec::new();
+    // Batches parked while the enable settled are replayed too (a second
+    // pass finds them, still after the older ones).
+    for _ in 0..3 {
+        let parked = store.list(endpoint).await?;
+        if parked.is_empty() {
+            break;
+        }
+        for (done, p) in parked.iter().enumerate() {
+            store
+                .replay_one(p, &ops.sqs, &queue_url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "enabled, but the replay stopped after {done} of {} batches: \
+                         run `platformsync expired replay --endpoint {endpoint}`",
+                        parked.len()
+                    )
+                })?;
+            queued.push(p.message_id.clone());
+        }
+    }
+    if json {
+        return table::json(
+            io.out,
+            &serde_json::json!({"EndpointId": endpoint, "Enabled": true,
+                "WasExpired": was_expired, "Replayed": queued}),
+        );
+    }
+    writeln!(
+        io.out,
+        "endpoint {endpoint} enabled{}; replayed {} parked batch(es) in order",
+        if was_expired {
+            " (its expired incident resumed)"
+        } else {
+            ""
+        },
+        queued.len()
+    )?;
+    Ok(())
+}
+
+/// `endpoint rotate-key`: a new version of the endpoint's secret, from
+/// standard input (or a file); the push function uses it within its key
+/// cache time (at most 5 minutes; at once after a 401). Neither key is
+/// printed.
+pub(crate) async fn rotate_key(
+    target: &Target,
+    endpoint: &str,
+    key: &KeyArgs,
+    dry_run: bool,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let source = crate::ops::KeySource::of(key)?.unwrap_or(crate::ops::KeySource::Stdin);
+    let ops = Ops::connect(target).await;
+    let settings = find_endpoint(&ops, endpoint).await?;
+    let new_key = io.read_key(&source)?;
+    let secret =
+        settings
+            .endpoint_id
+            .secret_name(&platformsync_domain::endpoint::endpoint_secret_prefix(
+                &ops.names.stage,
+            ));
+    let version = if dry_run {
+        String::new()
+    } else {
+        ops.store_key(&secret, endpoint, &new_key).await?
+    };
+    if json {
+        return table::json(
+            io.out,
+            &serde_json::json!({"EndpointId": endpoint, "Secret": secret,
+                "VersionId": version, "DryRun": dry_run, "InEffectWithinSeconds": 300}),
+        );
+    }
+    writeln!(
+        io.out,
+        "{} the key of {endpoint} (secret {secret}{}): in effect within 5 minutes \
+         (the push function's key cache; at once after the endpoint answers 401)",
+        if dry_run { "would rotate" } else { "rotated" },
+        if version.is_empty() {
+            String::new()
+        } else {
+            format!(", version {version}")
+        }
+    )?;
+    Ok(())
+}
