@@ -284,3 +284,131 @@ fn the_checks_notice_a_missing_variable_or_permission() {
     );
     assert_eq!(needed, BTreeSet::from(["dynamodb:BatchGetItem"]));
 }
+
+/// The statements of a function's inline policies.
+fn statements(properties: &Value) -> Vec<Value> {
+    properties["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["Statement"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn ingest_writes_only_the_sequence_item_of_the_config_table() {
+    // The template limits ingest's PutItem on the config table to the
+    // attributes of a sequence-progress item (an owner, assignment or
+    // endpoint item has others): those attributes must be exactly what the
+    // code writes, or every upload of a new safe is denied on AWS.
+    let ingest = functions()
+        .into_iter()
+        .find(|f| f.logical_id == "IngestFunction")
+        .expect("IngestFunction");
+    let writes: Vec<Value> = statements(&ingest.properties)
+        .into_iter()
+        .filter(|s| s["Resource"] == serde_json::json!({"Fn::GetAtt": ["ConfigTable", "Arn"]}))
+        .filter(|s| {
+            let actions = &s["Action"];
+            actions == "dynamodb:PutItem"
+                || actions
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|a| a == "dynamodb:PutItem"))
+        })
+        .collect();
+    assert_eq!(writes.len(), 1, "one write statement: {writes:?}");
+    let condition = &writes[0]["Condition"];
+    assert_eq!(
+        condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+        serde_json::json!(["SAFE#*"])
+    );
+    let allowed: BTreeSet<String> = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+        .as_array()
+        .expect("dynamodb:Attributes")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    let record = platformsync_aws::config_table::SequenceRecord {
+        contiguous: 1,
+        pending: vec![3],
+        version: 2,
+    };
+    let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+        serde_dynamo::to_item(&record).unwrap();
+    let written: BTreeSet<String> = item
+        .keys()
+        .cloned()
+        .chain(["PK".to_owned(), "SK".to_owned()])
+        .collect();
+    assert_eq!(written, allowed, "sequence item attributes vs the template");
+    // An owner item carries an attribute outside the list.
+    assert!(!allowed.contains("CustomerId"));
+}
+
+#[test]
+fn data_survives_delete_and_replacement() {
+    let template = platformsync_tests::template();
+    let mut data = 0;
+    for r in template.resources() {
+        let kind = r.kind.as_str();
+        if !matches!(kind, "AWS::DynamoDB::Table" | "AWS::SecretsManager::Secret") {
+            continue;
+        }
+        data += 1;
+        assert_eq!(
+            r.deletion_policy.as_deref(),
+            Some("Retain"),
+            "{}",
+            r.logical_id
+        );
+        assert_eq!(
+            r.update_replace_policy.as_deref(),
+            Some("Retain"),
+            "{}",
+            r.logical_id
+        );
+        if kind == "AWS::DynamoDB::Table" {
+            assert_eq!(
+                r.properties["DeletionProtectionEnabled"], true,
+                "{}: deletion protection",
+                r.logical_id
+            );
+        }
+    }
+    assert!(data >= 5, "four tables and the ingest key");
+}
+
+#[test]
+fn every_function_logs_to_a_group_with_retention() {
+    let template = platformsync_tests::template();
+    for f in functions() {
+        let group = f.properties["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: LoggingConfig.LogGroup", f.logical_id));
+        let group = template
+            .resource(group)
+            .unwrap_or_else(|| panic!("{}: log group {group}", f.logical_id));
+        assert_eq!(group.kind, "AWS::Logs::LogGroup");
+        assert_eq!(
+            group.properties["RetentionInDays"],
+            serde_json::json!({"Ref": "LogRetentionDays"}),
+            "{}",
+            f.logical_id
+        );
+    }
+    // START/REPORT lines are INFO-level platform events in JSON format.
+    assert_eq!(
+        template.globals()["Function"]["LoggingConfig"]["SystemLogLevel"],
+        "INFO"
+    );
+    for alarm in template
+        .resources()
+        .filter(|r| r.kind == "AWS::CloudWatch::Alarm")
+    {
+        assert_eq!(
+            alarm.properties["OKActions"], alarm.properties["AlarmActions"],
+            "{}: OK actions",
+            alarm.logical_id
+        );
+    }
+}

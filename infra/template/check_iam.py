@@ -26,7 +26,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shlex
 import sys
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from samcli.yamlhelper import yaml_parse
@@ -247,6 +250,31 @@ def self_test() -> None:
     assert any('resource "*"' in f for f in found), found
 
 
+def check_samconfig(path: Path, template: dict[str, Any]) -> list[str]:
+    """samconfig.toml: one stack per stage, whose overrides are the template's
+    parameters and whose stack tags name the stage."""
+    config = tomllib.loads(path.read_text(encoding="utf-8"))
+    parameters = set(template.get("Parameters", {}))
+    findings = []
+    for env, stage in [("default", "dev"), ("staging", "staging"), ("prod", "prod")]:
+        deploy = config.get(env, {}).get("deploy", {}).get("parameters")
+        if deploy is None:
+            findings.append(f"samconfig.toml: no [{env}.deploy.parameters]")
+            continue
+        overrides = dict(kv.split("=", 1) for kv in shlex.split(deploy.get("parameter_overrides", "")))
+        tags = dict(kv.split("=", 1) for kv in shlex.split(deploy.get("tags", "")))
+        for problem, bad in [
+            (f"stack_name must be platformsync-{stage}", deploy.get("stack_name") != f"platformsync-{stage}"),
+            (f"Stage must be {stage}", overrides.get("Stage") != stage),
+            (f"unknown parameters {sorted(set(overrides) - parameters)}", not set(overrides) <= parameters),
+            (f"tags must carry project and stage={stage}", tags.get("stage") != stage or "project" not in tags),
+            ("capabilities must be CAPABILITY_IAM", deploy.get("capabilities") != "CAPABILITY_IAM"),
+        ]:
+            if bad:
+                findings.append(f"samconfig.toml [{env}]: {problem}")
+    return findings
+
+
 def main() -> int:
     # The translator's own metrics are not published offline; no warning.
     logging.getLogger("samtranslator").setLevel(logging.ERROR)
@@ -257,6 +285,9 @@ def main() -> int:
     # As deployed by default, and with SafeDeploys (CodeDeploy resources).
     findings = check(template)
     findings += [f"(SafeDeploys=true) {f}" for f in check(template, {"SafeDeploys": "true"})]
+    samconfig = Path(path).resolve().parent / "samconfig.toml"
+    if samconfig.exists():
+        findings += check_samconfig(samconfig, template)
     for f in findings:
         print(f"expanded IAM: {f}", file=sys.stderr)
     if findings:

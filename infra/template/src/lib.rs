@@ -68,6 +68,10 @@ pub struct Resource {
     pub properties: Value,
     /// The resource's `Metadata` (SAM build settings for functions).
     pub metadata: Value,
+    /// `DeletionPolicy` (`Retain` keeps data through `sam delete`).
+    pub deletion_policy: Option<String>,
+    /// `UpdateReplacePolicy` (`Retain` keeps data through a replacement).
+    pub update_replace_policy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +124,7 @@ impl Template {
                 .map(str::to_owned);
             let properties = body.get("Properties").cloned().unwrap_or(Value::Null);
             let metadata = body.get("Metadata").cloned().unwrap_or(Value::Null);
+            let policy = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
             resources.insert(
                 logical_id.clone(),
                 Resource {
@@ -128,6 +133,8 @@ impl Template {
                     condition,
                     properties,
                     metadata,
+                    deletion_policy: policy("DeletionPolicy"),
+                    update_replace_policy: policy("UpdateReplacePolicy"),
                 },
             );
         }

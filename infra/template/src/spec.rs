@@ -341,6 +341,8 @@ mod tests {
             condition: None,
             properties: Value::Null,
             metadata: Value::Null,
+            deletion_policy: None,
+            update_replace_policy: None,
         };
         let e = local_resource(&res, &Value::Null).unwrap_err().to_string();
         assert!(e.contains("AWS::Kinesis::Stream"), "{e}");
@@ -354,6 +356,8 @@ mod tests {
             condition: None,
             properties: Value::Null,
             metadata: Value::Null,
+            deletion_policy: None,
+            update_replace_policy: None,
         };
         let props = serde_json::json!({"QueueName": "q", "FifoQueue": true});
         assert!(local_resource(&res, &props).is_err());
