@@ -46,7 +46,10 @@ pub fn route(records: &[Record], indices: &[usize], routing: &Routing) -> Routed
         let Some(p) = records.get(index).and_then(Record::pushable) else {
             continue;
         };
-        let customer = match routing.owner(&p.serial) {
+        // The owner when the transaction happened, not now (a safe moved
+        // since keeps its earlier transactions with the earlier owner).
+        let owner = routing.owner_at(&p.serial, &p.safe_time);
+        let customer = match &owner {
             Owner::Customer(id) => id,
             Owner::None => {
                 routed.unowned.push(index);

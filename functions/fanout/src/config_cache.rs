@@ -3,13 +3,19 @@
 //!
 //! [`ConfigCache::lookup`] is called once per invocation with every safe of
 //! the event. What the cache holds and is younger than the TTL is used as is;
-//! the rest is read in one go: one `BatchGetItem` per 100 missing safes, then
+//! the rest is read in one go: one `Query` per missing safe (its dated
+//! assignment history and its `OWNER` item, a few safes at a time), then
 //! one `Query` per customer whose endpoints are missing (a few at a time).
 //! A change in the config table is therefore seen by every invocation that
 //! starts more than one TTL after it (plus DynamoDB's eventual consistency).
+//!
+//! A transaction goes to the customer who owned its safe at its
+//! `TransactionDateTime` ([`Routing::owner_at`]): the history says who, and
+//! the `OWNER` item only for a safe that has no history.
 
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use platformsync_aws::StoreError;
+use platformsync_aws::assignments::{AssignmentStore, Ownership};
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_domain::endpoint::{CustomerId, EndpointSettings};
 use std::collections::{BTreeSet, HashMap};
@@ -18,6 +24,9 @@ use std::time::{Duration, Instant};
 
 /// Endpoint queries in flight at once.
 const ENDPOINT_READ_CONCURRENCY: usize = 8;
+
+/// Safe ownership queries in flight at once.
+const SAFE_READ_CONCURRENCY: usize = 8;
 
 /// Who owns a safe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,19 +45,43 @@ pub type Endpoints = Result<Arc<[EndpointSettings]>, Arc<StoreError>>;
 /// What one invocation routes by.
 #[derive(Debug, Default)]
 pub struct Routing {
+    /// Owners regardless of time: safes without a dated history.
     pub owners: HashMap<String, Owner>,
+    /// Safes with a dated history: the owner depends on the transaction's time.
+    pub histories: HashMap<String, Arc<Ownership>>,
     pub endpoints: HashMap<CustomerId, Endpoints>,
 }
 
+fn owner_of(id: &str) -> Owner {
+    CustomerId::parse(id)
+        .map(Owner::Customer)
+        .unwrap_or_else(|_| Owner::Invalid(id.to_owned()))
+}
+
 impl Routing {
-    pub fn owner(&self, serial: &str) -> &Owner {
-        self.owners.get(serial).unwrap_or(&Owner::None)
+    /// Who owned `serial` at safe-local time `at` (a transaction's sort key
+    /// or its time part).
+    pub fn owner_at(&self, serial: &str, at: &str) -> Owner {
+        match self.histories.get(serial) {
+            Some(ownership) => ownership.owner_at(at).map_or(Owner::None, owner_of),
+            None => self.owners.get(serial).cloned().unwrap_or(Owner::None),
+        }
+    }
+
+    fn insert(&mut self, serial: &str, ownership: &Arc<Ownership>) {
+        if ownership.history.is_empty() {
+            let owner = ownership.current.as_deref().map_or(Owner::None, owner_of);
+            self.owners.insert(serial.to_owned(), owner);
+        } else {
+            self.histories
+                .insert(serial.to_owned(), Arc::clone(ownership));
+        }
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    owners: HashMap<String, (Owner, Instant)>,
+    owners: HashMap<String, (Arc<Ownership>, Instant)>,
     endpoints: HashMap<CustomerId, (Arc<[EndpointSettings]>, Instant)>,
 }
 
@@ -56,6 +89,7 @@ struct State {
 #[derive(Debug)]
 pub struct ConfigCache {
     store: ConfigStore,
+    assignments: AssignmentStore,
     ttl: Duration,
     state: Mutex<State>,
 }
@@ -70,6 +104,7 @@ pub struct Reads {
 impl ConfigCache {
     pub fn new(store: ConfigStore, ttl: Duration) -> Self {
         Self {
+            assignments: store.assignments(),
             store,
             ttl,
             state: Mutex::default(),
@@ -95,8 +130,8 @@ impl ConfigCache {
                 .iter()
                 .copied()
                 .filter(|serial| match state.owners.get(*serial) {
-                    Some((owner, read_at)) if fresh(read_at) => {
-                        routing.owners.insert((*serial).to_owned(), owner.clone());
+                    Some((ownership, read_at)) if fresh(read_at) => {
+                        routing.insert(serial, ownership);
                         false
                     }
                     _ => true,
@@ -104,46 +139,58 @@ impl ConfigCache {
                 .collect()
         };
         if !missing.is_empty() {
-            let found = self.store.safe_owners(&missing).await?;
+            // Owned serials, collected first: the stream's future must be
+            // `Send` for any lifetime (no borrowing closures inside it).
+            let owned: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
+            let found: Vec<(String, Ownership)> = stream::iter(owned)
+                .map(|serial| async move {
+                    self.assignments
+                        .ownership(&serial)
+                        .await
+                        .map(|o| (serial, o))
+                })
+                .buffer_unordered(SAFE_READ_CONCURRENCY)
+                .try_collect()
+                .await?;
             reads.safes_read = missing.len();
             let read_at = Instant::now();
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            for serial in missing {
-                let owner = match found.get(serial) {
-                    Some(id) => CustomerId::parse(id)
-                        .map(Owner::Customer)
-                        .unwrap_or_else(|_| Owner::Invalid(id.clone())),
-                    None => Owner::None,
-                };
-                state
-                    .owners
-                    .insert(serial.to_owned(), (owner.clone(), read_at));
-                routing.owners.insert(serial.to_owned(), owner);
+            for (serial, ownership) in found {
+                let ownership = Arc::new(ownership);
+                routing.insert(&serial, &ownership);
+                state.owners.insert(serial, (ownership, read_at));
             }
         }
 
-        let customers: BTreeSet<&CustomerId> = routing
+        // Every customer that owned a looked-up safe at any time: which one a
+        // record goes to depends on its time (over-reading a former owner's
+        // endpoints costs one cached query).
+        let customers: BTreeSet<CustomerId> = routing
             .owners
             .values()
             .filter_map(|o| match o {
-                Owner::Customer(id) => Some(id),
+                Owner::Customer(id) => Some(id.clone()),
                 _ => None,
             })
+            .chain(
+                routing
+                    .histories
+                    .values()
+                    .flat_map(|o| o.customers())
+                    .filter_map(|id| CustomerId::parse(id).ok()),
+            )
             .collect();
         let missing: Vec<CustomerId> = {
             let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             customers
                 .into_iter()
-                .filter(|id| match state.endpoints.get(*id) {
+                .filter(|id| match state.endpoints.get(id) {
                     Some((endpoints, read_at)) if fresh(read_at) => {
-                        routing
-                            .endpoints
-                            .insert((*id).clone(), Ok(endpoints.clone()));
+                        routing.endpoints.insert(id.clone(), Ok(endpoints.clone()));
                         false
                     }
                     _ => true,
                 })
-                .cloned()
                 .collect()
         };
         reads.customers_read = missing.len();

@@ -48,6 +48,10 @@ pub struct Attempt {
     pub(crate) secrets: SecretCache,
     /// One whole attempt plus the bookkeeping after it.
     pub(crate) needs: Duration,
+    /// `platformsync/<stage>/endpoints/`: an endpoint's key is the secret
+    /// named after its id under this prefix, never the name its record
+    /// holds (a record must not be able to point at another's key).
+    pub(crate) secret_prefix: String,
 }
 
 /// Removes `secret` from text the endpoint sent back (a receiver that echoes
@@ -69,7 +73,8 @@ impl Attempt {
         outgoing: &Outgoing<'_>,
         deadline: Instant,
     ) -> Posted {
-        let secret = match self.secrets.get(&endpoint.api_key_secret).await {
+        let secret_name = endpoint.endpoint_id.secret_name(&self.secret_prefix);
+        let secret = match self.secrets.get(&secret_name).await {
             Ok(secret) => secret,
             Err(e) => return Posted::Ours(e),
         };
@@ -81,14 +86,14 @@ impl Attempt {
             let time_left = deadline.saturating_duration_since(Instant::now());
             if time_left < self.needs {
                 // Refreshing now still helps the next attempt.
-                let _ = self.secrets.refresh(&endpoint.api_key_secret).await;
+                let _ = self.secrets.refresh(&secret_name).await;
                 (response, secret)
             } else {
                 tracing::info!(
                     status = response.status,
                     "endpoint refused the key: fetching it again"
                 );
-                let secret = match self.secrets.refresh(&endpoint.api_key_secret).await {
+                let secret = match self.secrets.refresh(&secret_name).await {
                     Ok(secret) => secret,
                     Err(e) => return Posted::Ours(e),
                 };

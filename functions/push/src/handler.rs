@@ -124,6 +124,7 @@ impl Push {
                 http,
                 secrets: SecretCache::new(secrets, MAX_TTL),
                 needs: settings.attempt_timeout + AFTER_ATTEMPT,
+                secret_prefix: settings.endpoint_secret_prefix.clone(),
             },
             config: ConfigStore::new(dynamodb.clone(), &settings.config_table),
             ledger: Ledger::new(dynamodb.clone(), &settings.ledger_table),

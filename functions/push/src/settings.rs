@@ -5,6 +5,7 @@ use std::time::Duration;
 use platformsync_aws::env::{self, EnvError};
 use platformsync_delivery::retry::DEFAULT_WINDOW;
 use platformsync_delivery::ssrf::AllowList;
+use platformsync_domain::endpoint::endpoint_secret_prefix;
 use platformsync_http::client::DEFAULT_ATTEMPT_TIMEOUT;
 
 /// Endpoint settings are re-read at most this often by default: staff edits
@@ -47,6 +48,10 @@ pub struct Settings {
     pub attempt_timeout: Duration,
     /// How long endpoint settings are cached (`CONFIG_CACHE_SECONDS`, 30 s).
     pub config_cache: Duration,
+    /// Where endpoints' API keys live (`ENDPOINT_SECRET_PREFIX`; by default
+    /// `platformsync/<stage>/endpoints/`, the stage read from the config
+    /// table's template name `platformsync-<stage>-config`).
+    pub endpoint_secret_prefix: String,
     /// Extra trusted CA certificates, PEM (`PLATFORMSYNC_EXTRA_CA_FILE`): local runs only.
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Address ranges exempt from the SSRF refusal (`PLATFORMSYNC_ALLOW_CIDRS`,
@@ -63,8 +68,13 @@ impl Settings {
         dead_letter_url: impl Into<String>,
         topic_arn: impl Into<String>,
     ) -> Self {
+        let config_table: String = config_table.into();
+        let endpoint_secret_prefix = stage_of(&config_table)
+            .map(endpoint_secret_prefix)
+            .unwrap_or_default();
         Settings {
-            config_table: config_table.into(),
+            endpoint_secret_prefix,
+            config_table,
             ledger_table: ledger_table.into(),
             queue_url: queue_url.into(),
             dead_letter_url: dead_letter_url.into(),
@@ -128,6 +138,17 @@ impl Settings {
             "CONFIG_CACHE_SECONDS",
             DEFAULT_CONFIG_CACHE.as_secs(),
         )?);
+        if let Ok(prefix) = std::env::var("ENDPOINT_SECRET_PREFIX")
+            && !prefix.trim().is_empty()
+        {
+            settings.endpoint_secret_prefix = prefix.trim().to_owned();
+        }
+        if settings.endpoint_secret_prefix.is_empty() {
+            return Err(EnvError::Invalid {
+                name: "ENDPOINT_SECRET_PREFIX",
+                reason: "not set, and CONFIG_TABLE is not named platformsync-<stage>-config".into(),
+            });
+        }
         if let Ok(path) = std::env::var("PLATFORMSYNC_EXTRA_CA_FILE")
             && !path.trim().is_empty()
         {
@@ -146,5 +167,27 @@ impl Settings {
             })?;
         }
         Ok(settings)
+    }
+}
+
+/// The stage in a config table named as template.yaml names it
+/// (`platformsync-<stage>-config`).
+fn stage_of(config_table: &str) -> Option<&str> {
+    config_table
+        .strip_prefix("platformsync-")?
+        .strip_suffix("-config")
+        .filter(|stage| !stage.is_empty())
+}
+
+#[cfg(test)]
+mod secret_prefix_tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_prefix_follows_the_stage() {
+        let s = Settings::new("platformsync-prod-config", "l", "q", "d", "t");
+        assert_eq!(s.endpoint_secret_prefix, "platformsync/prod/endpoints/");
+        assert_eq!(stage_of("my-own-table"), None);
+        assert_eq!(stage_of("platformsync--config"), None);
     }
 }

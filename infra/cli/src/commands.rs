@@ -534,11 +534,13 @@ pub(crate) async fn endpoint(
         EndpointCommand::Show { customer, id } => {
             let (customer, id) = (customer_id(&customer)?, endpoint_id(&id)?);
             let ops = Ops::connect(target).await;
-            let e = ops
+            let mut e = ops
                 .config
                 .endpoint(&customer, &id)
                 .await?
                 .with_context(|| format!("customer {customer} has no endpoint {id}"))?;
+            // The key's name is derived from the id, whatever an old record says.
+            e.api_key_secret = ops.names.endpoint_secret(&id);
             let changed = ops.key_last_changed(&e.api_key_secret).await?;
             show(&e, changed.as_deref(), json, io)
         }
@@ -636,7 +638,7 @@ async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) ->
         api_key_name: DEFAULT_KEY_NAME.to_owned(),
         api_key_placement: KeyPlacement::default(),
         bearer: true,
-        api_key_secret: names.endpoint_secret(id.as_str()),
+        api_key_secret: names.endpoint_secret(&id),
         metadata: BTreeMap::new(),
         whitelist: None,
         message_types: vec![MessageKind::Transactions],
@@ -654,23 +656,14 @@ async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) ->
 
     let ops = Ops::connect(target).await;
     existing_customer(&ops, &customer).await?;
-    // The secret, the ledger and the queue group are per endpoint id: unique across customers.
-    if let Some(other) = all_endpoints(&ops)
-        .await?
-        .into_iter()
-        .find(|o| o.endpoint_id == id)
-    {
-        if other.customer_id == customer {
-            bail!(
-                "customer {customer} already has endpoint {id}: use `platformsync endpoint update`"
-            );
-        }
-        bail!(
-            "endpoint id {id} is taken by customer {}: endpoint ids are unique across customers",
-            other.customer_id
-        );
+    if ops.config.endpoint(&customer, &id).await?.is_some() {
+        bail!("customer {customer} already has endpoint {id}: use `platformsync endpoint update`");
     }
-    // Key first: stored settings always name a secret that exists.
+    // The secret, the ledger and the queue group are per endpoint id: the
+    // store claims the id for this customer atomically (another customer's
+    // id is refused here, before the key is touched), then the key, then
+    // the settings (stored settings always have a key).
+    ops.config.claim_endpoint_id(&customer, &id).await?;
     let version = ops.store_key(&e.api_key_secret, id.as_str(), &key).await?;
     ops.config.put_endpoint(&e).await?;
     if json {
@@ -696,6 +689,8 @@ async fn update(target: &Target, args: EndpointUpdate, json: bool, io: &mut Io<'
         .endpoint(&customer, &id)
         .await?
         .with_context(|| format!("customer {customer} has no endpoint {id}"))?;
+    // The key's name is derived from the id, whatever an old record says.
+    e.api_key_secret = ops.names.endpoint_secret(&id);
     let before = e.clone();
     if args.clear_metadata {
         e.metadata.clear();

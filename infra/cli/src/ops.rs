@@ -58,9 +58,15 @@ impl Names {
     }
 
     /// Where an endpoint's API key is kept (template.yaml grants the push
-    /// function read access under this prefix).
-    pub fn endpoint_secret(&self, endpoint_id: &str) -> String {
-        format!("platformsync/{}/endpoints/{endpoint_id}", self.stage)
+    /// function read access under this prefix): derived from the endpoint
+    /// id, as the push function derives it, never read from the record.
+    pub fn endpoint_secret(
+        &self,
+        endpoint_id: &platformsync_domain::endpoint::EndpointId,
+    ) -> String {
+        endpoint_id.secret_name(&platformsync_domain::endpoint::endpoint_secret_prefix(
+            &self.stage,
+        ))
     }
 }
 
@@ -255,7 +261,7 @@ mod tests {
             "platformsync-prod-delivery-dlq.fifo"
         );
         assert_eq!(
-            n.endpoint_secret("ep-1"),
+            n.endpoint_secret(&platformsync_domain::endpoint::EndpointId::parse("ep-1").unwrap()),
             "platformsync/prod/endpoints/ep-1"
         );
         assert_eq!(n.ingest_key_secret(), "platformsync/prod/ingest-key");

@@ -21,9 +21,12 @@
 //! from the history, in one transaction with the new assignment, whenever
 //! a safe is assigned; running `safe assign` again repairs them.
 //!
-//! The `SAFE#<serial>`/`OWNER` item the fan-out reads today is still kept
-//! by the CLI (the latest assignment's customer); the fan-out moves to this
-//! history later.
+//! The fan-out routes by this history ([`AssignmentStore::ownership`]): a
+//! transaction goes to the customer who owned its safe at its time, so late
+//! uploads from before a move still reach the old owner. The
+//! `SAFE#<serial>`/`OWNER` item (the latest assignment's customer, kept by
+//! the CLI) is the owner of a safe assigned before dates existed: it is used
+//! only while the safe has no history.
 
 use crate::StoreError;
 use aws_sdk_dynamodb::Client;
@@ -116,6 +119,37 @@ pub fn owner_at<'a>(history: &'a [Assignment], at: &str) -> Option<&'a str> {
         .map(|a| a.customer_id.as_str())
 }
 
+/// What the fan-out needs to route one safe's transactions: its dated
+/// history and its undated `OWNER` item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// Oldest first; empty for a safe assigned before dates existed.
+    pub history: Vec<Assignment>,
+    /// The `OWNER` item's customer.
+    pub current: Option<String>,
+}
+
+impl Ownership {
+    /// The customer owning the safe at safe-local time `at` (a sort key or
+    /// its time part): by the history when there is one, else the `OWNER`
+    /// item. `None`: nobody owned it then.
+    pub fn owner_at(&self, at: &str) -> Option<&str> {
+        if self.history.is_empty() {
+            self.current.as_deref()
+        } else {
+            owner_at(&self.history, at)
+        }
+    }
+
+    /// Every customer the safe ever had.
+    pub fn customers(&self) -> impl Iterator<Item = &str> {
+        self.history
+            .iter()
+            .map(|a| a.customer_id.as_str())
+            .chain(self.current.as_deref())
+    }
+}
+
 /// What one assignment changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assigned {
@@ -186,6 +220,47 @@ impl AssignmentStore {
             .await?;
         history.sort_by(|a, b| a.from.cmp(&b.from));
         Ok(history)
+    }
+
+    /// A safe's ownership: one `Query` (its `ASSIGN#...` items and its
+    /// `OWNER` item sort next to each other, so one key range holds both).
+    /// Eventually consistent: the fan-out caches the answer for longer
+    /// anyway, and reads several safes at once.
+    pub async fn ownership(&self, serial: &str) -> Result<Ownership, StoreError> {
+        let pk = keys::assignment(serial, "").0;
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            // "ASSIGN#..." < "OWNER" < "SEQUENCE": nothing else in between.
+            .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :owner")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(":from", AttributeValue::S(ASSIGN_PREFIX.to_owned()))
+            .expression_attribute_values(":owner", AttributeValue::S("OWNER".to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+        let mut ownership = Ownership::default();
+        for item in items {
+            match item.get("SK") {
+                Some(AttributeValue::S(sk)) if sk == "OWNER" => {
+                    if let Some(AttributeValue::S(customer)) = item.get("CustomerId") {
+                        ownership.current = Some(customer.clone());
+                    }
+                }
+                Some(AttributeValue::S(sk)) if sk.starts_with(ASSIGN_PREFIX) => {
+                    let a: Assignment = serde_dynamo::from_item(item.clone())
+                        .map_err(|e| self.malformed(&format!("{pk}/{sk}"), e))?;
+                    ownership.history.push(a);
+                }
+                _ => {}
+            }
+        }
+        ownership.history.sort_by(|a, b| a.from.cmp(&b.from));
+        Ok(ownership)
     }
 
     /// The periods in which `customer` owned a safe (all its safes, or only
@@ -375,6 +450,23 @@ mod tests {
             owner_at(&history, "2024-03-01T00:00:00.0000000#x"),
             Some("b")
         );
+    }
+
+    #[test]
+    fn ownership_uses_the_history_else_the_owner_item() {
+        let undated = Ownership {
+            history: vec![],
+            current: Some("a".into()),
+        };
+        assert_eq!(undated.owner_at("2000-01-01T00:00:00.0000000"), Some("a"));
+        let moved = Ownership {
+            history: vec![a("a", "2024-01-01"), a("b", "2024-03-01")],
+            current: Some("b".into()),
+        };
+        assert_eq!(moved.owner_at("2024-02-01T00:00:00.0000000#k"), Some("a"));
+        assert_eq!(moved.owner_at("2024-03-02T00:00:00.0000000"), Some("b"));
+        assert_eq!(moved.owner_at("2023-01-01T00:00:00.0000000"), None);
+        assert_eq!(Ownership::default().owner_at("2024-01-01"), None);
     }
 
     #[test]

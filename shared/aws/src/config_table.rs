@@ -8,10 +8,18 @@
 //! | safe owner | `SAFE#<serial>` | `OWNER` |
 //! | safe sequence progress | `SAFE#<serial>` | `SEQUENCE` |
 //! | endpoint health | `ENDPOINT#<endpoint id>` | `HEALTH` |
+//! | endpoint id claim | `ENDPOINTID#<endpoint id>` | `CLAIM` |
+//!
+//! An endpoint id is global: the delivery queue's message group, the
+//! health, ledger and parked items and the API key's secret are all keyed
+//! by it alone. The claim item makes it belong to one customer: it is
+//! written only if absent or already that customer's, in the same
+//! transaction as the endpoint item ([`ConfigStore::put_endpoint`]), so two
+//! customers can never both hold one id, however their writes interleave.
 
 use crate::StoreError;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,6 +41,25 @@ pub mod keys {
     pub fn safe_sequence(serial: &str) -> (String, String) {
         (format!("SAFE#{serial}"), "SEQUENCE".into())
     }
+    pub fn endpoint_claim(endpoint_id: &str) -> (String, String) {
+        (format!("ENDPOINTID#{endpoint_id}"), "CLAIM".into())
+    }
+}
+
+/// The claim item may be written when it is absent or already names the
+/// customer writing it.
+const CLAIM_CONDITION: &str = "attribute_not_exists(PK) OR CustomerId = :customer";
+
+/// Why an endpoint was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointWriteError {
+    /// Another customer holds the id: nothing was written.
+    #[error(
+        "endpoint id {endpoint_id} is taken by customer {owner}: endpoint ids are unique across customers"
+    )]
+    Taken { endpoint_id: String, owner: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn key(pk_sk: (String, String)) -> HashMap<String, AttributeValue> {
@@ -177,16 +204,127 @@ impl ConfigStore {
     }
 
     /// Stores an endpoint's settings after validating them: what is stored is
-    /// always usable by the push function.
-    pub async fn put_endpoint(&self, endpoint: &EndpointSettings) -> Result<(), StoreError> {
-        endpoint
-            .validate()
-            .map_err(|e| self.malformed(endpoint.endpoint_id.as_str(), e))?;
-        self.put(
-            keys::endpoint(endpoint.customer_id.as_str(), endpoint.endpoint_id.as_str()),
-            endpoint,
-        )
-        .await
+    /// always usable by the push function. The endpoint id's claim and the
+    /// endpoint item are written in one transaction, the claim conditioned on
+    /// being absent or this customer's: another customer's id is refused
+    /// with [`EndpointWriteError::Taken`] and nothing is written.
+    pub async fn put_endpoint(
+        &self,
+        endpoint: &EndpointSettings,
+    ) -> Result<(), EndpointWriteError> {
+        let (customer, id) = (endpoint.customer_id.as_str(), endpoint.endpoint_id.as_str());
+        endpoint.validate().map_err(|e| self.malformed(id, e))?;
+        let label = format!("CUSTOMER#{customer}/ENDPOINT#{id}");
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(endpoint).map_err(|e| self.malformed(&label, e))?;
+        item.extend(key(keys::endpoint(customer, id)));
+        let put_endpoint = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| self.malformed(&label, e))?;
+        let put_claim = self
+            .claim_put(customer, id)
+            .build()
+            .map_err(|e| self.malformed(&label, e))?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_claim).build())
+            .transact_items(TransactWriteItem::builder().put(put_endpoint).build())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_transaction_canceled_exception()) =>
+            {
+                // Cancelled: the claim's condition, or a conflicting
+                // transaction. Only the claim's owner tells which.
+                match self.endpoint_owner(id).await? {
+                    Some(owner) if owner != customer => Err(EndpointWriteError::Taken {
+                        endpoint_id: id.to_owned(),
+                        owner,
+                    }),
+                    _ => Err(StoreError::sdk("TransactWriteItems", &self.table, e).into()),
+                }
+            }
+            Err(e) => Err(StoreError::sdk("TransactWriteItems", &self.table, e).into()),
+        }
+    }
+
+    /// Claims `endpoint_id` for `customer` alone (the claim of
+    /// [`ConfigStore::put_endpoint`], before anything else is written, so
+    /// the CLI stores a key only under an id that is the customer's).
+    /// Claiming an id the customer already holds succeeds.
+    pub async fn claim_endpoint_id(
+        &self,
+        customer: &CustomerId,
+        endpoint_id: &platformsync_domain::endpoint::EndpointId,
+    ) -> Result<(), EndpointWriteError> {
+        let (customer, id) = (customer.as_str(), endpoint_id.as_str());
+        let put = self.claim_put(customer, id);
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(put.get_item().clone())
+            .condition_expression(CLAIM_CONDITION)
+            .set_expression_attribute_values(put.get_expression_attribute_values().clone())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(EndpointWriteError::Taken {
+                    endpoint_id: id.to_owned(),
+                    owner: self
+                        .endpoint_owner(id)
+                        .await?
+                        .unwrap_or_else(|| "(unknown)".into()),
+                })
+            }
+            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e).into()),
+        }
+    }
+
+    /// The customer holding `endpoint_id`, if any (a consistent read).
+    pub async fn endpoint_owner(&self, endpoint_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::endpoint_claim(endpoint_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
+        Ok(out
+            .item
+            .and_then(|mut item| match item.remove("CustomerId") {
+                Some(AttributeValue::S(customer)) => Some(customer),
+                _ => None,
+            }))
+    }
+
+    fn claim_put(&self, customer: &str, id: &str) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+        let mut item = key(keys::endpoint_claim(id));
+        item.insert("CustomerId".into(), AttributeValue::S(customer.to_owned()));
+        item.insert("EndpointId".into(), AttributeValue::S(id.to_owned()));
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(CLAIM_CONDITION)
+            .expression_attribute_values(":customer", AttributeValue::S(customer.to_owned()))
+    }
+
+    /// The dated assignment history on this table (the fan-out routes by it).
+    pub fn assignments(&self) -> crate::assignments::AssignmentStore {
+        crate::assignments::AssignmentStore::new(self.client.clone(), self.table.clone())
     }
 
     pub async fn endpoint(

@@ -31,6 +31,55 @@ use crate::StoreError;
 /// SNS subjects: at most 100 printable ASCII characters, no line breaks.
 const MAX_SUBJECT: usize = 100;
 
+/// Most characters of the endpoint's answer a notification quotes.
+pub const MAX_ERROR_CHARS: usize = 300;
+
+/// Text the customer's endpoint controls (its response body, within the
+/// last error) as one bounded line: control characters (line breaks, ESC,
+/// bidi overrides and other format characters) become spaces, runs of
+/// spaces one, at most [`MAX_ERROR_CHARS`] characters (then `...`). A
+/// receiver cannot forge lines of our notification or hide text in it.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    let mut space = false;
+    for c in text.chars() {
+        let c = if c.is_control() || is_format(c) || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' {
+            if space || out.is_empty() {
+                continue;
+            }
+            space = true;
+        } else {
+            space = false;
+        }
+        if count == MAX_ERROR_CHARS {
+            let trimmed = out.trim_end().len();
+            out.truncate(trimmed);
+            out.push_str("...");
+            return out;
+        }
+        out.push(c);
+        count += 1;
+    }
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
+    out
+}
+
+/// Unicode format characters that reorder or hide text (bidi controls,
+/// zero-width characters, BOM).
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotificationKind {
     /// An endpoint keeps failing (sustained failure: once per incident).
@@ -186,7 +235,7 @@ impl Notification {
             let _ = writeln!(b, "Attempts:        {}", self.attempts);
         }
         if let Some(error) = &self.last_error {
-            let _ = writeln!(b, "Last error:      {error}");
+            let _ = writeln!(b, "Last error:      {}", one_line(error));
         }
         let _ = writeln!(
             b,
@@ -280,6 +329,35 @@ mod tests {
             assert!(subject.len() <= MAX_SUBJECT, "{subject}");
             assert!(subject.chars().all(|c| c.is_ascii_graphic() || c == ' '));
         }
+    }
+
+    #[test]
+    fn the_endpoints_answer_is_one_bounded_line() {
+        let mut n = sample(NotificationKind::Failing);
+        n.last_error = Some(format!(
+            "HTTP 500: oops\r\nRecipients: attacker@evil.example\n\u{1b}[31m\u{202E}x\t{}",
+            "a".repeat(5000)
+        ));
+        let body = n.body();
+        let line = body.lines().find(|l| l.starts_with("Last error:")).unwrap();
+        assert!(
+            line.contains("HTTP 500: oops Recipients: attacker@evil.example"),
+            "{line}"
+        );
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202E}'),
+            "{line:?}"
+        );
+        assert!(line.ends_with("...") && line.chars().count() < MAX_ERROR_CHARS + 30);
+        assert_eq!(
+            body.lines()
+                .filter(|l| l.starts_with("Recipients:"))
+                .count(),
+            1,
+            "no forged line"
+        );
+        assert_eq!(one_line("  a \n\n b  "), "a b");
+        assert_eq!(one_line(""), "");
     }
 
     #[test]

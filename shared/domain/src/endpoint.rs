@@ -71,6 +71,23 @@ macro_rules! id_type {
 id_type!(CustomerId, "customer");
 id_type!(EndpointId, "endpoint");
 
+/// Where a stage keeps its endpoints' API keys: `platformsync/<stage>/endpoints/`
+/// (template.yaml grants the push function `GetSecretValue` under it).
+pub fn endpoint_secret_prefix(stage: &str) -> String {
+    format!("platformsync/{stage}/endpoints/")
+}
+
+impl EndpointId {
+    /// The Secrets Manager name of this endpoint's API key under `prefix`
+    /// ([`endpoint_secret_prefix`]). Derived from the endpoint's identity,
+    /// never read from its record: an id is claimed by one customer only
+    /// (the config table's `ENDPOINTID#` claim), so no endpoint can name,
+    /// and be sent with, another customer's key.
+    pub fn secret_name(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.0)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
     #[error("invalid {what} id {value:?}: use 1 to 64 lowercase letters, digits or '-'")]
@@ -149,7 +166,10 @@ pub struct EndpointSettings {
     /// token (as the real service sends it).
     #[serde(default = "default_true")]
     pub bearer: bool,
-    /// Secrets Manager id (ARN or name) of the API key. Never the key.
+    /// Informational only: the name the CLI stored the key under, kept so
+    /// records written before the name was derived still read. Nothing uses
+    /// it to find a key: push and the CLI use [`EndpointId::secret_name`].
+    #[serde(default)]
     pub api_key_secret: String,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -282,6 +302,21 @@ mod tests {
             "ApiKeySecret": "platformsync/prod/endpoints/ep-1",
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_secret_name_comes_from_the_id_not_the_record() {
+        let mut e = endpoint();
+        e.api_key_secret = "platformsync/prod/endpoints/someone-else".into();
+        assert_eq!(
+            e.endpoint_id.secret_name(&endpoint_secret_prefix("prod")),
+            "platformsync/prod/endpoints/ep-1"
+        );
+        let old: EndpointSettings = serde_json::from_value(serde_json::json!({
+            "EndpointId": "ep-2", "CustomerId": "acme", "Url": "https://h.example/x",
+        }))
+        .unwrap();
+        assert_eq!(old.api_key_secret, "", "the field is no longer required");
     }
 
     #[test]

@@ -58,6 +58,13 @@ pub enum ClientError {
     NoCaCertificate,
     #[error("cannot build the HTTPS client: {0}")]
     Build(String),
+    /// A setting for local runs only was given to a Lambda function.
+    #[error(
+        "{0} is for local runs only and is refused on AWS Lambda (it would weaken the TLS or SSRF guard in production)"
+    )]
+    LocalOnlyOnLambda(&'static str),
+    #[error(transparent)]
+    AllowList(#[from] crate::local::TooBroad),
 }
 
 /// What the endpoint answered.
@@ -121,7 +128,11 @@ pub struct EndpointClient {
 }
 
 impl EndpointClient {
+    /// Refuses local-only settings on Lambda ([`crate::local`]) and an
+    /// allow-list that would switch the SSRF guard off.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        crate::local::refuse_on_lambda(&config, crate::local::on_lambda())?;
+        crate::local::check_allow_list(&config.allow)?;
         let mut builder = reqwest::Client::builder()
             .tls_backend_rustls()
             .https_only(true)

@@ -26,6 +26,7 @@
 //! be built per process, outside the Lambda handler.
 
 pub mod client;
+pub mod local;
 pub mod resolver;
 
 pub use client::{AttemptError, ClientConfig, ClientError, EndpointClient, Refusal, Response};

@@ -1,0 +1,340 @@
+//! Tenant isolation on the local stack (issue 12): an endpoint id belongs to
+//! one customer however registrations interleave, and a transaction goes to
+//! the customer who owned its safe when it happened.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use platformsync_aws::config_table::{ConfigStore, EndpointWriteError};
+use platformsync_cli::{Cli, Io};
+use platformsync_domain::batch::BatchMessage;
+use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
+use platformsync_tests::{Stack, apigw, streams};
+use serde_json::json;
+
+/// Runs `platformsync <args>` in-process against `stack`.
+async fn cli(stack: &Stack, args: &[&str]) -> Result<String, String> {
+    let mut argv: Vec<String> = vec![
+        "platformsync".into(),
+        "--stage".into(),
+        stack.stage.clone(),
+        "--config-table".into(),
+        stack.reference("ConfigTable"),
+        "--transactions-table".into(),
+        stack.reference("TransactionsTable"),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let parsed = Cli::from_args(&argv).map_err(|e| e.to_string())?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input: &[u8] = b"";
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        stdin: &mut input,
+        interactive: false,
+    };
+    platformsync_cli::run(parsed, &mut io)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+async fn ok(stack: &Stack, args: &[&str]) -> String {
+    cli(stack, args)
+        .await
+        .unwrap_or_else(|e| panic!("platformsync {args:?} failed: {e}"))
+}
+
+fn key_file(key: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("psync-key-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    path
+}
+
+fn config(stack: &Stack) -> ConfigStore {
+    ConfigStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("ConfigTable"),
+    )
+}
+
+async fn secret(stack: &Stack, name: &str) -> Option<String> {
+    stack
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(name)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.secret_string)
+}
+
+#[tokio::test]
+async fn two_customers_registering_one_endpoint_id_at_once_one_wins_and_keeps_its_key() {
+    let stack = Stack::deploy().await;
+    for c in ["acme", "globex"] {
+        ok(&stack, &["customer", "add", "--id", c, "--name", c]).await;
+    }
+    let store = config(&stack);
+    // Several ids, so both orders of the race get a chance to happen.
+    for round in 0..6 {
+        let id = format!("shared-{round}");
+        let (acme_key, globex_key) = (key_file("acme-key-1234"), key_file("globex-key-5678"));
+        let add = |customer: &'static str, key: &PathBuf| {
+            let args: Vec<String> = [
+                "endpoint",
+                "add",
+                "--customer",
+                customer,
+                "--id",
+                &id,
+                "--url",
+                "https://hooks.example.com/in",
+                "--key-file",
+                key.to_str().unwrap(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let stack = &stack;
+            async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                cli(stack, &args).await
+            }
+        };
+        let (acme, globex) = tokio::join!(add("acme", &acme_key), add("globex", &globex_key));
+        let (winner, key, loser_error) = match (&acme, &globex) {
+            (Ok(_), Err(e)) => ("acme", "acme-key-1234", e.clone()),
+            (Err(e), Ok(_)) => ("globex", "globex-key-5678", e.clone()),
+            other => panic!("round {round}: exactly one registration must win: {other:?}"),
+        };
+        assert!(
+            loser_error.contains(&format!("endpoint id {id} is taken by customer {winner}")),
+            "{loser_error}"
+        );
+        assert!(
+            !loser_error.contains("-key-"),
+            "no key in errors: {loser_error}"
+        );
+        let name = format!("platformsync/{}/endpoints/{id}", stack.stage);
+        assert_eq!(
+            secret(&stack, &name).await.as_deref(),
+            Some(key),
+            "round {round}: the winner's key is untouched"
+        );
+        assert_eq!(
+            store.endpoint_owner(&id).await.unwrap().as_deref(),
+            Some(winner)
+        );
+        let eid = EndpointId::parse(&id).unwrap();
+        for c in ["acme", "globex"] {
+            let stored = store
+                .endpoint(&CustomerId::parse(c).unwrap(), &eid)
+                .await
+                .unwrap();
+            assert_eq!(stored.is_some(), c == winner, "round {round}: {c}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_store_refuses_another_customers_endpoint_id() {
+    let stack = Stack::deploy().await;
+    let store = config(&stack);
+    let endpoint = |customer: &str, url: &str| -> EndpointSettings {
+        serde_json::from_value(json!({
+            "EndpointId": "erp",
+            "CustomerId": customer,
+            "Url": url,
+        }))
+        .unwrap()
+    };
+    store
+        .put_endpoint(&endpoint("acme", "https://acme.example/in"))
+        .await
+        .unwrap();
+    // The owner may rewrite its endpoint.
+    store
+        .put_endpoint(&endpoint("acme", "https://acme.example/v2"))
+        .await
+        .unwrap();
+    let taken = store
+        .put_endpoint(&endpoint("globex", "https://globex.example/in"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, EndpointWriteError::Taken { owner, .. } if owner == "acme"),
+        "{taken:?}"
+    );
+    assert!(
+        taken
+            .to_string()
+            .contains("endpoint id erp is taken by customer acme"),
+        "{taken}"
+    );
+    let globex = CustomerId::parse("globex").unwrap();
+    assert!(
+        store
+            .claim_endpoint_id(&globex, &EndpointId::parse("erp").unwrap())
+            .await
+            .is_err()
+    );
+    assert!(store.endpoints_of(&globex).await.unwrap().is_empty());
+    let acme = store
+        .endpoints_of(&CustomerId::parse("acme").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(acme.len(), 1);
+    assert_eq!(acme[0].url, "https://acme.example/v2");
+}
+
+fn tx(serial: &str, seq: u64, time: &str) -> String {
+    format!(
+        r#"{{"PickupGroupId":7,"SerialNumber":"{serial}","SequenceNumber":{seq},"RetrievedOn":"2026-06-30T12:00:00.1234567Z","TransactionDateTime":"{time}","UserName":"ANA","TransactionType":"CashIn","Amount":20.0000,"Denominations":[{{"UnitValue":20.0000,"Count":1,"Currency":"USD"}}]}}"#
+    )
+}
+
+async fn upload(stack: &Stack, txs: &[String]) {
+    let body = format!(r#"{{"Transactions":[{}]}}"#, txs.join(","));
+    let resp = stack
+        .ingest()
+        .handle(apigw::post(
+            "/v1/uploads",
+            body.as_bytes(),
+            Some(&stack.ingest_key().await),
+        ))
+        .await;
+    assert_eq!(resp.status_code, 200, "{}", apigw::json(&resp));
+}
+
+/// Receives (and deletes) everything on the delivery queue: per message
+/// group (endpoint), the keys it carries (`serial|time...`).
+async fn drain(stack: &Stack) -> BTreeMap<String, Vec<String>> {
+    let sqs = &stack.clients.sqs;
+    let url = stack.reference("DeliveryQueue");
+    let mut received: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut empty_polls = 0;
+    while empty_polls < 2 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .unwrap();
+        if out.messages().is_empty() {
+            empty_polls += 1;
+            continue;
+        }
+        empty_polls = 0;
+        for m in out.messages() {
+            let group = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+                .unwrap();
+            let body: BatchMessage = serde_json::from_str(m.body().unwrap()).unwrap();
+            received
+                .entry(group)
+                .or_default()
+                .extend(body.items.iter().map(|i| i.key.clone()));
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    for keys in received.values_mut() {
+        keys.sort();
+    }
+    received
+}
+
+fn day(keys: &[String]) -> Vec<String> {
+    // `UT1|2026-06-05T...`: the safe and the day.
+    keys.iter().map(|k| k[..14].to_owned()).collect()
+}
+
+#[tokio::test]
+async fn late_uploads_from_before_a_move_go_to_the_old_owner() {
+    let stack = Stack::deploy().await;
+    for c in ["acme", "globex"] {
+        ok(&stack, &["customer", "add", "--id", c, "--name", c]).await;
+    }
+    let store = config(&stack);
+    for (id, customer) in [("acme-erp", "acme"), ("globex-erp", "globex")] {
+        let e: EndpointSettings = serde_json::from_value(json!({
+            "EndpointId": id,
+            "CustomerId": customer,
+            "Url": format!("https://{id}.example.com/in"),
+        }))
+        .unwrap();
+        store.put_endpoint(&e).await.unwrap();
+    }
+    // UT1: acme's, then globex's from 2026-06-10 12:00 (safe time).
+    ok(&stack, &["safe", "assign", "UT1", "--customer", "acme"]).await;
+    ok(
+        &stack,
+        &[
+            "safe",
+            "assign",
+            "UT1",
+            "--customer",
+            "globex",
+            "--from",
+            "2026-06-10T12:00:00",
+        ],
+    )
+    .await;
+    // UT2: assigned before dates existed (only the OWNER item): acme's.
+    store.assign_safe("UT2", "acme").await.unwrap();
+
+    let fanout = stack.fanout();
+    // Before the move is fanned out at all, the safe's new owner uploads...
+    upload(&stack, &[tx("UT1", 3, "2026-06-11T08:00:00")]).await;
+    // ...then the old owner's late uploads arrive (a safe offline for days).
+    upload(
+        &stack,
+        &[
+            tx("UT1", 1, "2026-06-05T09:00:00"),
+            tx("UT1", 2, "2026-06-10T11:59:59"),
+            tx("UT2", 1, "2026-06-11T09:00:00"),
+        ],
+    )
+    .await;
+    let records = streams::lambda_records(&stack).await;
+    assert_eq!(records.len(), 4);
+    // One event each, so the cache (fresh after the first) serves the rest.
+    for record in records {
+        let outcome = fanout
+            .process(
+                streams::event(&[record]),
+                Instant::now() + Duration::from_secs(60),
+            )
+            .await;
+        assert_eq!(outcome.first_failed, None, "{outcome:?}");
+        assert_eq!(outcome.unowned, 0, "{outcome:?}");
+    }
+    let received = drain(&stack).await;
+    assert_eq!(
+        received.keys().collect::<Vec<_>>(),
+        ["acme-erp", "globex-erp"],
+        "{received:?}"
+    );
+    assert_eq!(
+        day(&received["acme-erp"]),
+        ["UT1|2026-06-05", "UT1|2026-06-10", "UT2|2026-06-11"],
+        "A's period (late) and the undated safe go to acme: {received:?}"
+    );
+    assert_eq!(
+        day(&received["globex-erp"]),
+        ["UT1|2026-06-11"],
+        "after the move: globex: {received:?}"
+    );
+}
