@@ -16,6 +16,7 @@
 
 mod api_key;
 mod commands;
+mod held_cmd;
 mod ingest_key;
 mod ops;
 mod parked_cmd;
@@ -109,6 +110,49 @@ pub enum Command {
     /// Parked batches (expired or disabled endpoints, refused parts): list, show, replay.
     #[command(subcommand)]
     Expired(ExpiredCommand),
+    /// Transactions held by a data-quality check: list, show, release (pushed once), discard.
+    #[command(subcommand)]
+    Held(HeldCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HeldCommand {
+    /// Held transactions with their reasons (all safes: a table scan; or --safe).
+    List {
+        /// Only these safes (repeat): one query each instead of a scan.
+        #[arg(long)]
+        safe: Vec<String>,
+    },
+    /// One transaction (any status), its reasons, decision and payload.
+    Show {
+        /// `SERIAL|SORTKEY`, as `held list` prints it.
+        #[arg(long)]
+        key: String,
+    },
+    /// Releases a held transaction: the fan-out pushes it, once.
+    Release {
+        #[arg(long)]
+        key: String,
+        /// Who decides (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why (kept with the transaction).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Discards a held transaction: never pushed; who and why are kept.
+    Discard {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -493,6 +537,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Status => status::run(&cli.target, json, io).await,
         Command::Simulate(args) => simulate_cmd::run(&cli.target, args, json, io).await,
         Command::Expired(c) => parked_cmd::expired(&cli.target, c, json, io).await,
+        Command::Held(c) => held_cmd::run(&cli.target, c, json, io).await,
     }
 }
 

@@ -27,6 +27,8 @@ mod dynamo;
 pub mod fanout_plans;
 #[cfg(feature = "dynamodb")]
 pub mod health;
+#[cfg(feature = "dynamodb")]
+pub mod held;
 #[cfg(feature = "secrets")]
 pub mod ingest_key;
 #[cfg(feature = "dynamodb")]

@@ -1,0 +1,304 @@
+//! Issue 13, over the wire against the local stack: `held list|show|release|
+//! discard` through the CLI; the release's stream record fanned out by the
+//! real fan-out (from the real stream, whole and replayed) and pushed by the
+//! push function to a local receiver that counts every POST.
+
+use std::time::{Duration, Instant};
+
+use platformsync_aws::config_table::ConfigStore;
+use platformsync_aws::transactions::{
+    DeliveryStatus, HoldNote, StoredTransaction, TransactionStore,
+};
+use platformsync_cli::{Cli, Io};
+use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_tests::receiver::Receiver;
+use platformsync_tests::{Stack, streams};
+use serde_json::{Value, json};
+
+const SERIAL: &str = "UT55501";
+
+struct Outcome {
+    out: String,
+    result: Result<(), String>,
+}
+
+impl Outcome {
+    fn json(self) -> Value {
+        if let Err(e) = &self.result {
+            panic!("command failed: {e}\nstdout: {}", self.out);
+        }
+        serde_json::from_str(&self.out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.out))
+    }
+    fn error(self) -> String {
+        match self.result {
+            Ok(()) => panic!("command succeeded: {}", self.out),
+            Err(e) => e,
+        }
+    }
+}
+
+async fn cli(stack: &Stack, args: &[&str]) -> Outcome {
+    let mut argv: Vec<String> = vec![
+        "platformsync".into(),
+        "--stage".into(),
+        stack.stage.clone(),
+        "--config-table".into(),
+        stack.reference("ConfigTable"),
+        "--delivery-ledger-table".into(),
+        stack.reference("DeliveryLedgerTable"),
+        "--transactions-table".into(),
+        stack.reference("TransactionsTable"),
+        "--delivery-queue-url".into(),
+        stack.reference("DeliveryQueue"),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let parsed = Cli::from_args(&argv).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input: &[u8] = b"";
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        stdin: &mut input,
+        interactive: false,
+    };
+    let result = platformsync_cli::run(parsed, &mut io)
+        .await
+        .map_err(|e| format!("{e:#}"));
+    Outcome {
+        out: String::from_utf8(out).unwrap(),
+        result,
+    }
+}
+
+fn held(i: usize) -> StoredTransaction {
+    let time = format!("2026-01-10T08:00:{i:02}");
+    StoredTransaction {
+        serial_number: SERIAL.into(),
+        sort_key: format!("{time}.0000000#sha:{i:032x}"),
+        dedup_key: format!("sha:{i:032x}"),
+        kind: "Transactions".into(),
+        transaction_type: "CashIn".into(),
+        status: DeliveryStatus::Held,
+        hold_reasons: vec![HoldNote {
+            code: "AmountMismatch".into(),
+            message: "Amount 5560.0 is not the denominations' sum 5500.0".into(),
+        }],
+        payload: format!(
+            r#"{{"PickupGroupId":{i},"SerialNumber":"{SERIAL}","RetrievedOn":"2026-01-10T09:00:00Z","TransactionDateTime":"{time}","UserName":"clerk","TransactionType":"CashIn","Amount":5560.0,"Denominations":[{{"UnitValue":20.0000,"Count":50,"Currency":"USD"}},{{"UnitValue":100.0000,"Count":45,"Currency":"USD"}}]}}"#
+        ),
+        sequence_number: None,
+        upload_id: "upload-1".into(),
+        received_at: "2026-01-10T09:00:01Z".into(),
+    }
+}
+
+/// Two held transactions: one released (delivered once, even when the
+/// stream batch is replayed), one discarded (never delivered, who and why
+/// kept); a second decision on either is refused.
+#[tokio::test]
+async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    let config = ConfigStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("ConfigTable"),
+    );
+    config
+        .put_customer(&Customer {
+            customer_id: CustomerId::parse("acme").unwrap(),
+            name: "Acme".into(),
+            notification_recipients: vec![],
+        })
+        .await
+        .unwrap();
+    let secret = format!("platformsync/{}/endpoints/acme-held", stack.stage);
+    stack
+        .clients
+        .secrets
+        .create_secret()
+        .name(&secret)
+        .secret_string("tok-held")
+        .send()
+        .await
+        .unwrap();
+    let settings: EndpointSettings = serde_json::from_value(json!({
+        "EndpointId": "acme-held",
+        "CustomerId": "acme",
+        "Url": receiver.url("/push"),
+        "ApiKeySecret": secret,
+    }))
+    .unwrap();
+    config.put_endpoint(&settings).await.unwrap();
+    config.assign_safe(SERIAL, "acme").await.unwrap();
+
+    let store = TransactionStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("TransactionsTable"),
+    );
+    let (a, b) = (held(1), held(2));
+    for t in [&a, &b] {
+        store.insert_new(t).await.unwrap();
+    }
+    let key_a = format!("{}|{}", a.serial_number, a.sort_key);
+    let key_b = format!("{}|{}", b.serial_number, b.sort_key);
+
+    let listed = cli(&stack, &["--json", "held", "list"]).await.json();
+    let keys: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [key_a.as_str(), key_b.as_str()]);
+    assert_eq!(listed[0]["HoldReasons"][0]["Code"], "AmountMismatch");
+    let by_safe = cli(&stack, &["--json", "held", "list", "--safe", SERIAL])
+        .await
+        .json();
+    assert_eq!(by_safe, listed);
+
+    let dry = cli(
+        &stack,
+        &[
+            "--json",
+            "held",
+            "release",
+            "--key",
+            &key_a,
+            "--by",
+            "ops-anna",
+            "--reason",
+            "checked with the site",
+            "--dry-run",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(dry["DryRun"], true);
+    assert_eq!(
+        store.for_safe(SERIAL).await.unwrap()[0].status,
+        DeliveryStatus::Held
+    );
+
+    let released = cli(
+        &stack,
+        &[
+            "--json",
+            "held",
+            "release",
+            "--key",
+            &key_a,
+            "--by",
+            "ops-anna",
+            "--reason",
+            "checked with the site",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(released["Status"], "Released");
+    let again = cli(
+        &stack,
+        &[
+            "held", "release", "--key", &key_a, "--by", "ops-bob", "--reason", "again",
+        ],
+    )
+    .await
+    .error();
+    assert!(
+        again.contains("not held") && again.contains("Released"),
+        "{again}"
+    );
+    cli(
+        &stack,
+        &[
+            "held",
+            "discard",
+            "--key",
+            &key_b,
+            "--by",
+            "ops-anna",
+            "--reason",
+            "test transaction from the site",
+        ],
+    )
+    .await
+    .json_or_text();
+    let refused = cli(
+        &stack,
+        &[
+            "held",
+            "release",
+            "--key",
+            &key_b,
+            "--by",
+            "ops-bob",
+            "--reason",
+            "changed my mind",
+        ],
+    )
+    .await
+    .error();
+    assert!(refused.contains("Discarded"), "{refused}");
+    let shown = cli(&stack, &["--json", "held", "show", "--key", &key_b])
+        .await
+        .json();
+    assert_eq!(shown["Status"], "Discarded");
+    assert_eq!(shown["DecidedBy"], "ops-anna");
+    assert_eq!(shown["DecisionReason"], "test transaction from the site");
+    assert!(shown["DecidedAt"].as_str().is_some());
+    assert!(
+        cli(&stack, &["--json", "held", "list"])
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The stream: 2 INSERTs (held: skipped), 1 MODIFY to Released (pushed),
+    // 1 MODIFY to Discarded (skipped). Fanned out twice (a replay).
+    let records = streams::lambda_records(&stack).await;
+    assert_eq!(records.len(), 4, "{records:?}");
+    let fanout = stack.fanout();
+    for _ in 0..2 {
+        let response = fanout.handle(streams::event(&records)).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+    let push = stack.push(&receiver, |_| {});
+    let until = Instant::now() + Duration::from_secs(20);
+    while receiver.count() < 1 {
+        assert!(Instant::now() < until, "not delivered");
+        let messages = stack.receive_deliveries(1).await;
+        if !messages.is_empty() {
+            stack.run_push(&push, &messages).await;
+        }
+    }
+    // Whatever is still queued (a replay's re-send) is handled too.
+    for _ in 0..3 {
+        let messages = stack.receive_deliveries(1).await;
+        if !messages.is_empty() {
+            stack.run_push(&push, &messages).await;
+        }
+    }
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "released once, posted once");
+    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    let text = body.to_string();
+    assert!(text.contains("\"PickupGroupId\":1"), "{text}");
+    assert!(
+        !text.contains("\"PickupGroupId\":2"),
+        "discarded never sent: {text}"
+    );
+}
+
+trait JsonOrText {
+    fn json_or_text(self);
+}
+
+impl JsonOrText for Outcome {
+    fn json_or_text(self) {
+        if let Err(e) = self.result {
+            panic!("command failed: {e}\nstdout: {}", self.out);
+        }
+    }
+}
