@@ -218,12 +218,13 @@ pub fn markdown(command_line: &str, o: &ChaosOptions, r: &Outcome, date: &str) -
         .collect();
     let _ = writeln!(
         out,
-        "Runner kills (at, back after): {}.\n",
+        "Runner kills (at, back after): {}; failed restarts (tried again): {}.\n",
         if kills.is_empty() {
             "none".to_owned()
         } else {
             kills.join(", ")
-        }
+        },
+        r.restart_failures
     );
     let failed: Vec<String> = r
         .aws_failed

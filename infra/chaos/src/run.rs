@@ -72,6 +72,8 @@ pub struct Outcome {
     pub endpoints: Vec<EndpointFigures>,
     pub uploads: UploadFigures,
     pub kills: Vec<KillDone>,
+    /// Restarts of the runner that failed (and were tried again).
+    pub restart_failures: usize,
     pub outage: Option<(String, f64, f64)>,
     /// AWS calls failed by the proxy, per service and operation, and calls
     /// seen in total.
@@ -282,6 +284,7 @@ async fn drive(
         .collect();
 
     let mut kills_done = Vec::new();
+    let mut restart_failures = 0usize;
     let mut next_kill = 0usize;
     let mut outage_started = None;
     let mut faults_stopped: Option<f64> = None;
@@ -300,13 +303,17 @@ async fn drive(
             next_kill += 1;
             p.kill_runner().await?;
             tokio::time::sleep(Duration::from_secs_f64(kill.down_seconds)).await;
+            // A restart can fail while a burst throttles the calls the
+            // runner makes at startup (GetQueueUrl): try again for a while.
             let mut tries = 0;
             loop {
                 match p.start_runner().await {
                     Ok(()) => break,
-                    Err(e) if tries < 3 => {
+                    Err(e) if tries < 10 => {
                         tries += 1;
-                        eprintln!("chaos: runner restart failed ({e:#}); again");
+                        restart_failures += 1;
+                        eprintln!("chaos: runner restart failed ({e:#}); again in 3 s");
+                        tokio::time::sleep(Duration::from_secs(3)).await;
                     }
                     Err(e) => return Err(e.context("restarting the runner")),
                 }
@@ -447,6 +454,7 @@ async fn drive(
         endpoints: figures,
         uploads,
         kills: kills_done,
+        restart_failures,
         outage: outage_started,
         aws_failed,
         aws_calls,

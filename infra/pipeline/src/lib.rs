@@ -84,7 +84,13 @@ impl Pipeline {
         }
         std::fs::create_dir_all(&options.state_dir)?;
         let sdk = platformsync_aws::sdk_config().await;
-        let template = Template::load(options.root.join("template.yaml"))?;
+        // One copy of template.yaml for the whole run: a runner restarted
+        // later runs the template it was deployed from, even if the file in
+        // the working tree changes meanwhile.
+        let template_copy = options.state_dir.join("template.yaml");
+        std::fs::copy(options.root.join("template.yaml"), &template_copy)
+            .context("copying template.yaml")?;
+        let template = Template::load(&template_copy)?;
         let mut parameters = options.parameters.clone();
         parameters.insert("Stage".into(), options.stage.clone());
         let deployment = bootstrap(
@@ -151,6 +157,8 @@ impl Pipeline {
         let ca = self.options.state_dir.join("receiver").join("ca.pem");
         let child = tokio::process::Command::new(binary)
             .current_dir(&self.options.root)
+            .arg("--template")
+            .arg(self.options.state_dir.join("template.yaml"))
             .arg("--deployment")
             .arg(self.options.state_dir.join("resources.json"))
             .arg("--state-dir")
