@@ -412,3 +412,37 @@ fn every_function_logs_to_a_group_with_retention() {
         );
     }
 }
+
+#[test]
+fn an_upload_flood_cannot_starve_delivery() {
+    let template = platformsync_tests::template();
+    let api = template.resource("HttpApi").expect("HttpApi");
+    let defaults = &api.properties["DefaultRouteSettings"];
+    assert_eq!(
+        defaults["ThrottlingRateLimit"],
+        serde_json::json!({"Ref": "ApiThrottlingRateLimit"})
+    );
+    assert_eq!(
+        defaults["ThrottlingBurstLimit"],
+        serde_json::json!({"Ref": "ApiThrottlingBurstLimit"})
+    );
+    assert!(
+        api.properties["AccessLogSettings"]["DestinationArn"].is_object(),
+        "access logs"
+    );
+    let format = api.properties["AccessLogSettings"]["Format"]
+        .as_str()
+        .unwrap_or_default();
+    for secret in ["header", "authorization", "body", "querystring"] {
+        assert!(
+            !format.to_ascii_lowercase().contains(secret),
+            "the access log never carries the ingest key or payload ({secret})"
+        );
+    }
+    let ingest = template.resource("IngestFunction").expect("IngestFunction");
+    assert_eq!(
+        ingest.properties["ReservedConcurrentExecutions"],
+        serde_json::json!({"Fn::If": ["ReservesIngestConcurrency",
+            {"Ref": "IngestReservedConcurrency"}, {"Ref": "AWS::NoValue"}]})
+    );
+}
