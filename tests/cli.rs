@@ -797,6 +797,57 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
         .send()
         .await
         .unwrap();
+    platformsync_aws::parked::ParkedStore::new(dynamo.clone(), ledger.clone())
+        .park(&platformsync_aws::parked::ParkBatch {
+            endpoint_id: "acme-b",
+            customer_id: "acme",
+            message_id: "m-parked",
+            kind: "Transactions",
+            created_at: "2024-05-02T09:00:00Z",
+            reason: "expired",
+            attempts: 12,
+            last_error: Some("HTTP 503"),
+            first_attempt_at: None,
+            transaction_keys: &["UT1|c".to_owned()],
+            parent_message_id: None,
+            body: "{}",
+            parked_at: time::OffsetDateTime::now_utc(),
+        })
+        .await
+        .unwrap();
+    // An alarm of this stage firing, one of another stage, one not firing.
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&s.config);
+    for (name, fire) in [
+        (format!("platformsync-{}-push-parked", s.stage), true),
+        (format!("platformsync-{}-fanout-unowned", s.stage), false),
+        ("platformsync-elsewhere-push-parked".to_owned(), true),
+    ] {
+        cloudwatch
+            .put_metric_alarm()
+            .alarm_name(&name)
+            .namespace("PlatformSync")
+            .metric_name("Parked")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(0.0)
+            .comparison_operator(
+                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
+            )
+            .send()
+            .await
+            .unwrap();
+        if fire {
+            cloudwatch
+                .set_alarm_state()
+                .alarm_name(&name)
+                .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+                .state_reason("Threshold Crossed: 1 datapoint [3.0]")
+                .send()
+                .await
+                .unwrap();
+        }
+    }
     s.clients
         .sqs
         .send_message()
@@ -819,11 +870,49 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
         a["LastDelivery"].get("TransactionKeys").is_none(),
         "keys are not read"
     );
+    assert_eq!(a["ParkedBatches"], 0);
+    assert!(a["Incident"].is_null() && a["OldestUndeliveredSince"].is_null());
     let b = &v["Endpoints"][1];
-    assert_eq!(b["RetryingBatches"], 1);
+    // A retry state left by an older push is neither a delivery nor a backlog.
+    assert_eq!(
+        b["DeliveredBatches"], 0,
+        "ATTEMPT# and PARKED# items are not deliveries"
+    );
+    assert!(b.get("RetryingBatches").is_none());
     assert_eq!(b["Health"]["State"], "failing");
+    assert_eq!(b["Incident"]["FailingSince"], "2024-05-01T09:00:00Z");
+    assert_eq!(b["ParkedBatches"], 1);
+    assert_eq!(b["OldestParked"]["MessageId"], "m-parked");
+    assert_eq!(b["OldestParked"]["Reason"], "expired");
+    assert!(b["OldestParked"]["AgeSeconds"].as_i64().unwrap() >= 0);
+    // The incident's first failure is older than the parked batch's creation.
+    assert_eq!(b["OldestUndeliveredSince"], "2024-05-01T09:00:00Z");
+    assert!(b["OldestUndeliveredAgeSeconds"].as_i64().unwrap() > 86_400);
+    let alarms: Vec<&str> = v["Alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alarms,
+        [format!("platformsync-{}-push-parked", s.stage)],
+        "{v}"
+    );
+    assert!(
+        v["Alarms"][0]["Command"]
+            .as_str()
+            .unwrap()
+            .contains("platformsync expired list")
+    );
+    assert_eq!(v["Alarms"][0]["Runbook"], "docs/runbook.md#push-parked");
     let text = cli(s, &["status"], "").await.ok();
     assert!(text.contains("1 waiting"), "{text}");
+    assert!(
+        text.contains("push-parked") && text.contains("run: platformsync expired list"),
+        "{text}"
+    );
+    assert!(text.contains("OLDEST UNDELIVERED"), "{text}");
     assert!(
         text.contains("failing since 2024-05-01T09:00:00Z - HTTP 503"),
         "{text}"

@@ -14,6 +14,7 @@
 //! demo and the tests can generate the same uploads the `simulate` command
 //! sends.
 
+mod alarms;
 mod api_key;
 mod commands;
 mod held_cmd;
@@ -103,7 +104,8 @@ pub enum Command {
     /// Customers' keys for the pull API (only a salted hash is stored).
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
-    /// Queue depths, dead letters, and per endpoint: health, last delivery, retrying batches.
+    /// Queue depths, dead letters, alarms firing (with the command to run), and per
+    /// endpoint: incident, last delivery, parked batches, oldest undelivered.
     Status,
     /// Sends a simulated SafeSync day to the ingest API.
     Simulate(SimulateArgs),

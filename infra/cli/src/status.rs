@@ -1,8 +1,10 @@
-//! `status`: queue depths, dead letters, and per endpoint its health, last
-//! delivery and batches being retried.
+//! `status`: queue depths, dead letters, the alarms in ALARM state with the
+//! command to run for each, and per endpoint its incident state, last
+//! delivery, parked batches and its oldest undelivered batch's age.
 //!
 //! Health items (config table, `ENDPOINT#<id>` / `HEALTH`) and ledger items
-//! (`EndpointId` / `BatchId`, retry states under `ATTEMPT#<MessageId>`) are
+//! (`EndpointId` / `BatchId`; parked batches under `PARKED#`; retry states
+//! under `ATTEMPT#`, which push no longer writes, are ignored) are
 //! read generically, attribute by attribute, so this command keeps working
 //! whatever the push function adds to them, and an absent item just reads
 //! "no data". Only an unreadable configuration table is an error; any other
@@ -51,8 +53,18 @@ struct EndpointStatus {
     delivered_transactions: u64,
     /// The delivered batch with the latest `DeliveredAt`.
     last_delivery: Option<Value>,
-    /// Batches with a retry state (failed at least once, not yet delivered or expired).
-    retrying_batches: u64,
+    /// The incident (health item): `State`, `IncidentId`, `FailingSince`,
+    /// which notices went out; null when healthy with no incident.
+    incident: Option<Value>,
+    /// Batches parked (expired, disabled, refused): `platformsync expired list`.
+    parked_batches: u64,
+    /// The oldest parked batch: `Id`, `MessageId`, `Reason`, `ParkedAt`, `AgeSeconds`.
+    oldest_parked: Option<Value>,
+    /// Since when the endpoint's oldest undelivered batch has waited: the
+    /// oldest parked batch's creation, or the incident's first failure
+    /// (the head of its queue group has failed since then).
+    oldest_undelivered_since: Option<String>,
+    oldest_undelivered_age_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<String>,
 }
@@ -63,6 +75,10 @@ struct Status {
     stage: String,
     delivery_queue: QueueStatus,
     dead_letter_queue: QueueStatus,
+    /// Alarms in ALARM state, each with the command to run and its runbook section.
+    alarms: Vec<crate::alarms::Firing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alarms_error: Option<String>,
     endpoints: Vec<EndpointStatus>,
 }
 
@@ -169,7 +185,7 @@ async fn ledger(ops: &Ops, endpoint_id: &str, status: &mut EndpointStatus) -> Re
         .key_condition_expression("EndpointId = :e")
         .expression_attribute_values(":e", AttributeValue::S(endpoint_id.to_owned()))
         .projection_expression(
-            "BatchId, CustomerId, Kind, DeliveredAt, FirstAttemptAt, Attempts, TransactionCount",
+            "BatchId, CustomerId, Kind, DeliveredAt, FirstAttemptAt, Attempts, TransactionCount, Outcome",
         )
         .into_paginator()
         .items()
@@ -183,8 +199,14 @@ async fn ledger(ops: &Ops, endpoint_id: &str, status: &mut EndpointStatus) -> Re
     };
     let mut last: Option<&HashMap<String, AttributeValue>> = None;
     for item in &items {
-        if text(item, "BatchId").starts_with("ATTEMPT#") {
-            status.retrying_batches += 1;
+        let id = text(item, "BatchId");
+        // Parked batches (and their body parts) and refused split parts are
+        // not deliveries; `ATTEMPT#` retry states are left by older
+        // versions of push only.
+        if id.starts_with("ATTEMPT#")
+            || id.starts_with(platformsync_aws::parked::PARKED_PREFIX)
+            || text(item, "Outcome") == "refused"
+        {
             continue;
         }
         status.delivered_batches += 1;
@@ -194,6 +216,72 @@ async fn ledger(ops: &Ops, endpoint_id: &str, status: &mut EndpointStatus) -> Re
         }
     }
     status.last_delivery = last.map(item_json);
+    Ok(())
+}
+
+/// The incident, the parked batches and the oldest undelivered batch.
+async fn backlog(
+    ops: &Ops,
+    endpoint_id: &str,
+    status: &mut EndpointStatus,
+    now: time::OffsetDateTime,
+) -> Result<()> {
+    let field = |name: &str| {
+        status
+            .health
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let failing_since = field("FailingSince");
+    if field("IncidentId").is_some() || failing_since.is_some() {
+        let mut incident = serde_json::Map::new();
+        for name in [
+            "State",
+            "IncidentId",
+            "FailingSince",
+            "FailingNotified",
+            "ExpiredNotified",
+            "LastError",
+        ] {
+            if let Some(v) = status.health.as_ref().and_then(|h| h.get(name)) {
+                incident.insert(name.to_owned(), v.clone());
+            }
+        }
+        status.incident = Some(Value::Object(incident));
+    }
+    let parked = platformsync_aws::parked::ParkedStore::new(
+        ops.dynamodb.clone(),
+        ops.names.ledger_table.clone(),
+    )
+    .list(endpoint_id)
+    .await?;
+    status.parked_batches = parked.len() as u64;
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let age = |t: time::OffsetDateTime| (now - t).whole_seconds().max(0);
+    if let Some(p) = parked.first() {
+        status.oldest_parked = Some(json!({
+            "Id": p.id,
+            "MessageId": p.message_id,
+            "Reason": p.reason,
+            "ParkedAt": p.parked_at,
+            "AgeSeconds": parse(&p.parked_at).map(age),
+        }));
+    }
+    // The oldest of: the first parked batch's creation, the incident's start.
+    let candidates = parked
+        .first()
+        .map(|p| p.created_at.clone())
+        .into_iter()
+        .chain(failing_since)
+        .filter_map(|t| parse(&t).map(|at| (at, t)));
+    if let Some((at, text)) = candidates.min_by_key(|(at, _)| *at) {
+        status.oldest_undelivered_since = Some(text);
+        status.oldest_undelivered_age_seconds = Some(age(at));
+    }
     Ok(())
 }
 
@@ -217,6 +305,7 @@ pub(crate) async fn run(target: &Target, json: bool, io: &mut Io<'_>) -> Result<
         ops.names.dead_letter_queue_url.clone(),
     )
     .await;
+    let now = time::OffsetDateTime::now_utc();
     let mut rows = Vec::new();
     for e in &endpoints {
         let mut s = EndpointStatus {
@@ -232,12 +321,22 @@ pub(crate) async fn run(target: &Target, json: bool, io: &mut Io<'_>) -> Result<
         if let Err(err) = ledger(&ops, e.endpoint_id.as_str(), &mut s).await {
             s.errors.push(format!("{err:#}"));
         }
+        if let Err(err) = backlog(&ops, e.endpoint_id.as_str(), &mut s, now).await {
+            s.errors.push(format!("{err:#}"));
+        }
         rows.push(s);
     }
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&platformsync_aws::sdk_config().await);
+    let (alarms, alarms_error) = match crate::alarms::firing(&cloudwatch, &ops.names.stage).await {
+        Ok(a) => (a, None),
+        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    };
     let status = Status {
         stage: ops.names.stage.clone(),
         delivery_queue,
         dead_letter_queue,
+        alarms,
+        alarms_error,
         endpoints: rows,
     };
     if json {
@@ -281,6 +380,17 @@ fn print_text(status: &Status, io: &mut Io<'_>) -> Result<()> {
             }
         )?,
         _ => writeln!(io.out, "Dead-letter queue  {}", queue_line(dlq))?,
+    }
+    if let Some(e) = &status.alarms_error {
+        writeln!(io.out, "Alarms             unavailable ({e})")?;
+    } else if status.alarms.is_empty() {
+        writeln!(io.out, "Alarms             none in ALARM state")?;
+    } else {
+        writeln!(io.out, "Alarms in ALARM state:")?;
+        for a in &status.alarms {
+            writeln!(io.out, "  {}  (see {})", a.name, a.runbook)?;
+            writeln!(io.out, "      run: {}", a.command)?;
+        }
     }
     writeln!(io.out)?;
     if status.endpoints.is_empty() {
@@ -336,7 +446,17 @@ fn print_text(status: &Status, io: &mut Io<'_>) -> Result<()> {
                 e.delivered_batches.to_string(),
                 e.delivered_transactions.to_string(),
                 last,
-                e.retrying_batches.to_string(),
+                match &e.oldest_parked {
+                    None => "0".to_owned(),
+                    Some(p) => format!(
+                        "{} (oldest {})",
+                        e.parked_batches,
+                        crate::parked_cmd::human_age(p["AgeSeconds"].as_i64().unwrap_or(0))
+                    ),
+                },
+                e.oldest_undelivered_age_seconds
+                    .map(crate::parked_cmd::human_age)
+                    .unwrap_or_else(|| "-".into()),
                 health,
             ]
         })
@@ -350,7 +470,8 @@ fn print_text(status: &Status, io: &mut Io<'_>) -> Result<()> {
             "BATCHES",
             "TRANSACTIONS",
             "LAST DELIVERY",
-            "RETRYING",
+            "PARKED",
+            "OLDEST UNDELIVERED",
             "HEALTH",
         ],
         &rows,
