@@ -338,3 +338,79 @@ async fn late_uploads_from_before_a_move_go_to_the_old_owner() {
         "after the move: globex: {received:?}"
     );
 }
+
+#[tokio::test]
+async fn push_sends_the_key_named_after_the_endpoint_not_the_one_its_record_names() {
+    use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry};
+    use platformsync_domain::types::MessageKind;
+    use platformsync_tests::receiver::Receiver;
+
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    let store = config(&stack);
+    let secrets = &stack.clients.secrets;
+    let name = |id: &str| format!("platformsync/{}/endpoints/{id}", stack.stage);
+    for (id, customer, key) in [
+        ("acme-erp", "acme", "acme-key-1111"),
+        ("globex-erp", "globex", "globex-key-2222"),
+    ] {
+        secrets
+            .create_secret()
+            .name(name(id))
+            .secret_string(key)
+            .send()
+            .await
+            .unwrap();
+        // globex's record names acme's secret (a hand-edited or old record).
+        let e: EndpointSettings = serde_json::from_value(json!({
+            "EndpointId": id,
+            "CustomerId": customer,
+            "Url": receiver.url(&format!("/{id}")),
+            "ApiKeySecret": name("acme-erp"),
+        }))
+        .unwrap();
+        store.put_endpoint(&e).await.unwrap();
+    }
+    let time = "2026-01-10T08:00:00";
+    let batch = BatchMessage {
+        version: BATCH_MESSAGE_VERSION,
+        message_id: uuid::Uuid::new_v4(),
+        endpoint_id: EndpointId::parse("globex-erp").unwrap(),
+        customer_id: CustomerId::parse("globex").unwrap(),
+        kind: MessageKind::Transactions,
+        created_at: "2026-01-10T09:00:00Z".into(),
+        items: vec![BatchEntry {
+            key: BatchEntry::key_of("UT1", &format!("{time}.0000000#sha:01")),
+            payload: serde_json::value::RawValue::from_string(tx("UT1", 1, time)).unwrap(),
+        }],
+        plan_ref: None,
+    };
+    stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(stack.reference("DeliveryQueue"))
+        .message_group_id("globex-erp")
+        .message_deduplication_id(batch.message_id.to_string())
+        .message_body(serde_json::to_string(&batch).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let push = stack.push(&receiver, |_| {});
+    let until = Instant::now() + Duration::from_secs(20);
+    while receiver.requests().is_empty() {
+        assert!(Instant::now() < until, "nothing posted");
+        let messages = stack.receive_deliveries(1).await;
+        if !messages.is_empty() {
+            stack.run_push(&push, &messages).await;
+        }
+    }
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].path(), "/globex-erp");
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some("Bearer globex-key-2222"),
+        "globex's own key, never the secret its record names"
+    );
+}
