@@ -414,3 +414,58 @@ async fn push_sends_the_key_named_after_the_endpoint_not_the_one_its_record_name
         "globex's own key, never the secret its record names"
     );
 }
+
+#[tokio::test]
+async fn endpoints_stored_before_claims_existed_get_claimed_and_old_sharing_is_reported() {
+    let stack = Stack::deploy().await;
+    let store = config(&stack);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.config);
+    // Endpoint items as the old code wrote them: no claim item.
+    for (customer, id) in [("acme", "erp"), ("globex", "erp"), ("globex", "globex-1")] {
+        let e: EndpointSettings = serde_json::from_value(json!({
+            "EndpointId": id,
+            "CustomerId": customer,
+            "Url": "https://hooks.example.com/in",
+        }))
+        .unwrap();
+        let mut item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(&e).unwrap();
+        item.insert(
+            "PK".into(),
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("CUSTOMER#{customer}")),
+        );
+        item.insert(
+            "SK".into(),
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("ENDPOINT#{id}")),
+        );
+        dynamodb
+            .put_item()
+            .table_name(stack.reference("ConfigTable"))
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    let conflicts = store.claim_existing_endpoints().await.unwrap();
+    assert_eq!(
+        conflicts,
+        [("erp".to_owned(), "globex".to_owned(), "acme".to_owned())]
+    );
+    assert_eq!(
+        store.endpoint_owner("globex-1").await.unwrap().as_deref(),
+        Some("globex")
+    );
+    // Idempotent; and a newcomer cannot take a legacy id any more.
+    assert_eq!(store.claim_existing_endpoints().await.unwrap(), conflicts);
+    let taken = store
+        .claim_endpoint_id(
+            &CustomerId::parse("initech").unwrap(),
+            &EndpointId::parse("globex-1").unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        taken.to_string().contains("taken by customer globex"),
+        "{taken}"
+    );
+}

@@ -292,6 +292,59 @@ impl ConfigStore {
         }
     }
 
+    /// Claims the id of every stored endpoint that has no claim yet
+    /// (endpoints registered before ids were claimed): a scan, for the ops
+    /// CLI, run once after upgrading. Returns the ids two customers both
+    /// used before (`(id, customer that could not claim it, holder)`), which
+    /// staff must rename: until then only the holder may change it.
+    pub async fn claim_existing_endpoints(
+        &self,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(SK, :sk) AND begins_with(PK, :pk)")
+            .expression_attribute_values(":sk", AttributeValue::S("ENDPOINT#".into()))
+            .expression_attribute_values(":pk", AttributeValue::S("CUSTOMER#".into()))
+            .projection_expression("CustomerId, EndpointId")
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Scan", &self.table, e))?;
+        let mut pairs: Vec<(String, String)> = items
+            .into_iter()
+            .filter_map(
+                |item| match (item.get("CustomerId"), item.get("EndpointId")) {
+                    (Some(AttributeValue::S(c)), Some(AttributeValue::S(e))) => {
+                        Some((c.clone(), e.clone()))
+                    }
+                    _ => None,
+                },
+            )
+            .collect();
+        pairs.sort();
+        let mut conflicts = Vec::new();
+        for (customer, id) in pairs {
+            let (Ok(c), Ok(e)) = (
+                CustomerId::parse(&customer),
+                platformsync_domain::endpoint::EndpointId::parse(&id),
+            ) else {
+                continue;
+            };
+            match self.claim_endpoint_id(&c, &e).await {
+                Ok(()) => {}
+                Err(EndpointWriteError::Taken { owner, .. }) => {
+                    conflicts.push((id, customer, owner));
+                }
+                Err(EndpointWriteError::Store(e)) => return Err(e),
+            }
+        }
+        Ok(conflicts)
+    }
+
     /// The customer holding `endpoint_id`, if any (a consistent read).
     pub async fn endpoint_owner(&self, endpoint_id: &str) -> Result<Option<String>, StoreError> {
         let out = self
