@@ -16,11 +16,13 @@
 
 mod alarms;
 mod api_key;
+mod backfill_cmd;
 mod commands;
 mod held_cmd;
 mod ingest_key;
 mod ops;
 mod parked_cmd;
+mod progress;
 pub mod simulate;
 mod simulate_cmd;
 mod status;
@@ -115,6 +117,33 @@ pub enum Command {
     /// Transactions held by a data-quality check: list, show, release (pushed once), discard.
     #[command(subcommand)]
     Held(HeldCommand),
+    /// Re-sends an endpoint's transactions of a time window from the transactions table
+    /// (backfill), skipping what the ledger shows delivered unless --force; resumable.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    #[arg(long)]
+    pub endpoint: String,
+    /// Window start, safe-local: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (inclusive).
+    #[arg(long)]
+    pub from: String,
+    /// Window end, safe-local (exclusive).
+    #[arg(long)]
+    pub to: String,
+    /// Also re-send what the ledger shows as delivered.
+    #[arg(long)]
+    pub force: bool,
+    /// Ignore this backfill's checkpoint and start the window again.
+    #[arg(long)]
+    pub restart: bool,
+    /// Queue at most this many batches, then stop (a re-run continues).
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Say what would be queued; queue nothing, write no checkpoint.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -540,6 +569,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate_cmd::run(&cli.target, args, json, io).await,
         Command::Expired(c) => parked_cmd::expired(&cli.target, c, json, io).await,
         Command::Held(c) => held_cmd::run(&cli.target, c, json, io).await,
+        Command::Replay(args) => backfill_cmd::run(&cli.target, args, json, io).await,
     }
 }
 
