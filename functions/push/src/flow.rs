@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use platformsync_aws::StoreError;
 use platformsync_aws::health::{Saved, Versioned};
-use platformsync_aws::ledger::Delivery;
+use platformsync_aws::ledger::{AttemptRecord, Delivery};
 use platformsync_aws::notifier::NotificationKind;
 use platformsync_aws::parked::ParkBatch;
 use platformsync_aws::redelivery::DeadLetter;
@@ -434,6 +434,11 @@ impl<P: Ports> Flow<P> {
                 "attempt failed"
             ),
         }
+        // A real POST (not a resumed split): on record for `platformsync attempts`.
+        if settings.is_some() && !splitting {
+            self.record_attempt(&b, attempt, started_at, timer.elapsed(), &result)
+                .await;
+        }
         let seed = seed_for(&b.message_id, h.state.consecutive_failures);
         let first_attempt_at = h
             .state
@@ -719,6 +724,36 @@ impl<P: Ports> Flow<P> {
                 }
             }
             Err(e) => self.ours(b, "parking", &e).await,
+        }
+    }
+
+    /// Records one attempt; a failure is logged, never fails the batch
+    /// (support's view, not delivery state).
+    async fn record_attempt(
+        &self,
+        b: &Batch<'_>,
+        attempt: u32,
+        at: OffsetDateTime,
+        latency: Duration,
+        result: &AttemptResult,
+    ) {
+        let (outcome, error) = match result {
+            AttemptResult::Delivered => ("delivered", None),
+            AttemptResult::Failed { error, .. } => ("failed", Some(error.clone())),
+            AttemptResult::Refused { error } => ("refused", Some(error.clone())),
+        };
+        let record = AttemptRecord {
+            endpoint_id: b.endpoint().to_owned(),
+            message_id: b.message_id.clone(),
+            attempt: attempt.max(1),
+            at: rfc3339(at),
+            outcome: outcome.to_owned(),
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            error,
+            transactions: u32::try_from(b.keys.len()).unwrap_or(u32::MAX),
+        };
+        if let Err(e) = self.ports.record_attempt(&record, at).await {
+            warn!(error = %e, "the attempt record was not written");
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use platformsync_aws::StoreError;
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::health::{HealthStore, Saved, Versioned};
-use platformsync_aws::ledger::{Delivery, Ledger, Lookup, Recorded};
+use platformsync_aws::ledger::{AttemptRecord, Delivery, Ledger, Lookup, Recorded};
 use platformsync_aws::notifier::{Notification, NotificationKind, Notifier};
 use platformsync_aws::parked::{ParkBatch, ParkedStore};
 use platformsync_aws::redelivery::{DeadLetter, Redelivery};
@@ -62,6 +62,12 @@ pub trait LedgerPort: Sync {
         &self,
         endpoint_id: &str,
         message_id: &str,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// One POST, for `platformsync attempts` (kept 30 days).
+    fn record_attempt(
+        &self,
+        record: &AttemptRecord,
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -161,6 +167,13 @@ impl LedgerPort for AwsPorts {
         self.ledger
             .record_planned_delivery(delivery, plan_ref)
             .await
+    }
+    async fn record_attempt(
+        &self,
+        record: &AttemptRecord,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.ledger.record_attempt(record, at).await
     }
     async fn record_refused(
         &self,
@@ -305,6 +318,8 @@ pub mod memory {
         pub health: Mutex<HashMap<String, Versioned>>,
         pub parked: Mutex<Vec<(String, String, String)>>,
         pub retries: Mutex<Vec<(String, Duration)>>,
+        /// Every attempt recorded.
+        pub attempt_log: Mutex<Vec<AttemptRecord>>,
         pub released: Mutex<Vec<String>>,
         pub deleted: Mutex<Vec<String>>,
         pub dead: Mutex<Vec<String>>,
@@ -376,6 +391,14 @@ pub mod memory {
                 refused: lock(&self.refused_marks).iter().any(|d| d == message_id),
                 attempts: None,
             })
+        }
+        async fn record_attempt(
+            &self,
+            record: &AttemptRecord,
+            _at: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            lock(&self.attempt_log).push(record.clone());
+            Ok(())
         }
         async fn record_delivery(
             &self,

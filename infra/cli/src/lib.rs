@@ -16,10 +16,12 @@
 
 mod alarms;
 mod api_key;
+mod attempts_cmd;
 mod backfill_cmd;
 mod commands;
 mod held_cmd;
 mod ingest_key;
+mod manifest_cmd;
 mod ops;
 mod parked_cmd;
 mod progress;
@@ -120,6 +122,22 @@ pub enum Command {
     /// Re-sends an endpoint's transactions of a time window from the transactions table
     /// (backfill), skipping what the ledger shows delivered unless --force; resumable.
     Replay(ReplayArgs),
+    /// Every delivery attempt to an endpoint (time, outcome, latency, error), last 30 days.
+    Attempts {
+        #[arg(long)]
+        endpoint: String,
+        /// Only this batch's (its MessageId).
+        #[arg(long)]
+        batch: Option<String>,
+    },
+    /// Daily reconciliation: per safe, delivered transactions and totals per currency.
+    Manifest {
+        #[arg(long)]
+        customer: String,
+        /// Safe-local day, YYYY-MM-DD.
+        #[arg(long)]
+        day: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -570,6 +588,12 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Expired(c) => parked_cmd::expired(&cli.target, c, json, io).await,
         Command::Held(c) => held_cmd::run(&cli.target, c, json, io).await,
         Command::Replay(args) => backfill_cmd::run(&cli.target, args, json, io).await,
+        Command::Attempts { endpoint, batch } => {
+            attempts_cmd::run(&cli.target, &endpoint, batch.as_deref(), json, io).await
+        }
+        Command::Manifest { customer, day } => {
+            manifest_cmd::run(&cli.target, &customer, &day, json, io).await
+        }
     }
 }
 

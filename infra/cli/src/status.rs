@@ -204,6 +204,7 @@ async fn ledger(ops: &Ops, endpoint_id: &str, status: &mut EndpointStatus) -> Re
         // not deliveries; `ATTEMPT#` retry states are left by older
         // versions of push only.
         if id.starts_with("ATTEMPT#")
+            || id.starts_with(platformsync_aws::ledger::TRY_PREFIX)
             || id.starts_with(platformsync_aws::parked::PARKED_PREFIX)
             || text(item, "Outcome") == "refused"
         {

@@ -4,7 +4,15 @@
 //! | item | `EndpointId` (PK) | `BatchId` (SK) | kept |
 //! |---|---|---|---|
 //! | delivered batch | endpoint id | the batch's `MessageId` | 400 days (TTL `ExpiresAt`) |
-//! | retry state of a pending batch | endpoint id | `ATTEMPT#<MessageId>` | until delivered or expired; 30 days at most |
+//! | retry state of a pending batch (older push versions only) | endpoint id | `ATTEMPT#<MessageId>` | until delivered or expired; 30 days at most |
+//! | one delivery attempt | endpoint id | `TRY#<attempted at, ns, 20 digits>#<MessageId>` | [`ATTEMPT_LOG_RETENTION`] (TTL `ExpiresAt`) |
+//!
+//! **Attempts** ([`Ledger::record_attempt`], [`Ledger::attempts`]): every
+//! POST push makes is one small item (time, outcome, latency, the endpoint's
+//! redacted error; ~200 bytes, 1 write unit per attempt, so 0.001 units per
+//! transaction per attempt at 1,000-transaction batches), what support reads
+//! to a customer ("we tried at 09:14, your endpoint answered 503"). Kept
+//! 30 days by TTL. A failed write is logged, never fails the delivery.
 //!
 //! A delivered batch is written with `attribute_not_exists(BatchId)`: the
 //! first delivery wins, and the push function looks the batch up before
@@ -46,6 +54,31 @@ pub const DELIVERY_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 pub const ATTEMPT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 const ATTEMPT_PREFIX: &str = "ATTEMPT#";
+
+/// Sort key prefix of attempt records.
+pub const TRY_PREFIX: &str = "TRY#";
+
+/// How long attempt records are kept (TTL).
+pub const ATTEMPT_LOG_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One POST to an endpoint, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttemptRecord {
+    pub endpoint_id: String,
+    pub message_id: String,
+    /// The batch's attempt number (1 = first).
+    pub attempt: u32,
+    /// RFC 3339.
+    pub at: String,
+    /// `delivered`, `failed` or `refused`.
+    pub outcome: String,
+    pub latency_ms: u64,
+    /// The endpoint's answer or the connection error, redacted (never a token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub transactions: u32,
+}
 
 /// `Outcome` of a split part the endpoint refused (parked, not delivered).
 const REFUSED: &str = "refused";
@@ -370,9 +403,91 @@ impl Ledger {
             .collect())
     }
 
-    /// Every delivered batch of `endpoint_id` (refused markers and retry
-    /// states left out), its keys resolved through the plans. Each plan is
-    /// read once.
+    /// Records one attempt (see the module's notes).
+    pub async fn record_attempt(
+        &self,
+        record: &AttemptRecord,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let stamp = u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0);
+        let mut item = key(
+            &record.endpoint_id,
+            format!("{TRY_PREFIX}{stamp:020}#{}", record.message_id),
+        );
+        item.insert("MessageId".into(), s(&record.message_id));
+        item.insert("Attempt".into(), n(record.attempt));
+        item.insert("At".into(), s(&record.at));
+        item.insert("Outcome".into(), s(&record.outcome));
+        item.insert("LatencyMs".into(), n(record.latency_ms));
+        item.insert("TransactionCount".into(), n(record.transactions));
+        if let Some(error) = &record.error {
+            // Bounded: an endpoint's error page is not kept whole.
+            let error: String = error.chars().take(500).collect();
+            item.insert("Error".into(), s(error));
+        }
+        item.insert(
+            "ExpiresAt".into(),
+            n(expires_at(at, ATTEMPT_LOG_RETENTION)),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
+        Ok(())
+    }
+
+    /// The endpoint's recorded attempts, oldest first; only those of
+    /// `message_id` when given.
+    pub async fn attempts(
+        &self,
+        endpoint_id: &str,
+        message_id: Option<&str>,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("EndpointId = :e AND begins_with(BatchId, :p)")
+            .expression_attribute_values(":e", s(endpoint_id))
+            .expression_attribute_values(":p", s(TRY_PREFIX))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+        let text = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) | Some(AttributeValue::N(v)) => Some(v.clone()),
+            _ => None,
+        };
+        Ok(items
+            .iter()
+            .map(|item| AttemptRecord {
+                endpoint_id: endpoint_id.to_owned(),
+                message_id: text(item, "MessageId").unwrap_or_default(),
+                attempt: text(item, "Attempt")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default(),
+                at: text(item, "At").unwrap_or_default(),
+                outcome: text(item, "Outcome").unwrap_or_default(),
+                latency_ms: text(item, "LatencyMs")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default(),
+                error: text(item, "Error"),
+                transactions: text(item, "TransactionCount")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default(),
+            })
+            .filter(|a| message_id.is_none_or(|m| a.message_id == m))
+            .collect())
+    }
+
+    /// Every delivered batch of `endpoint_id` (refused markers, parked
+    /// batches, attempts and retry states left out), its keys resolved
+    /// through the plans. Each plan is read once.
     pub async fn delivered(&self, endpoint_id: &str) -> Result<Vec<DeliveredBatch>, StoreError> {
         let items: Vec<_> = self
             .client
@@ -395,7 +510,11 @@ impl Ledger {
         let mut out = Vec::new();
         for item in &items {
             let id = text(item, "BatchId");
-            if id.starts_with(ATTEMPT_PREFIX) || text(item, "Outcome") == REFUSED {
+            if id.starts_with(ATTEMPT_PREFIX)
+                || id.starts_with(TRY_PREFIX)
+                || id.starts_with("PARKED#")
+                || text(item, "Outcome") == REFUSED
+            {
                 continue;
             }
             let plan_key = text(item, "Plan");

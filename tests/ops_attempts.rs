@@ -1,0 +1,359 @@
+//! Issue 13, over the wire against the local stack: `attempts` shows every
+//! attempt of a failing then recovered endpoint; `manifest`'s totals equal
+//! the delivered transactions' sums (ledger items with keys and with a plan
+//! reference, resolved through the fan-out's plan).
+
+use std::time::{Duration, Instant};
+
+use platformsync_aws::config_table::ConfigStore;
+use platformsync_aws::fanout_plans::{Plan, PlanStore, PlannedMessage};
+use platformsync_aws::ledger::{Delivery, Ledger};
+use platformsync_aws::transactions::{DeliveryStatus, StoredTransaction, TransactionStore};
+use platformsync_cli::{Cli, Io};
+use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage, PlanRef};
+use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::types::MessageKind;
+use platformsync_tests::Stack;
+use platformsync_tests::receiver::{Receiver, Reply};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+async fn cli(stack: &Stack, args: &[&str]) -> String {
+    let mut argv: Vec<String> = vec![
+        "platformsync".into(),
+        "--stage".into(),
+        stack.stage.clone(),
+        "--config-table".into(),
+        stack.reference("ConfigTable"),
+        "--delivery-ledger-table".into(),
+        stack.reference("DeliveryLedgerTable"),
+        "--transactions-table".into(),
+        stack.reference("TransactionsTable"),
+        "--delivery-queue-url".into(),
+        stack.reference("DeliveryQueue"),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let parsed = Cli::from_args(&argv).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input: &[u8] = b"";
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        stdin: &mut input,
+        interactive: false,
+    };
+    let result = platformsync_cli::run(parsed, &mut io).await;
+    let out = String::from_utf8(out).unwrap();
+    if let Err(e) = result {
+        panic!("command failed: {e:#}\n{out}");
+    }
+    out
+}
+
+async fn json_cli(stack: &Stack, args: &[&str]) -> Value {
+    let out = cli(stack, &[&["--json"][..], args].concat()).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+async fn setup(stack: &Stack, receiver: &Receiver, id: &str) -> ConfigStore {
+    let config = ConfigStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("ConfigTable"),
+    );
+    config
+        .put_customer(&Customer {
+            customer_id: CustomerId::parse("acme").unwrap(),
+            name: "Acme".into(),
+            notification_recipients: vec![],
+        })
+        .await
+        .unwrap();
+    let secret = format!("platformsync/{}/endpoints/{id}", stack.stage);
+    stack
+        .clients
+        .secrets
+        .create_secret()
+        .name(&secret)
+        .secret_string("tok")
+        .send()
+        .await
+        .unwrap();
+    let settings: EndpointSettings = serde_json::from_value(json!({
+        "EndpointId": id,
+        "CustomerId": "acme",
+        "Url": receiver.url("/push"),
+        "ApiKeySecret": secret,
+    }))
+    .unwrap();
+    config.put_endpoint(&settings).await.unwrap();
+    config
+}
+
+/// A failing (503) then recovered endpoint: every attempt is listed, in
+/// order, with its outcome, latency and the endpoint's answer.
+#[tokio::test]
+async fn attempts_lists_every_attempt_of_a_failing_then_recovered_endpoint() {
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    setup(&stack, &receiver, "acme-att").await;
+    receiver.set_default(Reply::status(503));
+    let payload = r#"{"PickupGroupId":1,"SerialNumber":"UT1","RetrievedOn":"2026-01-10T09:00:00Z","TransactionDateTime":"2026-01-10T08:00:00","UserName":"clerk","TransactionType":"CashIn","Amount":10.0,"Denominations":[{"UnitValue":10.0000,"Count":1,"Currency":"USD"}]}"#;
+    let batch = BatchMessage {
+        version: BATCH_MESSAGE_VERSION,
+        message_id: uuid::Uuid::new_v4(),
+        endpoint_id: EndpointId::parse("acme-att").unwrap(),
+        customer_id: CustomerId::parse("acme").unwrap(),
+        kind: MessageKind::Transactions,
+        created_at: "2026-01-10T09:00:00Z".into(),
+        items: vec![BatchEntry {
+            key: "UT1|2026-01-10T08:00:00.0000000#sha:00000000000000000000000000000001".into(),
+            payload: RawValue::from_string(payload.into()).unwrap(),
+        }],
+        plan_ref: None,
+    };
+    stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(stack.reference("DeliveryQueue"))
+        .message_group_id("acme-att")
+        .message_deduplication_id(batch.message_id.to_string())
+        .message_body(serde_json::to_string(&batch).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let push = stack.push(&receiver, |_| {});
+    let until = Instant::now() + Duration::from_secs(40);
+    let mut delivered = false;
+    while !delivered {
+        assert!(Instant::now() < until, "not delivered");
+        if receiver.count() >= 2 {
+            receiver.set_default(Reply::ok());
+        }
+        let messages = stack.receive_deliveries(1).await;
+        if !messages.is_empty() {
+            stack.run_push(&push, &messages).await;
+        }
+        delivered = receiver.requests().iter().any(|r| r.replied == Some(200));
+    }
+    let posts = receiver.count();
+    assert!(posts >= 3, "two failures then a 200: {posts}");
+
+    let attempts = json_cli(&stack, &["attempts", "--endpoint", "acme-att"]).await;
+    let list = attempts.as_array().unwrap();
+    assert_eq!(list.len(), posts, "every POST is on record: {attempts}");
+    let outcomes: Vec<&str> = list
+        .iter()
+        .map(|a| a["Outcome"].as_str().unwrap())
+        .collect();
+    let mut expected = vec!["failed"; posts - 1];
+    expected.push("delivered");
+    assert_eq!(outcomes, expected);
+    for (i, a) in list.iter().enumerate() {
+        assert_eq!(a["MessageId"], batch.message_id.to_string());
+        assert_eq!(a["Attempt"], i + 1);
+        assert!(a["LatencyMs"].as_u64().is_some());
+        assert!(a["At"].as_str().unwrap().starts_with("20"));
+    }
+    assert!(
+        list[0]["Error"].as_str().unwrap().contains("503"),
+        "{}",
+        list[0]
+    );
+    assert!(list[posts - 1].get("Error").is_none());
+    let one = json_cli(
+        &stack,
+        &[
+            "attempts",
+            "--endpoint",
+            "acme-att",
+            "--batch",
+            &batch.message_id.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(one.as_array().unwrap().len(), posts);
+    let text = cli(&stack, &["attempts", "--endpoint", "acme-att"]).await;
+    assert!(
+        text.contains("OUTCOME") && text.contains("delivered"),
+        "{text}"
+    );
+}
+
+fn stored(serial: &str, i: usize, day: &str, denominations: &str) -> StoredTransaction {
+    let time = format!("{day}T08:00:{i:02}");
+    StoredTransaction {
+        serial_number: serial.into(),
+        sort_key: format!("{time}.0000000#sha:{i:032x}"),
+        dedup_key: format!("sha:{i:032x}"),
+        kind: "Transactions".into(),
+        transaction_type: "CashIn".into(),
+        status: DeliveryStatus::Deliverable,
+        hold_reasons: vec![],
+        payload: format!(
+            r#"{{"PickupGroupId":{i},"SerialNumber":"{serial}","RetrievedOn":"2026-01-10T09:00:00Z","TransactionDateTime":"{time}","UserName":"clerk","TransactionType":"CashIn","Amount":0,"Denominations":{denominations}}}"#
+        ),
+        sequence_number: None,
+        upload_id: "u1".into(),
+        received_at: "2026-01-10T09:00:01Z".into(),
+    }
+}
+
+fn key(t: &StoredTransaction) -> String {
+    format!("{}|{}", t.serial_number, t.sort_key)
+}
+
+/// The manifest counts each delivered transaction of the day once (two
+/// endpoints got it, or a batch with keys and one with a plan reference)
+/// and sums its denominations exactly, per currency; undelivered and other
+/// days' transactions are not in it.
+#[tokio::test]
+async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    setup(&stack, &receiver, "acme-m1").await;
+    setup(&stack, &receiver, "acme-m2").await;
+    let store = TransactionStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("TransactionsTable"),
+    );
+    let a = [
+        stored(
+            "UT10001",
+            1,
+            "2026-01-10",
+            r#"[{"UnitValue":20.0000,"Count":3,"Currency":"USD"},{"UnitValue":0.10,"Count":7,"Currency":"EUR"}]"#,
+        ),
+        stored(
+            "UT10001",
+            2,
+            "2026-01-10",
+            r#"[{"UnitValue":100.0000,"Count":1,"Currency":"USD"}]"#,
+        ),
+        stored(
+            "UT10001",
+            3,
+            "2026-01-10",
+            r#"[{"UnitValue":5,"Count":1,"Currency":"USD"}]"#,
+        ),
+        stored(
+            "UT10001",
+            4,
+            "2026-01-11",
+            r#"[{"UnitValue":50,"Count":1,"Currency":"USD"}]"#,
+        ),
+        stored(
+            "UT20002",
+            5,
+            "2026-01-10",
+            r#"[{"UnitValue":0.05,"Count":3,"Currency":"EUR"}]"#,
+        ),
+    ];
+    for t in &a {
+        store.insert_new(t).await.unwrap();
+    }
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.config);
+    let ledger = Ledger::new(dynamo.clone(), stack.reference("DeliveryLedgerTable"));
+    let now = time::OffsetDateTime::now_utc();
+    let delivery = |endpoint: &'static str, id: &'static str, keys: &'static [String]| Delivery {
+        endpoint_id: endpoint,
+        message_id: id,
+        customer_id: "acme",
+        kind: "Transactions",
+        transaction_keys: keys,
+        attempts: 1,
+        first_attempt_at: now,
+        delivered_at: now,
+        split: false,
+    };
+    // Endpoint 1: a batch with keys (#1, #4 of another day).
+    let keys1: &'static [String] = Box::leak(vec![key(&a[0]), key(&a[3])].into_boxed_slice());
+    ledger
+        .record_delivery(&delivery("acme-m1", "b1", keys1))
+        .await
+        .unwrap();
+    // Endpoint 2: #1 again and #2, #5 through a plan reference (#3 never delivered).
+    let plan = Plan {
+        key: key(&a[0]),
+        created_at: "2026-01-10T09:00:00Z".into(),
+        keys: vec![key(&a[0]), key(&a[1]), key(&a[2]), key(&a[4])],
+        endpoints: vec![(
+            EndpointId::parse("acme-m2").unwrap(),
+            CustomerId::parse("acme").unwrap(),
+        )],
+        messages: vec![PlannedMessage {
+            message_id: uuid::Uuid::new_v4(),
+            dedup_id: "d".into(),
+            endpoint: 0,
+            kind: MessageKind::Transactions,
+            items: vec![0, 1, 3],
+        }],
+    };
+    PlanStore::new(dynamo.clone(), stack.reference("ConfigTable"))
+        .create(&plan, now.unix_timestamp())
+        .await
+        .unwrap();
+    let plan_ref = PlanRef {
+        plan: plan.key.clone(),
+        index: 0,
+    };
+    let planned_keys: &'static [String] =
+        Box::leak(vec![key(&a[0]), key(&a[1]), key(&a[4])].into_boxed_slice());
+    ledger
+        .record_planned_delivery(&delivery("acme-m2", "b2", planned_keys), Some(&plan_ref))
+        .await
+        .unwrap();
+    // The item stores the reference, not the keys; tools resolve them.
+    let item = dynamo
+        .get_item()
+        .table_name(stack.reference("DeliveryLedgerTable"))
+        .key(
+            "EndpointId",
+            aws_sdk_dynamodb::types::AttributeValue::S("acme-m2".into()),
+        )
+        .key(
+            "BatchId",
+            aws_sdk_dynamodb::types::AttributeValue::S("b2".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(!item.contains_key("TransactionKeys") && item.contains_key("Plan"));
+    let resolved = Ledger::new(dynamo.clone(), stack.reference("DeliveryLedgerTable"))
+        .with_plans(PlanStore::new(
+            dynamo.clone(),
+            stack.reference("ConfigTable"),
+        ))
+        .deliveries_of("acme-m2", &key(&a[4]))
+        .await
+        .unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].transaction_keys, planned_keys);
+
+    let m = json_cli(
+        &stack,
+        &["manifest", "--customer", "acme", "--day", "2026-01-10"],
+    )
+    .await;
+    assert_eq!(m["Endpoints"], json!(["acme-m1", "acme-m2"]));
+    assert_eq!(
+        m["Safes"],
+        json!([
+            {"SerialNumber": "UT10001", "Day": "2026-01-10", "Transactions": 2,
+             "Totals": {"EUR": "0.7", "USD": "160"}},
+            {"SerialNumber": "UT20002", "Day": "2026-01-10", "Transactions": 1,
+             "Totals": {"EUR": "0.15"}},
+        ])
+    );
+    let text = cli(
+        &stack,
+        &["manifest", "--customer", "acme", "--day", "2026-01-10"],
+    )
+    .await;
+    assert!(
+        text.contains("UT10001") && text.contains("160 USD"),
+        "{text}"
+    );
+}
