@@ -27,57 +27,39 @@ pub(crate) struct Firing {
 /// checks both against the template and the runbook).
 pub(crate) fn advice(suffix: &str) -> (&'static str, &'static str) {
     match suffix {
-        "push-parked" => (
-            "platformsync expired list   # then, once the endpoint works: platformsync endpoint enable --endpoint E  (or expired replay --endpoint E)",
-            "push-parked",
-        ),
         "dead-letter-queue-not-empty" => (
-            "platformsync status   # then read the dead letters' Reason (runbook)",
+            "aws sqs receive-message --queue-url <dead-letter queue> --attribute-names All --message-attribute-names All",
             "dead-letter-queue-not-empty",
         ),
-        "delivery-backlog-age" => (
-            "platformsync status   # a failing endpoint, or push not draining",
-            "delivery-backlog-age",
+        "delivery-backlog-age" => ("platformsync status", "delivery-backlog-age"),
+        "delivery-near-retention" => ("platformsync status", "delivery-near-retention"),
+        "push-our-failures" => ("platformsync status", "push-our-failures"),
+        "push-parked" => ("platformsync expired list", "push-parked"),
+        "stream-iterator-age" => ("platformsync status", "stream-iterator-age"),
+        "stream-failures" => ("platformsync status", "stream-failures"),
+        "stream-failure-age" => ("platformsync status", "stream-failure-age"),
+        "stream-recovery-unreadable-range" => (
+            "platformsync replay --endpoint E --from T1 --to T2",
+            "stream-recovery-unreadable-range",
         ),
-        "delivery-near-retention" => (
-            "platformsync status   # push cannot process a head batch: see push-our-failures",
-            "delivery-near-retention",
+        "fanout-unreadable" => (
+            "aws dynamodb query --table-name <config table> --key-condition-expression \"PK = :pk\"",
+            "fanout-unreadable",
         ),
-        "push-our-failures" => (
-            "platformsync status   # then the push logs: `deferred: our side failed`",
-            "push-our-failures",
+        "fanout-oversized" => (
+            "aws dynamodb query --table-name <config table> --key-condition-expression \"PK = :pk\"",
+            "fanout-oversized",
         ),
-        "stream-iterator-age" => (
-            "platformsync status   # then the fan-out's errors and throttles",
-            "stream-iterator-age",
-        ),
-        "stream-failures"
-        | "stream-failure-age"
-        | "stream-recovery-unreadable-range"
-        | "stream-recovery-errors" => (
-            "platformsync status   # then the StreamFailureQueue (runbook)",
-            "stream-failures",
-        ),
-        "fanout-unreadable" | "fanout-oversized" | "fanout-parked" => (
-            "aws dynamodb query --table-name <config table> (PK begins_with PARKED#)   # runbook",
+        "fanout-unowned" => ("platformsync safe list", "fanout-unowned"),
+        "fanout-parked" => (
+            "aws dynamodb query --table-name <config table> --key-condition-expression \"PK = :pk\"",
             "fanout-parked",
         ),
-        "fanout-unowned" => (
-            "platformsync safe list   # then: platformsync safe assign SERIAL --customer C (runbook: re-sending what was unowned)",
-            "fanout-unowned",
-        ),
-        "fanout-plan-write-failed" | "fanout-progress-write-failed" => (
-            "platformsync status   # then the fan-out logs (config table throttling or IAM)",
-            "fanout-plan-write-failed",
-        ),
-        "ingest-5xx-rate" => (
-            "platformsync status   # then the ingest logs",
-            "ingest-5xx-rate",
-        ),
-        _ => (
-            "platformsync status   # then the function's logs",
-            "function-errors--throttles",
-        ),
+        "fanout-plan-write-failed" => ("platformsync status", "fanout-plan-write-failed"),
+        "fanout-progress-write-failed" => ("platformsync status", "fanout-progress-write-failed"),
+        "ingest-5xx-rate" => ("platformsync status", "ingest-5xx-rate"),
+        // Errors and throttles of every function, and anything new.
+        _ => ("platformsync status", "function-errors--throttles"),
     }
 }
 
