@@ -439,3 +439,45 @@ async fn replay_keeps_order_and_a_rotated_key_is_used_on_the_next_attempt() {
         assert!(auth.contains("new-key-2"), "the rotated key: {auth}");
     }
 }
+
+/// A key rotated with the CLI while push has the old one cached: the
+/// endpoint refuses the old key once and the same attempt is retried with
+/// the new one (within the key cache time without a 401).
+#[tokio::test]
+async fn a_key_rotated_with_the_cli_is_used_on_the_next_attempt() {
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    endpoint(&stack, &receiver, "acme-key", "key-one").await;
+    let push = stack.push(&receiver, |_| {});
+    enqueue(&stack, &batch("acme-key", 1, 30)).await;
+    drive(&stack, &push, Duration::from_secs(20), || {
+        receiver.count() == 1
+    })
+    .await;
+
+    let rotated = cli(
+        &stack,
+        &["endpoint", "rotate-key", "--endpoint", "acme-key"],
+        "key-two\n",
+    )
+    .await;
+    let text = format!("{}{}", rotated.out, rotated.err);
+    assert!(
+        !text.contains("key-one") && !text.contains("key-two"),
+        "{text}"
+    );
+    rotated.ok();
+
+    receiver.queue([platformsync_tests::receiver::Reply::status(401)]);
+    enqueue(&stack, &batch("acme-key", 1, 31)).await;
+    drive(&stack, &push, Duration::from_secs(20), || {
+        receiver.count() == 3
+    })
+    .await;
+    let auth: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(auth, ["Bearer key-one", "Bearer key-one", "Bearer key-two"]);
+}
