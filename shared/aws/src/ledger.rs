@@ -425,10 +425,7 @@ impl Ledger {
             let error: String = error.chars().take(500).collect();
             item.insert("Error".into(), s(error));
         }
-        item.insert(
-            "ExpiresAt".into(),
-            n(expires_at(at, ATTEMPT_LOG_RETENTION)),
-        );
+        item.insert("ExpiresAt".into(), n(expires_at(at, ATTEMPT_LOG_RETENTION)));
         self.client
             .put_item()
             .table_name(&self.table)
