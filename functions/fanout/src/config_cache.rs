@@ -176,7 +176,7 @@ impl ConfigCache {
                 routing
                     .histories
                     .values()
-                    .flat_map(|o| o.customers())
+                    .flat_map(|o| o.owners_ever())
                     .filter_map(|id| CustomerId::parse(id).ok()),
             )
             .collect();

@@ -133,7 +133,7 @@ async fn window(
     let mut out = Vec::new();
     for serial in serials {
         let ownership = ops.assignments.ownership(&serial).await?;
-        if !ownership.customers().any(|c| c == customer) {
+        if !ownership.owners_ever().any(|c| c == customer) {
             continue;
         }
         let items: Vec<HashMap<String, AttributeValue>> = ops

@@ -142,7 +142,7 @@ impl Ownership {
     }
 
     /// Every customer the safe ever had.
-    pub fn customers(&self) -> impl Iterator<Item = &str> {
+    pub fn owners_ever(&self) -> impl Iterator<Item = &str> {
         self.history
             .iter()
             .map(|a| a.customer_id.as_str())
