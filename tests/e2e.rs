@@ -172,6 +172,12 @@ async fn two_customers_get_their_own_transactions_once_and_whitelists_hold() {
 
 #[tokio::test]
 async fn a_failing_endpoint_recovers_and_gets_everything_once_in_batch_order() {
+    platformsync_tests::skip_on!(
+        platformsync_tests::Emulator::LocalStack,
+        "LocalStack releases a FIFO group while its head is in flight (docs/local-stack.md, departure 1): \
+         a failing endpoint's batches are attempted side by side, its consecutive failures escalate the \
+         retry delay past this test's deadline and later batches overtake the head"
+    );
     let p = pipeline(&[]).await;
     let all = transactions(200, 3, 5);
     let serials = safes_of(&all);
@@ -182,7 +188,7 @@ async fn a_failing_endpoint_recovers_and_gets_everything_once_in_batch_order() {
     )
     .await
     .unwrap();
-    // Down for the first attempts; the retry schedule's first delay is 30 s.
+    // Down for the first attempts; the endpoint's first retry comes after 2 s.
     p.receiver.fail_for(Duration::from_secs(5), 503);
     let r = p.upload(upload_body(&all)).await.unwrap();
     assert_eq!(r.body["Accepted"], 200, "{}", r.body);

@@ -11,6 +11,12 @@ use platformsync_chaos::{ChaosOptions, FaultOptions, LoadOptions, report, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_chaos_run_loses_nothing_duplicates_nothing_and_leaks_nothing() {
+    platformsync_tests::skip_on!(
+        platformsync_tests::Emulator::LocalStack,
+        "LocalStack releases a FIFO group while its head is in flight (docs/local-stack.md, departure 1): \
+         the outage endpoint's batches are attempted side by side and its backlog does not drain within \
+         the small run's deadline; nothing is lost, it is still queued"
+    );
     let root = platformsync_tests::repo_root();
     let seed = 19;
     let options = ChaosOptions {

@@ -1083,6 +1083,12 @@ async fn push_through(
 /// everything delivered once afterwards, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_customer() {
+    skip_on!(
+        Emulator::LocalStack,
+        "LocalStack releases a FIFO group when a later message of it is handed back with \
+         visibility 0 while the head waits for its retry, so later batches overtake the head \
+         (docs/local-stack.md, departure 1)"
+    );
     const MAX_RECEIVES: u32 = 10;
     let throttle = Duration::from_secs(30);
     let stack = Stack::deploy().await;

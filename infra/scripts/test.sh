@@ -34,6 +34,9 @@ if [ "$suite_only" = 0 ]; then
 
   step "template: cfn-lint and sam validate --lint"
   infra/scripts/template-tools.sh lint
+
+  step "docs/openapi.yaml: OpenAPI 3.1 lint"
+  infra/scripts/openapi-lint.sh
 fi
 
 step "local AWS stack"
