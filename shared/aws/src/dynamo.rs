@@ -10,6 +10,36 @@ use std::time::Duration;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
+/// A string attribute.
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// A number attribute.
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// A string or number attribute as text; `None` when absent or of another type.
+pub(crate) fn text(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v) | AttributeValue::N(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// Whether a conditional write was refused because its condition did not hold.
+pub(crate) fn is_conditional_failure<E, R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
 /// A store's item that does not have the shape this code writes.
 pub(crate) fn malformed(table: &str, key: &str, message: impl std::fmt::Display) -> StoreError {
     StoreError::Malformed {

@@ -20,7 +20,7 @@
 //! transaction). The caller keeps each plan under [`MAX_PLAN_BYTES`].
 
 use crate::StoreError;
-use crate::dynamo::Item;
+use crate::dynamo::{Item, n, s};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -132,14 +132,6 @@ pub struct Parked {
 pub struct PlanStore {
     client: Client,
     table: String,
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 impl PlanStore {

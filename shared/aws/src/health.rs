@@ -28,6 +28,7 @@ use platformsync_delivery::incident::{EndpointState, Phase, rfc3339};
 use time::OffsetDateTime;
 
 use crate::StoreError;
+use crate::dynamo::{is_conditional_failure, s, text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HealthState {
@@ -71,26 +72,6 @@ pub enum Saved {
 pub struct HealthStore {
     client: Client,
     table: String,
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Some(v.clone()),
-        _ => None,
-    }
-}
-
-fn is_conditional_failure<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
 fn state_name(state: &EndpointState) -> &'static str {

@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
+use crate::dynamo::text;
 use crate::transactions::{DeliveryStatus, HoldNote};
 
 /// A held (or decided) transaction as staff see it.
@@ -65,14 +66,6 @@ pub enum Decided {
 pub struct HeldStore {
     client: Client,
     table: String,
-}
-
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Some(v.clone()),
-        Some(AttributeValue::N(v)) => Some(v.clone()),
-        _ => None,
-    }
 }
 
 fn key(serial: &str, sort_key: &str) -> HashMap<String, AttributeValue> {

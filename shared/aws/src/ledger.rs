@@ -42,6 +42,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
+use crate::dynamo::{is_conditional_failure, n, s};
 use crate::fanout_plans::PlanStore;
 use platformsync_domain::batch::PlanRef;
 
@@ -146,14 +147,6 @@ pub struct Ledger {
     plans: Option<PlanStore>,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -172,15 +165,6 @@ fn key(endpoint_id: &str, batch_id: String) -> HashMap<String, AttributeValue> {
         ("EndpointId".to_owned(), s(endpoint_id)),
         ("BatchId".to_owned(), s(batch_id)),
     ])
-}
-
-fn is_conditional_failure<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
 impl Ledger {

@@ -36,6 +36,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
+use crate::dynamo::{n, s, text};
 
 /// Sort key prefix of parked batches in the ledger table.
 pub const PARKED_PREFIX: &str = "PARKED#";
@@ -126,22 +127,6 @@ pub struct Parked {
 pub struct ParkedStore {
     client: Client,
     table: String,
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Some(v.clone()),
-        Some(AttributeValue::N(v)) => Some(v.clone()),
-        _ => None,
-    }
 }
 
 fn part_key(id: &str, part: u32) -> String {

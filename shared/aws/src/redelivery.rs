@@ -20,7 +20,8 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue,
 };
 
 use crate::StoreError;
@@ -110,11 +111,7 @@ impl Redelivery {
                         .receipt_handle(*handle)
                         .visibility_timeout(0)
                         .build()
-                        .map_err(|e| StoreError::Malformed {
-                            resource: self.queue_url.clone(),
-                            key: "release".into(),
-                            message: e.to_string(),
-                        })
+                        .map_err(|e| self.malformed_entry("release", e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let out = self
@@ -125,20 +122,7 @@ impl Redelivery {
                 .send()
                 .await
                 .map_err(|e| StoreError::sdk("ChangeMessageVisibilityBatch", &self.queue_url, e))?;
-            if let Some(failed) = out.failed().first() {
-                return Err(StoreError::Service {
-                    operation: "ChangeMessageVisibilityBatch",
-                    resource: self.queue_url.clone(),
-                    message: format!(
-                        "{} of {} entries failed, e.g. {}: {}",
-                        out.failed().len(),
-                        chunk.len(),
-                        failed.code(),
-                        failed.message().unwrap_or_default()
-                    ),
-                    retryable: !failed.sender_fault(),
-                });
-            }
+            self.no_failed_entries("ChangeMessageVisibilityBatch", out.failed(), chunk.len())?;
         }
         Ok(())
     }
@@ -158,11 +142,7 @@ impl Redelivery {
                         .id(i.to_string())
                         .receipt_handle(*handle)
                         .build()
-                        .map_err(|e| StoreError::Malformed {
-                            resource: self.queue_url.clone(),
-                            key: "delete".into(),
-                            message: e.to_string(),
-                        })
+                        .map_err(|e| self.malformed_entry("delete", e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let out = self
@@ -173,22 +153,41 @@ impl Redelivery {
                 .send()
                 .await
                 .map_err(|e| StoreError::sdk("DeleteMessageBatch", &self.queue_url, e))?;
-            if let Some(failed) = out.failed().first() {
-                return Err(StoreError::Service {
-                    operation: "DeleteMessageBatch",
-                    resource: self.queue_url.clone(),
-                    message: format!(
-                        "{} of {} entries failed, e.g. {}: {}",
-                        out.failed().len(),
-                        chunk.len(),
-                        failed.code(),
-                        failed.message().unwrap_or_default()
-                    ),
-                    retryable: !failed.sender_fault(),
-                });
-            }
+            self.no_failed_entries("DeleteMessageBatch", out.failed(), chunk.len())?;
         }
         Ok(())
+    }
+
+    /// A batch request's entries that SQS refused, as one error naming the
+    /// first (retryable unless the fault is ours to fix).
+    fn no_failed_entries(
+        &self,
+        operation: &'static str,
+        failed: &[BatchResultErrorEntry],
+        sent: usize,
+    ) -> Result<(), StoreError> {
+        let Some(first) = failed.first() else {
+            return Ok(());
+        };
+        Err(StoreError::Service {
+            operation,
+            resource: self.queue_url.clone(),
+            message: format!(
+                "{} of {sent} entries failed, e.g. {}: {}",
+                failed.len(),
+                first.code(),
+                first.message().unwrap_or_default()
+            ),
+            retryable: !first.sender_fault(),
+        })
+    }
+
+    fn malformed_entry(&self, key: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Malformed {
+            resource: self.queue_url.clone(),
+            key: key.into(),
+            message: e.to_string(),
+        }
     }
 
     /// Sends the batch to the dead-letter queue with why it is there. The
