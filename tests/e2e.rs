@@ -65,8 +65,23 @@ fn batches_on(p: &Pipeline, path: &str) -> Vec<ReceivedBatch> {
         .collect()
 }
 
-/// Every identity received on `path`; panics if one arrived in two batches.
+/// Every identity received on `path`; panics if one arrived in two batches,
+/// or if any POST the receiver logged (repeats of a `MessageId` included,
+/// which it does not store twice) carried other content than the first POST
+/// of its `MessageId`.
 fn received_once(p: &Pipeline, path: &str) -> BTreeSet<String> {
+    let mut first_digest: BTreeMap<String, String> = BTreeMap::new();
+    for request in p.receiver.requests().into_iter().filter(|r| r.path == path) {
+        if let (Some(id), Some(digest)) = (request.message_id, request.digest) {
+            let first = first_digest
+                .entry(id.clone())
+                .or_insert_with(|| digest.clone());
+            assert_eq!(
+                *first, digest,
+                "MessageId {id} was POSTed to {path} with other content"
+            );
+        }
+    }
     let mut seen = BTreeSet::new();
     for batch in batches_on(p, path) {
         for t in batch.values() {
