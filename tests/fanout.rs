@@ -12,9 +12,9 @@ use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::delivery_queue::{
     BatchReply, EntryError, RequestEntry, RequestError, SendMessageBatch, SqsTransport,
 };
-use platformsync_aws::transactions::StoredTransaction;
-use platformsync_domain::batch::{BatchEntry, BatchMessage};
+use platformsync_domain::batch::BatchMessage;
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::testdata;
 use platformsync_domain::types::MessageKind;
 use platformsync_tests::{Stack, apigw, streams};
@@ -179,19 +179,19 @@ impl World {
 
     fn key(&self, index: usize) -> String {
         let s = &self.stored[index];
-        BatchEntry::key_of(&s.serial_number, &s.sort_key)
+        s.key()
     }
 
     fn wanted_by(&self, case: &EndpointCase, index: usize) -> bool {
         let s = &self.stored[index];
         let e = &case.settings;
-        let kind = MessageKind::from_wire_name(&s.kind).unwrap();
-        self.owners[&s.serial_number] == e.customer_id.as_str()
+        let kind = s.kind();
+        self.owners[s.serial_number.as_str()] == e.customer_id.as_str()
             && e.enabled
             && e.message_types.contains(&kind)
             && case
                 .wants
-                .is_none_or(|types| types.contains(&s.transaction_type.as_str()))
+                .is_none_or(|types| types.contains(&s.type_name()))
     }
 
     /// The batches each endpoint must receive when the records are handed
@@ -208,12 +208,12 @@ impl World {
                 let end = (start + chunk).min(self.records.len());
                 for kind in MessageKind::ALL {
                     let mut items: Vec<(String, String, String)> = (start..end)
-                        .filter(|&i| self.stored[i].kind == kind.wire_name())
+                        .filter(|&i| self.stored[i].kind() == kind)
                         .filter(|&i| self.wanted_by(case, i))
                         .map(|i| {
                             let s = &self.stored[i];
                             let time = s.sort_key.split('#').next().unwrap().to_owned();
-                            (time, s.serial_number.clone(), self.key(i))
+                            (time, s.serial_number.to_string(), self.key(i))
                         })
                         .collect();
                     items.sort();
@@ -345,11 +345,11 @@ fn check_messages(world: &World, received: &BTreeMap<String, Vec<BatchMessage>>)
             for item in &m.items {
                 let stored = by_key[&item.key];
                 assert_eq!(
-                    world.owners[&stored.serial_number],
+                    world.owners[stored.serial_number.as_str()],
                     m.customer_id.as_str(),
                     "transaction of another customer's safe in {group}"
                 );
-                assert_eq!(stored.kind, m.kind.wire_name(), "one kind per batch");
+                assert_eq!(stored.kind(), m.kind, "one kind per batch");
                 assert_eq!(item.payload.get(), stored.payload, "payload verbatim");
                 let time = stored.sort_key.split('#').next().unwrap().to_owned();
                 assert!(time >= previous, "ordered by safe time in {group}");

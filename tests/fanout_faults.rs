@@ -16,7 +16,7 @@ use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use platformsync_aws::config_table::ConfigStore;
-use platformsync_domain::batch::{BatchEntry, BatchMessage};
+use platformsync_domain::batch::BatchMessage;
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
 use platformsync_domain::testdata;
 use platformsync_faults::{Fault, FaultProxy, Rule};
@@ -83,9 +83,9 @@ impl World {
         let mut position = HashMap::new();
         let mut wanted = BTreeSet::new();
         for (i, r) in records.iter().enumerate() {
-            let stored: platformsync_aws::transactions::StoredTransaction =
+            let stored: platformsync_domain::record::StoredTransaction =
                 serde_dynamo::from_item(r.change.new_image.clone()).unwrap();
-            let key = BatchEntry::key_of(&stored.serial_number, &stored.sort_key);
+            let key = stored.key();
             position.insert(key.clone(), i);
             for ep in ["acme-small", "acme-big"] {
                 wanted.insert((ep.to_owned(), key.clone()));

@@ -3,7 +3,9 @@
 //! and kept raw, nothing lost.
 
 use platformsync_aws::rejects::RejectStore;
-use platformsync_aws::transactions::{DeliveryStatus, StoredTransaction, TransactionStore};
+use platformsync_aws::transactions::TransactionStore;
+use platformsync_domain::record::{DeliveryStatus, StoredTransaction};
+use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::testdata;
 use platformsync_domain::upload::parse_upload;
 use platformsync_tests::{Stack, apigw};
@@ -37,7 +39,12 @@ async fn stored(stack: &Stack, serials: &BTreeSet<String>) -> Vec<StoredTransact
     );
     let mut all = Vec::new();
     for serial in serials {
-        all.extend(store.for_safe(serial).await.unwrap());
+        all.extend(
+            store
+                .for_safe(&SerialNumber::parse(serial).unwrap())
+                .await
+                .unwrap(),
+        );
     }
     all
 }

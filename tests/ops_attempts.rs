@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::fanout_plans::{Plan, PlanStore, PlannedMessage};
 use platformsync_aws::ledger::{Delivery, Ledger};
-use platformsync_aws::transactions::{DeliveryStatus, StoredTransaction, TransactionStore};
+use platformsync_aws::transactions::TransactionStore;
 use platformsync_cli::{Cli, Io};
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage, PlanRef};
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::record::{DeliveryStatus, RecordType, StoredTransaction};
+use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::MessageKind;
+use platformsync_domain::types::TransactionType;
 use platformsync_tests::Stack;
 use platformsync_tests::receiver::{Receiver, Reply};
 use serde_json::value::RawValue;
@@ -183,11 +186,10 @@ async fn attempts_lists_every_attempt_of_a_failing_then_recovered_endpoint() {
 fn stored(serial: &str, i: usize, day: &str, denominations: &str) -> StoredTransaction {
     let time = format!("{day}T08:00:{i:02}");
     StoredTransaction {
-        serial_number: serial.into(),
+        serial_number: SerialNumber::parse(serial).unwrap(),
         sort_key: format!("{time}.0000000#sha:{i:032x}"),
         dedup_key: format!("sha:{i:032x}"),
-        kind: "Transactions".into(),
-        transaction_type: "CashIn".into(),
+        record_type: RecordType::Transaction(TransactionType::CashIn),
         status: DeliveryStatus::Deliverable,
         hold_reasons: vec![],
         payload: format!(
@@ -195,7 +197,7 @@ fn stored(serial: &str, i: usize, day: &str, denominations: &str) -> StoredTrans
         ),
         sequence_number: None,
         upload_id: "u1".into(),
-        received_at: "2026-01-10T09:00:01Z".into(),
+        received_at: time::macros::datetime!(2026-01-10 09:00:01 UTC),
     }
 }
 

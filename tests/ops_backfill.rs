@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::ledger::{Delivery, Ledger};
-use platformsync_aws::transactions::{DeliveryStatus, StoredTransaction, TransactionStore};
+use platformsync_aws::transactions::TransactionStore;
 use platformsync_cli::{Cli, Io};
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::record::{DeliveryStatus, RecordType, StoredTransaction};
+use platformsync_domain::serial::SerialNumber;
+use platformsync_domain::types::MessageKind;
 use platformsync_tests::Stack;
 use platformsync_tests::receiver::Receiver;
 use serde_json::{Value, json};
@@ -60,11 +63,10 @@ fn stored(
 ) -> StoredTransaction {
     let time = format!("2026-01-10T{minute:02}:00:{i:02}");
     StoredTransaction {
-        serial_number: SERIAL.into(),
+        serial_number: SerialNumber::parse(SERIAL).unwrap(),
         sort_key: format!("{time}.0000000#sha:{minute:08x}{i:024x}"),
         dedup_key: format!("sha:{minute:08x}{i:024x}"),
-        kind: kind.into(),
-        transaction_type: ty.into(),
+        record_type: RecordType::parse(MessageKind::from_wire_name(kind).unwrap(), ty).unwrap(),
         status,
         hold_reasons: vec![],
         payload: format!(
@@ -73,7 +75,7 @@ fn stored(
         ),
         sequence_number: None,
         upload_id: "u1".into(),
-        received_at: "2026-01-10T09:00:01Z".into(),
+        received_at: time::macros::datetime!(2026-01-10 09:00:01 UTC),
     }
 }
 

@@ -6,11 +6,12 @@
 use std::time::{Duration, Instant};
 
 use platformsync_aws::config_table::ConfigStore;
-use platformsync_aws::transactions::{
-    DeliveryStatus, HoldNote, StoredTransaction, TransactionStore,
-};
+use platformsync_aws::transactions::TransactionStore;
 use platformsync_cli::{Cli, Io};
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::record::{DeliveryStatus, HoldNote, RecordType, StoredTransaction};
+use platformsync_domain::serial::SerialNumber;
+use platformsync_domain::types::TransactionType;
 use platformsync_tests::receiver::Receiver;
 use platformsync_tests::{Stack, streams};
 use serde_json::{Value, json};
@@ -73,11 +74,10 @@ async fn cli(stack: &Stack, args: &[&str]) -> Outcome {
 fn held(i: usize) -> StoredTransaction {
     let time = format!("2026-01-10T08:00:{i:02}");
     StoredTransaction {
-        serial_number: SERIAL.into(),
+        serial_number: SerialNumber::parse(SERIAL).unwrap(),
         sort_key: format!("{time}.0000000#sha:{i:032x}"),
         dedup_key: format!("sha:{i:032x}"),
-        kind: "Transactions".into(),
-        transaction_type: "CashIn".into(),
+        record_type: RecordType::Transaction(TransactionType::CashIn),
         status: DeliveryStatus::Held,
         hold_reasons: vec![HoldNote {
             code: "AmountMismatch".into(),
@@ -88,7 +88,7 @@ fn held(i: usize) -> StoredTransaction {
         ),
         sequence_number: None,
         upload_id: "upload-1".into(),
-        received_at: "2026-01-10T09:00:01Z".into(),
+        received_at: time::macros::datetime!(2026-01-10 09:00:01 UTC),
     }
 }
 
@@ -175,7 +175,11 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
     .json();
     assert_eq!(dry["DryRun"], true);
     assert_eq!(
-        store.for_safe(SERIAL).await.unwrap()[0].status,
+        store
+            .for_safe(&SerialNumber::parse(SERIAL).unwrap())
+            .await
+            .unwrap()[0]
+            .status,
         DeliveryStatus::Held
     );
 

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use platformsync_aws::transactions::{StoredTransaction, TransactionStore};
+use platformsync_aws::transactions::TransactionStore;
 use platformsync_cli::{Cli, Io};
+use platformsync_domain::record::StoredTransaction;
+use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::testdata;
 use platformsync_tests::{Stack, apigw};
 use pull_api::{PullApi, Settings};
@@ -135,11 +137,11 @@ async fn stored(stack: &Stack, serials: &[String], kind: &str) -> Vec<StoredTran
     for serial in sorted {
         out.extend(
             store
-                .for_safe(serial)
+                .for_safe(&SerialNumber::parse(serial).unwrap())
                 .await
                 .unwrap()
                 .into_iter()
-                .filter(|t| t.kind == kind && t.status.is_pushable()),
+                .filter(|t| t.kind().wire_name() == kind && t.status.is_pushable()),
         );
     }
     out

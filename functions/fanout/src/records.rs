@@ -1,8 +1,8 @@
 //! Stream records as the fan-out sees them: pushed, skipped, or unreadable.
 
 use aws_lambda_events::dynamodb::EventRecord;
-use platformsync_aws::transactions::{DeliveryStatus, StoredTransaction};
 use platformsync_domain::batch::BatchEntry;
+use platformsync_domain::record::{DeliveryStatus, StoredTransaction};
 use platformsync_domain::types::MessageKind;
 use serde_json::value::RawValue;
 
@@ -130,12 +130,12 @@ fn sqs_refuses(text: &str) -> bool {
 /// A stored transaction as the batch message carries it (also used to
 /// rebuild bodies of records absent from a replayed event).
 pub fn pushable(stored: StoredTransaction) -> Result<Pushable, String> {
-    let kind = MessageKind::from_wire_name(&stored.kind)
-        .ok_or_else(|| format!("unknown message kind {:?}", stored.kind))?;
+    let kind = stored.kind();
+    let transaction_type = stored.type_name().to_owned();
     let payload = RawValue::from_string(stored.payload)
         .map_err(|e| format!("stored payload is not JSON: {e}"))?;
     let entry = BatchEntry {
-        key: BatchEntry::key_of(&stored.serial_number, &stored.sort_key),
+        key: BatchEntry::key_of(stored.serial_number.as_str(), &stored.sort_key),
         payload,
     };
     let text = serde_json::to_string(&entry)
@@ -150,9 +150,9 @@ pub fn pushable(stored: StoredTransaction) -> Result<Pushable, String> {
         .map_or(stored.sort_key.as_str(), |(time, _)| time)
         .to_owned();
     Ok(Pushable {
-        serial: stored.serial_number,
+        serial: stored.serial_number.to_string(),
         kind,
-        transaction_type: stored.transaction_type,
+        transaction_type,
         safe_time,
         entry,
         entry_bytes,

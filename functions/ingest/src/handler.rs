@@ -10,16 +10,17 @@ use platformsync_aws::config_table::{ConfigStore, SequenceRecord};
 use platformsync_aws::env::{self, EnvError};
 use platformsync_aws::ingest_key::{IngestKeys, KeyMatch};
 use platformsync_aws::metrics::Metrics;
-use platformsync_aws::rejects::{RejectRecord, RejectStore};
+use platformsync_aws::rejects::RejectStore;
 use platformsync_aws::transactions::{Insertion, TransactionStore};
 use platformsync_aws::{SdkConfig, StoreError};
 use platformsync_domain::quality::QualityPolicy;
+use platformsync_domain::record::RejectRecord;
 use platformsync_domain::sequence::Progress;
+use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::upload::{ItemRef, UploadError, parse_upload};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tracing::{Instrument, error, info, info_span, warn};
 
 /// A synchronous Lambda invocation's request payload is at most 6 MB; a body
@@ -267,8 +268,7 @@ impl Ingest {
             error.code(),
             error.to_string(),
             &String::from_utf8_lossy(body),
-            now.unix_timestamp(),
-            now.format(&Rfc3339).unwrap_or_default(),
+            now,
         );
         if let Err(e) = self.rejects.put_all(&[record]).await {
             warn!(error = %e, "could not keep the refused body in the rejects table");
@@ -402,7 +402,7 @@ impl Ingest {
                         .gaps()
                         .into_iter()
                         .map(|g| SequenceGap {
-                            serial_number: serial.clone(),
+                            serial_number: serial.to_string(),
                             from: g.from,
                             to: g.to,
                         })
@@ -423,9 +423,10 @@ impl Ingest {
 
     async fn advance_sequence(
         &self,
-        serial: &str,
+        serial: &SerialNumber,
         numbers: &[u64],
     ) -> Result<Progress, StoreError> {
+        let serial = serial.as_str();
         let mut delay = Duration::from_millis(20);
         for _ in 0..6 {
             let stored = self.config.sequence(serial).await?;

@@ -1,13 +1,13 @@
 //! What to do with each item of a parsed upload: no I/O, so every rule here is
 //! unit-tested without a stack.
 
-use platformsync_aws::rejects::RejectRecord;
-use platformsync_aws::transactions::{DeliveryStatus, HoldNote, StoredTransaction};
+use platformsync_domain::dedup::StorageKey;
 use platformsync_domain::quality::{self, QualityPolicy};
+use platformsync_domain::record::{DeliveryStatus, HoldNote, RejectRecord, StoredTransaction};
+use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::upload::{ItemError, ItemErrorKind, ItemRef, ParsedUpload, UploadItem};
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// A valid item to store.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub struct Plan {
     pub repeats: Vec<Repeat>,
     pub rejects: Vec<Reject>,
     /// Journal numbers seen per safe (valid items only).
-    pub sequences: BTreeMap<String, Vec<u64>>,
+    pub sequences: BTreeMap<SerialNumber, Vec<u64>>,
 }
 
 /// The largest stored form of one valid item that is written.
@@ -86,24 +86,16 @@ pub fn plan_with_limit(
     policy: &QualityPolicy,
     max_item_bytes: usize,
 ) -> Plan {
-    let received_at = now.format(&Rfc3339).unwrap_or_default();
     let mut out = Plan::default();
-    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    let mut seen: HashMap<StorageKey, usize> = HashMap::new();
     for outcome in &upload.items {
         match &outcome.result {
             Err(error) => {
-                out.rejects.push(reject(
-                    outcome.item,
-                    error,
-                    &outcome.raw,
-                    upload_id,
-                    now,
-                    &received_at,
-                ));
+                out.rejects
+                    .push(reject(outcome.item, error, &outcome.raw, upload_id, now));
             }
             Ok(item) => {
-                let key = item.storage_key();
-                let seen_key = (key.partition.as_str().to_owned(), key.sort);
+                let seen_key = item.storage_key();
                 if let Some(&first_write) = seen.get(&seen_key) {
                     out.repeats.push(Repeat {
                         item: outcome.item,
@@ -111,7 +103,7 @@ pub fn plan_with_limit(
                     });
                     continue;
                 }
-                let record = record(item, upload_id, &received_at, now, policy);
+                let record = record(item, upload_id, now, policy);
                 let bytes = stored_size(&record);
                 if bytes > max_item_bytes {
                     let error = ItemError {
@@ -121,19 +113,13 @@ pub fn plan_with_limit(
                             limit: max_item_bytes,
                         })
                     };
-                    out.rejects.push(reject(
-                        outcome.item,
-                        &error,
-                        &outcome.raw,
-                        upload_id,
-                        now,
-                        &received_at,
-                    ));
+                    out.rejects
+                        .push(reject(outcome.item, &error, &outcome.raw, upload_id, now));
                     continue;
                 }
                 if let Some(n) = item.sequence_number() {
                     out.sequences
-                        .entry(item.serial().as_str().to_owned())
+                        .entry(item.serial().clone())
                         .or_default()
                         .push(n);
                 }
@@ -154,7 +140,6 @@ fn reject(
     raw: &str,
     upload_id: &str,
     now: OffsetDateTime,
-    received_at: &str,
 ) -> Reject {
     let reason = error.to_string();
     Reject {
@@ -165,35 +150,29 @@ fn reject(
             error.code(),
             reason.clone(),
             raw,
-            now.unix_timestamp(),
-            received_at.to_owned(),
+            now,
         ),
         reason,
     }
 }
 
-/// The stored form of a valid item.
+/// The stored form of a valid item, received `now`.
 pub fn record(
     item: &UploadItem,
     upload_id: &str,
-    received_at: &str,
     now: OffsetDateTime,
     policy: &QualityPolicy,
 ) -> StoredTransaction {
     let hold_reasons: Vec<HoldNote> = quality::check(item, now, policy)
         .iter()
-        .map(|r| HoldNote {
-            code: r.code().to_owned(),
-            message: r.to_string(),
-        })
+        .map(HoldNote::from)
         .collect();
     let key = item.storage_key();
     StoredTransaction {
-        serial_number: key.partition.as_str().to_owned(),
+        serial_number: key.partition,
         sort_key: key.sort,
         dedup_key: item.dedup_key().to_string(),
-        kind: item.kind().wire_name().to_owned(),
-        transaction_type: item.type_name().to_owned(),
+        record_type: item.record_type(),
         status: if hold_reasons.is_empty() {
             DeliveryStatus::Deliverable
         } else {
@@ -203,7 +182,7 @@ pub fn record(
         payload: item.to_json(),
         sequence_number: item.sequence_number(),
         upload_id: upload_id.to_owned(),
-        received_at: received_at.to_owned(),
+        received_at: now,
     }
 }
 
@@ -247,7 +226,7 @@ mod tests {
             }]
         );
         let first = &plan.writes[0].record;
-        assert_eq!(first.serial_number, "UT07761");
+        assert_eq!(first.serial_number.as_str(), "UT07761");
         assert_eq!(first.status, DeliveryStatus::Deliverable);
         assert!(
             first.payload.contains(r#""Amount":40.00"#),
@@ -340,6 +319,7 @@ mod tests {
             now(),
             &QualityPolicy::default(),
         );
-        assert_eq!(plan.sequences.get("UT07761"), Some(&vec![7, 9]));
+        let serial = SerialNumber::parse("UT07761").unwrap();
+        assert_eq!(plan.sequences.get(&serial), Some(&vec![7, 9]));
     }
 }

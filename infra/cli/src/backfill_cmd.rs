@@ -27,9 +27,9 @@ use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::types::AttributeValue;
 use platformsync_aws::fanout_plans::PlanStore;
 use platformsync_aws::ledger::Ledger;
-use platformsync_aws::transactions::StoredTransaction;
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
 use platformsync_domain::endpoint::{EndpointId, EndpointSettings};
+use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::types::MessageKind;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -84,14 +84,6 @@ fn chunk_message_id(backfill: &str, keys: &[String]) -> uuid::Uuid {
     let mut first16 = [0u8; 16];
     first16.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(first16).into_uuid()
-}
-
-fn kind_of(t: &StoredTransaction) -> Option<MessageKind> {
-    match t.kind.as_str() {
-        "Transactions" => Some(MessageKind::Transactions),
-        "AuditTransactions" => Some(MessageKind::AuditTransactions),
-        _ => None,
-    }
 }
 
 async fn find_endpoint(ops: &Ops, endpoint: &str) -> Result<EndpointSettings> {
@@ -160,12 +152,11 @@ async fn window(
             if ownership.owner_at(&t.sort_key) != Some(customer) {
                 continue;
             }
-            let Some(kind) = kind_of(&t) else { continue };
             // The endpoint's filters, but not `Enabled`: a backfill to a
             // disabled endpoint is parked by push like any batch.
             let mut wanting = endpoint.clone();
             wanting.enabled = true;
-            if wanting.wants(kind, &t.transaction_type) {
+            if wanting.wants(t.kind(), t.type_name()) {
                 out.push(t);
             }
         }
@@ -264,7 +255,7 @@ pub(crate) async fn run(
             .flat_map(|b| b.transaction_keys)
             .collect();
         txs.retain(|t| {
-            let keep = !delivered.contains(&BatchEntry::key_of(&t.serial_number, &t.sort_key));
+            let keep = !delivered.contains(&t.key());
             if !keep {
                 skipped_delivered += 1;
             }
@@ -282,19 +273,16 @@ pub(crate) async fn run(
     let mut skipped_checkpoint = 0;
     if let Some(after) = &resume_after {
         let before = txs.len();
-        txs.retain(|t| BatchEntry::key_of(&t.serial_number, &t.sort_key).as_str() > after.as_str());
+        txs.retain(|t| t.key().as_str() > after.as_str());
         skipped_checkpoint = before - txs.len();
     }
 
     // Chunks: consecutive runs of one kind, at most MaxBatchSize each.
     let max = usize::from(endpoint.max_batch_size.max(1));
-    let mut by_kind: BTreeMap<u8, Vec<&StoredTransaction>> = BTreeMap::new();
+    // `MessageKind` orders `Transactions` first.
+    let mut by_kind: BTreeMap<MessageKind, Vec<&StoredTransaction>> = BTreeMap::new();
     for t in &txs {
-        let k = match kind_of(t) {
-            Some(MessageKind::Transactions) => 0,
-            _ => 1,
-        };
-        by_kind.entry(k).or_default().push(t);
+        by_kind.entry(t.kind()).or_default().push(t);
     }
     let chunks: Vec<Vec<&StoredTransaction>> = by_kind
         .values()
@@ -331,12 +319,9 @@ pub(crate) async fn run(
             report.stopped_early = true;
             break;
         }
-        let keys: Vec<String> = chunk
-            .iter()
-            .map(|t| BatchEntry::key_of(&t.serial_number, &t.sort_key))
-            .collect();
+        let keys: Vec<String> = chunk.iter().map(|t| t.key()).collect();
         let message_id = chunk_message_id(&id, &keys);
-        let kind = kind_of(chunk[0]).unwrap_or(MessageKind::Transactions);
+        let kind = chunk[0].kind();
         let items = chunk
             .iter()
             .zip(&keys)

@@ -6,8 +6,13 @@
 //! decided once; the fan-out pushes the release's stream record, once.
 
 use anyhow::{Context, Result, bail};
-use platformsync_aws::held::{Decided, HeldStore, HeldTransaction};
-use platformsync_aws::transactions::DeliveryStatus;
+use platformsync_aws::held::{Decided, HeldStore};
+use platformsync_domain::dedup::StorageKey;
+use platformsync_domain::record::{
+    DeliveryStatus, HeldTransaction, HoldDecision, HoldNote, rfc3339,
+};
+use platformsync_domain::serial::SerialNumber;
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::ops::Ops;
@@ -18,16 +23,69 @@ fn store(ops: &Ops) -> HeldStore {
     HeldStore::new(ops.dynamodb.clone(), ops.names.transactions_table.clone())
 }
 
-/// `SERIAL|SORTKEY` into its parts.
-fn split_key(key: &str) -> Result<(&str, &str)> {
-    key.split_once('|')
+/// `SERIAL|SORTKEY` into the transaction's key.
+fn split_key(key: &str) -> Result<StorageKey> {
+    let (serial, sort) = key
+        .split_once('|')
         .filter(|(s, k)| !s.is_empty() && !k.is_empty())
         .with_context(|| {
             format!("{key:?} is not a transaction key (SERIAL|SORTKEY, as `held list` prints it)")
-        })
+        })?;
+    Ok(StorageKey {
+        partition: SerialNumber::parse(serial).with_context(|| format!("in key {key:?}"))?,
+        sort: sort.to_owned(),
+    })
 }
 
-fn reasons(t: &HeldTransaction) -> String {
+/// A held (or decided) transaction as `--json` prints it; `Payload` only
+/// for `show`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HeldView<'a> {
+    serial_number: &'a str,
+    sort_key: &'a str,
+    /// `SERIAL|SORTKEY`.
+    key: String,
+    kind: &'static str,
+    transaction_type: &'static str,
+    status: &'static str,
+    hold_reasons: &'a [HoldNote],
+    received_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decided_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decided_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a str>,
+}
+
+fn time_text(at: OffsetDateTime) -> String {
+    rfc3339(at).unwrap_or_else(|_| at.to_string())
+}
+
+impl<'a> HeldView<'a> {
+    fn of(held: &'a HeldTransaction, with_payload: bool) -> Self {
+        let t = &held.transaction;
+        HeldView {
+            serial_number: t.serial_number.as_str(),
+            sort_key: &t.sort_key,
+            key: t.key(),
+            kind: t.kind().wire_name(),
+            transaction_type: t.type_name(),
+            status: t.status.name(),
+            hold_reasons: &t.hold_reasons,
+            received_at: time_text(t.received_at),
+            decided_by: held.decision.as_ref().map(|d| d.by.as_str()),
+            decided_at: held.decision.as_ref().map(|d| time_text(d.at)),
+            decision_reason: held.decision.as_ref().map(|d| d.reason.as_str()),
+            payload: with_payload.then_some(t.payload.as_str()),
+        }
+    }
+}
+
+fn reasons(t: &HeldView<'_>) -> String {
     t.hold_reasons
         .iter()
         .map(|r| format!("{}: {}", r.code, r.message))
@@ -52,8 +110,12 @@ pub(crate) async fn run(
     let held = store(&ops);
     match command {
         HeldCommand::List { safe } => {
-            let safes: Vec<String> = safe.iter().map(|s| s.to_uppercase()).collect();
-            let list = held.list(&safes).await?;
+            let safes = safe
+                .iter()
+                .map(|s| SerialNumber::parse(s).with_context(|| format!("--safe {s:?}")))
+                .collect::<Result<Vec<_>>>()?;
+            let found = held.list(&safes).await?;
+            let list: Vec<HeldView<'_>> = found.iter().map(|t| HeldView::of(t, false)).collect();
             if json {
                 return table::json(io.out, &list);
             }
@@ -62,8 +124,8 @@ pub(crate) async fn run(
                 .map(|t| {
                     vec![
                         t.key.clone(),
-                        t.kind.clone(),
-                        t.transaction_type.clone(),
+                        t.kind.to_owned(),
+                        t.transaction_type.to_owned(),
                         t.received_at.clone(),
                         reasons(t),
                     ]
@@ -76,32 +138,31 @@ pub(crate) async fn run(
             )
         }
         HeldCommand::Show { key } => {
-            let (serial, sort) = split_key(&key)?;
-            let t = held
-                .get(serial, sort)
+            let found = held
+                .get(&split_key(&key)?)
                 .await?
                 .with_context(|| format!("no transaction {key}"))?;
+            let t = HeldView::of(&found, true);
             if json {
                 return table::json(io.out, &t);
             }
             let rows = vec![
                 vec!["Key".into(), t.key.clone()],
-                vec!["Status".into(), t.status.clone()],
-                vec!["Kind".into(), t.kind.clone()],
-                vec!["Type".into(), t.transaction_type.clone()],
+                vec!["Status".into(), t.status.to_owned()],
+                vec!["Kind".into(), t.kind.to_owned()],
+                vec!["Type".into(), t.transaction_type.to_owned()],
                 vec!["Received".into(), t.received_at.clone()],
                 vec!["Reasons".into(), reasons(&t)],
                 vec![
                     "Decided".into(),
                     match (&t.decided_by, &t.decided_at) {
-                        (Some(by), Some(at)) => format!(
-                            "{at} by {by}: {}",
-                            t.decision_reason.clone().unwrap_or_default()
-                        ),
+                        (Some(by), Some(at)) => {
+                            format!("{at} by {by}: {}", t.decision_reason.unwrap_or_default())
+                        }
                         _ => "-".into(),
                     },
                 ],
-                vec!["Payload".into(), t.payload.clone().unwrap_or_default()],
+                vec!["Payload".into(), t.payload.unwrap_or_default().to_owned()],
             ];
             table::print(io.out, &["FIELD", "VALUE"], &rows)
         }
@@ -114,7 +175,7 @@ pub(crate) async fn run(
             decide(
                 &held,
                 &key,
-                DeliveryStatus::Released,
+                HoldDecision::Release,
                 by,
                 reason,
                 dry_run,
@@ -132,7 +193,7 @@ pub(crate) async fn run(
             decide(
                 &held,
                 &key,
-                DeliveryStatus::Discarded,
+                HoldDecision::Discard,
                 by,
                 reason,
                 dry_run,
@@ -148,30 +209,29 @@ pub(crate) async fn run(
 async fn decide(
     held: &HeldStore,
     key: &str,
-    to: DeliveryStatus,
+    decision: HoldDecision,
     by: Option<String>,
     reason: String,
     dry_run: bool,
     json: bool,
     io: &mut Io<'_>,
 ) -> Result<()> {
-    let (serial, sort) = split_key(key)?;
+    let at = split_key(key)?;
     let by = operator(by)?;
     if reason.trim().is_empty() {
         bail!("say why: --reason TEXT (kept with the transaction)");
     }
-    let verb = if to == DeliveryStatus::Released {
-        "released"
-    } else {
-        "discarded"
+    let verb = match decision {
+        HoldDecision::Release => "released",
+        HoldDecision::Discard => "discarded",
     };
     if dry_run {
         let t = held
-            .get(serial, sort)
+            .get(&at)
             .await?
             .with_context(|| format!("no transaction {key}"))?;
-        if t.status != "Held" {
-            bail!("{key} is not held (it is {})", t.status);
+        if t.transaction.status != DeliveryStatus::Held {
+            bail!("{key} is not held (it is {})", t.transaction.status);
         }
         if json {
             return table::json(
@@ -183,7 +243,7 @@ async fn decide(
         return Ok(());
     }
     match held
-        .decide(serial, sort, to, &by, &reason, OffsetDateTime::now_utc())
+        .decide(&at, decision, &by, &reason, OffsetDateTime::now_utc())
         .await?
     {
         Decided::Done => {}
@@ -193,16 +253,15 @@ async fn decide(
     if json {
         return table::json(
             io.out,
-            &serde_json::json!({"Key": key, "Status": if to == DeliveryStatus::Released {"Released"} else {"Discarded"}, "DecidedBy": by}),
+            &serde_json::json!({"Key": key, "Status": decision.status().name(), "DecidedBy": by}),
         );
     }
     writeln!(
         io.out,
         "{verb} {key} (by {by}){}",
-        if to == DeliveryStatus::Released {
-            ": the fan-out pushes it to its owner's endpoints"
-        } else {
-            ": never pushed; the decision is kept with the transaction"
+        match decision {
+            HoldDecision::Release => ": the fan-out pushes it to its owner's endpoints",
+            HoldDecision::Discard => ": never pushed; the decision is kept with the transaction",
         }
     )?;
     Ok(())

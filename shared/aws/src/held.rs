@@ -22,43 +22,24 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use platformsync_domain::dedup::StorageKey;
+use platformsync_domain::record::{
+    DecisionNote, DeliveryStatus, HeldTransaction, HoldDecision, StoredTransaction, rfc3339,
+};
+use platformsync_domain::serial::SerialNumber;
+use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
-use crate::dynamo::text;
-use crate::transactions::{DeliveryStatus, HoldNote};
-
-/// A held (or decided) transaction as staff see it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HeldTransaction {
-    pub serial_number: String,
-    pub sort_key: String,
-    /// `SERIAL|SORTKEY`.
-    pub key: String,
-    pub kind: String,
-    pub transaction_type: String,
-    pub status: String,
-    pub hold_reasons: Vec<HoldNote>,
-    pub received_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decided_by: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decided_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decision_reason: Option<String>,
-    /// The payload as it would be pushed (only in `get`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<String>,
-}
+use crate::dynamo::{Item, is_conditional_failure, malformed, s};
 
 /// What [`HeldStore::decide`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decided {
     Done,
     /// Not held (any more): its status now.
-    NotHeld(String),
+    NotHeld(DeliveryStatus),
     Missing,
 }
 
@@ -68,20 +49,20 @@ pub struct HeldStore {
     table: String,
 }
 
-fn key(serial: &str, sort_key: &str) -> HashMap<String, AttributeValue> {
+fn key(key: &StorageKey) -> Item {
     HashMap::from([
-        ("SerialNumber".to_owned(), AttributeValue::S(serial.into())),
-        ("SortKey".to_owned(), AttributeValue::S(sort_key.into())),
+        ("SerialNumber".to_owned(), s(key.partition.as_str())),
+        ("SortKey".to_owned(), s(key.sort.as_str())),
     ])
 }
 
-fn status_name(s: DeliveryStatus) -> &'static str {
-    match s {
-        DeliveryStatus::Deliverable => "Deliverable",
-        DeliveryStatus::Held => "Held",
-        DeliveryStatus::Released => "Released",
-        DeliveryStatus::Discarded => "Discarded",
-    }
+/// The decision attributes the update writes beside the stored transaction.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecisionItem {
+    decided_by: Option<String>,
+    decided_at: Option<String>,
+    decision_reason: Option<String>,
 }
 
 impl HeldStore {
@@ -93,40 +74,38 @@ impl HeldStore {
         }
     }
 
-    fn decode(
-        &self,
-        item: &HashMap<String, AttributeValue>,
-        with_payload: bool,
-    ) -> HeldTransaction {
-        let serial = text(item, "SerialNumber").unwrap_or_default();
-        let sort = text(item, "SortKey").unwrap_or_default();
-        let reasons = match item.get("HoldReasons") {
-            Some(v) => serde_dynamo::from_attribute_value(v.clone()).unwrap_or_default(),
-            None => Vec::new(),
+    fn decode(&self, item: Item) -> Result<HeldTransaction, StoreError> {
+        let label = || {
+            let text = |name| match item.get(name) {
+                Some(AttributeValue::S(v)) => v.as_str(),
+                _ => "",
+            };
+            format!("{}|{}", text("SerialNumber"), text("SortKey"))
         };
-        HeldTransaction {
-            key: format!("{serial}|{sort}"),
-            serial_number: serial,
-            sort_key: sort,
-            kind: text(item, "Kind").unwrap_or_default(),
-            transaction_type: text(item, "TransactionType").unwrap_or_default(),
-            status: text(item, "Status").unwrap_or_default(),
-            hold_reasons: reasons,
-            received_at: text(item, "ReceivedAt").unwrap_or_default(),
-            decided_by: text(item, "DecidedBy"),
-            decided_at: text(item, "DecidedAt"),
-            decision_reason: text(item, "DecisionReason"),
-            payload: if with_payload {
-                text(item, "Payload")
-            } else {
-                None
-            },
-        }
+        let decision: DecisionItem = serde_dynamo::from_item(item.clone())
+            .map_err(|e| malformed(&self.table, &label(), e))?;
+        let decision = match (decision.decided_by, decision.decided_at) {
+            (Some(by), Some(at)) => Some(DecisionNote {
+                by,
+                at: OffsetDateTime::parse(&at, &Rfc3339).map_err(|e| {
+                    malformed(&self.table, &label(), format_args!("DecidedAt: {e}"))
+                })?,
+                reason: decision.decision_reason.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let label = label();
+        let transaction: StoredTransaction =
+            serde_dynamo::from_item(item).map_err(|e| malformed(&self.table, &label, e))?;
+        Ok(HeldTransaction {
+            transaction,
+            decision,
+        })
     }
 
     /// Held transactions of `safes` (a `Query` each), or of every safe (a
     /// filtered `Scan`), in key order.
-    pub async fn list(&self, safes: &[String]) -> Result<Vec<HeldTransaction>, StoreError> {
+    pub async fn list(&self, safes: &[SerialNumber]) -> Result<Vec<HeldTransaction>, StoreError> {
         let mut items = Vec::new();
         if safes.is_empty() {
             let found: Vec<_> = self
@@ -135,7 +114,7 @@ impl HeldStore {
                 .table_name(&self.table)
                 .filter_expression("#s = :held")
                 .expression_attribute_names("#s", "Status")
-                .expression_attribute_values(":held", AttributeValue::S("Held".into()))
+                .expression_attribute_values(":held", s(DeliveryStatus::Held.name()))
                 .into_paginator()
                 .items()
                 .send()
@@ -152,8 +131,8 @@ impl HeldStore {
                     .key_condition_expression("SerialNumber = :serial")
                     .filter_expression("#s = :held")
                     .expression_attribute_names("#s", "Status")
-                    .expression_attribute_values(":serial", AttributeValue::S(safe.clone()))
-                    .expression_attribute_values(":held", AttributeValue::S("Held".into()))
+                    .expression_attribute_values(":serial", s(safe.as_str()))
+                    .expression_attribute_values(":held", s(DeliveryStatus::Held.name()))
                     .into_paginator()
                     .items()
                     .send()
@@ -163,78 +142,66 @@ impl HeldStore {
                 items.extend(found);
             }
         }
-        let mut held: Vec<_> = items.iter().map(|i| self.decode(i, false)).collect();
-        held.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut held = items
+            .into_iter()
+            .map(|i| self.decode(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        held.sort_by(|a, b| {
+            (&a.transaction.serial_number, &a.transaction.sort_key)
+                .cmp(&(&b.transaction.serial_number, &b.transaction.sort_key))
+        });
         Ok(held)
     }
 
-    /// One transaction (any status), with its payload.
-    pub async fn get(
-        &self,
-        serial: &str,
-        sort_key: &str,
-    ) -> Result<Option<HeldTransaction>, StoreError> {
+    /// One transaction (any status).
+    pub async fn get(&self, at: &StorageKey) -> Result<Option<HeldTransaction>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(serial, sort_key)))
+            .set_key(Some(key(at)))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-        Ok(out.item.as_ref().map(|i| self.decode(i, true)))
+        out.item.map(|i| self.decode(i)).transpose()
     }
 
-    /// Releases (`to = Released`) or discards (`to = Discarded`) a held
-    /// transaction, once, recording who and why in the same update.
+    /// Releases or discards a held transaction, once, recording who and why
+    /// in the same update.
     pub async fn decide(
         &self,
-        serial: &str,
-        sort_key: &str,
-        to: DeliveryStatus,
+        at: &StorageKey,
+        decision: HoldDecision,
         by: &str,
         reason: &str,
-        at: OffsetDateTime,
+        when: OffsetDateTime,
     ) -> Result<Decided, StoreError> {
-        if !matches!(to, DeliveryStatus::Released | DeliveryStatus::Discarded) {
-            return Err(StoreError::Malformed {
-                resource: self.table.clone(),
-                key: format!("{serial}|{sort_key}"),
-                message: "a held transaction is released or discarded".into(),
-            });
-        }
+        let label = || format!("{}|{}", at.partition, at.sort);
+        let when = rfc3339(when).map_err(|e| malformed(&self.table, &label(), e))?;
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(serial, sort_key)))
+            .set_key(Some(key(at)))
             .update_expression(
                 "SET #s = :to, DecidedBy = :by, DecidedAt = :at, DecisionReason = :why",
             )
             .condition_expression("#s = :held")
             .expression_attribute_names("#s", "Status")
-            .expression_attribute_values(":to", AttributeValue::S(status_name(to).into()))
-            .expression_attribute_values(":held", AttributeValue::S("Held".into()))
-            .expression_attribute_values(":by", AttributeValue::S(by.into()))
-            .expression_attribute_values(
-                ":at",
-                AttributeValue::S(at.format(&Rfc3339).unwrap_or_default()),
-            )
-            .expression_attribute_values(":why", AttributeValue::S(reason.into()))
+            .expression_attribute_values(":to", s(decision.status().name()))
+            .expression_attribute_values(":held", s(DeliveryStatus::Held.name()))
+            .expression_attribute_values(":by", s(by))
+            .expression_attribute_values(":at", s(when))
+            .expression_attribute_values(":why", s(reason))
             .send()
             .await;
         match result {
             Ok(_) => Ok(Decided::Done),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                match self.get(serial, sort_key).await? {
-                    Some(t) => Ok(Decided::NotHeld(t.status)),
-                    None => Ok(Decided::Missing),
-                }
-            }
+            Err(e) if is_conditional_failure(&e) => match self.get(at).await? {
+                Some(t) => Ok(Decided::NotHeld(t.transaction.status)),
+                None => Ok(Decided::Missing),
+            },
             Err(e) => Err(StoreError::sdk("UpdateItem", &self.table, e)),
         }
     }

@@ -1,68 +1,12 @@
-//! The rejects table: upload items that could not be parsed, kept raw with
-//! the reason for 30 days so support can see exactly what SafeSync sent.
+//! The rejects table: upload items that could not be parsed
+//! ([`RejectRecord`]), kept raw with the reason for 30 days so support can
+//! see exactly what SafeSync sent.
 
 use crate::StoreError;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-use serde::{Deserialize, Serialize};
+use platformsync_domain::record::RejectRecord;
 use std::time::Duration;
-
-/// How long a reject is kept.
-pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// DynamoDB items are at most 400 KB: raw text beyond this is cut (and the
-/// cut is recorded) rather than losing the whole record.
-pub const MAX_RAW_BYTES: usize = 256 * 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RejectRecord {
-    pub upload_id: String,
-    /// `Transactions#000003`, `AuditTransactions#000000`, or `Body` for an
-    /// upload refused as a whole.
-    pub item_ref: String,
-    pub code: String,
-    pub reason: String,
-    pub raw: String,
-    #[serde(default)]
-    pub raw_truncated: bool,
-    pub received_at: String,
-    /// Epoch seconds; the table's time to live.
-    pub expires_at: i64,
-}
-
-impl RejectRecord {
-    /// A record for `raw`, cut at [`MAX_RAW_BYTES`] on a character boundary.
-    pub fn new(
-        upload_id: &str,
-        item_ref: String,
-        code: &str,
-        reason: String,
-        raw: &str,
-        received_at_epoch: i64,
-        received_at: String,
-    ) -> Self {
-        let (raw, raw_truncated) = if raw.len() > MAX_RAW_BYTES {
-            let mut end = MAX_RAW_BYTES;
-            while !raw.is_char_boundary(end) {
-                end -= 1;
-            }
-            (raw[..end].to_owned(), true)
-        } else {
-            (raw.to_owned(), false)
-        };
-        Self {
-            upload_id: upload_id.to_owned(),
-            item_ref,
-            code: code.to_owned(),
-            reason,
-            raw,
-            raw_truncated,
-            received_at,
-            expires_at: received_at_epoch + RETENTION.as_secs() as i64,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct RejectStore {
@@ -154,21 +98,5 @@ impl RejectStore {
             .await
             .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
         crate::dynamo::decode_all(&self.table, upload_id, items)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn raw_text_is_cut_on_a_character_boundary() {
-        let raw = "é".repeat(MAX_RAW_BYTES); // 2 bytes each
-        let r = RejectRecord::new("u", "Body".into(), "c", "r".into(), &raw, 0, "t".into());
-        assert!(r.raw_truncated);
-        assert!(r.raw.len() <= MAX_RAW_BYTES);
-        assert_eq!(r.expires_at, RETENTION.as_secs() as i64);
-        let small = RejectRecord::new("u", "Body".into(), "c", "r".into(), "{}", 0, "t".into());
-        assert!(!small.raw_truncated);
     }
 }

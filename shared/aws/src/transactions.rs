@@ -11,60 +11,10 @@
 //! `Released` (then pushed) or `Discarded`.
 
 use crate::StoreError;
+use crate::dynamo::{is_conditional_failure, s};
 use aws_sdk_dynamodb::Client;
-use serde::{Deserialize, Serialize};
-
-/// Where a stored transaction stands with respect to delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeliveryStatus {
-    /// Passed the data-quality checks: pushed to the owner's endpoints.
-    Deliverable,
-    /// Failed a data-quality check: kept, not pushed until staff decide.
-    Held,
-    /// Held, then released by staff: pushed.
-    Released,
-    /// Held, then discarded by staff: never pushed.
-    Discarded,
-}
-
-impl DeliveryStatus {
-    /// Whether the fan-out pushes an item in this state.
-    pub fn is_pushable(self) -> bool {
-        matches!(self, DeliveryStatus::Deliverable | DeliveryStatus::Released)
-    }
-}
-
-/// Why a transaction is held, as stored for staff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HoldNote {
-    pub code: String,
-    pub message: String,
-}
-
-/// One item of the transactions table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct StoredTransaction {
-    pub serial_number: String,
-    pub sort_key: String,
-    pub dedup_key: String,
-    /// `Transactions` or `AuditTransactions`: which message type carries it.
-    pub kind: String,
-    /// Canonical type name, for whitelists and pull API filters.
-    pub transaction_type: String,
-    pub status: DeliveryStatus,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hold_reasons: Vec<HoldNote>,
-    /// The transaction as pushed (payload v1 fields, exact decimals), so the
-    /// fan-out and the pull API never re-derive it.
-    pub payload: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sequence_number: Option<u64>,
-    pub upload_id: String,
-    /// When PlatformSync stored it (RFC 3339, UTC): latency is measured from here.
-    pub received_at: String,
-}
+use platformsync_domain::record::StoredTransaction;
+use platformsync_domain::serial::SerialNumber;
 
 /// The outcome of a conditional insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,12 +59,7 @@ impl TransactionStore {
             .await
         {
             Ok(_) => Ok(Insertion::Stored),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Insertion::Duplicate)
-            }
+            Err(e) if is_conditional_failure(&e) => Ok(Insertion::Duplicate),
             Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
         }
     }
@@ -154,7 +99,10 @@ impl TransactionStore {
             for stored in crate::dynamo::decode_all::<StoredTransaction>(&self.table, label, items)?
             {
                 found.insert(
-                    (stored.serial_number.clone(), stored.sort_key.clone()),
+                    (
+                        stored.serial_number.as_str().to_owned(),
+                        stored.sort_key.clone(),
+                    ),
                     stored,
                 );
             }
@@ -164,16 +112,16 @@ impl TransactionStore {
 
     /// Every item of one safe, in safe-time order (tests and tools; the pull
     /// API pages through the same query).
-    pub async fn for_safe(&self, serial: &str) -> Result<Vec<StoredTransaction>, StoreError> {
+    pub async fn for_safe(
+        &self,
+        serial: &SerialNumber,
+    ) -> Result<Vec<StoredTransaction>, StoreError> {
         let pages = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("SerialNumber = :s")
-            .expression_attribute_values(
-                ":s",
-                aws_sdk_dynamodb::types::AttributeValue::S(serial.to_owned()),
-            )
+            .expression_attribute_values(":s", s(serial.as_str()))
             .into_paginator()
             .items()
             .send();
@@ -181,6 +129,6 @@ impl TransactionStore {
             .try_collect()
             .await
             .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        crate::dynamo::decode_all(&self.table, serial, items)
+        crate::dynamo::decode_all(&self.table, serial.as_str(), items)
     }
 }

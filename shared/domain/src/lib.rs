@@ -15,6 +15,7 @@
 //! | [`endpoint`] | [`EndpointSettings`](endpoint::EndpointSettings), [`Customer`](endpoint::Customer): what staff configure, validated |
 //! | [`dedup`] | [`DedupKey`](dedup::DedupKey), [`StorageKey`](dedup::StorageKey) |
 //! | [`quality`] | [`check`](quality::check): hold reasons |
+//! | [`record`] | what is stored: [`StoredTransaction`](record::StoredTransaction), [`DeliveryStatus`](record::DeliveryStatus), [`HoldNote`](record::HoldNote), staff's [`HoldDecision`](record::HoldDecision), [`RejectRecord`](record::RejectRecord) |
 //! | [`sequence`] | [`Progress`](sequence::Progress): sequence-gap detection per safe |
 //! | [`payload`] | [`render_v1`](payload::render_v1): the push request, with the API key placed |
 //! | `testdata` | (feature `testdata`) generator of realistic uploads |
@@ -63,6 +64,7 @@ pub mod fields;
 pub mod money;
 pub mod payload;
 pub mod quality;
+pub mod record;
 pub mod sequence;
 pub mod serial;
 pub mod time;

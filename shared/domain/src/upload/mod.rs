@@ -35,6 +35,7 @@ pub use item::MAX_DENOMINATIONS;
 
 use crate::dedup::{DedupKey, StorageKey};
 use crate::money::{Amount, clip};
+use crate::record::RecordType;
 use crate::serial::SerialNumber;
 use crate::time::{RetrievedOn, SafeDateTime};
 use crate::transaction::{AuditTransaction, Transaction};
@@ -105,6 +106,14 @@ impl UploadItem {
         match self {
             UploadItem::Transaction(t) => t.transaction_type.canonical_name(),
             UploadItem::Audit(a) => a.audit_type.canonical_name(),
+        }
+    }
+
+    /// The record's type, with its kind.
+    pub fn record_type(&self) -> RecordType {
+        match self {
+            UploadItem::Transaction(t) => RecordType::Transaction(t.transaction_type),
+            UploadItem::Audit(a) => RecordType::Audit(a.audit_type),
         }
     }
 
