@@ -10,6 +10,8 @@
 //!   are acceptable at all.
 //! - [`batching`]: how one endpoint's pending transactions are cut into ordered,
 //!   size-bounded batches with deterministic deduplication and message ids.
+//! - [`signing`]: Standard Webhooks signatures of pushes, signing secrets and
+//!   their rotation, and the endpoint secret that holds them with the API key.
 //!
 //! No tokio, no AWS, no clock: callers pass `now`, seeds and sizes in, so every
 //! decision is reproducible from its inputs.
@@ -17,6 +19,7 @@
 pub mod batching;
 pub mod incident;
 pub mod retry;
+pub mod signing;
 pub mod split;
 pub mod ssrf;
 

@@ -185,6 +185,15 @@ pub struct EndpointSettings {
     pub payload_version: Option<String>,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Signed pushes (Standard Webhooks headers), opt-in. The signing
+    /// secrets live with the key in the endpoint's secret, never here; a
+    /// record written before signing existed reads as off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub signing: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl EndpointSettings {
@@ -317,6 +326,23 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(old.api_key_secret, "", "the field is no longer required");
+    }
+
+    #[test]
+    fn signing_is_off_unless_stored_on() {
+        let e = endpoint();
+        assert!(!e.signing, "old records read as unsigned");
+        let stored = serde_json::to_value(&e).unwrap();
+        assert!(
+            stored.get("Signing").is_none(),
+            "unsigned records are unchanged"
+        );
+        let mut on = e.clone();
+        on.signing = true;
+        let stored = serde_json::to_value(&on).unwrap();
+        assert_eq!(stored["Signing"], true);
+        let back: EndpointSettings = serde_json::from_value(stored).unwrap();
+        assert!(back.signing);
     }
 
     #[test]
