@@ -6,12 +6,23 @@
 //!
 //! Failures of our own AWS calls (Secrets Manager throttled, AccessDenied,
 //! KMS, internal errors, timeouts) are [`Posted::Ours`]: not an attempt, not
-//! the customer's.
+//! the customer's. So is an endpoint secret we cannot read, or a signing
+//! endpoint whose secret holds no valid signing secret: our configuration,
+//! never charged to the customer.
+//!
+//! A signing endpoint's POST carries the Standard Webhooks headers
+//! (`webhook-id` = the MessageId, `webhook-timestamp` = now, signed again on
+//! every POST, `webhook-signature` over exactly the bytes sent); the signing
+//! secrets come with the key from the endpoint's secret
+//! ([`platformsync_delivery::signing::EndpointSecret`]), one `GetSecretValue`.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use platformsync_aws::StoreError;
 use platformsync_aws::secrets::SecretCache;
+use platformsync_delivery::signing::{
+    EndpointSecret, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SigningSecret, sign,
+};
 use platformsync_delivery::split::is_refusal;
 use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::payload::{PayloadItems, RenderInput, render};
@@ -75,7 +86,16 @@ impl Attempt {
     ) -> Posted {
         let secret_name = endpoint.endpoint_id.secret_name(&self.secret_prefix);
         let secret = match self.secrets.get(&secret_name).await {
-            Ok(secret) => secret,
+            Ok(value) => match self.usable(endpoint, &secret_name, &value) {
+                Ok(secret) => secret,
+                // Signing was just switched on and the cached value predates
+                // it: the stored one may already hold the signing secret.
+                Err(_) if endpoint.signing => match self.fetch(endpoint, &secret_name).await {
+                    Ok(secret) => secret,
+                    Err(e) => return Posted::Ours(e),
+                },
+                Err(e) => return Posted::Ours(e),
+            },
             Err(e) => return Posted::Ours(e),
         };
         let response = match self.post_once(endpoint, outgoing, &secret).await {
@@ -93,7 +113,7 @@ impl Attempt {
                     status = response.status,
                     "endpoint refused the key: fetching it again"
                 );
-                let secret = match self.secrets.refresh(&secret_name).await {
+                let secret = match self.fetch(endpoint, &secret_name).await {
                     Ok(secret) => secret,
                     Err(e) => return Posted::Ours(e),
                 };
@@ -108,7 +128,7 @@ impl Attempt {
         if response.is_delivered() {
             return Posted::Answer(AttemptResult::Delivered);
         }
-        let snippet: String = scrub(&response.body_snippet, &secret)
+        let snippet: String = scrub(&response.body_snippet, &secret.key)
             .chars()
             .take(SNIPPET_CHARS)
             .collect();
@@ -128,17 +148,54 @@ impl Attempt {
         }
     }
 
+    /// The endpoint's secret fetched now, whatever the cache holds.
+    async fn fetch(
+        &self,
+        endpoint: &EndpointSettings,
+        secret_name: &str,
+    ) -> Result<EndpointSecret, StoreError> {
+        let value = self.secrets.refresh(secret_name).await?;
+        self.usable(endpoint, secret_name, &value)
+    }
+
+    /// Reads the stored value: the key, and for a signing endpoint at least
+    /// one signing secret valid now. The error names the secret, never a value.
+    fn usable(
+        &self,
+        endpoint: &EndpointSettings,
+        secret_name: &str,
+        value: &SecretString,
+    ) -> Result<EndpointSecret, StoreError> {
+        let malformed = |message: String| StoreError::Malformed {
+            resource: "secrets manager".into(),
+            key: secret_name.to_owned(),
+            message,
+        };
+        let secret =
+            EndpointSecret::parse(value.expose_secret()).map_err(|e| malformed(e.to_string()))?;
+        if endpoint.signing && secret.signing_at(unix_now()).is_empty() {
+            return Err(malformed(
+                "the endpoint signs its pushes but its secret holds no valid signing secret \
+                 (`platformsync endpoint signing enable`)"
+                    .into(),
+            ));
+        }
+        Ok(secret)
+    }
+
     /// Renders the batch for the endpoint and posts it once.
     async fn post_once(
         &self,
         endpoint: &EndpointSettings,
         outgoing: &Outgoing<'_>,
-        secret: &SecretString,
+        secret: &EndpointSecret,
     ) -> Result<Response, Posted> {
         let config =
             |e: &dyn std::fmt::Display| Posted::failed(format!("endpoint settings unusable: {e}"));
         let version = endpoint.payload_version().map_err(|e| config(&e))?;
-        let key = endpoint.api_key(secret.clone()).map_err(|e| config(&e))?;
+        let key = endpoint
+            .api_key(secret.key.clone())
+            .map_err(|e| config(&e))?;
         let rendered = render(
             version,
             &RenderInput {
@@ -154,11 +211,22 @@ impl Attempt {
         );
         // Exposed only for the duration of the call; the client marks
         // headers sensitive and scrubs these values from its errors.
-        let headers: Vec<(String, String)> = rendered
+        let mut headers: Vec<(String, String)> = rendered
             .headers
             .iter()
             .map(|(k, v)| (k.clone(), v.expose().to_owned()))
             .collect();
+        if endpoint.signing {
+            // Checked in `usable`; the time may have moved past a grace end
+            // since, which leaves the newest secret.
+            let signers: Vec<SigningSecret> = secret.signing_at(unix_now());
+            headers.extend(webhook_headers(
+                &outgoing.message_id.to_string(),
+                unix_now(),
+                &rendered.body,
+                &signers,
+            ));
+        }
         let query: Vec<(String, String)> = rendered
             .query
             .iter()
@@ -167,13 +235,53 @@ impl Attempt {
         self.http
             .post(&endpoint.url, &query, &headers, rendered.body)
             .await
-            .map_err(|e| Posted::failed(scrub(&e.to_string(), secret)))
+            .map_err(|e| Posted::failed(scrub(&e.to_string(), &secret.key)))
     }
+}
+
+/// Unix seconds now (0 before 1970: a broken clock signs stale, the
+/// receiver refuses, and the attempt fails visibly).
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The Standard Webhooks headers of one POST of `body`.
+pub(crate) fn webhook_headers(
+    message_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    secrets: &[SigningSecret],
+) -> [(String, String); 3] {
+    [
+        (HEADER_ID.to_owned(), message_id.to_owned()),
+        (HEADER_TIMESTAMP.to_owned(), timestamp.to_string()),
+        (
+            HEADER_SIGNATURE.to_owned(),
+            sign(message_id, timestamp, body, secrets),
+        ),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_headers_sign_the_body_sent_under_the_message_id() {
+        let secret = SigningSecret::from_bytes(vec![5; 32]).unwrap();
+        let headers = webhook_headers("m-1", 1_700_000_000, b"{}", std::slice::from_ref(&secret));
+        assert_eq!(headers[0], ("webhook-id".into(), "m-1".into()));
+        assert_eq!(
+            headers[1],
+            ("webhook-timestamp".into(), "1700000000".into())
+        );
+        assert_eq!(headers[2].0, "webhook-signature");
+        assert_eq!(headers[2].1, sign("m-1", 1_700_000_000, b"{}", &[secret]));
+        assert!(headers[2].1.starts_with("v1,"));
+    }
 
     #[test]
     fn scrub_removes_an_echoed_key() {
