@@ -470,6 +470,7 @@ pub(crate) async fn endpoint(
     match command {
         EndpointCommand::Add(args) => add(target, args, json, io).await,
         EndpointCommand::Update(args) => update(target, args, json, io).await,
+        EndpointCommand::Signing(c) => crate::signing_cmd::run(target, c, json, io).await,
         EndpointCommand::Disable { endpoint, dry_run } => {
             crate::parked_cmd::disable(target, &endpoint, dry_run, json, io).await
         }
@@ -645,6 +646,7 @@ async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) ->
         max_batch_size: platformsync_domain::endpoint::MAX_BATCH_SIZE,
         payload_version: None,
         enabled: true,
+        signing: false,
     };
     let notes = apply(&mut e, &args.settings)?;
     // Settings first: a bad URL is reported before the key is even asked for.

@@ -26,6 +26,7 @@ mod ops;
 mod parked_cmd;
 mod progress;
 pub mod simulate;
+mod signing_cmd;
 mod simulate_cmd;
 mod status;
 mod table;
@@ -37,6 +38,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use ops::{KeySource, Names, read_key};
+pub use signing_cmd::SigningCommand;
 
 /// The PlatformSync ops CLI.
 #[derive(Debug, Parser)]
@@ -303,6 +305,9 @@ pub enum EndpointCommand {
     Add(EndpointAdd),
     /// Changes an endpoint's settings; with a key option, rotates its API key.
     Update(EndpointUpdate),
+    /// Signed pushes (Standard Webhooks headers), opt-in: enable, rotate, disable.
+    #[command(subcommand)]
+    Signing(SigningCommand),
     /// Lists endpoints (all, or one customer's).
     List {
         #[arg(long)]

@@ -119,10 +119,12 @@ impl Ops {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_exists_exception()) =>
             {
+                // A new key keeps the endpoint's signing secrets (signing_cmd.rs).
+                let value = crate::signing_cmd::with_key(self, secret_id, key).await?;
                 self.secrets
                     .put_secret_value()
                     .secret_id(secret_id)
-                    .secret_string(key.expose_secret())
+                    .secret_string(value.expose_secret())
                     .send()
                     .await
                     .map_err(|e| sdk_error(e, &format!("PutSecretValue on {secret_id}")))?
