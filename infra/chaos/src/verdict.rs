@@ -215,6 +215,7 @@ mod tests {
             digest: Some(digest.into()),
             delayed_seconds: 0.0,
             sender_left: false,
+            signature: None,
         }
     }
 

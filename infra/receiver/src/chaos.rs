@@ -135,6 +135,8 @@ pub enum Outcome {
     Outage,
     /// Wrong or missing key (401).
     Unauthorized,
+    /// Missing or bad signature, or a stale timestamp (401; signed pushes).
+    BadSignature,
     /// Not a push payload (400).
     BadRequest,
     /// Could not write `received.jsonl` (500).
@@ -170,6 +172,9 @@ pub struct PushRequest {
     /// was recorded stays recorded, but the sender never saw the 200.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sender_left: bool,
+    /// The signature check, when the receiver verifies signed pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::Signature>,
 }
 
 fn is_zero(x: &f64) -> bool {

@@ -10,6 +10,10 @@
 //! 3. **Drop a repeated `Metadata.MessageId`**: a batch is retried with the
 //!    same `MessageId`, so a repeat (after a lost answer, say) is answered
 //!    `200` and not recorded twice.
+//! 4. **Verify signed pushes** (when given the endpoint's signing secrets,
+//!    [`SignatureCheck`]): the Standard Webhooks headers, checked with the
+//!    published `standardwebhooks` crate over the raw body; a bad or
+//!    missing signature, or a timestamp more than 5 minutes off, is `401`.
 //!
 //! For demos and tests it also records what arrived (`received.jsonl`, one
 //! JSON line per batch) and can be told to misbehave through a control API
@@ -33,6 +37,7 @@
 mod chaos;
 mod key;
 mod server;
+mod signature;
 mod tls;
 
 use std::collections::{BTreeMap, HashSet};
@@ -49,6 +54,7 @@ use tokio::task::JoinHandle;
 
 pub use chaos::{FailureRates, Outcome, PushRequest};
 pub use key::{KeyCheck, Placement};
+pub use signature::{Signature, SignatureCheck};
 
 /// File (in the state directory) with one JSON line per recorded batch.
 pub const RECEIVED_FILE: &str = "received.jsonl";
@@ -79,6 +85,9 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// The key to require; `None` accepts any request (say so loudly).
     pub key: Option<KeyCheck>,
+    /// The signing secrets to verify pushes with; `None`: pushes are not
+    /// expected to be signed (their signature headers are ignored).
+    pub signing: Option<SignatureCheck>,
 }
 
 impl Default for Config {
@@ -87,6 +96,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             state_dir: None,
             key: None,
+            signing: None,
         }
     }
 }
@@ -140,6 +150,9 @@ pub struct Summary {
     pub duplicates_dropped: u64,
     /// Requests refused for a missing or wrong key (401).
     pub unauthorized: u64,
+    /// Requests refused for a missing or bad signature (401).
+    #[serde(default)]
+    pub bad_signatures: u64,
     /// Requests that were not a push payload (400).
     pub bad_requests: u64,
     /// Requests failed on purpose (`/_control/fail`, or the error rate).
@@ -184,6 +197,7 @@ struct Inner {
 #[derive(Debug)]
 struct Shared {
     key: Option<KeyCheck>,
+    signing: Option<SignatureCheck>,
     log: Option<PathBuf>,
     inner: Mutex<Inner>,
 }
@@ -230,6 +244,7 @@ impl Receiver {
         };
         let shared = Arc::new(Shared {
             key: config.key,
+            signing: config.signing,
             log: config.state_dir.as_ref().map(|d| d.join(RECEIVED_FILE)),
             inner: Mutex::new(Inner::default()),
         });

@@ -4,6 +4,9 @@
 //! RECEIVER_API_KEY=s3cret platformsync-receiver --state-dir .local/receiver --port 0
 //! ```
 //!
+//! With `RECEIVER_SIGNING_SECRETS="whsec_..."` (or `--signing-secrets-file`)
+//! it also verifies every push's Standard Webhooks signature (401 if bad).
+//!
 //! Prints its URL, writes `<state-dir>/receiver.json` (`url`, `port`,
 //! `ca_pem`, `received`, `pid`) and serves until Ctrl-C or SIGTERM.
 
@@ -12,7 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use platformsync_receiver::{Config, KeyCheck, Placement, RECEIVED_FILE, Receiver};
+use platformsync_receiver::{Config, KeyCheck, Placement, RECEIVED_FILE, Receiver, SignatureCheck};
 
 /// A reference HTTPS endpoint for PlatformSync pushes.
 #[derive(Debug, Parser)]
@@ -46,6 +49,34 @@ struct Args {
     /// Header placement: the raw key instead of `Bearer <key>`.
     #[arg(long)]
     raw_key: bool,
+    /// File with the endpoint's signing secrets (`whsec_...`, one per line;
+    /// two during a rotation): every push must carry a valid signature.
+    #[arg(long, group = "signing")]
+    signing_secrets_file: Option<PathBuf>,
+    /// Environment variable with the signing secrets (space or comma
+    /// separated). (Default: RECEIVER_SIGNING_SECRETS; unset: no check.)
+    #[arg(long, group = "signing")]
+    signing_secrets_env: Option<String>,
+}
+
+fn read_signing(args: &Args) -> Result<Option<SignatureCheck>> {
+    let text = if let Some(path) = &args.signing_secrets_file {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the signing secrets file {}", path.display()))?
+    } else {
+        let var = args
+            .signing_secrets_env
+            .as_deref()
+            .unwrap_or("RECEIVER_SIGNING_SECRETS");
+        match std::env::var(var) {
+            Ok(text) => text,
+            Err(_) if args.signing_secrets_env.is_none() => return Ok(None),
+            Err(_) => bail!("{var} is not set"),
+        }
+    };
+    SignatureCheck::parse_list(&text)
+        .map(Some)
+        .map_err(anyhow::Error::msg)
 }
 
 fn read_key(args: &Args) -> Result<Option<String>> {
@@ -82,10 +113,15 @@ async fn main() -> Result<()> {
     if key.is_none() {
         eprintln!("platformsync-receiver: WARNING: no key check, any request is accepted");
     }
+    let signing = read_signing(&args)?;
+    if signing.is_some() {
+        eprintln!("platformsync-receiver: verifying signed pushes (webhook-signature)");
+    }
     let handle = Receiver::start(Config {
         bind: SocketAddr::new(args.bind, args.port),
         state_dir: Some(args.state_dir.clone()),
         key,
+        signing,
     })
     .await?;
 

@@ -25,7 +25,7 @@ use tokio_rustls::rustls::ServerConfig;
 
 use crate::chaos::{Chaos, Draw, FailureRates, Outage, Outcome, PushRequest, digest};
 use crate::key::Presented;
-use crate::{Faults, ReceivedBatch, Shared};
+use crate::{Faults, ReceivedBatch, Shared, Signature};
 
 /// Larger than any batch PlatformSync sends (1000 transactions, well under 1 MB).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -119,6 +119,7 @@ async fn handle(
             digest: None,
             delayed_seconds: 0.0,
             sender_left: false,
+            signature: None,
         }),
     };
     let result = push(req, path, &shared, &mut log).await;
@@ -193,6 +194,20 @@ async fn push(
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(bad_request(shared, log, "body unreadable or too large")),
     };
+    // Over the raw bytes, before anything parses them: what was signed is
+    // exactly what was sent.
+    if let Some(check) = &shared.signing {
+        let verdict = check.verify(&bytes, &parts.headers);
+        log.set(|e| e.signature = Some(verdict));
+        if verdict == Signature::Failed {
+            shared.lock().summary.bad_signatures += 1;
+            log.set(|e| e.outcome = Outcome::BadSignature);
+            return Ok(error(
+                StatusCode::UNAUTHORIZED,
+                "missing or bad webhook-signature, or webhook-timestamp too far from now",
+            ));
+        }
+    }
     // Top-level properties as raw JSON: decimals keep their exact digits.
     let Ok(top) = serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(&bytes) else {
         return Ok(bad_request(shared, log, "body is not a JSON object"));
