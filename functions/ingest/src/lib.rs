@@ -17,11 +17,21 @@
 //! 5. **Report**: counts, rejects, sequence gaps and unowned safes; 503 with
 //!    per-item statuses if anything could not be stored, so SafeSync re-sends
 //!    the whole upload (everything already stored is then a duplicate).
+//!
+//! `handler` is that flow; `settings` what it reads from the environment,
+//! `clients` the stores it talks to, `answer` the policy of what SafeSync is
+//! told, `sequences` the advisory journal tracking, `plan` the pure
+//! classification, `http` and `response` the wire.
 
+mod answer;
+mod clients;
 mod handler;
 mod http;
 pub mod plan;
 pub mod response;
+mod sequences;
+mod settings;
 
-pub use handler::{Ingest, InitError, MAX_BODY_BYTES, Settings};
+pub use handler::Ingest;
 pub use response::{ItemStatus, UploadResponse};
+pub use settings::{InitError, MAX_BODY_BYTES, Settings};
