@@ -296,31 +296,38 @@ async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
         "dry run sends nothing"
     );
 
-    let enabled = cli(
-        &stack,
-        &[
-            "--json",
-            "endpoint",
-            "enable",
-            "--endpoint",
-            "acme-ops",
-            "--settle",
-            "0",
-        ],
-        "",
-    )
-    .await
-    .json();
+    // Push runs while the enable replays: the enable waits for the replayed
+    // batches to be handled before it ends the endpoint's resuming.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let enable = async {
+        let out = cli(
+            &stack,
+            &[
+                "--json",
+                "endpoint",
+                "enable",
+                "--endpoint",
+                "acme-ops",
+                "--settle",
+                "0",
+            ],
+            "",
+        )
+        .await
+        .json();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    };
+    let pushing = drive(&stack, &push, Duration::from_secs(60), || {
+        receiver.count() >= 3 && done.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let (enabled, ()) = tokio::join!(enable, pushing);
     assert_eq!(enabled["Replayed"], json!(ids));
+    assert_eq!(enabled["Resuming"], false);
     assert!(
         store.list("acme-ops").await.unwrap().is_empty(),
         "removed once queued"
     );
-
-    drive(&stack, &push, Duration::from_secs(30), || {
-        receiver.count() >= 3
-    })
-    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(stack.receive_deliveries(1).await.is_empty());
     let posted: Vec<String> = receiver
@@ -480,4 +487,145 @@ async fn a_key_rotated_with_the_cli_is_used_on_the_next_attempt() {
         .map(|r| r.header("authorization").unwrap_or_default().to_owned())
         .collect();
     assert_eq!(auth, ["Bearer key-one", "Bearer key-one", "Bearer key-two"]);
+}
+
+/// Issue 13: enabling under live traffic keeps order. An endpoint is
+/// disabled with a backlog; then, while `endpoint enable` replays it, new
+/// batches keep arriving and push keeps running. Every transaction is
+/// delivered exactly once (every POST counted; a transaction under two
+/// MessageIds fails), every batch under its original MessageId, all in the
+/// order they were queued; the endpoint ends enabled, not resuming, with
+/// nothing parked.
+#[tokio::test]
+async fn enable_under_live_traffic_delivers_everything_once_in_order() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    endpoint(&stack, &receiver, "acme-live", "tok-1").await;
+    let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
+    cli(
+        &stack,
+        &["--json", "endpoint", "disable", "--endpoint", "acme-live"],
+        "",
+    )
+    .await
+    .json();
+
+    let backlog: Vec<BatchMessage> = (0..4).map(|i| batch("acme-live", 3, i)).collect();
+    let live: Vec<BatchMessage> = (4..16).map(|i| batch("acme-live", 3, i)).collect();
+    for b in &backlog {
+        enqueue(&stack, b).await;
+    }
+    let store = parked(&stack);
+    let until = Instant::now() + Duration::from_secs(30);
+    while store.list("acme-live").await.unwrap().len() < backlog.len() {
+        assert!(Instant::now() < until, "backlog not parked");
+        let messages = stack.receive_deliveries(1).await;
+        if !messages.is_empty() {
+            stack.run_push(&push, &messages).await;
+        }
+    }
+    assert_eq!(receiver.count(), 0);
+
+    let enabled_done = AtomicBool::new(false);
+    let traffic_done = AtomicBool::new(false);
+    let all: Vec<String> = backlog
+        .iter()
+        .chain(&live)
+        .map(|b| b.message_id.to_string())
+        .collect();
+    let enable = async {
+        // Let the first new batches arrive while the endpoint is disabled.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let out = cli(
+            &stack,
+            &[
+                "--json",
+                "endpoint",
+                "enable",
+                "--endpoint",
+                "acme-live",
+                "--settle",
+                "0",
+            ],
+            "",
+        )
+        .await
+        .json();
+        enabled_done.store(true, Ordering::SeqCst);
+        out
+    };
+    let traffic = async {
+        for b in &live {
+            enqueue(&stack, b).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        traffic_done.store(true, Ordering::SeqCst);
+    };
+    let pushing = async {
+        let until = Instant::now() + Duration::from_secs(240);
+        loop {
+            let delivered: std::collections::HashSet<String> = receiver
+                .requests()
+                .iter()
+                .map(Request::message_id)
+                .collect();
+            if enabled_done.load(Ordering::SeqCst)
+                && traffic_done.load(Ordering::SeqCst)
+                && delivered.len() >= all.len()
+            {
+                break;
+            }
+            assert!(Instant::now() < until, "not delivered within 240 s");
+            let messages = stack.receive_deliveries(1).await;
+            if !messages.is_empty() {
+                stack.run_push(&push, &messages).await;
+            }
+        }
+    };
+    let (enabled, (), ()) = tokio::join!(enable, traffic, pushing);
+    assert_eq!(enabled["Resuming"], false, "{enabled}");
+    let replayed = enabled["Replayed"].as_array().unwrap();
+    assert!(
+        replayed.len() > backlog.len(),
+        "new batches were parked behind the backlog and replayed: {enabled}"
+    );
+
+    // Nothing more comes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let late = stack.receive_deliveries(1).await;
+    if !late.is_empty() {
+        stack.run_push(&push, &late).await;
+    }
+    let requests = receiver.requests();
+    let posted: Vec<String> = requests.iter().map(Request::message_id).collect();
+    assert_eq!(
+        posted, all,
+        "every batch once (every POST counted), in queue order, under its original MessageId"
+    );
+    let mut seen = std::collections::HashMap::new();
+    for r in &requests {
+        for t in r.json()["Transactions"].as_array().unwrap() {
+            let key = t.to_string();
+            if let Some(other) = seen.insert(key, r.message_id()) {
+                panic!(
+                    "a transaction under two MessageIds: {other} and {}",
+                    r.message_id()
+                );
+            }
+        }
+    }
+    assert_eq!(seen.len(), all.len() * 3);
+    assert!(store.list("acme-live").await.unwrap().is_empty());
+    let health = platformsync_aws::health::HealthStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("ConfigTable"),
+    );
+    let h = health.load("acme-live").await.unwrap();
+    assert!(!h.resuming, "enabled, not resuming");
+    assert!(
+        h.parked_seq > 0,
+        "push parked behind the backlog while resuming"
+    );
 }

@@ -3,7 +3,7 @@
 //! order, and for each batch:
 //!
 //! parse → ledger (delivered before? acknowledge) → the endpoint's incident
-//! state → gate (disabled or expired: park) → attempt → policy → save the
+//! state → gate (disabled, expired, or new while resuming: park) → attempt → policy → save the
 //! state → retry / acknowledge / park / split → notices.
 //!
 //! A group's acknowledged messages are deleted as soon as the group is done,
@@ -47,6 +47,8 @@ pub struct Envelope {
     pub receive_count: u32,
     /// `SentTimestamp`: when it was enqueued.
     pub sent_at: Option<OffsetDateTime>,
+    /// Replayed from the parked store (the `Replayed` message attribute).
+    pub replayed: bool,
 }
 
 /// What became of one message.
@@ -380,11 +382,23 @@ impl<P: Ports> Flow<P> {
         };
         let disabled = settings.as_ref().is_some_and(|s| !s.enabled);
         let started_at = now();
-        let gate = policy::gate(&h.state, disabled, started_at);
-        if let Gate::Park(reason) = gate {
+        // A resuming endpoint: new batches wait behind the replayed backlog.
+        for _ in 0..2 {
+            let place = policy::backlog(h.resuming, b.env.replayed);
+            let Gate::Park(reason) = policy::gate(&h.state, disabled, place, started_at) else {
+                break;
+            };
             let attempts = h.state.attempts_of(&b.message_id);
             let last_error = h.state.last_error.clone();
-            return self.park(&b, reason, attempts, last_error.as_deref()).await;
+            match self
+                .park(&b, reason, attempts, last_error.as_deref(), h)
+                .await
+            {
+                Some(outcome) => return outcome,
+                // The replay loop finished meanwhile (`h` reloaded): the
+                // backlog is delivered, this batch goes on.
+                None => info!("the endpoint stopped resuming: not parked behind its backlog"),
+            }
         }
         // 4. The attempt.
         let credited =
@@ -536,7 +550,10 @@ impl<P: Ports> Flow<P> {
             Next::RetryIn(delay) => self.retry(&b, delay).await,
             Next::Park(reason) => {
                 let error = h.state.last_error.clone();
-                let outcome = self.park(&b, reason, attempt, error.as_deref()).await;
+                let outcome = self
+                    .park(&b, reason, attempt, error.as_deref(), h)
+                    .await
+                    .unwrap_or(Outcome::HandedBack);
                 if effects.park_rest {
                     warn!(
                         failing_since = ?h.state.failing_since.map(rfc3339),
@@ -691,32 +708,54 @@ impl<P: Ports> Flow<P> {
         Outcome::Deferred { delay }
     }
 
+    /// Parks the batch. While the endpoint is resuming, counted on its health
+    /// item in the same write (the replay loop's flip fails); `None` when a
+    /// batch parked only to wait behind the backlog ([`ParkReason::Behind`])
+    /// finds the endpoint no longer resuming (`h` is reloaded then).
     async fn park(
         &self,
         b: &Batch<'_>,
         reason: ParkReason,
         attempts: u32,
         last_error: Option<&str>,
-    ) -> Outcome {
-        let parked = self
-            .ports
-            .park(&ParkBatch {
-                endpoint_id: b.endpoint(),
-                customer_id: b.customer(),
-                message_id: &b.message_id,
-                kind: b.meta.kind.wire_name(),
-                created_at: &b.meta.created_at,
-                reason: reason.as_str(),
-                attempts,
-                last_error,
-                first_attempt_at: None,
-                transaction_keys: &b.keys,
-                parent_message_id: None,
-                body: &b.env.body,
-                parked_at: now(),
-            })
-            .await;
-        match parked {
+        h: &mut Versioned,
+    ) -> Option<Outcome> {
+        let batch = ParkBatch {
+            endpoint_id: b.endpoint(),
+            customer_id: b.customer(),
+            message_id: &b.message_id,
+            kind: b.meta.kind.wire_name(),
+            created_at: &b.meta.created_at,
+            reason: reason.as_str(),
+            attempts,
+            last_error,
+            first_attempt_at: None,
+            transaction_keys: &b.keys,
+            parent_message_id: None,
+            body: &b.env.body,
+            parked_at: now(),
+        };
+        let parked = if h.resuming {
+            match self.ports.park_counted(&batch).await {
+                Ok(Some(id)) => Ok(id),
+                Ok(None) => {
+                    match self.ports.load(b.endpoint()).await {
+                        Ok(fresh) => *h = fresh,
+                        Err(e) => {
+                            return Some(self.ours(b, "reloading the endpoint's health", &e).await);
+                        }
+                    }
+                    if reason == ParkReason::Behind {
+                        return None;
+                    }
+                    self.ports.park(&batch).await
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            self.ports.park(&batch).await
+        };
+        Some(match parked {
             Ok(id) => {
                 warn!(reason = reason.as_str(), parked = %id, attempts, "parked");
                 Outcome::Parked {
@@ -724,7 +763,7 @@ impl<P: Ports> Flow<P> {
                 }
             }
             Err(e) => self.ours(b, "parking", &e).await,
-        }
+        })
     }
 
     /// Records one attempt; a failure is logged, never fails the batch
@@ -952,6 +991,7 @@ impl<P: Ports> Flow<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::HealthPort;
     use crate::ports::memory::{Memory, throttled};
     use platformsync_delivery::incident::EndpointState;
     use platformsync_domain::endpoint::EndpointSettings;
@@ -1012,6 +1052,7 @@ mod tests {
             body: body.to_string(),
             receive_count: 1,
             sent_at: Some(now()),
+            replayed: false,
         }
     }
 
@@ -1149,6 +1190,67 @@ mod tests {
         let out = f.run(&envs, deadline()).await;
         assert_eq!(out[0].1, Outcome::Parked { reason: "disabled" });
         assert!(f.ports.posts().is_empty());
+    }
+
+    fn replayed(i: usize) -> Envelope {
+        Envelope {
+            replayed: true,
+            ..envelope(i, 1)
+        }
+    }
+
+    /// Resuming: new batches are parked behind the backlog (counted on the
+    /// health item), replayed ones delivered, in event order.
+    #[tokio::test]
+    async fn a_resuming_endpoint_parks_new_batches_and_delivers_replayed_ones() {
+        let f = flow(Memory::default());
+        f.ports.set_resuming("ep", true);
+        let envs = [replayed(0), envelope(1, 1), replayed(2), envelope(3, 1)];
+        let out = f.run(&envs, deadline()).await;
+        let outcomes: Vec<_> = out.iter().map(|(_, o)| o.clone()).collect();
+        let behind = Outcome::Parked { reason: "resuming" };
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Delivered,
+                behind.clone(),
+                Outcome::Delivered,
+                behind
+            ]
+        );
+        let posted: Vec<String> = f.ports.posts().into_iter().map(|p| p.0).collect();
+        let id = |i: u128| uuid::Uuid::from_u128(i + 1).to_string();
+        assert_eq!(posted, [id(0), id(2)]);
+        let parked: Vec<String> = f.ports.parked().into_iter().map(|p| p.0).collect();
+        assert_eq!(parked, [id(1), id(3)], "in queue order");
+        let health = f.ports.health.lock().unwrap()["ep"].clone();
+        assert_eq!(health.parked_seq, 2, "each park counted for the flip");
+        assert!(health.resuming, "push never ends the resuming");
+    }
+
+    /// The replay loop flipped the endpoint after push read it as resuming:
+    /// the counted park fails, push reloads and delivers the batch instead
+    /// of parking it where nothing would replay it.
+    #[tokio::test]
+    async fn a_batch_meeting_the_flip_is_delivered_not_stranded() {
+        let f = flow(Memory::default());
+        f.ports.set_resuming("ep", true);
+        let mut health = Some(f.ports.load("ep").await.unwrap());
+        f.ports.set_resuming("ep", false);
+        let env = envelope(0, 1);
+        let out = f.one(&env, &mut health, deadline()).await;
+        assert_eq!(out, Outcome::Delivered);
+        assert!(f.ports.parked().is_empty());
+        assert_eq!(f.ports.posts().len(), 1);
+    }
+
+    /// Not resuming: a replayed batch and a new one are both delivered.
+    #[tokio::test]
+    async fn without_resuming_replayed_and_new_batches_are_delivered() {
+        let f = flow(Memory::default());
+        let envs = [replayed(0), envelope(1, 1)];
+        let out = f.run(&envs, deadline()).await;
+        assert!(out.iter().all(|(_, o)| *o == Outcome::Delivered), "{out:?}");
     }
 
     #[tokio::test]

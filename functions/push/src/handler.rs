@@ -207,6 +207,11 @@ fn envelope(m: &SqsMessage) -> Envelope {
             .get("SentTimestamp")
             .and_then(|t| t.parse::<i128>().ok())
             .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok()),
+        replayed: m
+            .message_attributes
+            .get(platformsync_aws::parked::REPLAYED_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref())
+            == Some("true"),
     }
 }
 
@@ -232,6 +237,15 @@ mod tests {
         assert_eq!(e.sent_at.map(|t| t.unix_timestamp()), Some(1_767_225_600));
         assert_eq!((e.id.as_str(), e.receipt.as_deref()), ("m-1", Some("r-1")));
         assert_eq!((e.group.as_deref(), e.receive_count), (Some("ep"), 3));
+        assert!(!e.replayed);
+        let mut a = aws_lambda_events::sqs::SqsMessageAttribute::default();
+        a.string_value = Some("true".into());
+        a.data_type = Some("String".into());
+        m.message_attributes.insert("Replayed".into(), a);
+        assert!(
+            envelope(&m).replayed,
+            "a batch replayed from the parked store"
+        );
     }
 
     #[test]

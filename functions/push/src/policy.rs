@@ -86,6 +86,9 @@ pub enum ParkReason {
     Disabled,
     /// The endpoint refused this transaction (after a split).
     Refused,
+    /// The endpoint is resuming: a new batch waits behind the replayed
+    /// backlog.
+    Behind,
 }
 
 impl ParkReason {
@@ -94,6 +97,7 @@ impl ParkReason {
             ParkReason::Expired => "expired",
             ParkReason::Disabled => "disabled",
             ParkReason::Refused => "refused",
+            ParkReason::Behind => "resuming",
         }
     }
 }
@@ -161,10 +165,37 @@ impl Effects {
     }
 }
 
-/// Before an attempt: attempt, probe or park.
-pub fn gate(state: &EndpointState, disabled: bool, now: OffsetDateTime) -> Gate {
+/// Where a batch stands against its endpoint's parked backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// The endpoint is not resuming: no backlog to keep order with.
+    Clear,
+    /// The endpoint is resuming and this batch is new: it belongs behind the
+    /// backlog being replayed, so it is parked (in order) and replayed after.
+    Behind,
+    /// A batch replayed from the backlog: delivered (resuming or not).
+    Replayed,
+}
+
+/// A batch's place: `resuming` is the endpoint's health item's flag,
+/// `replayed` the message's mark.
+pub fn backlog(resuming: bool, replayed: bool) -> Backlog {
+    match (resuming, replayed) {
+        (_, true) => Backlog::Replayed,
+        (true, false) => Backlog::Behind,
+        (false, false) => Backlog::Clear,
+    }
+}
+
+/// Before an attempt: attempt, probe or park. A disabled endpoint parks
+/// everything; a resuming one parks new batches behind its backlog; an
+/// expired one parks all but one probe per interval.
+pub fn gate(state: &EndpointState, disabled: bool, backlog: Backlog, now: OffsetDateTime) -> Gate {
     if disabled {
         return Gate::Park(ParkReason::Disabled);
+    }
+    if backlog == Backlog::Behind {
+        return Gate::Park(ParkReason::Behind);
     }
     if state.is_expired() {
         return match state.next_probe_at {
@@ -488,9 +519,13 @@ mod tests {
                 let (gate_expected, next_expected, notices_expected, phase_expected) =
                     expected(case, kind);
                 let mut s = state(case);
-                assert_eq!(gate(&s, false, now), gate_expected, "{case:?}");
                 assert_eq!(
-                    gate(&s, true, now),
+                    gate(&s, false, Backlog::Clear, now),
+                    gate_expected,
+                    "{case:?}"
+                );
+                assert_eq!(
+                    gate(&s, true, Backlog::Clear, now),
                     Gate::Park(ParkReason::Disabled),
                     "{case:?}: disabled parks"
                 );
@@ -519,6 +554,38 @@ mod tests {
         }
     }
 
+    /// Every incident state x every place against the backlog x enabled or
+    /// not: a disabled endpoint parks everything; a resuming one parks new
+    /// batches behind its backlog whatever the incident; a replayed batch
+    /// gets the gate a batch of a non-resuming endpoint gets.
+    #[test]
+    fn resuming_parks_new_batches_and_delivers_replayed_ones_in_every_state() {
+        let now = at(100);
+        assert_eq!(backlog(false, false), Backlog::Clear);
+        assert_eq!(backlog(true, false), Backlog::Behind);
+        assert_eq!(backlog(true, true), Backlog::Replayed);
+        assert_eq!(backlog(false, true), Backlog::Replayed);
+        for case in CASES {
+            let s = state(case);
+            let (clear, ..) = expected(case, Kind::Delivered);
+            for disabled in [false, true] {
+                for place in [Backlog::Clear, Backlog::Behind, Backlog::Replayed] {
+                    let want = match (disabled, place) {
+                        (true, _) => Gate::Park(ParkReason::Disabled),
+                        (false, Backlog::Behind) => Gate::Park(ParkReason::Behind),
+                        (false, Backlog::Clear | Backlog::Replayed) => clear,
+                    };
+                    assert_eq!(
+                        gate(&s, disabled, place, now),
+                        want,
+                        "{case:?} disabled={disabled} {place:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(ParkReason::Behind.as_str(), "resuming");
+    }
+
     #[test]
     fn at_most_one_notice_of_each_kind_per_incident() {
         let r = rules();
@@ -527,7 +594,7 @@ mod tests {
         let mut now = at(0);
         // Fails for the whole window and beyond, probes included.
         for _ in 0..200 {
-            let g = gate(&s, false, now);
+            let g = gate(&s, false, Backlog::Clear, now);
             if g == Gate::Park(ParkReason::Expired) {
                 now += time::Duration::seconds(60);
                 continue;
@@ -539,7 +606,7 @@ mod tests {
         assert_eq!(sent, vec![Notice::Failing, Notice::Expired]);
         // A probe succeeds.
         now += time::Duration::seconds(3600);
-        assert_eq!(gate(&s, false, now), Gate::Probe);
+        assert_eq!(gate(&s, false, Backlog::Clear, now), Gate::Probe);
         let e = on_attempt(&mut s, "m", now, &AttemptResult::Delivered, now, 3, &r);
         assert_eq!(e.notices, vec![Notice::Recovered]);
         assert_eq!(s.phase(), Phase::Healthy);

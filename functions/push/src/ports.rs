@@ -89,6 +89,12 @@ pub trait ParkPort: Sync {
         &self,
         batch: &ParkBatch<'_>,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
+    /// Parks while the endpoint is resuming, counted on its health item in
+    /// the same write; `None`: it is no longer resuming, nothing parked.
+    fn park_counted(
+        &self,
+        batch: &ParkBatch<'_>,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }
 
 pub trait QueuePort: Sync {
@@ -207,6 +213,10 @@ impl HealthPort for AwsPorts {
 impl ParkPort for AwsPorts {
     async fn park(&self, batch: &ParkBatch<'_>) -> Result<String, StoreError> {
         self.parked.park(batch).await
+    }
+    async fn park_counted(&self, batch: &ParkBatch<'_>) -> Result<Option<String>, StoreError> {
+        let count = self.health.count_park(batch.endpoint_id)?;
+        self.parked.park_counted(batch, count).await
     }
 }
 
@@ -359,7 +369,21 @@ pub mod memory {
                 .unwrap_or_default()
         }
         pub fn set_state(&self, endpoint: &str, state: EndpointState) {
-            lock(&self.health).insert(endpoint.into(), Versioned { state, version: 7 });
+            lock(&self.health).insert(
+                endpoint.into(),
+                Versioned {
+                    state,
+                    version: 7,
+                    ..Default::default()
+                },
+            );
+        }
+        /// `endpoint enable` starts (or ends) the endpoint's resuming.
+        pub fn set_resuming(&self, endpoint: &str, resuming: bool) {
+            let mut map = lock(&self.health);
+            let v = map.entry(endpoint.into()).or_default();
+            v.resuming = resuming;
+            v.version += 1;
         }
         pub fn notice_kinds(&self) -> Vec<&'static str> {
             lock(&self.notices)
@@ -438,11 +462,13 @@ pub mod memory {
             if current != version {
                 return Ok(Saved::Conflict);
             }
+            let kept = map.get(endpoint_id).cloned().unwrap_or_default();
             map.insert(
                 endpoint_id.to_owned(),
                 Versioned {
                     state: state.clone(),
                     version: version + 1,
+                    ..kept
                 },
             );
             Ok(Saved::Written {
@@ -459,6 +485,16 @@ pub mod memory {
                 b.last_error.unwrap_or_default().to_owned(),
             ));
             Ok(b.message_id.to_owned())
+        }
+        async fn park_counted(&self, b: &ParkBatch<'_>) -> Result<Option<String>, StoreError> {
+            {
+                let mut map = lock(&self.health);
+                match map.get_mut(b.endpoint_id) {
+                    Some(v) if v.resuming => v.parked_seq += 1,
+                    _ => return Ok(None),
+                }
+            }
+            self.park(b).await.map(Some)
         }
     }
 

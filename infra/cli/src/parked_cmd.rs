@@ -11,6 +11,7 @@
 
 use anyhow::{Context, Result, bail};
 use platformsync_aws::health::{HealthState, HealthStore};
+use platformsync_aws::ledger::Ledger;
 use platformsync_aws::parked::{Parked, ParkedStore};
 use platformsync_domain::endpoint::{EndpointId, EndpointSettings};
 use serde::Serialize;
@@ -376,8 +377,70 @@ pub(crate) async fn disable(
     Ok(())
 }
 
-/// `endpoint enable`: enabled again, its incident resumed (an expired
-/// window starts afresh), and its parked batches replayed in order.
+/// How long `endpoint enable` waits for the last replayed batch to be
+/// handled by push before it leaves the endpoint resuming (run it again to
+/// finish: nothing is lost, new batches keep parking behind the backlog).
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Most passes of the replay loop (each: replay what is parked, or wait for
+/// the replayed batches to be handled, or flip).
+const MAX_PASSES: usize = 200;
+
+/// One pass of the replay loop, decided from what it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Batches are parked: queue them (behind what was replayed before).
+    Replay,
+    /// Nothing parked, but the last replayed batch is not handled yet: a new
+    /// batch queued ahead of it may still arrive and be parked behind.
+    Drain,
+    /// Nothing parked, everything replayed handled: enabled, unless push
+    /// parked a batch since (the conditional write fails, the loop goes on).
+    Flip,
+}
+
+fn step(parked: usize, awaiting_replayed: bool) -> Step {
+    match (parked, awaiting_replayed) {
+        (1.., _) => Step::Replay,
+        (0, true) => Step::Drain,
+        (0, false) => Step::Flip,
+    }
+}
+
+/// Whether push has handled the replayed batch `message_id` (delivered,
+/// refused, or parked again), waiting up to [`DRAIN_WAIT`].
+async fn handled(
+    ledger: &Ledger,
+    store: &ParkedStore,
+    endpoint: &str,
+    message_id: &str,
+) -> Result<bool> {
+    let until = std::time::Instant::now() + DRAIN_WAIT;
+    loop {
+        let lookup = ledger.lookup(endpoint, message_id).await?;
+        if lookup.delivered || lookup.refused {
+            return Ok(true);
+        }
+        if store
+            .list(endpoint)
+            .await?
+            .iter()
+            .any(|p| p.message_id == message_id)
+        {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= until {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+/// `endpoint enable`: the endpoint resumes (its incident resumed: an expired
+/// window starts afresh) and its parked batches are replayed in order,
+/// while push parks new batches behind them; when none are left and the
+/// replayed ones are handled, the endpoint is enabled with a write that
+/// fails if push parked another batch meanwhile (then the loop goes on).
 pub(crate) async fn enable(
     target: &Target,
     endpoint: &str,
@@ -405,11 +468,18 @@ pub(crate) async fn enable(
         )?;
         return Ok(());
     }
+    let health = health_store(&ops);
+    let ledger = Ledger::new(ops.dynamodb.clone(), ops.names.ledger_table.clone());
+    // Resuming before enabled: a push that sees the endpoint enabled sees
+    // it resuming too, and parks new batches behind the backlog.
+    let was_expired = health
+        .start_resuming(endpoint, settings.customer_id.as_str())
+        .await?;
     if !settings.enabled {
         settings.enabled = true;
         ops.config.put_endpoint(&settings).await?;
-        // A push instance that still has "disabled" cached would park the
-        // replayed batches again: let the cache run out first.
+        // A push instance that still has "disabled" cached parks (in order)
+        // what arrives; the loop below replays that too.
         if settle > 0 {
             if !json {
                 writeln!(
@@ -420,48 +490,75 @@ pub(crate) async fn enable(
             tokio::time::sleep(std::time::Duration::from_secs(settle)).await;
         }
     }
-    let was_expired = health_store(&ops)
-        .resume(endpoint, settings.customer_id.as_str())
-        .await?;
     let queue_url = queue_url(&ops).await?;
     let mut queued = Vec::new();
-    // Batches parked while the enable settled are replayed too (a second
-    // pass finds them, still after the older ones).
-    for _ in 0..3 {
-        let parked = store.list(endpoint).await?;
-        if parked.is_empty() {
+    let mut awaiting: Option<String> = None;
+    let mut resumed = false;
+    for _ in 0..MAX_PASSES {
+        // Read before listing: a batch parked after this fails the flip.
+        let seen = health.load(endpoint).await?;
+        if !seen.resuming {
+            resumed = true;
             break;
         }
-        for (done, p) in parked.iter().enumerate() {
-            store
-                .replay_one(p, &ops.sqs, &queue_url)
-                .await
-                .with_context(|| {
-                    format!(
-                        "enabled, but the replay stopped after {done} of {} batches: \
-                         run `platformsync expired replay --endpoint {endpoint}`",
-                        parked.len()
-                    )
-                })?;
-            queued.push(p.message_id.clone());
+        let parked = store.list(endpoint).await?;
+        match step(parked.len(), awaiting.is_some()) {
+            Step::Replay => {
+                for (done, p) in parked.iter().enumerate() {
+                    store
+                        .replay_one(p, &ops.sqs, &queue_url)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "the replay stopped after {done} of {} batches (the endpoint \
+                                 stays resuming: new batches wait behind): run \
+                                 `platformsync endpoint enable --endpoint {endpoint}` again",
+                                parked.len()
+                            )
+                        })?;
+                    if !json {
+                        writeln!(io.err, "queued {}", p.message_id)?;
+                    }
+                    queued.push(p.message_id.clone());
+                }
+                awaiting = parked.last().map(|p| p.message_id.clone());
+            }
+            Step::Drain => {
+                let id = awaiting.take().unwrap_or_default();
+                if !handled(&ledger, &store, endpoint, &id).await? {
+                    break;
+                }
+            }
+            Step::Flip => {
+                if health.finish_resuming(endpoint, seen.parked_seq).await? {
+                    resumed = true;
+                    break;
+                }
+            }
         }
     }
     if json {
         return table::json(
             io.out,
             &serde_json::json!({"EndpointId": endpoint, "Enabled": true,
-                "WasExpired": was_expired, "Replayed": queued}),
+                "WasExpired": was_expired, "Replayed": queued, "Resuming": !resumed}),
         );
     }
     writeln!(
         io.out,
-        "endpoint {endpoint} enabled{}; replayed {} parked batch(es) in order",
+        "endpoint {endpoint} enabled{}; replayed {} parked batch(es) in order{}",
         if was_expired {
             " (its expired incident resumed)"
         } else {
             ""
         },
-        queued.len()
+        queued.len(),
+        if resumed {
+            ""
+        } else {
+            "; still resuming (the replayed batches are not all delivered yet: new \
+             batches wait behind them): run the command again to finish"
+        }
     )?;
     Ok(())
 }
@@ -512,4 +609,21 @@ pub(crate) async fn rotate_key(
         }
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The replay loop's every situation: parked batches are replayed first
+    /// (whether or not earlier replays are handled), an empty store with a
+    /// replay outstanding waits for it, and only an empty, drained store
+    /// tries the flip.
+    #[test]
+    fn the_replay_loop_replays_then_drains_then_flips() {
+        assert_eq!(step(3, false), Step::Replay);
+        assert_eq!(step(1, true), Step::Replay);
+        assert_eq!(step(0, true), Step::Drain);
+        assert_eq!(step(0, false), Step::Flip);
+    }
 }

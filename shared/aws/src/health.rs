@@ -11,6 +11,17 @@
 //! | `IncidentId`, `FailingSince` | the current incident, when there is one |
 //! | `FailingNotified`, `ExpiredNotified` | which notices of the incident went out |
 //! | `LastError`, `LastFailureAt`, `LastDeliveredAt` | latest failure (redacted, never a token) and delivery |
+//! | `Resuming` | `endpoint enable` is replaying the parked backlog: new batches park behind it |
+//! | `ParkedSeq` | bumped by every batch parked while resuming, in the same transaction as the parked item |
+//!
+//! **Resuming.** Enabling an endpoint with a parked backlog sets `Resuming`
+//! ([`HealthStore::start_resuming`]). While it is set, push parks every new
+//! batch behind the backlog ([`HealthStore::count_park`], conditional on
+//! `Resuming`, so a park never lands after the flip) and delivers the
+//! replayed ones. The replay loop clears it ([`HealthStore::finish_resuming`])
+//! only if `ParkedSeq` is still what it read before it found the backlog
+//! empty: a batch parked meanwhile makes the flip fail and the loop go on.
+//! Push's own writes ([`HealthStore::save`]) never touch the two attributes.
 //!
 //! **One writer at a time.** The push function changes the state once per
 //! attempt, and batches of one endpoint are attempted one at a time (the
@@ -28,7 +39,7 @@ use platformsync_delivery::incident::{EndpointState, Phase, rfc3339};
 use time::OffsetDateTime;
 
 use crate::StoreError;
-use crate::dynamo::{is_conditional_failure, s, text};
+use crate::dynamo::{is_conditional_failure, n, s, text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HealthState {
@@ -48,6 +59,8 @@ pub struct EndpointHealth {
     pub expired_notified: bool,
     pub last_error: Option<String>,
     pub last_delivered_at: Option<String>,
+    /// `endpoint enable` is replaying its parked backlog.
+    pub resuming: bool,
 }
 
 /// A state and the version it was read at.
@@ -56,6 +69,10 @@ pub struct Versioned {
     pub state: EndpointState,
     /// 0: no item yet.
     pub version: u64,
+    /// `endpoint enable` is replaying the parked backlog.
+    pub resuming: bool,
+    /// Batches parked while resuming (see the module's documentation).
+    pub parked_seq: u64,
 }
 
 /// Whether a conditional write went through.
@@ -120,10 +137,13 @@ impl HealthStore {
         let Some(item) = self.item(endpoint_id).await? else {
             return Ok(Versioned::default());
         };
-        let version = match item.get("Version") {
+        let number = |name: &str| match item.get(name) {
             Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
             _ => 0,
         };
+        let version = number("Version");
+        let parked_seq = number("ParkedSeq");
+        let resuming = matches!(item.get("Resuming"), Some(AttributeValue::Bool(true)));
         let state = match text(&item, "Incident") {
             Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Malformed {
                 resource: self.table.clone(),
@@ -133,10 +153,16 @@ impl HealthStore {
             // An item of the previous shape: start afresh.
             None => EndpointState::default(),
         };
-        Ok(Versioned { state, version })
+        Ok(Versioned {
+            state,
+            version,
+            resuming,
+            parked_seq,
+        })
     }
 
-    /// Writes `state` if the item is still at `version`.
+    /// Writes `state` if the item is still at `version`. An update, not a
+    /// put: `Resuming` and `ParkedSeq` belong to the enable's replay loop.
     pub async fn save(
         &self,
         endpoint_id: &str,
@@ -144,57 +170,184 @@ impl HealthStore {
         state: &EndpointState,
         version: u64,
     ) -> Result<Saved, StoreError> {
+        self.save_with(endpoint_id, customer_id, state, version, None)
+            .await
+    }
+
+    async fn save_with(
+        &self,
+        endpoint_id: &str,
+        customer_id: &str,
+        state: &EndpointState,
+        version: u64,
+        resuming: Option<bool>,
+    ) -> Result<Saved, StoreError> {
         let json = serde_json::to_string(state).map_err(|e| StoreError::Malformed {
             resource: self.table.clone(),
             key: format!("ENDPOINT#{endpoint_id}/HEALTH"),
             message: e.to_string(),
         })?;
         let next = version + 1;
-        let mut item = Self::key(endpoint_id);
-        item.insert("Incident".into(), s(json));
-        item.insert("Version".into(), AttributeValue::N(next.to_string()));
-        item.insert("State".into(), s(state_name(state)));
-        item.insert("CustomerId".into(), s(customer_id));
-        if let Some(incident) = &state.incident {
-            item.insert("IncidentId".into(), s(incident.id()));
-            item.insert(
-                "FailingNotified".into(),
-                AttributeValue::Bool(incident.failing_notified),
-            );
-            item.insert(
-                "ExpiredNotified".into(),
-                AttributeValue::Bool(incident.expired_notified),
-            );
-        }
-        let times = [
+        let mut set: Vec<(&str, Option<AttributeValue>)> = vec![
+            ("Incident", Some(s(json))),
+            ("Version", Some(AttributeValue::N(next.to_string()))),
+            ("State", Some(s(state_name(state)))),
+            ("CustomerId", Some(s(customer_id))),
+        ];
+        let incident = state.incident.as_ref();
+        set.push(("IncidentId", incident.map(|i| s(i.id()))));
+        set.push((
+            "FailingNotified",
+            incident.map(|i| AttributeValue::Bool(i.failing_notified)),
+        ));
+        set.push((
+            "ExpiredNotified",
+            incident.map(|i| AttributeValue::Bool(i.expired_notified)),
+        ));
+        for (name, at) in [
             ("FailingSince", state.failing_since),
             ("LastFailureAt", state.last_failure_at),
             ("LastDeliveredAt", state.last_delivered_at),
-        ];
-        for (name, at) in times {
-            if let Some(at) = at {
-                item.insert(name.into(), s(rfc3339(at)));
+        ] {
+            set.push((name, at.map(|at| s(rfc3339(at)))));
+        }
+        set.push((
+            "LastError",
+            state.last_error.as_deref().filter(|e| !e.is_empty()).map(s),
+        ));
+        if let Some(resuming) = resuming {
+            set.push(("Resuming", Some(AttributeValue::Bool(resuming))));
+        }
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let (mut sets, mut removes) = (Vec::new(), Vec::new());
+        for (i, (name, value)) in set.into_iter().enumerate() {
+            names.insert(format!("#a{i}"), name.to_owned());
+            match value {
+                Some(v) => {
+                    values.insert(format!(":a{i}"), v);
+                    sets.push(format!("#a{i} = :a{i}"));
+                }
+                None => removes.push(format!("#a{i}")),
             }
         }
-        if let Some(error) = state.last_error.as_deref().filter(|e| !e.is_empty()) {
-            item.insert("LastError".into(), s(error));
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
+        names.insert("#v".into(), "Version".into());
+        let condition = if version == 0 {
+            "attribute_not_exists(#v)"
+        } else {
+            values.insert(":v".into(), AttributeValue::N(version.to_string()));
+            "#v = :v"
+        };
         let request = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item));
-        let request = if version == 0 {
-            request.condition_expression("attribute_not_exists(Version)")
-        } else {
-            request
-                .condition_expression("Version = :v")
-                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
-        };
+            .set_key(Some(Self::key(endpoint_id)))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values));
         match request.send().await {
             Ok(_) => Ok(Saved::Written { version: next }),
             Err(e) if is_conditional_failure(&e) => Ok(Saved::Conflict),
-            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
+            Err(e) => Err(StoreError::sdk("UpdateItem", &self.table, e)),
+        }
+    }
+
+    /// `endpoint enable`, before it replays the parked backlog: the endpoint
+    /// is resuming (push parks new batches behind the backlog) and its
+    /// incident resumed (an expired window starts afresh; the next 200 sends
+    /// "recovered"), in one write. Returns whether it was expired.
+    pub async fn start_resuming(
+        &self,
+        endpoint_id: &str,
+        customer_id: &str,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..5 {
+            let Versioned {
+                mut state, version, ..
+            } = self.load(endpoint_id).await?;
+            let was_expired = state.is_expired();
+            state.resume();
+            match self
+                .save_with(endpoint_id, customer_id, &state, version, Some(true))
+                .await?
+            {
+                Saved::Written { .. } => return Ok(was_expired),
+                Saved::Conflict => continue,
+            }
+        }
+        Err(self.kept_changing())
+    }
+
+    /// The replay loop found the backlog empty and drained: the endpoint is
+    /// enabled again, unless a batch was parked since it read `seen_seq`
+    /// (then `false`: replay again). Also `true` when it was not resuming.
+    pub async fn finish_resuming(
+        &self,
+        endpoint_id: &str,
+        seen_seq: u64,
+    ) -> Result<bool, StoreError> {
+        let condition = if seen_seq == 0 {
+            "Resuming = :t AND attribute_not_exists(ParkedSeq)"
+        } else {
+            "Resuming = :t AND ParkedSeq = :s"
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(endpoint_id)))
+            .update_expression("SET Resuming = :f")
+            .condition_expression(condition)
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":f", AttributeValue::Bool(false));
+        if seen_seq != 0 {
+            request = request.expression_attribute_values(":s", n(seen_seq));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => {
+                // Not resuming at all (someone else finished): done too.
+                Ok(!self.load(endpoint_id).await?.resuming)
+            }
+            Err(e) => Err(StoreError::sdk("UpdateItem", &self.table, e)),
+        }
+    }
+
+    /// The health item's half of parking a batch while the endpoint is
+    /// resuming: `ParkedSeq` bumped, on condition that it still is. Written
+    /// in one transaction with the parked item
+    /// ([`crate::parked::ParkedStore::park_counted`]).
+    pub fn count_park(
+        &self,
+        endpoint_id: &str,
+    ) -> Result<aws_sdk_dynamodb::types::Update, StoreError> {
+        aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(endpoint_id)))
+            .update_expression("ADD ParkedSeq :one")
+            .condition_expression("Resuming = :t")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .build()
+            .map_err(|e| StoreError::Malformed {
+                resource: self.table.clone(),
+                key: format!("ENDPOINT#{endpoint_id}/HEALTH"),
+                message: e.to_string(),
+            })
+    }
+
+    fn kept_changing(&self) -> StoreError {
+        StoreError::Service {
+            operation: "UpdateItem",
+            resource: self.table.clone(),
+            message: "the endpoint's health kept changing; try again".into(),
+            retryable: true,
         }
     }
 
@@ -203,7 +356,9 @@ impl HealthStore {
     /// Returns whether it was expired.
     pub async fn resume(&self, endpoint_id: &str, customer_id: &str) -> Result<bool, StoreError> {
         for _ in 0..5 {
-            let Versioned { mut state, version } = self.load(endpoint_id).await?;
+            let Versioned {
+                mut state, version, ..
+            } = self.load(endpoint_id).await?;
             let was_expired = state.is_expired();
             state.resume();
             match self.save(endpoint_id, customer_id, &state, version).await? {
@@ -211,18 +366,15 @@ impl HealthStore {
                 Saved::Conflict => continue,
             }
         }
-        Err(StoreError::Service {
-            operation: "PutItem",
-            resource: self.table.clone(),
-            message: "the endpoint's health kept changing; try again".into(),
-            retryable: true,
-        })
+        Err(self.kept_changing())
     }
 
     /// The endpoint's health as people read it; an endpoint never seen is
     /// healthy.
     pub async fn get(&self, endpoint_id: &str) -> Result<EndpointHealth, StoreError> {
-        let Versioned { state, .. } = self.load(endpoint_id).await?;
+        let Versioned {
+            state, resuming, ..
+        } = self.load(endpoint_id).await?;
         let fmt = |t: Option<OffsetDateTime>| t.map(rfc3339);
         Ok(EndpointHealth {
             state: match state.phase() {
@@ -236,6 +388,7 @@ impl HealthStore {
             expired_notified: state.incident.as_ref().is_some_and(|i| i.expired_notified),
             last_error: state.last_error.clone(),
             last_delivered_at: fmt(state.last_delivered_at),
+            resuming,
         })
     }
 }

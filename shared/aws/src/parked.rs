@@ -41,6 +41,10 @@ use crate::dynamo::{n, s, text};
 /// Sort key prefix of parked batches in the ledger table.
 pub const PARKED_PREFIX: &str = "PARKED#";
 
+/// The SQS message attribute (`"true"`) on a batch replayed from the parked
+/// store: push delivers it while the endpoint is resuming.
+pub const REPLAYED_ATTRIBUTE: &str = "Replayed";
+
 /// The attributes a listing reads (everything but the body).
 const LISTED: [&str; 14] = [
     "EndpointId",
@@ -162,6 +166,73 @@ impl ParkedStore {
 
     /// Parks a batch; returns its id (sort key).
     pub async fn park(&self, batch: &ParkBatch<'_>) -> Result<String, StoreError> {
+        let (id, header) = self.write_parts(batch).await?;
+        self.put(header).await?;
+        Ok(id)
+    }
+
+    /// Parks a batch while its endpoint is resuming: the header and the
+    /// health item's `count` (its `ParkedSeq` bumped, on condition that the
+    /// endpoint is still resuming) in one transaction, so the replay loop
+    /// either sees the batch or fails its flip. `None`: the endpoint is no
+    /// longer resuming, nothing was parked.
+    pub async fn park_counted(
+        &self,
+        batch: &ParkBatch<'_>,
+        count: aws_sdk_dynamodb::types::Update,
+    ) -> Result<Option<String>, StoreError> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+        let (id, header) = self.write_parts(batch).await?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(header))
+            .build()
+            .map_err(|e| crate::dynamo::malformed(&self.table, &id, e))?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Some(id)),
+            Err(e) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let cancelled_by_condition = matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(t))
+                        if t.cancellation_reasons()
+                            .iter()
+                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                );
+                if !cancelled_by_condition {
+                    return Err(StoreError::sdk("TransactWriteItems", &self.table, e));
+                }
+                // The parts alone are never listed; removed so nothing lingers.
+                let parts = batch.body.len().div_ceil(PART_BYTES);
+                for part in 0..parts {
+                    let _ = self
+                        .client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(Self::key(
+                            batch.endpoint_id,
+                            part_key(&id, part as u32),
+                        )))
+                        .send()
+                        .await;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes the body's parts; returns the batch's id and its header item.
+    async fn write_parts(
+        &self,
+        batch: &ParkBatch<'_>,
+    ) -> Result<(String, HashMap<String, AttributeValue>), StoreError> {
         let id = format!(
             "{PARKED_PREFIX}{:020}#{}",
             stamp(batch.parked_at),
@@ -206,8 +277,7 @@ impl ParkedStore {
         if let Some(parent) = batch.parent_message_id {
             item.insert("ParentMessageId".into(), s(parent));
         }
-        self.put(item).await?;
-        Ok(id)
+        Ok((id, item))
     }
 
     /// The endpoint's parked batches, in the order they were parked.
@@ -364,6 +434,16 @@ impl ParkedStore {
             .message_body(body)
             .message_group_id(&parked.endpoint_id)
             .message_deduplication_id(dedup)
+            // Marked: while the endpoint is resuming, push delivers replayed
+            // batches and parks new ones behind the backlog.
+            .message_attributes(
+                REPLAYED_ATTRIBUTE,
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("true")
+                    .build()
+                    .map_err(|e| crate::dynamo::malformed(queue_url, &parked.id, e))?,
+            )
             .send()
             .await
             .map_err(|e| StoreError::sdk("SendMessage", queue_url, e))?;
