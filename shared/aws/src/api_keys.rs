@@ -257,12 +257,7 @@ impl ApiKeyStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if crate::dynamo::is_conditional_failure(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk("UpdateItem", &self.table, e)),
         }
     }

@@ -276,18 +276,13 @@ impl ConfigStore {
             .await;
         match sent {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(EndpointWriteError::Taken {
-                    endpoint_id: id.to_owned(),
-                    owner: self
-                        .endpoint_owner(id)
-                        .await?
-                        .unwrap_or_else(|| "(unknown)".into()),
-                })
-            }
+            Err(e) if crate::dynamo::is_conditional_failure(&e) => Err(EndpointWriteError::Taken {
+                endpoint_id: id.to_owned(),
+                owner: self
+                    .endpoint_owner(id)
+                    .await?
+                    .unwrap_or_else(|| "(unknown)".into()),
+            }),
             Err(e) => Err(StoreError::sdk("PutItem", &self.table, e).into()),
         }
     }
@@ -500,12 +495,7 @@ impl ConfigStore {
         };
         match req.send().await {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if crate::dynamo::is_conditional_failure(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
         }
     }

@@ -1,9 +1,10 @@
 //! DynamoDB plumbing every store shares: reading all pages of items into our
-//! types, and `BatchGetItem` with DynamoDB's "unprocessed keys" retried.
+//! types, the conditional-failure check, and `BatchGetItem` /
+//! `BatchWriteItem` with what DynamoDB leaves unprocessed retried.
 
 use crate::StoreError;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,7 +29,9 @@ pub(crate) fn text(item: &Item, name: &str) -> Option<String> {
     }
 }
 
-/// Whether a conditional write was refused because its condition did not hold.
+/// Whether a conditional write was refused because its condition did not
+/// hold. The one check every store uses: it reads the error's code, so it
+/// serves every operation's error type alike (`PutItem`, `UpdateItem`, ...).
 pub(crate) fn is_conditional_failure<E, R>(
     e: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
 ) -> bool
@@ -61,9 +64,9 @@ pub(crate) fn decode_all<T: DeserializeOwned>(
         .collect()
 }
 
-/// Rounds of `BatchGetItem` for keys DynamoDB leaves unprocessed (it does
-/// under throttling) before giving up as retryable.
-const BATCH_GET_ROUNDS: u32 = 8;
+/// Rounds of a batch call for keys or items DynamoDB leaves unprocessed (it
+/// does under throttling) before giving up as retryable.
+const BATCH_ROUNDS: u32 = 8;
 
 /// Every item `keys` finds in `table` (at most 100 keys, as one request
 /// allows), retrying unprocessed keys with backoff.
@@ -92,7 +95,7 @@ pub(crate) async fn batch_get(
             .and_then(|mut u| u.remove(table))
             .filter(|k| !k.keys().is_empty());
         if pending.is_some() {
-            if rounds >= BATCH_GET_ROUNDS {
+            if rounds >= BATCH_ROUNDS {
                 return Err(StoreError::Service {
                     operation: "BatchGetItem",
                     resource: table.to_owned(),
@@ -105,4 +108,41 @@ pub(crate) async fn batch_get(
         }
     }
     Ok(found)
+}
+
+/// Writes every request to `table` (at most 25, as one request allows),
+/// retrying unprocessed items with backoff.
+pub(crate) async fn batch_write(
+    client: &Client,
+    table: &str,
+    mut requests: Vec<WriteRequest>,
+) -> Result<(), StoreError> {
+    let mut delay = Duration::from_millis(50);
+    let mut rounds = 0;
+    while !requests.is_empty() {
+        rounds += 1;
+        let out = client
+            .batch_write_item()
+            .request_items(table, requests)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("BatchWriteItem", table, e))?;
+        requests = out
+            .unprocessed_items
+            .and_then(|mut u| u.remove(table))
+            .unwrap_or_default();
+        if !requests.is_empty() {
+            if rounds >= BATCH_ROUNDS {
+                return Err(StoreError::Service {
+                    operation: "BatchWriteItem",
+                    resource: table.to_owned(),
+                    message: format!("{} items still unprocessed after retries", requests.len()),
+                    retryable: true,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+    Ok(())
 }

@@ -301,10 +301,7 @@ impl PlanStore {
             .await;
         match result {
             Ok(_) => Ok(Created::Written),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if crate::dynamo::is_conditional_failure(&e) => {
                 match self.lookup(&plan.key, now_unix).await? {
                     Some(found) => Ok(Created::Existing(Box::new(found))),
                     None => Err(self.malformed(&plan_pk(&plan.key), "exists but unreadable")),
@@ -335,12 +332,7 @@ impl PlanStore {
             Ok(_) => Ok(()),
             // A plan starts there: a replay from `at` finds that plan, which
             // is where the walk goes next anyway.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if crate::dynamo::is_conditional_failure(&e) => Ok(()),
             Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
         }
     }
@@ -406,37 +398,9 @@ impl PlanStore {
                     .map_err(|e| self.malformed(&p.id, e))?;
                 requests.push(WriteRequest::builder().put_request(put).build());
             }
-            self.write_all(requests).await?;
+            crate::dynamo::batch_write(&self.client, &self.table, requests).await?;
         }
         Ok(())
-    }
-
-    async fn write_all(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
-        let mut delay = Duration::from_millis(50);
-        for _ in 0..8 {
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-                .await
-                .map_err(|e| StoreError::sdk("BatchWriteItem", &self.table, e))?;
-            requests = out
-                .unprocessed_items
-                .and_then(|mut u| u.remove(&self.table))
-                .unwrap_or_default();
-            if requests.is_empty() {
-                return Ok(());
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
-        Err(StoreError::Service {
-            operation: "BatchWriteItem",
-            resource: self.table.clone(),
-            message: "items still unprocessed after retries".into(),
-            retryable: true,
-        })
     }
 
     /// Every parked record (ops and tests: a scan).

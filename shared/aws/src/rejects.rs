@@ -6,7 +6,6 @@ use crate::StoreError;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use platformsync_domain::record::RejectRecord;
-use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct RejectStore {
@@ -26,7 +25,7 @@ impl RejectStore {
     /// leaves unprocessed with backoff.
     pub async fn put_all(&self, records: &[RejectRecord]) -> Result<(), StoreError> {
         for chunk in records.chunks(25) {
-            let mut requests = chunk
+            let requests = chunk
                 .iter()
                 .map(|r| {
                     let item = serde_dynamo::to_item(r).map_err(|e| StoreError::Malformed {
@@ -45,37 +44,7 @@ impl RejectStore {
                         .build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            let mut delay = Duration::from_millis(50);
-            for attempt in 0.. {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::sdk("BatchWriteItem", &self.table, e))?;
-                requests = out
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                if attempt == 8 {
-                    return Err(StoreError::Service {
-                        operation: "BatchWriteItem",
-                        resource: self.table.clone(),
-                        message: format!(
-                            "{} items still unprocessed after retries",
-                            requests.len()
-                        ),
-                        retryable: true,
-                    });
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
+            crate::dynamo::batch_write(&self.client, &self.table, requests).await?;
         }
         Ok(())
     }
