@@ -359,3 +359,107 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
         "{text}"
     );
 }
+
+/// A batch the endpoint keeps refusing is split: every POST, the whole
+/// batch's and each part's, is in `attempts`, in order; the parts under
+/// their own MessageIds with the batch they are part of, and
+/// `--batch <batch>` lists them with the batch's own attempts.
+#[tokio::test]
+async fn attempts_shows_each_part_of_a_split_batch() {
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    setup(&stack, &receiver, "acme-split").await;
+    receiver.refuse_containing("clerk-refused", Reply::status(422));
+    let items = (0..4)
+        .map(|i| {
+            let user = if i == 2 { "clerk-refused" } else { "clerk" };
+            let payload = format!(
+                r#"{{"PickupGroupId":{i},"SerialNumber":"UT1","RetrievedOn":"2026-01-10T09:00:00Z","TransactionDateTime":"2026-01-10T08:00:0{i}","UserName":"{user}","TransactionType":"CashIn","Amount":10.0,"Denominations":[{{"UnitValue":10.0000,"Count":1,"Currency":"USD"}}]}}"#
+            );
+            BatchEntry {
+                key: format!("UT1|2026-01-10T08:00:0{i}.0000000#sha:{i:032x}"),
+                payload: RawValue::from_string(payload).unwrap(),
+            }
+        })
+        .collect();
+    let batch = BatchMessage {
+        version: BATCH_MESSAGE_VERSION,
+        message_id: uuid::Uuid::new_v4(),
+        endpoint_id: EndpointId::parse("acme-split").unwrap(),
+        customer_id: CustomerId::parse("acme").unwrap(),
+        kind: MessageKind::Transactions,
+        created_at: "2026-01-10T09:00:00Z".into(),
+        items,
+        plan_ref: None,
+    };
+    let parent = batch.message_id.to_string();
+    stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(stack.reference("DeliveryQueue"))
+        .message_group_id("acme-split")
+        .message_deduplication_id(&parent)
+        .message_body(serde_json::to_string(&batch).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let push = stack.push(&receiver, |_| {});
+    let ledger = Ledger::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.reference("DeliveryLedgerTable"),
+    );
+    let until = Instant::now() + Duration::from_secs(60);
+    while !ledger
+        .lookup("acme-split", &parent)
+        .await
+        .unwrap()
+        .delivered
+    {
+        assert!(Instant::now() < until, "the split did not finish");
+        let messages = stack.receive_deliveries(1).await;
+        if !messages.is_empty() {
+            stack.run_push(&push, &messages).await;
+        }
+    }
+    let requests = receiver.requests();
+    assert!(requests.len() > 3, "three refusals, then the parts");
+    let attempts = json_cli(
+        &stack,
+        &["attempts", "--endpoint", "acme-split", "--batch", &parent],
+    )
+    .await;
+    let list = attempts.as_array().unwrap();
+    let listed: Vec<&str> = list
+        .iter()
+        .map(|a| a["MessageId"].as_str().unwrap())
+        .collect();
+    let posted: Vec<String> = requests.iter().map(|r| r.message_id()).collect();
+    assert_eq!(listed, posted, "every POST on record, in order: {attempts}");
+    let mut parts = 0;
+    for (a, r) in list.iter().zip(&requests) {
+        let outcome = if r.replied == Some(200) {
+            "delivered"
+        } else {
+            "refused"
+        };
+        assert_eq!(a["Outcome"], outcome, "{a}");
+        let transactions = r.json()["Transactions"].as_array().unwrap().len();
+        assert_eq!(a["Transactions"], transactions, "{a}");
+        if a["MessageId"] == parent.as_str() {
+            assert!(a.get("ParentMessageId").is_none(), "{a}");
+        } else {
+            parts += 1;
+            assert_eq!(a["ParentMessageId"], parent.as_str(), "{a}");
+        }
+    }
+    assert!(parts >= 3, "the parts' attempts are listed: {attempts}");
+    let delivered: usize = list
+        .iter()
+        .filter(|a| a["Outcome"] == "delivered")
+        .map(|a| a["Transactions"].as_u64().unwrap() as usize)
+        .sum();
+    assert_eq!(delivered, 3, "all but the refused transaction delivered");
+    let text = cli(&stack, &["attempts", "--endpoint", "acme-split"]).await;
+    assert!(text.contains("PART OF") && text.contains(&parent), "{text}");
+}

@@ -450,7 +450,7 @@ impl<P: Ports> Flow<P> {
         }
         // A real POST (not a resumed split): on record for `platformsync attempts`.
         if settings.is_some() && !splitting {
-            self.record_attempt(&b, attempt, started_at, timer.elapsed(), &result)
+            self.record_attempt(&b, None, attempt, started_at, timer.elapsed(), &result)
                 .await;
         }
         let seed = seed_for(&b.message_id, h.state.consecutive_failures);
@@ -771,6 +771,7 @@ impl<P: Ports> Flow<P> {
     async fn record_attempt(
         &self,
         b: &Batch<'_>,
+        part: Option<(&str, usize)>,
         attempt: u32,
         at: OffsetDateTime,
         latency: Duration,
@@ -781,15 +782,21 @@ impl<P: Ports> Flow<P> {
             AttemptResult::Failed { error, .. } => ("failed", Some(error.clone())),
             AttemptResult::Refused { error } => ("refused", Some(error.clone())),
         };
+        // A split part: under its own MessageId, naming the batch it is of.
+        let (message_id, transactions, parent) = match part {
+            Some((id, len)) => (id.to_owned(), len, Some(b.message_id.clone())),
+            None => (b.message_id.clone(), b.keys.len(), None),
+        };
         let record = AttemptRecord {
             endpoint_id: b.endpoint().to_owned(),
-            message_id: b.message_id.clone(),
+            message_id,
             attempt: attempt.max(1),
             at: rfc3339(at),
             outcome: outcome.to_owned(),
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             error,
-            transactions: u32::try_from(b.keys.len()).unwrap_or(u32::MAX),
+            transactions: u32::try_from(transactions).unwrap_or(u32::MAX),
+            parent_message_id: parent,
         };
         if let Err(e) = self.ports.record_attempt(&record, at).await {
             warn!(error = %e, "the attempt record was not written");
@@ -884,10 +891,24 @@ impl<P: Ports> Flow<P> {
                     kind: b.meta.kind,
                     payloads: &b.payloads[start..end],
                 };
-                match self.ports.post(settings, &outgoing, deadline).await {
+                let (at, timer) = (now(), Instant::now());
+                let answer = match self.ports.post(settings, &outgoing, deadline).await {
                     Posted::Answer(answer) => answer,
                     Posted::Ours(e) => return SplitEnd::Ours(e),
-                }
+                };
+                // Each part's POST is an attempt support sees, numbered
+                // with the batch's attempt it belongs to.
+                let attempt = h.state.attempts_of(&b.message_id);
+                self.record_attempt(
+                    b,
+                    Some((&part, end - start)),
+                    attempt,
+                    at,
+                    timer.elapsed(),
+                    &answer,
+                )
+                .await;
+                answer
             };
             match answer {
                 AttemptResult::Delivered => {
@@ -1280,6 +1301,35 @@ mod tests {
         // [5,6) refused (parked), [6,8) ok.
         let sizes: Vec<usize> = posts.iter().map(|p| p.1).collect();
         assert_eq!(sizes, [8, 8, 8, 4, 4, 2, 1, 1, 2]);
+        // Every POST is on record: the whole batch's three, then each part's
+        // under its own MessageId, naming the batch it is of.
+        let log = f.ports.attempt_log.lock().unwrap().clone();
+        assert_eq!(log.len(), posts.len(), "{log:?}");
+        let parent = uuid::Uuid::from_u128(1).to_string();
+        for (record, post) in log.iter().zip(&posts) {
+            assert_eq!(record.message_id, post.0);
+            assert_eq!(record.transactions as usize, post.1);
+            let is_part = record.message_id != parent;
+            assert_eq!(record.parent_message_id.is_some(), is_part, "{record:?}");
+            if is_part {
+                assert_eq!(record.parent_message_id.as_deref(), Some(parent.as_str()));
+            }
+        }
+        let outcomes: Vec<&str> = log.iter().map(|r| r.outcome.as_str()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "refused",
+                "refused",
+                "refused",
+                "delivered",
+                "refused",
+                "refused",
+                "delivered",
+                "refused",
+                "delivered"
+            ]
+        );
         let parked = f.ports.parked();
         assert_eq!(parked.len(), 1);
         assert_eq!(parked[0].1, "refused");

@@ -1,7 +1,9 @@
 //! `attempts --endpoint E [--batch M]`: every POST push made to an endpoint
 //! (time, outcome, latency, the endpoint's redacted answer), kept 30 days
 //! ([`platformsync_aws::ledger::Ledger::attempts`]): what support reads to a
-//! customer on the phone.
+//! customer on the phone. The parts of a split batch are listed under their
+//! own MessageIds with the batch they are part of (`--batch <batch>` shows
+//! them with the batch's own attempts).
 
 use anyhow::Result;
 use platformsync_aws::ledger::Ledger;
@@ -42,6 +44,7 @@ pub(crate) async fn run(
                 a.outcome.clone(),
                 format!("{} ms", a.latency_ms),
                 a.transactions.to_string(),
+                a.parent_message_id.clone().unwrap_or_else(|| "-".into()),
                 a.error.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -49,7 +52,7 @@ pub(crate) async fn run(
     table::print(
         io.out,
         &[
-            "AT", "BATCH", "ATTEMPT", "OUTCOME", "LATENCY", "TX", "ERROR",
+            "AT", "BATCH", "ATTEMPT", "OUTCOME", "LATENCY", "TX", "PART OF", "ERROR",
         ],
         &rows,
     )

@@ -79,6 +79,10 @@ pub struct AttemptRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub transactions: u32,
+    /// For a part of a split batch: the batch it was split from (`attempts
+    /// --batch <parent>` lists the parts' attempts with the parent's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_message_id: Option<String>,
 }
 
 /// `Outcome` of a split part the endpoint refused (parked, not delivered).
@@ -404,6 +408,9 @@ impl Ledger {
         item.insert("Outcome".into(), s(&record.outcome));
         item.insert("LatencyMs".into(), n(record.latency_ms));
         item.insert("TransactionCount".into(), n(record.transactions));
+        if let Some(parent) = &record.parent_message_id {
+            item.insert("ParentMessageId".into(), s(parent));
+        }
         if let Some(error) = &record.error {
             // Bounded: an endpoint's error page is not kept whole.
             let error: String = error.chars().take(500).collect();
@@ -421,7 +428,7 @@ impl Ledger {
     }
 
     /// The endpoint's recorded attempts, oldest first; only those of
-    /// `message_id` when given.
+    /// `message_id` and of its split parts when given.
     pub async fn attempts(
         &self,
         endpoint_id: &str,
@@ -461,8 +468,12 @@ impl Ledger {
                 transactions: text(item, "TransactionCount")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_default(),
+                parent_message_id: text(item, "ParentMessageId"),
             })
-            .filter(|a| message_id.is_none_or(|m| a.message_id == m))
+            .filter(|a| {
+                message_id
+                    .is_none_or(|m| a.message_id == m || a.parent_message_id.as_deref() == Some(m))
+            })
             .collect())
     }
 
