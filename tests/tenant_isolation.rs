@@ -446,6 +446,16 @@ async fn endpoints_stored_before_claims_existed_get_claimed_and_old_sharing_is_r
             .await
             .unwrap();
     }
+    // The upgrade step, as staff run it: fails while an id is shared, and names it.
+    let shared = cli(&stack, &["endpoint", "claim-ids"]).await.unwrap_err();
+    assert!(
+        shared.contains("1 endpoint id(s) are used by two customers"),
+        "{shared}"
+    );
+    let listed = cli(&stack, &["--json", "endpoint", "claim-ids"])
+        .await
+        .unwrap_err();
+    assert!(listed.contains("used by two customers"), "{listed}");
     let conflicts = store.claim_existing_endpoints().await.unwrap();
     assert_eq!(
         conflicts,

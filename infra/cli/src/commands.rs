@@ -484,6 +484,7 @@ pub(crate) async fn endpoint(
             key,
             dry_run,
         } => crate::parked_cmd::rotate_key(target, &endpoint, &key, dry_run, json, io).await,
+        EndpointCommand::ClaimIds => claim_ids(target, json, io).await,
         EndpointCommand::List { customer } => {
             let customer = customer.as_deref().map(customer_id).transpose()?;
             let ops = Ops::connect(target).await;
@@ -545,6 +546,40 @@ pub(crate) async fn endpoint(
             let changed = ops.key_last_changed(&e.api_key_secret).await?;
             show(&e, changed.as_deref(), json, io)
         }
+    }
+}
+
+/// The one-time upgrade step for endpoints stored before ids were claimed.
+/// Shared ids are an error, not a listing: until they are renamed, only the
+/// holder may change the endpoint, and the other customer's pushes are at risk.
+async fn claim_ids(target: &Target, json: bool, io: &mut Io<'_>) -> Result<()> {
+    let ops = Ops::connect(target).await;
+    let shared = ops.config.claim_existing_endpoints().await?;
+    if json {
+        let rows: Vec<_> = shared
+            .iter()
+            .map(|(id, customer, holder)| {
+                json!({"EndpointId": id, "Customer": customer, "HeldBy": holder})
+            })
+            .collect();
+        table::json(io.out, &json!({"Shared": rows}))?;
+    } else if shared.is_empty() {
+        writeln!(io.out, "every endpoint id is claimed by its one customer")?;
+    } else {
+        let rows: Vec<Vec<String>> = shared
+            .iter()
+            .map(|(id, customer, holder)| vec![id.clone(), customer.clone(), holder.clone()])
+            .collect();
+        table::print(io.out, &["ENDPOINT", "CUSTOMER", "HELD BY"], &rows)?;
+    }
+    if shared.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} endpoint id(s) are used by two customers: give the customer's endpoint a new id \
+             (`endpoint add` with a new --id, then remove the old record), see docs/runbook.md",
+            shared.len()
+        )
     }
 }
 

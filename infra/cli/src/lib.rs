@@ -338,6 +338,10 @@ pub enum EndpointCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Claims the id of every endpoint registered before ids were claimed
+    /// (run once after upgrading); lists ids two customers still share, which
+    /// staff must rename, and fails while any remain.
+    ClaimIds,
     /// Puts a new API key (standard input by default); never prints a key.
     RotateKey {
         #[arg(long)]
