@@ -25,8 +25,8 @@ mod manifest_cmd;
 mod ops;
 mod parked_cmd;
 mod progress;
-pub mod simulate;
 mod signing_cmd;
+pub mod simulate;
 mod simulate_cmd;
 mod status;
 mod table;
@@ -44,7 +44,12 @@ pub use signing_cmd::SigningCommand;
 #[derive(Debug, Parser)]
 #[command(name = "platformsync", version, about, long_about = None)]
 pub struct Cli {
-    #[command(flatten)]
+    /// Not `global`: the deployment is chosen once, before the command, so
+    /// `--help` lists these flags once instead of under every subcommand.
+    #[command(
+        flatten,
+        next_help_heading = "Deployment (before the command; usually from the environment)"
+    )]
     pub target: Target,
     /// Print JSON instead of tables (every listing, `show`, `status`, `simulate`).
     #[arg(long, global = true)]
@@ -53,7 +58,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Which deployment to talk to. Names default to template.yaml's, from the stage.
 impl Cli {
     /// Parses arguments (the first is the program name) as `main` does,
     /// without exiting on an error.
@@ -66,30 +70,26 @@ impl Cli {
     }
 }
 
+/// Which deployment to talk to. Names default to template.yaml's, from the stage.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// Deployment stage: resources are named `platformsync-<stage>-...`.
-    #[arg(
-        long,
-        env = "PLATFORMSYNC_STAGE",
-        default_value = "local",
-        global = true
-    )]
+    #[arg(long, env = "PLATFORMSYNC_STAGE", default_value = "local")]
     pub stage: String,
     /// Configuration table (default `platformsync-<stage>-config`).
-    #[arg(long, env = "CONFIG_TABLE", global = true, hide_env_values = true)]
+    #[arg(long, env = "CONFIG_TABLE", hide_env_values = true)]
     pub config_table: Option<String>,
     /// Transactions table (default `platformsync-<stage>-transactions`).
-    #[arg(long, env = "TRANSACTIONS_TABLE", global = true)]
+    #[arg(long, env = "TRANSACTIONS_TABLE")]
     pub transactions_table: Option<String>,
     /// Delivery ledger table (default `platformsync-<stage>-delivery-ledger`).
-    #[arg(long, env = "DELIVERY_LEDGER_TABLE", global = true)]
+    #[arg(long, env = "DELIVERY_LEDGER_TABLE")]
     pub delivery_ledger_table: Option<String>,
     /// Delivery queue URL (default: looked up by name, `platformsync-<stage>-delivery.fifo`).
-    #[arg(long, env = "DELIVERY_QUEUE_URL", global = true)]
+    #[arg(long, env = "DELIVERY_QUEUE_URL")]
     pub delivery_queue_url: Option<String>,
     /// Dead-letter queue URL (default: looked up by name, `platformsync-<stage>-delivery-dlq.fifo`).
-    #[arg(long, env = "DEAD_LETTER_QUEUE_URL", global = true)]
+    #[arg(long, env = "DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
 }
 
@@ -621,5 +621,51 @@ pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
         Some("no AWS credentials: `source .local/stack.env` for the local stack")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    fn help(path: &[&str]) -> String {
+        let mut command = super::Cli::command();
+        command.build();
+        let mut current = &mut command;
+        for name in path {
+            current = current
+                .find_subcommand_mut(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"));
+        }
+        current.render_long_help().to_string()
+    }
+
+    #[test]
+    fn deployment_flags_are_listed_once_at_the_top() {
+        let top = help(&[]);
+        assert_eq!(top.matches("--config-table").count(), 1, "{top}");
+        assert!(top.contains("Deployment"), "{top}");
+        for path in [
+            &["endpoint", "list"][..],
+            &["status"],
+            &["expired", "replay"],
+        ] {
+            let sub = help(path);
+            assert!(!sub.contains("--config-table"), "{path:?}: {sub}");
+            assert!(!sub.contains("--delivery-queue-url"), "{path:?}: {sub}");
+            assert!(
+                sub.contains("--json"),
+                "--json stays usable anywhere: {sub}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_deployment_is_chosen_before_the_command() {
+        let cli = super::Cli::from_args(["platformsync", "--stage", "prod", "status", "--json"])
+            .expect("flags before the command");
+        assert_eq!(cli.target.stage, "prod");
+        assert!(cli.json);
+        assert!(super::Cli::from_args(["platformsync", "status", "--stage", "prod"]).is_err());
     }
 }
