@@ -11,6 +11,7 @@
 
 pub mod env;
 pub mod error;
+pub mod lambda;
 pub mod metrics;
 
 #[cfg(feature = "dynamodb")]
