@@ -152,7 +152,7 @@ async fn play_stream(fanout: &fanout::Fanout, world: &World, give_up_after: Dura
         let end = (pos + STREAM_BATCH).min(world.records.len());
         invocations += 1;
         let response = fanout
-            .handle_until(
+            .handle_before(
                 streams::event(&world.records[pos..end]),
                 Instant::now() + Duration::from_secs(30),
             )

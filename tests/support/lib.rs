@@ -191,7 +191,7 @@ impl Stack {
 
 /// The transactions table's stream, read with the SDK and handed over in the
 /// shape Lambda delivers it (the conversion lives in
-/// `fanout::stream_records`, where the local runner finds it too).
+/// `fanout::stream_reader`, where the local runner finds it too).
 pub mod streams {
     use super::Stack;
     use aws_lambda_events::dynamodb::{Event, EventRecord};
@@ -201,7 +201,7 @@ pub mod streams {
     pub async fn lambda_records(stack: &Stack) -> Vec<EventRecord> {
         let client = aws_sdk_dynamodbstreams::Client::new(&stack.config);
         let arn = stack.attribute("TransactionsTable", "StreamArn");
-        fanout::stream_records::read_all(&client, &arn)
+        fanout::stream_reader::read_all(&client, &arn)
             .await
             .unwrap_or_else(|e| panic!("reading the transactions stream: {e}"))
     }

@@ -43,7 +43,7 @@ pub enum Owner {
 pub type Endpoints = Result<Arc<[EndpointSettings]>, Arc<StoreError>>;
 
 /// What one invocation routes by.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Routing {
     /// Owners regardless of time: safes without a dated history.
     pub owners: HashMap<String, Owner>,

@@ -2,9 +2,21 @@
 //! per-endpoint delivery batches on the FIFO delivery queue, so that every
 //! replay of a stream batch sends exactly the same messages.
 //!
+//! # Modules, by role
+//!
+//! - `handler`: the Lambda edge: clients, event in, [`Tally`] and answer out.
+//! - `walk`: the flow of one stream batch, plan by plan, over [`ports`].
+//! - `sending`: sending one plan, parking what SQS refuses, the replay's pointer.
+//! - [`planning`]: routing and cutting records into a plan's messages (pure).
+//! - [`decoding`]: stream records as pushed, skipped or poison (pure).
+//! - `parking`: what is parked for good, under which id (pure).
+//! - `failure`: why a batch is retried ([`FanoutError`]), what a send meant.
+//! - [`ports`]: what the walk asks of storage and queues; `tally`: the counts.
+//! - [`config_cache`]: safe owners and endpoints, cached per container.
+//!
 //! One stream batch, as [`Fanout::handle`] walks it:
 //!
-//! 1. **Decode** ([`records`]): each record's new image becomes a
+//! 1. **Decode** ([`decoding`]): each record's new image becomes a
 //!    `StoredTransaction`. Pushed: an `INSERT` that is `Deliverable`, and a
 //!    `MODIFY` to `Released`. Skipped: held and discarded items, removals.
 //!    **Poison** (an image that is not a stored transaction, a payload SQS
@@ -16,7 +28,7 @@
 //!    finds a plan, or a pointer to one, and the plan's sent-progress. The
 //!    plan covers the records that follow in the same order; after the
 //!    last one it covers, look up again.
-//! 3. **Or make one** ([`batches::make_plan`]): route (safe owners and their
+//! 3. **Or make one** ([`planning::make_plan`]): route (safe owners and their
 //!    endpoints, from a per-container cache), cut each (endpoint, kind)
 //!    into messages ordered by safe time, at most the endpoint's max batch
 //!    size, within the SQS message limit, with `MessageId` and dedup id
@@ -29,7 +41,7 @@
 //!    before sending, so the part that starts there finds it.
 //! 5. **Send** ([`platformsync_aws::delivery_queue`]) every message of the
 //!    plan not recorded as sent, rendered from the plan
-//!    ([`batches::render`]: the plan's `CreatedAt`, a `PlanRef`); bodies of
+//!    ([`planning::render`]: the plan's `CreatedAt`, a `PlanRef`); bodies of
 //!    records the event does not hold are read from the transactions table
 //!    (`BatchGetItem`). An endpoint's message i goes only after its message
 //!    i-1 was accepted, one entry per endpoint per request.
@@ -77,11 +89,26 @@
 //! request; a plan with an unsent message stops the walk, so the next plan's
 //! messages never overtake it.
 
-pub mod batches;
 pub mod config_cache;
+pub mod decoding;
+mod failure;
 mod handler;
-pub mod records;
+mod parking;
+pub mod planning;
+pub mod ports;
+mod sending;
+mod settings;
 #[cfg(feature = "stream-records")]
-pub mod stream_records;
+pub mod stream_reader;
+mod tally;
+mod walk;
 
-pub use handler::{Fanout, FanoutError, InitError, Outcome, Settings};
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod walk_tests;
+
+pub use failure::FanoutError;
+pub use handler::Fanout;
+pub use settings::{InitError, Settings};
+pub use tally::Tally;

@@ -8,7 +8,6 @@
 
 use aws_lambda_events::dynamodb::Event;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use std::time::{Duration, Instant, SystemTime};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -16,15 +15,8 @@ async fn main() -> Result<(), Error> {
     let fanout = fanout::Fanout::from_env().await?;
     let fanout = &fanout;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        // The context's deadline is wall-clock; sends are timed on the
-        // monotonic clock.
-        let remaining = event
-            .context
-            .deadline()
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        let deadline = Instant::now() + remaining;
-        Ok::<_, Error>(fanout.handle_until(event.payload, deadline).await)
+        let deadline = platformsync_aws::lambda::deadline(event.context.deadline());
+        Ok::<_, Error>(fanout.handle_before(event.payload, deadline).await)
     }))
     .await
 }

@@ -24,10 +24,11 @@
 //! logic is not duplicated: this crate is a thin handler over it.
 
 use aws_lambda_events::dynamodb::Event;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use fanout::stream_records::{self, StreamReadError};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use fanout::stream_reader::{self, StreamReadError};
 use fanout::{Fanout, InitError};
 use platformsync_aws::SdkConfig;
+use platformsync_aws::lambda;
 use platformsync_aws::metrics::Metrics;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -120,14 +121,14 @@ impl StreamRecovery {
     /// Handles a batch of StreamFailureQueue messages with the configured
     /// time budget (local runner, tests).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        self.handle_until(event, Instant::now() + self.time_budget)
+        self.handle_before(event, Instant::now() + self.time_budget)
             .await
     }
 
     /// Handles the messages in order; a message not fully recovered is
     /// reported failed (it stays queued), the others are acknowledged.
-    pub async fn handle_until(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
+    pub async fn handle_before(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        let mut failed = Vec::new();
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();
             let body = message.body.as_deref().unwrap_or_default();
@@ -152,18 +153,16 @@ impl StreamRecovery {
             m.millis("Duration", started.elapsed().as_millis());
             m.flush();
             if result.is_err() {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
+                failed.push(id);
             }
         }
-        response
+        lambda::sqs_response(failed)
     }
 
     /// Re-reads the range one on-failure record describes and fans it out.
     pub async fn recover(&self, body: &str, deadline: Instant) -> Result<Recovered, RecoveryError> {
         let info = parse(body).map_err(RecoveryError::Malformed)?;
-        let records = stream_records::read_range(
+        let records = stream_reader::read_range(
             &self.streams,
             &info.stream_arn,
             &info.shard_id,
@@ -187,11 +186,11 @@ impl StreamRecovery {
             let mut event = Event::default();
             event.records = records.by_ref().take(RECORDS_PER_BATCH).collect();
             let count = event.records.len();
-            let outcome = self.fanout.process(event, deadline).await;
-            done.messages_sent += outcome.messages_sent;
-            done.plans_found += outcome.plans_found;
-            done.plans_created += outcome.plans_created;
-            if let Some(first_failed) = outcome.first_failed {
+            let tally = self.fanout.process(event, deadline).await;
+            done.messages_sent += tally.messages_sent;
+            done.plans_found += tally.plans_found;
+            done.plans_created += tally.plans_created;
+            if let Some(first_failed) = tally.first_failed {
                 // Later records must not overtake this one: stop here; the
                 // whole range comes back, and the plans make it idempotent.
                 return Err(RecoveryError::NotDone {

@@ -7,7 +7,6 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use std::time::{Duration, Instant, SystemTime};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,13 +14,8 @@ async fn main() -> Result<(), Error> {
     let recovery = stream_recovery::StreamRecovery::from_env().await?;
     let recovery = &recovery;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let remaining = event
-            .context
-            .deadline()
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        let deadline = Instant::now() + remaining;
-        Ok::<_, Error>(recovery.handle_until(event.payload, deadline).await)
+        let deadline = platformsync_aws::lambda::deadline(event.context.deadline());
+        Ok::<_, Error>(recovery.handle_before(event.payload, deadline).await)
     }))
     .await
 }

@@ -172,7 +172,7 @@ async fn step(
     let mut event = aws_lambda_events::dynamodb::Event::default();
     event.records = batch
         .iter()
-        .map(|r| fanout::stream_records::lambda_record(r, &src.stream_arn))
+        .map(|r| fanout::stream_reader::lambda_record(r, &src.stream_arn))
         .collect();
     let outcome = src.function.stream(event).await;
     let handled = match outcome {

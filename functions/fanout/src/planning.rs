@@ -1,9 +1,10 @@
-//! Routing records to endpoints and cutting them into a plan's messages;
-//! rendering a plan's messages. Pure: the handler does the I/O around it.
+//! Planning: routing records to endpoints, cutting them into a plan's
+//! messages, rendering a plan's message. Pure: the walk ([`crate::walk`])
+//! does the I/O around it.
 
 use crate::config_cache::{Owner, Routing};
-use crate::handler::FanoutError;
-use crate::records::{Pushable, Record};
+use crate::decoding::{Pushable, Record};
+use crate::failure::FanoutError;
 use platformsync_aws::delivery_queue::OutgoingBatch;
 use platformsync_aws::fanout_plans::{Plan, PlannedMessage};
 use platformsync_delivery::batching::{self, BatchItem, SQS_MAX_MESSAGE_BYTES};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 /// The records one endpoint receives in one message kind (a batch holds one
 /// kind), in event order.
 #[derive(Debug, Clone)]
-pub struct Group {
+pub struct EndpointRecords {
     pub endpoint: EndpointSettings,
     pub kind: MessageKind,
     pub records: Vec<usize>,
@@ -26,7 +27,7 @@ pub struct Group {
 #[derive(Debug, Default)]
 pub struct Routed {
     /// Keyed by (endpoint, kind): the order batches are sent in.
-    pub groups: BTreeMap<(EndpointId, MessageKind), Group>,
+    pub groups: BTreeMap<(EndpointId, MessageKind), EndpointRecords>,
     /// Records of safes no customer owns.
     pub unowned: Vec<usize>,
     /// Records whose safe's registry entry names an invalid customer id.
@@ -85,7 +86,7 @@ pub fn route(records: &[Record], indices: &[usize], routing: &Routing) -> Routed
             routed
                 .groups
                 .entry((endpoint.endpoint_id.clone(), p.kind))
-                .or_insert_with(|| Group {
+                .or_insert_with(|| EndpointRecords {
                     endpoint: endpoint.clone(),
                     kind: p.kind,
                     records: Vec::new(),
@@ -102,7 +103,7 @@ pub fn route(records: &[Record], indices: &[usize], routing: &Routing) -> Routed
 
 /// A record the plan leaves out for good, and why (parked with its data).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Left {
+pub struct LeftOut {
     pub record: usize,
     pub reason: String,
 }
@@ -112,7 +113,7 @@ pub struct Left {
 pub struct NewPlan {
     pub plan: Option<Plan>,
     /// Poison: parked before the plan is written.
-    pub parked: Vec<Left>,
+    pub parked: Vec<LeftOut>,
     pub oversized: usize,
     pub invalid_owner: usize,
     /// Kept, counted and alarmed, not parked (a safe not yet assigned).
@@ -154,7 +155,7 @@ pub fn make_plan(
     out.unwanted = routed.unwanted;
     out.invalid_owner = routed.invalid_owner.len();
     for (record, customer) in routed.invalid_owner {
-        out.parked.push(Left {
+        out.parked.push(LeftOut {
             record,
             reason: format!("the safe registry names an invalid customer id {customer:?}"),
         });
@@ -190,17 +191,18 @@ pub fn make_plan(
             // Unreachable with the clamped size and the SQS limit; never a
             // reason to stall the shard.
             Err(e) => {
-                out.parked.extend(group.records.iter().map(|&record| Left {
-                    record,
-                    reason: format!("cannot plan for endpoint {endpoint_id}: {e}"),
-                }));
+                out.parked
+                    .extend(group.records.iter().map(|&record| LeftOut {
+                        record,
+                        reason: format!("cannot plan for endpoint {endpoint_id}: {e}"),
+                    }));
                 continue;
             }
         };
         for item in plan.oversized {
             out.oversized += 1;
             if let Some(&record) = by_key.get(item.item.key.as_str()) {
-                out.parked.push(Left {
+                out.parked.push(LeftOut {
                     record,
                     reason: format!("{item} (endpoint {endpoint_id})"),
                 });
@@ -300,50 +302,8 @@ pub fn key_of(record: &Record) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_cache::Endpoints;
-    use crate::records::{Disposition, SkipReason};
-    use serde_json::value::RawValue;
-
-    fn push(seq: &str, serial: &str, time: &str, kind: MessageKind, ty: &str) -> Record {
-        let entry = BatchEntry {
-            key: BatchEntry::key_of(serial, &format!("{time}#k{seq}")),
-            payload: RawValue::from_string(format!(r#"{{"N":{seq}}}"#)).unwrap(),
-        };
-        Record {
-            id: seq.into(),
-            disposition: Disposition::Push(Box::new(Pushable {
-                serial: serial.into(),
-                kind,
-                transaction_type: ty.into(),
-                safe_time: time.into(),
-                entry_bytes: serde_json::to_string(&entry).unwrap().len(),
-                entry,
-            })),
-        }
-    }
-
-    fn endpoint(id: &str, customer: &str, json: serde_json::Value) -> EndpointSettings {
-        let mut base = serde_json::json!({
-            "EndpointId": id,
-            "CustomerId": customer,
-            "Url": "https://example.com/hook",
-            "ApiKeySecret": "s",
-        });
-        base.as_object_mut()
-            .unwrap()
-            .extend(json.as_object().unwrap().clone());
-        serde_json::from_value(base).unwrap()
-    }
-
-    fn routing(endpoints: Vec<EndpointSettings>) -> Routing {
-        let acme = CustomerId::parse("acme").unwrap();
-        let mut r = Routing::default();
-        r.owners.insert("UT1".into(), Owner::Customer(acme.clone()));
-        r.owners.insert("UT2".into(), Owner::Customer(acme.clone()));
-        let list: Endpoints = Ok(endpoints.into());
-        r.endpoints.insert(acme, list);
-        r
-    }
+    use crate::decoding::{Disposition, SkipReason};
+    use crate::memory::{endpoint, push, routing};
 
     fn all(records: &[Record]) -> Vec<usize> {
         (0..records.len()).collect()
