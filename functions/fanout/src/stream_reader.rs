@@ -109,6 +109,42 @@ pub async fn read_shard(
     shard_id: &str,
     from: ShardPosition<'_>,
 ) -> Result<Vec<EventRecord>, StreamReadError> {
+    read(client, stream_arn, shard_id, from, None).await
+}
+
+/// Sequence numbers are decimal strings of varying length.
+pub fn compare_sequence(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// The records of one shard from `start` to `end` (both included), in
+/// stream order: the range a stream's on-failure record describes.
+pub async fn read_range(
+    client: &Client,
+    stream_arn: &str,
+    shard_id: &str,
+    start: &str,
+    end: &str,
+) -> Result<Vec<EventRecord>, StreamReadError> {
+    read(
+        client,
+        stream_arn,
+        shard_id,
+        ShardPosition::At(start),
+        Some(end),
+    )
+    .await
+}
+
+/// The records of one shard from `from` up to `end` (included), or to what
+/// is there now.
+async fn read(
+    client: &Client,
+    stream_arn: &str,
+    shard_id: &str,
+    from: ShardPosition<'_>,
+    end: Option<&str>,
+) -> Result<Vec<EventRecord>, StreamReadError> {
     let request = client
         .get_shard_iterator()
         .stream_arn(stream_arn)
@@ -142,55 +178,12 @@ pub async fn read_shard(
             // end of what is there now.
             break;
         }
-        records.extend(page.records().iter().map(|r| lambda_record(r, stream_arn)));
-        iterator = page.next_shard_iterator().map(str::to_owned);
-    }
-    Ok(records)
-}
-
-/// Sequence numbers are decimal strings of varying length.
-pub fn compare_sequence(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
-/// The records of one shard from `start` to `end` (both included), in
-/// stream order: the range a stream's on-failure record describes.
-pub async fn read_range(
-    client: &Client,
-    stream_arn: &str,
-    shard_id: &str,
-    start: &str,
-    end: &str,
-) -> Result<Vec<EventRecord>, StreamReadError> {
-    let mut iterator = client
-        .get_shard_iterator()
-        .stream_arn(stream_arn)
-        .shard_id(shard_id)
-        .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-        .sequence_number(start)
-        .send()
-        .await
-        .map_err(|e| read_error("GetShardIterator", stream_arn, e))?
-        .shard_iterator()
-        .map(str::to_owned);
-    let mut records = Vec::new();
-    while let Some(current) = iterator.take() {
-        let page = client
-            .get_records()
-            .shard_iterator(current)
-            .limit(1000)
-            .send()
-            .await
-            .map_err(|e| read_error("GetRecords", stream_arn, e))?;
-        if page.records().is_empty() {
-            break;
-        }
         for r in page.records() {
             let seq = r
                 .dynamodb()
                 .and_then(|d| d.sequence_number())
                 .unwrap_or_default();
-            if compare_sequence(seq, end).is_gt() {
+            if end.is_some_and(|end| compare_sequence(seq, end).is_gt()) {
                 return Ok(records);
             }
             records.push(lambda_record(r, stream_arn));
