@@ -305,3 +305,46 @@ pub(crate) fn routing(endpoints: Vec<EndpointSettings>) -> Routing {
     r.endpoints.insert(acme, list);
     r
 }
+
+/// Transaction `i` of safe UT1 (safe time `10:00:<i>`) as the stream hands
+/// it over (an INSERT of a deliverable item, sequence number `i`) and as
+/// the transactions table holds it.
+pub(crate) fn stored(i: usize) -> (Record, StoredTransaction) {
+    let image = serde_json::json!({
+        "SerialNumber": {"S": "UT1"},
+        "SortKey": {"S": format!("2023-01-01T10:00:{i:02}#k{i}")},
+        "DedupKey": {"S": format!("k{i}")},
+        "Kind": {"S": "Transactions"},
+        "TransactionType": {"S": "CashIn"},
+        "Status": {"S": "Deliverable"},
+        "Payload": {"S": format!(r#"{{"N":{i}}}"#)},
+        "UploadId": {"S": "u-1"},
+        "ReceivedAt": {"S": "2026-01-01T00:00:00Z"}
+    });
+    let item: serde_dynamo::Item = serde_json::from_value(image.clone()).unwrap();
+    let stored: StoredTransaction = serde_dynamo::from_item(item).unwrap();
+    let event: aws_lambda_events::dynamodb::Event = serde_json::from_value(serde_json::json!({
+        "Records": [{
+            "awsRegion": "us-east-1",
+            "eventID": format!("e-{i}"),
+            "eventName": "INSERT",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1.7e9,
+                "Keys": {"SerialNumber": {"S": "UT1"}},
+                "NewImage": image,
+                "SequenceNumber": i.to_string(),
+                "SizeBytes": 10,
+                "StreamViewType": "NEW_IMAGE"
+            }
+        }]
+    }))
+    .unwrap();
+    let record = event
+        .records
+        .into_iter()
+        .map(crate::decoding::decode)
+        .next()
+        .unwrap();
+    (record, stored)
+}

@@ -236,3 +236,56 @@ async fn a_message_refused_for_good_is_parked_and_its_endpoint_goes_on() {
     let expected: Vec<String> = [0, 1, 4, 5].iter().map(|&i| key(&records, i)).collect();
     assert_eq!(accepted["a"], expected);
 }
+
+#[tokio::test]
+async fn bisected_halves_find_the_plan_through_pointers_and_rebuild_absent_bodies() {
+    let mut world = World::new();
+    let (records, stored): (Vec<Record>, Vec<_>) = (0..6).map(crate::memory::stored).unzip();
+    for t in stored {
+        let key = (t.serial_number.to_string(), t.sort_key.clone());
+        world.transactions.0.insert(key, t);
+    }
+    world.fail("a", 1, Fault::Transient);
+    let first = world.run(&records).await;
+    assert_eq!(first.first_failed.as_deref(), Some("2"), "{first:?}");
+
+    // Lambda retries from record 2 and bisects: [2, 3], then [4, 5].
+    let before = world.journal.steps().len();
+    let left = world.run(&records[2..4]).await;
+    assert_eq!(left.first_failed, None, "{left:?}");
+    assert_eq!((left.plans_created, left.plans_found), (0, 1));
+    assert_eq!(
+        left.rebuilt, 2,
+        "bodies of 4 and 5 from the transactions table"
+    );
+    let steps = world.journal.steps()[before..].to_vec();
+    let pointer = steps.iter().position(|s| {
+        *s == Step::Pointed {
+            at: key(&records, 4),
+            plan: key(&records, 0),
+        }
+    });
+    let send = steps.iter().position(|s| matches!(s, Step::Sent { .. }));
+    assert!(
+        pointer.is_some() && pointer < send,
+        "the pointer for the other half is written before sending: {steps:?}"
+    );
+    let right = world.run(&records[4..]).await;
+    assert_eq!(right.first_failed, None, "{right:?}");
+    assert_eq!(
+        right.plans_created, 0,
+        "found through the pointer, never re-planned"
+    );
+
+    let mut ids_of: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    for (group, _, id, keys) in world.journal.sent() {
+        for k in keys {
+            ids_of
+                .entry((group.clone(), k))
+                .or_default()
+                .insert(id.clone());
+        }
+    }
+    assert_eq!(ids_of.len(), 12);
+    assert!(ids_of.values().all(|ids| ids.len() == 1), "{ids_of:?}");
+}
