@@ -41,8 +41,10 @@ case ${1:-} in
     install infra/python/tools.lock
     install infra/python/cargo-lambda.lock
     # Every AWS::Serverless::Function in template.yaml is built (BuildMethod
-    # rust-cargolambda, CodeUri = workspace root, BuildProperties.Binary = its
-    # bin): `sam build` with no resource id builds them all.
+    # rust-cargolambda, CodeUri = functions/<crate>, BuildProperties.Binary =
+    # its bin): `sam build` with no resource id builds them all, each in its
+    # crate's directory, so with that crate's features only (no aws-config,
+    # no aws-lc: docs/benchmarks.md).
     # - cargo-lambda (and the zig it brings, `python -m ziglang`) must come
     #   first on PATH; the venv's python is the one that has ziglang.
     # - A target directory of its own: the Lambda builds (aarch64, zig linker)
@@ -58,6 +60,7 @@ case ${1:-} in
     # The stripped size of every bootstrap (Lambda target: <= 6 MB each,
     # recorded in docs/benchmarks.md).
     limit=$((6 * 1000 * 1000)) over=0
+    echo "stripped arm64 bootstrap sizes (target: at most 6 MB = 6,000,000 bytes each)"
     for f in .aws-sam/build/*/bootstrap; do
       [ -f "$f" ] || continue
       size=$(stat -c %s "$f")

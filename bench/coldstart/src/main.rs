@@ -14,11 +14,12 @@
 //! hello-world `lambda_runtime` binary (`hello-lambda`, the baseline):
 //!
 //! 1. builds it exactly as `sam build` has cargo-lambda build it, less the
-//!    cross-compilation: `cargo build --release --bin <bin>` from the
-//!    workspace root (no `-p`: features unified over the whole workspace, as
-//!    `cargo lambda build --release --bin <bin>` does), with the workspace
-//!    release profile (LTO, one codegen unit, strip, panic=abort), host
-//!    architecture;
+//!    cross-compilation: `cargo build --release -p <package> --bin <bin>`,
+//!    one package at a time (`CodeUri: functions/<crate>`: cargo-lambda runs
+//!    in the crate's directory, so only that package's features are
+//!    resolved; a workspace-wide build would add the tests' and tools'
+//!    features, e.g. aws-config and aws-lc), with the workspace release
+//!    profile (LTO, one codegen unit, strip, panic=abort), host architecture;
 //! 2. runs it N times, interleaved (hello, f1, f2, ..., hello, f1, ...) after
 //!    one discarded warm-up round: a stub Lambda Runtime API on a fresh
 //!    loopback port, the binary exec'd with the Lambda environment
@@ -41,7 +42,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use platformsync_template::{Physical, Resolver, Template};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -162,28 +163,38 @@ fn main() -> Result<()> {
         subjects.retain(|s| s.bin == HELLO || only.contains(&s.bin));
     }
 
-    // Build as sam build does (see the module documentation); one cargo
-    // invocation, since the features are the workspace's either way.
-    if args.build {
-        let mut cargo_args = vec!["build", "--release", "--quiet"];
-        for s in &subjects {
-            cargo_args.extend(["--bin", s.bin.as_str()]);
+    // Build as sam build does (see the module documentation): one cargo
+    // invocation per package, so each gets its own features only.
+    for s in &subjects {
+        if !workspace.bins.contains_key(&s.bin) {
+            bail!("no workspace package has a bin named {}", s.bin);
         }
-        eprintln!("coldstart: cargo {}", cargo_args.join(" "));
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(&cargo_args)
-            .current_dir(&workspace.root)
-            .status()
-            .context("running cargo build")?;
-        if !status.success() {
-            bail!("cargo build failed");
+    }
+    if args.build {
+        for s in &subjects {
+            let package = workspace.bins[&s.bin].as_str();
+            let cargo_args = [
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                package,
+                "--bin",
+                s.bin.as_str(),
+            ];
+            eprintln!("coldstart: cargo {}", cargo_args.join(" "));
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(cargo_args)
+                .current_dir(&workspace.root)
+                .status()
+                .context("running cargo build")?;
+            if !status.success() {
+                bail!("cargo build failed");
+            }
         }
     }
     let mut paths = BTreeMap::new();
     for s in &subjects {
-        if !workspace.bins.contains(&s.bin) {
-            bail!("no workspace package has a bin named {}", s.bin);
-        }
         let path = workspace.target_dir.join("release").join(&s.bin);
         if !path.is_file() {
             bail!(
@@ -532,7 +543,8 @@ fn dummy(kind: &str, name: &str) -> Physical {
 struct Workspace {
     root: PathBuf,
     target_dir: PathBuf,
-    bins: BTreeSet<String>,
+    /// Binary name -> its package.
+    bins: BTreeMap<String, String>,
 }
 
 /// Where the workspace and its target directory are, and its binaries
@@ -554,14 +566,15 @@ fn workspace() -> Result<Workspace> {
             .map(PathBuf::from)
             .ok_or_else(|| anyhow!("cargo metadata has no {key}"))
     };
-    let mut bins = BTreeSet::new();
+    let mut bins = BTreeMap::new();
     for p in meta["packages"].as_array().into_iter().flatten() {
+        let package = p["name"].as_str().unwrap_or_default();
         for t in p["targets"].as_array().into_iter().flatten() {
             let is_bin = t["kind"]
                 .as_array()
                 .is_some_and(|k| k.iter().any(|k| k == "bin"));
             if let (true, Some(name)) = (is_bin, t["name"].as_str()) {
-                bins.insert(name.to_owned());
+                bins.insert(name.to_owned(), package.to_owned());
             }
         }
     }

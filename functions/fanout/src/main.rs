@@ -11,7 +11,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    // JSON logs at Lambda's log level, a plain level filter (no env-filter regex).
+    platformsync_aws::logging::init_lambda();
     let fanout = fanout::Fanout::from_env().await?;
     let fanout = &fanout;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {

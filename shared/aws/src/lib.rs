@@ -12,6 +12,7 @@
 pub mod env;
 pub mod error;
 pub mod lambda;
+pub mod logging;
 pub mod metrics;
 
 #[cfg(feature = "dynamodb")]
@@ -47,23 +48,8 @@ pub mod secrets;
 #[cfg(feature = "dynamodb")]
 pub mod transactions;
 
-pub use aws_config::SdkConfig;
+pub use aws_types::SdkConfig;
 pub use error::StoreError;
 
-/// Loads the shared SDK configuration; build every client from it, once, at
-/// cold start.
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
-}
-
-/// Like [`sdk_config`], with the SDK's standard retry mode (exponential
-/// backoff with jitter on throttling and transient errors) allowed
-/// `max_attempts` attempts per call instead of the default 3.
-pub async fn sdk_config_with_retries(max_attempts: u32) -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
-        .load()
-        .await
-}
+mod sdk;
+pub use sdk::{http_client, sdk_config, sdk_config_with_retries};

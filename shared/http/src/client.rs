@@ -133,8 +133,12 @@ impl EndpointClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         crate::local::refuse_on_lambda(&config, crate::local::on_lambda())?;
         crate::local::check_allow_list(&config.allow)?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_rustls()
+        let tls = tls_config(config.extra_ca_pem.as_deref())?;
+        let builder = reqwest::Client::builder()
+            // rustls with ring and the process's one root store
+            // (platformsync-tls), shared with the AWS SDK's client: one crypto
+            // provider in the binary, the CA bundle read once per process.
+            .tls_backend_preconfigured(tls)
             .https_only(true)
             // A 3xx is a failed attempt; following it could carry the key to an
             // unvetted host.
@@ -147,14 +151,6 @@ impl EndpointClient {
             .dns_resolver(GuardedResolver::new(config.allow.clone()))
             .timeout(config.attempt_timeout)
             .user_agent(config.user_agent);
-        if let Some(pem) = &config.extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::InvalidCa(chain(&e.without_url())))?;
-            if certs.is_empty() {
-                return Err(ClientError::NoCaCertificate);
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
         let http = builder
             .build()
             .map_err(|e| ClientError::Build(chain(&e.without_url())))?;
@@ -309,6 +305,48 @@ fn find<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Optio
         current = next(e);
     }
     None
+}
+
+/// The rustls configuration of the endpoint client: ring, the process's root
+/// store, plus `extra` CA certificates (local runs) added to it, never
+/// replacing it. Verification is always on (webpki, as rustls does it).
+fn tls_config(extra: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    let shared = platformsync_tls::roots();
+    let roots = match extra {
+        None => shared.store(),
+        Some(pem) => {
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClientError::InvalidCa(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ClientError::NoCaCertificate);
+            }
+            let mut store = (*shared.store()).clone();
+            for cert in certs {
+                store
+                    .add(cert)
+                    .map_err(|e| ClientError::InvalidCa(e.to_string()))?;
+            }
+            std::sync::Arc::new(store)
+        }
+    };
+    if roots.is_empty() {
+        // Nothing could ever verify: refuse to start rather than fail every attempt.
+        return Err(ClientError::Build(
+            "no trusted root certificates (SSL_CERT_FILE / SSL_CERT_DIR)".into(),
+        ));
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(platformsync_tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Build(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // reqwest is built with HTTP/1.1 only.
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 /// rustls reports through (nested) `io::Error`s wrapping a `rustls::Error`.
