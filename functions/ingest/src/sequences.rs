@@ -4,6 +4,7 @@
 
 use futures_util::{StreamExt, stream};
 use platformsync_aws::StoreError;
+use platformsync_aws::backoff::Backoff;
 use platformsync_aws::config_table::{ConfigStore, SequenceRecord};
 use platformsync_domain::sequence::Progress;
 use platformsync_domain::serial::SerialNumber;
@@ -12,6 +13,10 @@ use tracing::warn;
 
 use crate::plan::Plan;
 use crate::response::SequenceGap;
+
+/// After a lost race for a safe's progress: 6 tries in all.
+const LOST_RACE: Backoff =
+    Backoff::exponential(Duration::from_millis(20), Duration::from_millis(320)).at_most(5);
 
 /// Safes whose progress is updated at once.
 const CONCURRENT_SAFES: usize = 8;
@@ -55,8 +60,8 @@ async fn advance(
     numbers: &[u64],
 ) -> Result<Progress, StoreError> {
     let serial = serial.as_str();
-    let mut delay = Duration::from_millis(20);
-    for _ in 0..6 {
+    let mut delays = LOST_RACE.delays();
+    loop {
         let stored = config.sequence(serial).await?;
         let (mut progress, version) = match &stored {
             Some(r) => (
@@ -82,8 +87,8 @@ async fn advance(
             return Ok(progress);
         }
         // Another upload of the same safe won the race: read again.
+        let Some(delay) = delays.next() else { break };
         tokio::time::sleep(delay).await;
-        delay *= 2;
     }
     Err(StoreError::Service {
         operation: "PutItem",

@@ -29,12 +29,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tracing::warn;
+
+use crate::backoff::Backoff;
 
 /// Entries per `SendMessageBatch` (an SQS limit).
 pub const MAX_ENTRIES_PER_REQUEST: usize = 10;
@@ -114,7 +116,8 @@ impl SendReport {
 pub struct RetryPolicy {
     /// Attempts per entry, the first included.
     pub max_attempts: u32,
-    /// Wait before the first retry; doubled each time, with ±25 % jitter.
+    /// Wait before the first retry; doubled each time up to `max_backoff`,
+    /// each with up to as much again of jitter ([`Backoff`]).
     pub base_backoff: Duration,
     pub max_backoff: Duration,
     /// No request starts when the deadline is closer than this: room for the
@@ -343,7 +346,9 @@ impl<T: SendMessageBatch> DeliveryQueue<T> {
             groups[g].1.push_back(i);
         }
         let mut report = SendReport::default();
-        let mut retry_round = 0u32;
+        // Entries bound the rounds (each retry spends one of an entry's attempts).
+        let mut delays =
+            Backoff::exponential(self.policy.base_backoff, self.policy.max_backoff).delays();
 
         loop {
             // Permanent failures of a head (too large) are settled without
@@ -471,8 +476,7 @@ impl<T: SendMessageBatch> DeliveryQueue<T> {
             if !retrying {
                 continue;
             }
-            retry_round += 1;
-            let wait = self.backoff(retry_round);
+            let wait = delays.next().unwrap_or(self.policy.max_backoff);
             if deadline.is_some_and(|d| {
                 d.saturating_duration_since(Instant::now()) < self.policy.deadline_margin + wait
             }) {
@@ -486,22 +490,6 @@ impl<T: SendMessageBatch> DeliveryQueue<T> {
             .map(|o| o.unwrap_or(Err(SendFailure::Deadline)))
             .collect();
         report
-    }
-
-    /// Exponential backoff with ±25 % jitter (clock-derived: no RNG needed
-    /// to spread a handful of retries).
-    fn backoff(&self, round: u32) -> Duration {
-        let exp = self
-            .policy
-            .base_backoff
-            .saturating_mul(2u32.saturating_pow(round.saturating_sub(1).min(16)))
-            .min(self.policy.max_backoff);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
-        exp.mul_f64(factor)
     }
 }
 

@@ -3,11 +3,11 @@
 //! `BatchWriteItem` with what DynamoDB leaves unprocessed retried.
 
 use crate::StoreError;
+use crate::backoff::Backoff;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
-use std::time::Duration;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -64,10 +64,6 @@ pub(crate) fn decode_all<T: DeserializeOwned>(
         .collect()
 }
 
-/// Rounds of a batch call for keys or items DynamoDB leaves unprocessed (it
-/// does under throttling) before giving up as retryable.
-const BATCH_ROUNDS: u32 = 8;
-
 /// Every item `keys` finds in `table` (at most 100 keys, as one request
 /// allows), retrying unprocessed keys with backoff.
 pub(crate) async fn batch_get(
@@ -77,10 +73,8 @@ pub(crate) async fn batch_get(
 ) -> Result<Vec<Item>, StoreError> {
     let mut found = Vec::new();
     let mut pending = Some(keys);
-    let mut delay = Duration::from_millis(50);
-    let mut rounds = 0;
+    let mut delays = Backoff::UNPROCESSED.delays();
     while let Some(request) = pending.take() {
-        rounds += 1;
         let out = client
             .batch_get_item()
             .request_items(table, request)
@@ -95,16 +89,15 @@ pub(crate) async fn batch_get(
             .and_then(|mut u| u.remove(table))
             .filter(|k| !k.keys().is_empty());
         if pending.is_some() {
-            if rounds >= BATCH_ROUNDS {
+            let Some(delay) = delays.next() else {
                 return Err(StoreError::Service {
                     operation: "BatchGetItem",
                     resource: table.to_owned(),
                     message: "keys still unprocessed after retries".into(),
                     retryable: true,
                 });
-            }
+            };
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
     Ok(found)
@@ -117,10 +110,8 @@ pub(crate) async fn batch_write(
     table: &str,
     mut requests: Vec<WriteRequest>,
 ) -> Result<(), StoreError> {
-    let mut delay = Duration::from_millis(50);
-    let mut rounds = 0;
+    let mut delays = Backoff::UNPROCESSED.delays();
     while !requests.is_empty() {
-        rounds += 1;
         let out = client
             .batch_write_item()
             .request_items(table, requests)
@@ -132,16 +123,15 @@ pub(crate) async fn batch_write(
             .and_then(|mut u| u.remove(table))
             .unwrap_or_default();
         if !requests.is_empty() {
-            if rounds >= BATCH_ROUNDS {
+            let Some(delay) = delays.next() else {
                 return Err(StoreError::Service {
                     operation: "BatchWriteItem",
                     resource: table.to_owned(),
                     message: format!("{} items still unprocessed after retries", requests.len()),
                     retryable: true,
                 });
-            }
+            };
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
     Ok(())

@@ -9,6 +9,7 @@
 //! DynamoDB items and back, and turns SDK errors into typed errors that say
 //! which table, key or secret was involved.
 
+pub mod backoff;
 pub mod env;
 pub mod error;
 pub mod lambda;
