@@ -3,8 +3,9 @@
 //!
 //! Delivers `EVENTS` SQS events of 10 batches (10 endpoints, one batch each,
 //! as Lambda hands a FIFO batch over) of 1,000 transactions through
-//! `Push::handle`: ledger lookup, render, POST, ledger record and health
-//! update per batch. In the same run, posts the same bodies with a bare
+//! `Push::handle`: the event's ledger look-ups and endpoint states (one call
+//! each), render, POST, ledger and attempt records per batch (the health
+//! item only when it changes). In the same run, posts the same bodies with a bare
 //! `reqwest` client at the same concurrency (10 POSTs in flight). Prints both
 //! rates, their ratio (target >= 0.8) and the process's peak RSS (VmHWM,
 //! target <= 40 MB) with the baseline before the push run.
@@ -96,6 +97,10 @@ fn event(event: usize) -> (SqsEvent, Vec<BatchMessage>) {
 
 #[tokio::main]
 async fn main() {
+    // The bare loop's reqwest is built without a crypto provider of its own
+    // (the workspace's one provider is ring, as in the functions): the same
+    // one here, so both sides encrypt alike.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
     receiver.set_recording(false);

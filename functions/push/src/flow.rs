@@ -31,7 +31,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::attempt::Posted;
 use crate::policy::{self, AttemptResult, Effects, Gate, Next, Notice, ParkReason, Rules};
-use crate::ports::{NoticeInput, Outgoing, Ports};
+use crate::ports::{BatchKey, NoticeInput, Outgoing, Ports};
 
 /// One received message, as the flow sees it (no SQS event types below the
 /// edge).
@@ -128,6 +128,13 @@ impl Timing {
             .min(self.our_backoff_cap)
             .max(Duration::from_secs(1))
     }
+}
+
+/// What [`Flow::run`] read for the whole event up front.
+#[derive(Debug, Default)]
+struct Known {
+    lookups: HashMap<BatchKey, platformsync_aws::ledger::Lookup>,
+    health: HashMap<String, Versioned>,
 }
 
 pub struct Flow<P> {
@@ -240,11 +247,57 @@ impl<P: Ports> Flow<P> {
         deadline: Instant,
     ) -> Vec<(&'a Envelope, Outcome)> {
         let groups = group_in_order(messages);
-        futures_util::future::join_all(groups.into_iter().map(|g| self.group(g, deadline)))
+        let known = self.prefetch(messages).await;
+        futures_util::future::join_all(groups.into_iter().map(|g| self.group(g, &known, deadline)))
             .await
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// The whole event's ledger look-ups and endpoint states, two calls
+    /// side by side instead of two per batch. What fails here is looked up
+    /// again per batch (and deferred there if it fails again).
+    async fn prefetch(&self, messages: &[Envelope]) -> Known {
+        // Only what the look-ups need: the items are borrowed, not copied.
+        let head = |body: &str| -> Option<BatchKey> {
+            let fields: HashMap<&str, &RawValue> = serde_json::from_str(body).ok()?;
+            let field = |name: &str| {
+                fields
+                    .get(name)
+                    .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+            };
+            Some((field("EndpointId")?, field("MessageId")?))
+        };
+        let heads: Vec<BatchKey> = messages.iter().filter_map(|m| head(&m.body)).collect();
+        // A MessageId twice in one event (a batch parked twice and replayed
+        // twice): the second must see the first's delivery, so both are
+        // looked up when their turn comes.
+        let mut seen = std::collections::HashSet::new();
+        let twice: std::collections::HashSet<BatchKey> =
+            heads.iter().filter(|h| !seen.insert(*h)).cloned().collect();
+        if heads.is_empty() {
+            return Known::default();
+        }
+        let mut endpoints: Vec<String> = heads.iter().map(|(e, _)| e.clone()).collect();
+        endpoints.sort();
+        endpoints.dedup();
+        let (lookups, health) = futures_util::future::join(
+            self.ports.lookup_many(&heads),
+            self.ports.load_many(&endpoints),
+        )
+        .await;
+        Known {
+            lookups: lookups
+                .inspect_err(|e| warn!(error = %e, "the event's ledger look-up failed; per batch"))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !twice.contains(k))
+                .collect(),
+            health: health
+                .inspect_err(|e| warn!(error = %e, "the event's health load failed; per endpoint"))
+                .unwrap_or_default(),
+        }
     }
 
     /// One endpoint's messages in order, stopping at the first that is not
@@ -252,6 +305,7 @@ impl<P: Ports> Flow<P> {
     async fn group<'a>(
         &self,
         messages: Vec<&'a Envelope>,
+        known: &Known,
         deadline: Instant,
     ) -> Vec<(&'a Envelope, Outcome)> {
         let mut outcomes = Vec::with_capacity(messages.len());
@@ -265,7 +319,7 @@ impl<P: Ports> Flow<P> {
                 );
                 Outcome::HandedBack
             } else {
-                self.one(message, &mut health, deadline).await
+                self.one(message, &mut health, known, deadline).await
             };
             let stop = !outcome.is_acknowledged();
             let handed_back = outcome == Outcome::HandedBack;
@@ -313,6 +367,7 @@ impl<P: Ports> Flow<P> {
         &self,
         env: &Envelope,
         health: &mut Option<Versioned>,
+        known: &Known,
         deadline: Instant,
     ) -> Outcome {
         let Some(receipt) = env.receipt.as_deref() else {
@@ -343,17 +398,25 @@ impl<P: Ports> Flow<P> {
             keys,
             payloads,
         };
-        self.batch(batch, health, deadline).instrument(span).await
+        self.batch(batch, health, known, deadline)
+            .instrument(span)
+            .await
     }
 
     async fn batch(
         &self,
         b: Batch<'_>,
         health: &mut Option<Versioned>,
+        known: &Known,
         deadline: Instant,
     ) -> Outcome {
         // 1. Delivered before (a redelivery after a crash)? Then no POST.
-        match self.ports.lookup(b.endpoint(), &b.message_id).await {
+        let key = (b.endpoint().to_owned(), b.message_id.clone());
+        let lookup = match known.lookups.get(&key) {
+            Some(lookup) => Ok(lookup.clone()),
+            None => self.ports.lookup(b.endpoint(), &b.message_id).await,
+        };
+        match lookup {
             Ok(lookup) if lookup.delivered => {
                 info!("already in the ledger: acknowledged without posting");
                 return Outcome::AlreadyDelivered;
@@ -362,6 +425,11 @@ impl<P: Ports> Flow<P> {
             Err(e) => return self.ours(&b, "ledger lookup", &e).await,
         }
         // 2. The endpoint's incident state, once per group.
+        if health.is_none()
+            && let Some(known) = known.health.get(b.endpoint())
+        {
+            *health = Some(known.clone());
+        }
         if health.is_none() {
             match self.ports.load(b.endpoint()).await {
                 Ok(loaded) => *health = Some(loaded),
@@ -400,7 +468,9 @@ impl<P: Ports> Flow<P> {
                 None => info!("the endpoint stopped resuming: not parked behind its backlog"),
             }
         }
-        // 4. The attempt.
+        // 4. The attempt. The state as stored, to skip a write that would
+        // change nothing material.
+        let stored = h.state.clone();
         let credited =
             h.state
                 .start_attempt(&b.message_id, started_at, self.rules.lateness_tolerance);
@@ -448,11 +518,24 @@ impl<P: Ports> Flow<P> {
                 "attempt failed"
             ),
         }
-        // A real POST (not a resumed split): on record for `platformsync attempts`.
-        if settings.is_some() && !splitting {
-            self.record_attempt(&b, None, attempt, started_at, timer.elapsed(), &result)
-                .await;
-        }
+        // A real POST (not a resumed split): on record for `platformsync
+        // attempts`. Written beside the ledger write of a delivered batch
+        // (one round trip less after the POST), before anything else.
+        let latency = timer.elapsed();
+        let posted = settings.is_some() && !splitting;
+        let record = async {
+            if posted {
+                self.record_attempt(&b, None, attempt, started_at, latency, &result)
+                    .await;
+            }
+        };
+        let record_first = !matches!(result, AttemptResult::Delivered);
+        let record = if record_first {
+            record.await;
+            None
+        } else {
+            Some(record)
+        };
         let seed = seed_for(&b.message_id, h.state.consecutive_failures);
         let first_attempt_at = h
             .state
@@ -512,7 +595,18 @@ impl<P: Ports> Flow<P> {
         }
 
         // 6. The state first (conditional), then the queue, then notices.
-        let saved = self.save(&b, h).await;
+        let saved = if policy::needs_save(&stored, &h.state, now(), policy::DELIVERED_AT_REFRESH) {
+            self.save(&b, h).await
+        } else {
+            true
+        };
+        let record = match record {
+            Some(record) if effects.next != Next::Acknowledge => {
+                record.await;
+                None
+            }
+            record => record,
+        };
         let outcome = match effects.next {
             Next::Acknowledge => {
                 let delivery = Delivery {
@@ -528,10 +622,16 @@ impl<P: Ports> Flow<P> {
                 };
                 // The plan reference (when the fan-out planned it) is stored
                 // instead of the keys: the plan already holds them.
-                let recorded = self
-                    .ports
-                    .record_delivery(&delivery, b.meta.plan_ref.as_ref())
-                    .await;
+                let (recorded, ()) = futures_util::future::join(
+                    self.ports
+                        .record_delivery(&delivery, b.meta.plan_ref.as_ref()),
+                    async {
+                        if let Some(record) = record {
+                            record.await;
+                        }
+                    },
+                )
+                .await;
                 match recorded {
                     Ok(platformsync_aws::ledger::Recorded::New) => {}
                     Ok(platformsync_aws::ledger::Recorded::AlreadyThere) => {
@@ -1108,6 +1208,42 @@ mod tests {
         );
     }
 
+    /// Issue 16: an event's ledger look-ups and endpoint states are read in
+    /// one call each, and a delivery to a healthy endpoint writes its state
+    /// only when something material changed (here: the first delivery time).
+    #[tokio::test]
+    async fn an_event_is_looked_up_at_once_and_healthy_deliveries_skip_the_state_write() {
+        let f = flow(Memory::default());
+        let envs: Vec<Envelope> = (0..4).map(|i| envelope(i, 2)).collect();
+        let out = f.run(&envs, deadline()).await;
+        assert!(out.iter().all(|(_, o)| *o == Outcome::Delivered), "{out:?}");
+        assert_eq!(*f.ports.batch_lookups.lock().unwrap(), 1);
+        assert_eq!(*f.ports.single_loads.lock().unwrap(), 0);
+        assert_eq!(
+            *f.ports.saves.lock().unwrap(),
+            1,
+            "the first delivery time is written, the next three change nothing"
+        );
+        // A failure is always written.
+        f.ports.answer(failed());
+        let again = [envelope(9, 1)];
+        f.run(&again, deadline()).await;
+        assert_eq!(*f.ports.saves.lock().unwrap(), 2);
+        assert_eq!(f.ports.state("ep").consecutive_failures, 1);
+    }
+
+    /// A MessageId twice in one event: the second is looked up when its turn
+    /// comes and sees the first's delivery (posted once).
+    #[tokio::test]
+    async fn a_batch_twice_in_one_event_is_posted_once() {
+        let f = flow(Memory::default());
+        let envs = [envelope(0, 1), replayed(0)];
+        let out = f.run(&envs, deadline()).await;
+        assert_eq!(out[0].1, Outcome::Delivered);
+        assert_eq!(out[1].1, Outcome::AlreadyDelivered);
+        assert_eq!(f.ports.posts().len(), 1);
+    }
+
     #[tokio::test]
     async fn delivered_batches_are_deleted_when_their_group_is_done() {
         let f = flow(Memory::default());
@@ -1259,7 +1395,9 @@ mod tests {
         let mut health = Some(f.ports.load("ep").await.unwrap());
         f.ports.set_resuming("ep", false);
         let env = envelope(0, 1);
-        let out = f.one(&env, &mut health, deadline()).await;
+        let out = f
+            .one(&env, &mut health, &Known::default(), deadline())
+            .await;
         assert_eq!(out, Outcome::Delivered);
         assert!(f.ports.parked().is_empty());
         assert_eq!(f.ports.posts().len(), 1);

@@ -206,6 +206,40 @@ pub fn gate(state: &EndpointState, disabled: bool, backlog: Backlog, now: Offset
     Gate::Attempt
 }
 
+/// A healthy endpoint's `LastDeliveredAt` is written at most this often
+/// when a delivery changes nothing else (see [`needs_save`]).
+pub const DELIVERED_AT_REFRESH: Duration = Duration::from_secs(60);
+
+/// Whether the state after a batch must be written, `stored` being the state
+/// as the batch found it. A delivery to a healthy endpoint with no incident
+/// changes only its delivery time and success count (which matters only
+/// while an incident is open): that write is skipped, one call less per
+/// delivered batch, unless the stored delivery time is older than
+/// `refresh` (people read it in `status`). Anything else is written.
+pub fn needs_save(
+    stored: &EndpointState,
+    after: &EndpointState,
+    now: OffsetDateTime,
+    refresh: Duration,
+) -> bool {
+    if stored.incident.is_some() || after.incident.is_some() {
+        return stored != after;
+    }
+    let fresh = stored
+        .last_delivered_at
+        .is_some_and(|at| since(now, at) < refresh);
+    if !fresh {
+        return stored != after;
+    }
+    let mut a = stored.clone();
+    let mut b = after.clone();
+    for s in [&mut a, &mut b] {
+        s.consecutive_successes = 0;
+        s.last_delivered_at = None;
+    }
+    a != b
+}
+
 fn truncated(error: &str) -> String {
     error.chars().take(MAX_ERROR_CHARS).collect()
 }
@@ -584,6 +618,40 @@ mod tests {
             }
         }
         assert_eq!(ParkReason::Behind.as_str(), "resuming");
+    }
+
+    /// The health write is skipped only for a delivery to a healthy endpoint
+    /// whose stored delivery time is fresh; every incident state, every
+    /// failure and refusal, and a stale delivery time are written.
+    #[test]
+    fn a_delivery_that_changes_nothing_material_is_not_written() {
+        let r = rules();
+        let now = at(100);
+        let refresh = DELIVERED_AT_REFRESH;
+        for case in CASES {
+            for kind in [Kind::Delivered, Kind::Failed, Kind::Refused] {
+                for last_delivered in [None, Some(at(90)), Some(at(0))] {
+                    let mut stored = state(case);
+                    stored.last_delivered_at = last_delivered;
+                    let mut after = stored.clone();
+                    after.start_attempt("m", now, r.lateness_tolerance);
+                    let result = match kind {
+                        Kind::Delivered => AttemptResult::Delivered,
+                        Kind::Failed => failed(),
+                        Kind::Refused => refused(),
+                    };
+                    on_attempt(&mut after, "m", now, &result, now, 1, &r);
+                    let skipped = case == Case::Healthy
+                        && kind == Kind::Delivered
+                        && last_delivered == Some(at(90));
+                    assert_eq!(
+                        needs_save(&stored, &after, now, refresh),
+                        !skipped,
+                        "{case:?} x {kind:?}, delivered at {last_delivered:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -46,12 +46,20 @@ pub struct NoticeInput {
     pub refused: Option<usize>,
 }
 
+/// `(endpoint, MessageId)` of a batch.
+pub type BatchKey = (String, String);
+
 pub trait LedgerPort: Sync {
     fn lookup(
         &self,
         endpoint_id: &str,
         message_id: &str,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
+    /// A whole event's look-ups at once.
+    fn lookup_many(
+        &self,
+        batches: &[BatchKey],
+    ) -> impl Future<Output = Result<HashMap<BatchKey, Lookup>, StoreError>> + Send;
     /// With `plan_ref`, the ledger stores the plan reference, not the keys.
     fn record_delivery(
         &self,
@@ -75,6 +83,11 @@ pub trait LedgerPort: Sync {
 pub trait HealthPort: Sync {
     fn load(&self, endpoint_id: &str)
     -> impl Future<Output = Result<Versioned, StoreError>> + Send;
+    /// A whole event's endpoints at once.
+    fn load_many(
+        &self,
+        endpoint_ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Versioned>, StoreError>> + Send;
     fn save(
         &self,
         endpoint_id: &str,
@@ -165,6 +178,12 @@ impl LedgerPort for AwsPorts {
     async fn lookup(&self, endpoint_id: &str, message_id: &str) -> Result<Lookup, StoreError> {
         self.ledger.lookup(endpoint_id, message_id).await
     }
+    async fn lookup_many(
+        &self,
+        batches: &[BatchKey],
+    ) -> Result<HashMap<BatchKey, Lookup>, StoreError> {
+        self.ledger.lookup_many(batches).await
+    }
     async fn record_delivery(
         &self,
         delivery: &Delivery<'_>,
@@ -196,6 +215,12 @@ impl LedgerPort for AwsPorts {
 impl HealthPort for AwsPorts {
     async fn load(&self, endpoint_id: &str) -> Result<Versioned, StoreError> {
         self.health.load(endpoint_id).await
+    }
+    async fn load_many(
+        &self,
+        endpoint_ids: &[String],
+    ) -> Result<HashMap<String, Versioned>, StoreError> {
+        self.health.load_many(endpoint_ids).await
     }
     async fn save(
         &self,
@@ -341,6 +366,11 @@ pub mod memory {
         pub posts: Mutex<Vec<(String, usize)>>,
         /// Fail every ledger lookup (our outage).
         pub ledger_down: Mutex<bool>,
+        /// Calls of `lookup_many` and of the single `load`.
+        pub batch_lookups: Mutex<usize>,
+        pub single_loads: Mutex<usize>,
+        /// Health writes.
+        pub saves: Mutex<usize>,
         /// Answer a refusal for payloads containing this text.
         pub refuse_containing: Mutex<Option<String>>,
     }
@@ -416,6 +446,17 @@ pub mod memory {
                 attempts: None,
             })
         }
+        async fn lookup_many(
+            &self,
+            batches: &[BatchKey],
+        ) -> Result<HashMap<BatchKey, Lookup>, StoreError> {
+            *lock(&self.batch_lookups) += 1;
+            let mut found = HashMap::new();
+            for (e, m) in batches {
+                found.insert((e.clone(), m.clone()), self.lookup(e, m).await?);
+            }
+            Ok(found)
+        }
         async fn record_attempt(
             &self,
             record: &AttemptRecord,
@@ -445,10 +486,21 @@ pub mod memory {
 
     impl HealthPort for Memory {
         async fn load(&self, endpoint_id: &str) -> Result<Versioned, StoreError> {
+            *lock(&self.single_loads) += 1;
             Ok(lock(&self.health)
                 .get(endpoint_id)
                 .cloned()
                 .unwrap_or_default())
+        }
+        async fn load_many(
+            &self,
+            endpoint_ids: &[String],
+        ) -> Result<HashMap<String, Versioned>, StoreError> {
+            let map = lock(&self.health);
+            Ok(endpoint_ids
+                .iter()
+                .map(|e| (e.clone(), map.get(e).cloned().unwrap_or_default()))
+                .collect())
         }
         async fn save(
             &self,
@@ -457,6 +509,7 @@ pub mod memory {
             state: &EndpointState,
             version: u64,
         ) -> Result<Saved, StoreError> {
+            *lock(&self.saves) += 1;
             let mut map = lock(&self.health);
             let current = map.get(endpoint_id).map_or(0, |v| v.version);
             if current != version {

@@ -134,9 +134,54 @@ impl HealthStore {
     /// healthy, version 0). Strongly consistent: the previous invocation's
     /// write must be seen.
     pub async fn load(&self, endpoint_id: &str) -> Result<Versioned, StoreError> {
-        let Some(item) = self.item(endpoint_id).await? else {
-            return Ok(Versioned::default());
-        };
+        match self.item(endpoint_id).await? {
+            Some(item) => self.versioned(endpoint_id, &item),
+            None => Ok(Versioned::default()),
+        }
+    }
+
+    /// [`HealthStore::load`] for many endpoints in one strongly consistent
+    /// `BatchGetItem` per 100: push loads an event's endpoints at once.
+    pub async fn load_many(
+        &self,
+        endpoint_ids: &[String],
+    ) -> Result<HashMap<String, Versioned>, StoreError> {
+        let mut ids: Vec<&String> = endpoint_ids.iter().collect();
+        ids.sort();
+        ids.dedup();
+        let mut found: HashMap<String, Versioned> = ids
+            .iter()
+            .map(|id| ((*id).clone(), Versioned::default()))
+            .collect();
+        for chunk in ids.chunks(100) {
+            let mut keys =
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder().consistent_read(true);
+            for id in chunk {
+                keys = keys.keys(Self::key(id));
+            }
+            let keys = keys.build().map_err(|e| StoreError::Malformed {
+                resource: self.table.clone(),
+                key: "(health look-up)".into(),
+                message: e.to_string(),
+            })?;
+            for item in crate::dynamo::batch_get(&self.client, &self.table, keys).await? {
+                let Some(id) = text(&item, "PK")
+                    .and_then(|pk| pk.strip_prefix("ENDPOINT#").map(str::to_owned))
+                else {
+                    continue;
+                };
+                let versioned = self.versioned(&id, &item)?;
+                found.insert(id, versioned);
+            }
+        }
+        Ok(found)
+    }
+
+    fn versioned(
+        &self,
+        endpoint_id: &str,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<Versioned, StoreError> {
         let number = |name: &str| match item.get(name) {
             Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
             _ => 0,
@@ -144,7 +189,7 @@ impl HealthStore {
         let version = number("Version");
         let parked_seq = number("ParkedSeq");
         let resuming = matches!(item.get("Resuming"), Some(AttributeValue::Bool(true)));
-        let state = match text(&item, "Incident") {
+        let state = match text(item, "Incident") {
             Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Malformed {
                 resource: self.table.clone(),
                 key: format!("ENDPOINT#{endpoint_id}/HEALTH"),

@@ -227,6 +227,53 @@ impl Ledger {
         Ok(lookup)
     }
 
+    /// [`Ledger::lookup`] for many batches (`(endpoint, MessageId)`) in as
+    /// few `BatchGetItem` calls as DynamoDB allows (100 keys, two per batch):
+    /// push looks up a whole event's batches in one call.
+    pub async fn lookup_many(
+        &self,
+        batches: &[(String, String)],
+    ) -> Result<HashMap<(String, String), Lookup>, StoreError> {
+        let mut found: HashMap<(String, String), Lookup> = batches
+            .iter()
+            .map(|b| (b.clone(), Lookup::default()))
+            .collect();
+        let mut unique: Vec<&(String, String)> = found.keys().collect();
+        unique.sort();
+        let unique: Vec<(String, String)> = unique.into_iter().cloned().collect();
+        for chunk in unique.chunks(50) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for (endpoint, message_id) in chunk {
+                keys = keys
+                    .keys(key(endpoint, message_id.clone()))
+                    .keys(key(endpoint, attempt_id(message_id)));
+            }
+            let keys = keys
+                .build()
+                .map_err(|e| self.malformed("(batch look-up)", e))?;
+            for item in crate::dynamo::batch_get(&self.client, &self.table, keys).await? {
+                let (Some(AttributeValue::S(endpoint)), Some(AttributeValue::S(id))) =
+                    (item.get("EndpointId"), item.get("BatchId"))
+                else {
+                    continue;
+                };
+                if let Some(message_id) = id.strip_prefix(ATTEMPT_PREFIX) {
+                    let state = self.attempt_state(&item, message_id)?;
+                    if let Some(l) = found.get_mut(&(endpoint.clone(), message_id.to_owned())) {
+                        l.attempts = Some(state);
+                    }
+                } else if let Some(l) = found.get_mut(&(endpoint.clone(), id.clone())) {
+                    if matches!(item.get("Outcome"), Some(AttributeValue::S(o)) if o == REFUSED) {
+                        l.refused = true;
+                    } else {
+                        l.delivered = true;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn attempt_state(
         &self,
         item: &HashMap<String, AttributeValue>,
