@@ -4,7 +4,7 @@
 
 use crate::config_cache::{Endpoints, Owner, Reads, Routing};
 use crate::decoding::{Disposition, Pushable, Record};
-use crate::ports::{ParkingPort, PlansPort, RoutingPort, TransactionKey, TransactionsPort};
+use crate::ports::{ParkingPort, PlansPort, RoutingPort, TransactionsPort};
 use platformsync_aws::StoreError;
 use platformsync_aws::delivery_queue::{
     BatchReply, DeliveryQueue, EntryError, RequestEntry, RequestError, RetryPolicy,
@@ -12,6 +12,7 @@ use platformsync_aws::delivery_queue::{
 };
 use platformsync_aws::fanout_plans::{Created, Found, Parked, Plan};
 use platformsync_domain::batch::{BatchEntry, BatchMessage};
+use platformsync_domain::dedup::StorageKey;
 use platformsync_domain::endpoint::{CustomerId, EndpointSettings};
 use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::types::MessageKind;
@@ -169,13 +170,13 @@ impl RoutingPort for MemoryRouting {
 
 /// The transactions table.
 #[derive(Default)]
-pub(crate) struct MemoryTransactions(pub HashMap<TransactionKey, StoredTransaction>);
+pub(crate) struct MemoryTransactions(pub HashMap<StorageKey, StoredTransaction>);
 
 impl TransactionsPort for MemoryTransactions {
     async fn get_many(
         &self,
-        keys: &[TransactionKey],
-    ) -> Result<HashMap<TransactionKey, StoredTransaction>, StoreError> {
+        keys: &[StorageKey],
+    ) -> Result<HashMap<StorageKey, StoredTransaction>, StoreError> {
         Ok(keys
             .iter()
             .filter_map(|k| self.0.get(k).map(|t| (k.clone(), t.clone())))

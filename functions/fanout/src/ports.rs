@@ -9,13 +9,11 @@ use platformsync_aws::delivery_queue::{
 };
 use platformsync_aws::fanout_plans::{Created, Found, Parked, Plan, PlanStore};
 use platformsync_aws::transactions::TransactionStore;
+use platformsync_domain::dedup::StorageKey;
 use platformsync_domain::record::StoredTransaction;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Instant;
-
-/// A transaction's storage key as the table knows it: (serial, sort key).
-pub type TransactionKey = (String, String);
 
 /// Safe owners and their endpoints.
 pub trait RoutingPort: Sync {
@@ -79,8 +77,8 @@ pub trait TransactionsPort: Sync {
     /// The items stored under `keys`; absent keys are absent from the map.
     fn get_many(
         &self,
-        keys: &[TransactionKey],
-    ) -> impl Future<Output = Result<HashMap<TransactionKey, StoredTransaction>, StoreError>> + Send;
+        keys: &[StorageKey],
+    ) -> impl Future<Output = Result<HashMap<StorageKey, StoredTransaction>, StoreError>> + Send;
 }
 
 impl RoutingPort for ConfigCache {
@@ -153,15 +151,15 @@ impl<T: SendMessageBatch> QueuePort for DeliveryQueue<T> {
 impl TransactionsPort for Option<TransactionStore> {
     async fn get_many(
         &self,
-        keys: &[TransactionKey],
-    ) -> Result<HashMap<TransactionKey, StoredTransaction>, StoreError> {
+        keys: &[StorageKey],
+    ) -> Result<HashMap<StorageKey, StoredTransaction>, StoreError> {
         match self {
             Some(store) => store.get_many(keys).await,
             None => Err(StoreError::Malformed {
                 resource: "TRANSACTIONS_TABLE".into(),
                 key: keys
                     .first()
-                    .map(|(s, k)| format!("{s}|{k}"))
+                    .map(|k| format!("{}|{}", k.partition, k.sort))
                     .unwrap_or_default(),
                 message: "not configured".into(),
             }),

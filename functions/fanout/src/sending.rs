@@ -13,6 +13,9 @@ use crate::walk::{Walk, now_unix};
 use platformsync_aws::delivery_queue::OutgoingBatch;
 use platformsync_aws::fanout_plans::{Found, Parked, Plan};
 use platformsync_domain::batch::BatchEntry;
+use platformsync_domain::dedup::StorageKey;
+use platformsync_domain::record::StoredTransaction;
+use platformsync_domain::serial::SerialNumber;
 use std::collections::{BTreeSet, HashMap};
 use tracing::{error, warn};
 
@@ -216,27 +219,35 @@ where
     /// unusable there are returned with the reason (their messages are
     /// parked: nothing else can ever send them).
     async fn rebuild(&self, plan: &Plan, keys: &BTreeSet<&str>) -> Result<Rebuilt, FanoutError> {
-        let wanted: Vec<(String, String)> = keys
+        // Plan keys are `SERIAL|SORT KEY`; one that is not cannot be read
+        // back, and is reported missing below.
+        let wanted: Vec<(&str, StorageKey)> = keys
             .iter()
-            .filter_map(|k| k.split_once('|'))
-            .map(|(s, k)| (s.to_owned(), k.to_owned()))
+            .filter_map(|k| {
+                let (serial, sort) = k.split_once('|')?;
+                let partition = SerialNumber::parse(serial).ok()?;
+                let sort = sort.to_owned();
+                Some((*k, StorageKey { partition, sort }))
+            })
             .collect();
+        let storage_keys: Vec<StorageKey> = wanted.iter().map(|(_, k)| k.clone()).collect();
         let mut stored = self
             .transactions
-            .get_many(&wanted)
+            .get_many(&storage_keys)
             .await
             .map_err(|source| FanoutError::Rebuild {
                 plan: plan.key.clone(),
                 keys: keys.len(),
                 source,
             })?;
+        let mut by_key: HashMap<&str, StoredTransaction> = wanted
+            .iter()
+            .filter_map(|(k, storage)| stored.remove(storage).map(|t| (*k, t)))
+            .collect();
         let mut entries = HashMap::new();
         let mut missing = HashMap::new();
         for key in keys {
-            let found = key
-                .split_once('|')
-                .and_then(|(s, k)| stored.remove(&(s.to_owned(), k.to_owned())));
-            match found.map(decoding::pushable) {
+            match by_key.remove(key).map(decoding::pushable) {
                 Some(Ok(p)) => {
                     entries.insert((*key).to_owned(), p.entry);
                 }

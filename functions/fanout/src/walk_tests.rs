@@ -242,8 +242,11 @@ async fn bisected_halves_find_the_plan_through_pointers_and_rebuild_absent_bodie
     let mut world = World::new();
     let (records, stored): (Vec<Record>, Vec<_>) = (0..6).map(crate::memory::stored).unzip();
     for t in stored {
-        let key = (t.serial_number.to_string(), t.sort_key.clone());
-        world.transactions.0.insert(key, t);
+        let at = platformsync_domain::dedup::StorageKey {
+            partition: t.serial_number.clone(),
+            sort: t.sort_key.clone(),
+        };
+        world.transactions.0.insert(at, t);
     }
     world.fail("a", 1, Fault::Transient);
     let first = world.run(&records).await;
