@@ -170,12 +170,12 @@ impl Push {
         let envelopes: Vec<Envelope> = event.records.iter().map(envelope).collect();
         let outcomes = self.flow.run(&envelopes, deadline).await;
 
-        let mut response = SqsBatchResponse::default();
+        let mut failed = Vec::new();
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
         for (message, outcome) in &outcomes {
             *counts.entry(outcome.metric()).or_default() += 1;
             if !outcome.is_acknowledged() {
-                response.add_failure(message.id.clone());
+                failed.push(message.id.clone());
             }
         }
         let mut metrics = Metrics::for_function("push");
@@ -186,7 +186,7 @@ impl Push {
         }
         metrics.millis("DurationMs", started.elapsed().as_millis());
         metrics.flush();
-        response
+        platformsync_aws::lambda::sqs_response(failed)
     }
 }
 

@@ -81,13 +81,3 @@ pub use event::sqs_event;
 pub use flow::{Outcome, parse_batch};
 pub use handler::{InitError, Push};
 pub use settings::{DEFAULT_CONFIG_CACHE, Settings};
-
-/// The Lambda deadline (`context.deadline`, ms since the Unix epoch) as an
-/// `Instant`; a deadline in the past is now.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> std::time::Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    std::time::Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}

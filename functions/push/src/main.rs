@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let push = push::Push::from_env().await?;
     let push = &push;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = push::deadline_from_epoch_ms(event.context.deadline);
+        let deadline = platformsync_aws::lambda::deadline(event.context.deadline());
         Ok::<_, Error>(push.handle_before(event.payload, deadline).await)
     }))
     .await
