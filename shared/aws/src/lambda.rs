@@ -8,20 +8,15 @@
 
 use aws_lambda_events::sqs::SqsBatchResponse;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-/// The invocation's deadline (wall clock, as `lambda_runtime::Context`
-/// gives it) on the monotonic clock every wait and request is timed on. A
+/// The invocation's deadline (wall clock, as `Context::deadline()` gives
+/// it) on the monotonic clock every wait and request is timed on. A
 /// deadline already past is now.
 pub fn deadline(at: SystemTime) -> Instant {
     Instant::now()
         + at.duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
-}
-
-/// [`deadline`] from `Context::deadline` (milliseconds since the Unix epoch).
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    deadline(UNIX_EPOCH + Duration::from_millis(deadline_ms))
 }
 
 /// The answer to an SQS event: the messages not fully handled (Lambda
@@ -62,13 +57,6 @@ mod tests {
         assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
         let past = deadline(SystemTime::now() - Duration::from_secs(5));
         assert!(past <= Instant::now());
-        let ms = in_a_minute
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let left = deadline_from_epoch_ms(ms).saturating_duration_since(Instant::now());
-        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
-        assert!(deadline_from_epoch_ms(0) <= Instant::now());
     }
 
     #[test]
