@@ -433,6 +433,16 @@ fn print_text(status: &Status, io: &mut Io<'_>) -> Result<()> {
                 ),
             };
             let mut health = state;
+            // `endpoint enable` is replaying the parked backlog (or stopped
+            // before it finished: run it again).
+            if e.health
+                .as_ref()
+                .and_then(|h| h.get("Resuming"))
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                health.push_str(" (resuming: new batches wait behind the parked backlog)");
+            }
             let last_error = field(&e.health, "LastError");
             if !last_error.is_empty() && field(&e.health, "State") != "healthy" {
                 health.push_str(&format!(" - {last_error}"));
