@@ -494,11 +494,28 @@ pub(crate) async fn enable(
     let mut queued = Vec::new();
     let mut awaiting: Option<String> = None;
     let mut resumed = false;
+    let mut stopped: Option<&str> = None;
     for _ in 0..MAX_PASSES {
         // Read before listing: a batch parked after this fails the flip.
         let seen = health.load(endpoint).await?;
         if !seen.resuming {
             resumed = true;
+            break;
+        }
+        // Disabled again, or expired again: what is replayed would only be
+        // parked again. Stop; the endpoint stays resuming until the next
+        // enable (new batches keep waiting behind, nothing is lost).
+        let still_enabled = ops
+            .config
+            .endpoint(&settings.customer_id, &settings.endpoint_id)
+            .await?
+            .is_some_and(|s| s.enabled);
+        if !still_enabled || seen.state.is_expired() {
+            stopped = Some(if still_enabled {
+                "the endpoint expired again"
+            } else {
+                "the endpoint was disabled again"
+            });
             break;
         }
         let parked = store.list(endpoint).await?;
@@ -541,7 +558,8 @@ pub(crate) async fn enable(
         return table::json(
             io.out,
             &serde_json::json!({"EndpointId": endpoint, "Enabled": true,
-                "WasExpired": was_expired, "Replayed": queued, "Resuming": !resumed}),
+                "WasExpired": was_expired, "Replayed": queued, "Resuming": !resumed,
+                "Stopped": stopped}),
         );
     }
     writeln!(
@@ -554,10 +572,13 @@ pub(crate) async fn enable(
         },
         queued.len(),
         if resumed {
-            ""
+            String::new()
+        } else if let Some(why) = stopped {
+            format!("; still resuming: {why}, run the command again once it is enabled and answers")
         } else {
             "; still resuming (the replayed batches are not all delivered yet: new \
              batches wait behind them): run the command again to finish"
+                .to_owned()
         }
     )?;
     Ok(())
