@@ -67,7 +67,7 @@ case ${1:-} in
       note=""
       if command -v file >/dev/null && ! file "$f" | grep -q ', stripped'; then note=" (NOT stripped)"; fi
       if [ "$size" -gt "$limit" ]; then note="$note (over 6 MB)"; over=1; fi
-      awk -v f="$f" -v s="$size" -v n="$note" 'BEGIN { printf "%-45s %9d bytes  %5.2f MB%s\n", f, s, s / 1e6, n }'
+      awk -v f="$f" -v s="$size" -v n="$note" 'BEGIN { printf "%-50s %9d bytes  %5.2f MB%s\n", f, s, s / 1e6, n }'
     done
     [ "$over" = 0 ] || echo "template-tools: some bootstrap is over the 6 MB target (see docs/benchmarks.md)" >&2
     ;;

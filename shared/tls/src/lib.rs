@@ -136,3 +136,42 @@ mod tests {
         assert!(Arc::ptr_eq(&roots().store(), &roots().store()));
     }
 }
+
+#[cfg(test)]
+mod timing {
+    /// Where the root store's load time goes (run with
+    /// `cargo test --profile bench -p platformsync-tls -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn load_phases() {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let t = std::time::Instant::now();
+        let bytes = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap();
+        let read = t.elapsed();
+        let t = std::time::Instant::now();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let decode = t.elapsed();
+        let t = std::time::Instant::now();
+        let mut store = rustls::RootCertStore::empty();
+        for c in certs.clone() {
+            let _ = store.add(c);
+        }
+        let parse = t.elapsed();
+        let t = std::time::Instant::now();
+        let mut pem = Vec::new();
+        for c in &certs {
+            super::push_pem(&mut pem, c);
+        }
+        let encode = t.elapsed();
+        let t = std::time::Instant::now();
+        let n = rustls_native_certs::load_native_certs().certs.len();
+        let native = t.elapsed();
+        eprintln!(
+            "certs {} read {read:?} decode {decode:?} parse {parse:?} encode {encode:?} native({n}) {native:?}",
+            certs.len()
+        );
+    }
+}
