@@ -8,6 +8,7 @@ use platformsync_aws::ingest_key::KeyMatch;
 use platformsync_aws::transactions::Insertion;
 use platformsync_aws::{SdkConfig, StoreError};
 use platformsync_domain::record::RejectRecord;
+use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::upload::{UploadError, parse_upload};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -200,7 +201,7 @@ impl Ingest {
         for (write, result) in plan.writes.iter().zip(&results) {
             match result {
                 Ok(Insertion::Stored) => {
-                    new_serials.push(write.record.serial_number.as_str());
+                    new_serials.push(&write.record.serial_number);
                     answer.stored(write.item, write.is_held());
                 }
                 Ok(Insertion::Duplicate) => answer.duplicate(write.item),
@@ -238,12 +239,13 @@ impl Ingest {
 
     /// How many of the newly stored transactions belong to safes no customer
     /// owns. Advisory: `None` if the registry cannot be read.
-    async fn count_unowned(&self, serials: &[&str]) -> Option<usize> {
-        let distinct: Vec<&str> = serials
+    async fn count_unowned(&self, serials: &[&SerialNumber]) -> Option<usize> {
+        let distinct: Vec<SerialNumber> = serials
             .iter()
             .copied()
             .collect::<BTreeSet<_>>()
             .into_iter()
+            .cloned()
             .collect();
         match self.clients.config.safe_owners(&distinct).await {
             Ok(owners) => Some(serials.iter().filter(|s| !owners.contains_key(**s)).count()),

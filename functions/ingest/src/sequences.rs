@@ -59,7 +59,6 @@ async fn advance(
     serial: &SerialNumber,
     numbers: &[u64],
 ) -> Result<Progress, StoreError> {
-    let serial = serial.as_str();
     let mut delays = LOST_RACE.delays();
     loop {
         let stored = config.sequence(serial).await?;

@@ -257,8 +257,17 @@ pub(crate) async fn assign(
     json: bool,
     io: &mut Io<'_>,
 ) -> Result<()> {
-    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
-    let before = ops.config.safe_owners(&refs).await?;
+    let parsed = serials
+        .iter()
+        .map(|s| SerialNumber::parse(s).with_context(|| format!("serial number {s:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let before: HashMap<String, String> = ops
+        .config
+        .safe_owners(&parsed)
+        .await?
+        .into_iter()
+        .map(|(serial, customer)| (serial.as_str().to_owned(), customer))
+        .collect();
     let assigned_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();

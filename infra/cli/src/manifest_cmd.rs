@@ -11,7 +11,9 @@ use anyhow::{Context, Result};
 use platformsync_aws::fanout_plans::PlanStore;
 use platformsync_aws::ledger::Ledger;
 use platformsync_aws::transactions::TransactionStore;
+use platformsync_domain::dedup::StorageKey;
 use platformsync_domain::endpoint::CustomerId;
+use platformsync_domain::serial::SerialNumber;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -92,19 +94,24 @@ pub(crate) async fn run(
     );
     // Delivered to at least one endpoint, of the day (the sort key starts
     // with the safe-local time): each transaction once.
-    let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut keys: BTreeSet<StorageKey> = BTreeSet::new();
     for e in &endpoints {
         for batch in ledger.delivered(e).await? {
             for key in batch.transaction_keys {
                 if let Some((serial, sort)) = key.split_once('|')
                     && sort.starts_with(&day)
                 {
-                    keys.insert((serial.to_owned(), sort.to_owned()));
+                    let partition = SerialNumber::parse(serial)
+                        .with_context(|| format!("delivered transaction {key}"))?;
+                    keys.insert(StorageKey {
+                        partition,
+                        sort: sort.to_owned(),
+                    });
                 }
             }
         }
     }
-    let keys: Vec<(String, String)> = keys.into_iter().collect();
+    let keys: Vec<StorageKey> = keys.into_iter().collect();
     let progress = Progress::new(keys.len() as u64, "transactions", json);
     let store = TransactionStore::new(ops.dynamodb.clone(), ops.names.transactions_table.clone());
     let mut per_safe: BTreeMap<String, (u64, BTreeMap<String, Decimal>)> = BTreeMap::new();
@@ -112,12 +119,17 @@ pub(crate) async fn run(
         let found = store.get_many(chunk).await?;
         for key in chunk {
             let t = found.get(key).with_context(|| {
-                format!("delivered transaction {}|{} is not stored", key.0, key.1)
+                format!(
+                    "delivered transaction {}|{} is not stored",
+                    key.partition, key.sort
+                )
             })?;
-            let entry = per_safe.entry(key.0.clone()).or_default();
+            let entry = per_safe
+                .entry(key.partition.as_str().to_owned())
+                .or_default();
             entry.0 += 1;
-            for (currency, amount) in
-                totals(&t.payload).with_context(|| format!("transaction {}|{}", key.0, key.1))?
+            for (currency, amount) in totals(&t.payload)
+                .with_context(|| format!("transaction {}|{}", key.partition, key.sort))?
             {
                 *entry.1.entry(currency).or_default() += amount;
             }

@@ -24,12 +24,11 @@
 //! cache, so a revoked key is refused at once.
 
 use crate::StoreError;
+use crate::dynamo::{self, Item, s};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use subtle::ConstantTimeEq;
 
 const PREFIX: &str = "psk_";
@@ -37,14 +36,8 @@ const KEY_ID_HEX: usize = 16;
 const SECRET_HEX: usize = 64;
 const SK: &str = "APIKEY";
 
-fn key(key_id: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (
-            "PK".to_owned(),
-            AttributeValue::S(format!("APIKEY#{key_id}")),
-        ),
-        ("SK".to_owned(), AttributeValue::S(SK.to_owned())),
-    ])
+fn key(key_id: &str) -> Item {
+    dynamo::pk_sk((format!("APIKEY#{key_id}"), SK.to_owned()))
 }
 
 /// `n` random bytes from the OS CSPRNG (UUID v4s, version bits dropped).
@@ -169,39 +162,27 @@ impl ApiKeyStore {
         label: Option<String>,
     ) -> Result<(SecretString, ApiKeyRecord), StoreError> {
         let (presented, record) = generate(customer_id, created_at, label);
-        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record)
-            .map_err(|e| crate::dynamo::malformed(&self.table, &record.key_id, e))?;
+        let mut item = dynamo::encode(&self.table, &record.key_id, &record)?;
         item.extend(key(&record.key_id));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // A key id is 64 random bits; never overwrite one all the same.
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
+        // A key id is 64 random bits; never overwrite one all the same.
+        if !dynamo::put_if_absent(&self.client, &self.table, item, "PK").await? {
+            return Err(StoreError::Service {
+                operation: "PutItem",
+                resource: self.table.clone(),
+                message: format!(
+                    "key id {} is taken (ConditionalCheckFailedException)",
+                    record.key_id
+                ),
+                retryable: false,
+            });
+        }
         Ok((presented, record))
     }
 
     /// The stored record of a key id.
     pub async fn record(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(key_id)))
-            // A revocation must be seen by the next request.
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-        out.item
-            .map(|item| {
-                serde_dynamo::from_item(item)
-                    .map_err(|e| crate::dynamo::malformed(&self.table, key_id, e))
-            })
-            .transpose()
+        // Consistent: a revocation must be seen by the next request.
+        dynamo::get(&self.client, &self.table, key(key_id), true, key_id).await
     }
 
     /// Checks a presented key: one `GetItem`, constant-time comparison.
@@ -217,21 +198,14 @@ impl ApiKeyStore {
 
     /// A customer's keys (revoked ones too): a scan, for the ops CLI only.
     pub async fn list(&self, customer_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let items: Vec<_> = self
+        let scan = self
             .client
             .scan()
-            .table_name(&self.table)
             .filter_expression("SK = :sk AND CustomerId = :c")
-            .expression_attribute_values(":sk", AttributeValue::S(SK.to_owned()))
-            .expression_attribute_values(":c", AttributeValue::S(customer_id.to_owned()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Scan", &self.table, e))?;
-        let mut keys: Vec<ApiKeyRecord> =
-            crate::dynamo::decode_all(&self.table, customer_id, items)?;
+            .expression_attribute_values(":sk", s(SK))
+            .expression_attribute_values(":c", s(customer_id));
+        let items = dynamo::scan_all(&self.table, scan).await?;
+        let mut keys: Vec<ApiKeyRecord> = dynamo::decode_all(&self.table, customer_id, items)?;
         keys.sort_by(|a, b| (&a.created_at, &a.key_id).cmp(&(&b.created_at, &b.key_id)));
         Ok(keys)
     }
@@ -251,13 +225,13 @@ impl ApiKeyStore {
             .set_key(Some(key(key_id)))
             .update_expression("SET RevokedAt = if_not_exists(RevokedAt, :at)")
             .condition_expression("attribute_exists(PK) AND CustomerId = :c")
-            .expression_attribute_values(":at", AttributeValue::S(revoked_at.to_owned()))
-            .expression_attribute_values(":c", AttributeValue::S(customer_id.to_owned()))
+            .expression_attribute_values(":at", s(revoked_at))
+            .expression_attribute_values(":c", s(customer_id))
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if crate::dynamo::is_conditional_failure(&e) => Ok(false),
+            Err(e) if dynamo::is_conditional_failure(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk("UpdateItem", &self.table, e)),
         }
     }

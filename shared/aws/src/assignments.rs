@@ -29,10 +29,11 @@
 //! only while the safe has no history.
 
 use crate::StoreError;
+use crate::dynamo::{self, s};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// `from` of an assignment that holds since the safe's first transaction
 /// (safes assigned before assignments had dates).
@@ -168,13 +169,6 @@ pub struct AssignmentStore {
     table: String,
 }
 
-fn key(pk_sk: (String, String)) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("PK".to_owned(), AttributeValue::S(pk_sk.0)),
-        ("SK".to_owned(), AttributeValue::S(pk_sk.1)),
-    ])
-}
-
 impl AssignmentStore {
     /// `table`: the configuration table.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -185,7 +179,7 @@ impl AssignmentStore {
     }
 
     fn malformed(&self, key: &str, e: impl std::fmt::Display) -> StoreError {
-        crate::dynamo::malformed(&self.table, key, e)
+        dynamo::malformed(&self.table, key, e)
     }
 
     /// Items of partition `pk` whose SK starts with `prefix`, every page.
@@ -195,21 +189,15 @@ impl AssignmentStore {
         prefix: String,
         consistent: bool,
     ) -> Result<Vec<T>, StoreError> {
-        let items: Vec<_> = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .expression_attribute_values(":prefix", AttributeValue::S(prefix))
-            .consistent_read(consistent)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        crate::dynamo::decode_all(&self.table, &pk, items)
+            .expression_attribute_values(":pk", s(pk.as_str()))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(consistent);
+        let items = dynamo::query_all(&self.table, query).await?;
+        dynamo::decode_all(&self.table, &pk, items)
     }
 
     /// A safe's assignments, oldest first.
@@ -228,21 +216,15 @@ impl AssignmentStore {
     /// anyway, and reads several safes at once.
     pub async fn ownership(&self, serial: &str) -> Result<Ownership, StoreError> {
         let pk = keys::assignment(serial, "").0;
-        let items: Vec<HashMap<String, AttributeValue>> = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             // "ASSIGN#..." < "OWNER" < "SEQUENCE": nothing else in between.
             .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :owner")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .expression_attribute_values(":from", AttributeValue::S(ASSIGN_PREFIX.to_owned()))
-            .expression_attribute_values(":owner", AttributeValue::S("OWNER".to_owned()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+            .expression_attribute_values(":pk", s(pk.as_str()))
+            .expression_attribute_values(":from", s(ASSIGN_PREFIX))
+            .expression_attribute_values(":owner", s("OWNER"));
+        let items = dynamo::query_all(&self.table, query).await?;
         let mut ownership = Ownership::default();
         for item in items {
             match item.get("SK") {
@@ -252,8 +234,8 @@ impl AssignmentStore {
                     }
                 }
                 Some(AttributeValue::S(sk)) if sk.starts_with(ASSIGN_PREFIX) => {
-                    let a: Assignment = serde_dynamo::from_item(item.clone())
-                        .map_err(|e| self.malformed(&format!("{pk}/{sk}"), e))?;
+                    let a: Assignment =
+                        dynamo::decode(&self.table, &format!("{pk}/{sk}"), item.clone())?;
                     ownership.history.push(a);
                 }
                 _ => {}
@@ -335,17 +317,17 @@ impl AssignmentStore {
 
         let mut items: Vec<TransactWriteItem> = Vec::new();
         for a in &writes {
-            items.push(self.put(keys::assignment(serial, &a.from), a)?);
+            items.push(self.transact_put(keys::assignment(serial, &a.from), a)?);
         }
         for p in &after {
-            items.push(self.put(keys::period(&p.customer_id, serial, &p.from), p)?);
+            items.push(self.transact_put(keys::period(&p.customer_id, serial, &p.from), p)?);
         }
         for p in &before {
             let k = keys::period(&p.customer_id, serial, &p.from);
             if !after_keys.contains(&k) {
                 let delete = Delete::builder()
                     .table_name(&self.table)
-                    .set_key(Some(key(k)))
+                    .set_key(Some(dynamo::pk_sk(k)))
                     .build()
                     .map_err(|e| self.malformed(serial, e))?;
                 items.push(TransactWriteItem::builder().delete(delete).build());
@@ -378,15 +360,14 @@ impl AssignmentStore {
         })
     }
 
-    fn put<T: Serialize>(
+    fn transact_put<T: Serialize>(
         &self,
         pk_sk: (String, String),
         value: &T,
     ) -> Result<TransactWriteItem, StoreError> {
         let label = format!("{}/{}", pk_sk.0, pk_sk.1);
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(value).map_err(|e| self.malformed(&label, e))?;
-        item.extend(key(pk_sk));
+        let mut item = dynamo::encode(&self.table, &label, value)?;
+        item.extend(dynamo::pk_sk(pk_sk));
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))

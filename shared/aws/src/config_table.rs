@@ -18,9 +18,11 @@
 //! customers can never both hold one id, however their writes interleave.
 
 use crate::StoreError;
+use crate::dynamo::{self, Item, n, pk_sk as pk_sk_key, s};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::serial::SerialNumber;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -60,13 +62,6 @@ pub enum EndpointWriteError {
     Taken { endpoint_id: String, owner: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn key(pk_sk: (String, String)) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("PK".to_owned(), AttributeValue::S(pk_sk.0)),
-        ("SK".to_owned(), AttributeValue::S(pk_sk.1)),
-    ])
 }
 
 /// A safe and the customer that owns it.
@@ -110,44 +105,45 @@ impl ConfigStore {
     }
 
     fn malformed(&self, key: &str, e: impl std::fmt::Display) -> StoreError {
-        crate::dynamo::malformed(&self.table, key, e)
+        dynamo::malformed(&self.table, key, e)
     }
 
-    async fn put<T: Serialize>(
+    /// Writes `value` as the item under `pk_sk`.
+    async fn put_at<T: Serialize>(
         &self,
         pk_sk: (String, String),
         value: &T,
     ) -> Result<(), StoreError> {
-        let label = format!("{}/{}", pk_sk.0, pk_sk.1);
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(value).map_err(|e| self.malformed(&label, e))?;
-        item.extend(key(pk_sk));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
-        Ok(())
+        let item = self.item_at(pk_sk, value)?;
+        dynamo::put(&self.client, &self.table, item).await
     }
 
-    async fn get<T: DeserializeOwned>(
+    /// `value` as the item under `pk_sk`.
+    fn item_at<T: Serialize>(
         &self,
         pk_sk: (String, String),
+        value: &T,
+    ) -> Result<Item, StoreError> {
+        let mut item = dynamo::encode(&self.table, &label(&pk_sk), value)?;
+        item.extend(pk_sk_key(pk_sk));
+        Ok(item)
+    }
+
+    /// The item under `pk_sk` as `T`.
+    async fn get_at<T: DeserializeOwned>(
+        &self,
+        pk_sk: (String, String),
+        consistent: bool,
     ) -> Result<Option<T>, StoreError> {
-        let label = format!("{}/{}", pk_sk.0, pk_sk.1);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk_sk)))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-        out.item
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| self.malformed(&label, e)))
-            .transpose()
+        let label = label(&pk_sk);
+        dynamo::get(
+            &self.client,
+            &self.table,
+            pk_sk_key(pk_sk),
+            consistent,
+            &label,
+        )
+        .await
     }
 
     /// Items whose PK is `pk` and SK starts with `sk_prefix`.
@@ -156,47 +152,35 @@ impl ConfigStore {
         pk: String,
         sk_prefix: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let items: Vec<_> = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("PK = :pk AND begins_with(SK, :sk)")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .expression_attribute_values(":sk", AttributeValue::S(sk_prefix.to_owned()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        crate::dynamo::decode_all(&self.table, &pk, items)
+            .expression_attribute_values(":pk", s(pk.as_str()))
+            .expression_attribute_values(":sk", s(sk_prefix));
+        let items = dynamo::query_all(&self.table, query).await?;
+        dynamo::decode_all(&self.table, &pk, items)
     }
 
     /// Every item whose SK is `sk` (customers, safe owners): a scan, for
     /// the ops CLI only; the functions never scan.
     async fn scan_kind<T: DeserializeOwned>(&self, sk: &str) -> Result<Vec<T>, StoreError> {
-        let items: Vec<_> = self
+        let scan = self
             .client
             .scan()
-            .table_name(&self.table)
             .filter_expression("SK = :sk")
-            .expression_attribute_values(":sk", AttributeValue::S(sk.to_owned()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Scan", &self.table, e))?;
-        crate::dynamo::decode_all(&self.table, sk, items)
+            .expression_attribute_values(":sk", s(sk));
+        let items = dynamo::scan_all(&self.table, scan).await?;
+        dynamo::decode_all(&self.table, sk, items)
     }
 
     pub async fn put_customer(&self, customer: &Customer) -> Result<(), StoreError> {
-        self.put(keys::customer(customer.customer_id.as_str()), customer)
+        self.put_at(keys::customer(customer.customer_id.as_str()), customer)
             .await
     }
 
     pub async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
-        self.get(keys::customer(id.as_str())).await
+        self.get_at(keys::customer(id.as_str()), false).await
     }
 
     pub async fn customers(&self) -> Result<Vec<Customer>, StoreError> {
@@ -215,9 +199,7 @@ impl ConfigStore {
         let (customer, id) = (endpoint.customer_id.as_str(), endpoint.endpoint_id.as_str());
         endpoint.validate().map_err(|e| self.malformed(id, e))?;
         let label = format!("CUSTOMER#{customer}/ENDPOINT#{id}");
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(endpoint).map_err(|e| self.malformed(&label, e))?;
-        item.extend(key(keys::endpoint(customer, id)));
+        let item = self.item_at(keys::endpoint(customer, id), endpoint)?;
         let put_endpoint = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -264,27 +246,25 @@ impl ConfigStore {
         endpoint_id: &platformsync_domain::endpoint::EndpointId,
     ) -> Result<(), EndpointWriteError> {
         let (customer, id) = (customer.as_str(), endpoint_id.as_str());
-        let put = self.claim_put(customer, id);
-        let sent = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(put.get_item().clone())
-            .condition_expression(CLAIM_CONDITION)
-            .set_expression_attribute_values(put.get_expression_attribute_values().clone())
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if crate::dynamo::is_conditional_failure(&e) => Err(EndpointWriteError::Taken {
-                endpoint_id: id.to_owned(),
-                owner: self
-                    .endpoint_owner(id)
-                    .await?
-                    .unwrap_or_else(|| "(unknown)".into()),
-            }),
-            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e).into()),
+        let item = claim_item(customer, id);
+        let claimed = dynamo::put_if(
+            &self.client,
+            &self.table,
+            item,
+            CLAIM_CONDITION,
+            [(":customer", s(customer))],
+        )
+        .await?;
+        if claimed {
+            return Ok(());
         }
+        Err(EndpointWriteError::Taken {
+            endpoint_id: id.to_owned(),
+            owner: self
+                .endpoint_owner(id)
+                .await?
+                .unwrap_or_else(|| "(unknown)".into()),
+        })
     }
 
     /// Claims the id of every stored endpoint that has no claim yet
@@ -295,20 +275,14 @@ impl ConfigStore {
     pub async fn claim_existing_endpoints(
         &self,
     ) -> Result<Vec<(String, String, String)>, StoreError> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
+        let scan = self
             .client
             .scan()
-            .table_name(&self.table)
             .filter_expression("begins_with(SK, :sk) AND begins_with(PK, :pk)")
-            .expression_attribute_values(":sk", AttributeValue::S("ENDPOINT#".into()))
-            .expression_attribute_values(":pk", AttributeValue::S("CUSTOMER#".into()))
-            .projection_expression("CustomerId, EndpointId")
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Scan", &self.table, e))?;
+            .expression_attribute_values(":sk", s("ENDPOINT#"))
+            .expression_attribute_values(":pk", s("CUSTOMER#"))
+            .projection_expression("CustomerId, EndpointId");
+        let items = dynamo::scan_all(&self.table, scan).await?;
         let mut pairs: Vec<(String, String)> = items
             .into_iter()
             .filter_map(
@@ -342,32 +316,20 @@ impl ConfigStore {
 
     /// The customer holding `endpoint_id`, if any (a consistent read).
     pub async fn endpoint_owner(&self, endpoint_id: &str) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::endpoint_claim(endpoint_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-        Ok(out
-            .item
-            .and_then(|mut item| match item.remove("CustomerId") {
-                Some(AttributeValue::S(customer)) => Some(customer),
-                _ => None,
-            }))
+        let key = pk_sk_key(keys::endpoint_claim(endpoint_id));
+        let item = dynamo::get_item(&self.client, &self.table, key, true).await?;
+        Ok(item.and_then(|mut item| match item.remove("CustomerId") {
+            Some(AttributeValue::S(customer)) => Some(customer),
+            _ => None,
+        }))
     }
 
     fn claim_put(&self, customer: &str, id: &str) -> aws_sdk_dynamodb::types::builders::PutBuilder {
-        let mut item = key(keys::endpoint_claim(id));
-        item.insert("CustomerId".into(), AttributeValue::S(customer.to_owned()));
-        item.insert("EndpointId".into(), AttributeValue::S(id.to_owned()));
         Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(claim_item(customer, id)))
             .condition_expression(CLAIM_CONDITION)
-            .expression_attribute_values(":customer", AttributeValue::S(customer.to_owned()))
+            .expression_attribute_values(":customer", s(customer))
     }
 
     /// The dated assignment history on this table (the fan-out routes by it).
@@ -380,7 +342,7 @@ impl ConfigStore {
         customer: &CustomerId,
         endpoint: &platformsync_domain::endpoint::EndpointId,
     ) -> Result<Option<EndpointSettings>, StoreError> {
-        self.get(keys::endpoint(customer.as_str(), endpoint.as_str()))
+        self.get_at(keys::endpoint(customer.as_str(), endpoint.as_str()), false)
             .await
     }
 
@@ -400,42 +362,36 @@ impl ConfigStore {
 
     /// Assigns a safe to a customer (a safe belongs to one customer at a time).
     pub async fn assign_safe(&self, serial: &str, customer_id: &str) -> Result<(), StoreError> {
-        let mut item = key(keys::safe_owner(serial));
-        item.insert(
-            "CustomerId".into(),
-            AttributeValue::S(customer_id.to_owned()),
-        );
-        item.insert("SerialNumber".into(), AttributeValue::S(serial.to_owned()));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
-        Ok(())
+        let mut item = pk_sk_key(keys::safe_owner(serial));
+        item.insert("CustomerId".into(), s(customer_id));
+        item.insert("SerialNumber".into(), s(serial));
+        dynamo::put(&self.client, &self.table, item).await
     }
 
     /// The owning customer of each of `serials` that has one; one
     /// `BatchGetItem` per 100 safes.
     pub async fn safe_owners(
         &self,
-        serials: &[&str],
-    ) -> Result<HashMap<String, String>, StoreError> {
+        serials: &[SerialNumber],
+    ) -> Result<HashMap<SerialNumber, String>, StoreError> {
         let mut owners = HashMap::new();
         for chunk in serials.chunks(100) {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(
-                    chunk.iter().map(|s| key(keys::safe_owner(s))).collect(),
+                    chunk
+                        .iter()
+                        .map(|s| pk_sk_key(keys::safe_owner(s.as_str())))
+                        .collect(),
                 ))
                 .projection_expression("SerialNumber, CustomerId")
                 .build()
                 .map_err(|e| self.malformed("safe owners", e))?;
-            for item in crate::dynamo::batch_get(&self.client, &self.table, request).await? {
+            for item in dynamo::batch_get(&self.client, &self.table, request).await? {
                 if let (Some(AttributeValue::S(serial)), Some(AttributeValue::S(customer))) =
                     (item.get("SerialNumber"), item.get("CustomerId"))
+                    && let Ok(serial) = SerialNumber::parse(serial)
                 {
-                    owners.insert(serial.clone(), customer.clone());
+                    owners.insert(serial, customer.clone());
                 }
             }
         }
@@ -443,25 +399,12 @@ impl ConfigStore {
     }
 
     /// A safe's sequence progress, if any number was ever seen.
-    pub async fn sequence(&self, serial: &str) -> Result<Option<SequenceRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::safe_sequence(serial))))
-            .consistent_read(true)
-            .send()
+    pub async fn sequence(
+        &self,
+        serial: &SerialNumber,
+    ) -> Result<Option<SequenceRecord>, StoreError> {
+        self.get_at(keys::safe_sequence(serial.as_str()), true)
             .await
-            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-        out.item()
-            .map(|item| {
-                serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Malformed {
-                    resource: self.table.clone(),
-                    key: format!("SAFE#{serial}/SEQUENCE"),
-                    message: e.to_string(),
-                })
-            })
-            .transpose()
     }
 
     /// Writes `record` if the stored version is still `record.version - 1`
@@ -469,34 +412,35 @@ impl ConfigStore {
     /// read again and retry.
     pub async fn put_sequence(
         &self,
-        serial: &str,
+        serial: &SerialNumber,
         record: &SequenceRecord,
     ) -> Result<bool, StoreError> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(record).map_err(|e| StoreError::Malformed {
-                resource: self.table.clone(),
-                key: format!("SAFE#{serial}/SEQUENCE"),
-                message: e.to_string(),
-            })?;
-        item.extend(key(keys::safe_sequence(serial)));
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
-        req = if record.version <= 1 {
-            req.condition_expression("attribute_not_exists(PK)")
+        let item = self.item_at(keys::safe_sequence(serial.as_str()), record)?;
+        if record.version <= 1 {
+            dynamo::put_if_absent(&self.client, &self.table, item, "PK").await
         } else {
-            req.condition_expression("Version = :previous")
-                .expression_attribute_values(
-                    ":previous",
-                    AttributeValue::N((record.version - 1).to_string()),
-                )
-        };
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if crate::dynamo::is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
+            let previous = n(record.version - 1);
+            dynamo::put_if(
+                &self.client,
+                &self.table,
+                item,
+                "Version = :previous",
+                [(":previous", previous)],
+            )
+            .await
         }
     }
+}
+
+/// `PK/SK`, how errors name an item.
+fn label((pk, sk): &(String, String)) -> String {
+    format!("{pk}/{sk}")
+}
+
+/// The claim item of `id` for `customer`.
+fn claim_item(customer: &str, id: &str) -> Item {
+    let mut item = pk_sk_key(keys::endpoint_claim(id));
+    item.insert("CustomerId".into(), s(customer));
+    item.insert("EndpointId".into(), s(id));
+    item
 }

@@ -1,13 +1,21 @@
-//! DynamoDB plumbing every store shares: reading all pages of items into our
-//! types, the conditional-failure check, and `BatchGetItem` /
-//! `BatchWriteItem` with what DynamoDB leaves unprocessed retried.
+//! DynamoDB plumbing every store shares, so each store says only what it
+//! stores: items to and from our types through `serde_dynamo` ([`encode`],
+//! [`decode`]), `PutItem` plain or conditional ([`put`], [`put_if`],
+//! [`put_if_absent`]), `GetItem` ([`get`]), every page of a `Query` or
+//! `Scan` ([`query_all`], [`scan_all`]), the conditional-failure check, the
+//! one time codec ([`rfc3339`]) and `BatchGetItem` / `BatchWriteItem` with
+//! what DynamoDB leaves unprocessed retried.
 
 use crate::StoreError;
 use crate::backoff::Backoff;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use time::OffsetDateTime;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -27,6 +35,147 @@ pub(crate) fn text(item: &Item, name: &str) -> Option<String> {
         Some(AttributeValue::S(v) | AttributeValue::N(v)) => Some(v.clone()),
         _ => None,
     }
+}
+
+/// The key of a table keyed by generic `PK` and `SK` (the configuration
+/// table's items).
+pub(crate) fn pk_sk((pk, sk): (String, String)) -> Item {
+    HashMap::from([("PK".to_owned(), s(pk)), ("SK".to_owned(), s(sk))])
+}
+
+/// The one time codec of stored items: RFC 3339, as every store writes
+/// times (empty only for a year outside 0..=9999, which no clock gives).
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
+    platformsync_domain::record::rfc3339(at).unwrap_or_default()
+}
+
+/// `value` as an item, naming the table and `label` on failure.
+pub(crate) fn encode<T: Serialize>(
+    table: &str,
+    label: &str,
+    value: &T,
+) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| malformed(table, label, e))
+}
+
+/// An item as `T`, naming the table and `label` on failure.
+pub(crate) fn decode<T: DeserializeOwned>(
+    table: &str,
+    label: &str,
+    item: Item,
+) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| malformed(table, label, e))
+}
+
+/// Writes `item`, replacing whatever has its key.
+pub(crate) async fn put(client: &Client, table: &str, item: Item) -> Result<(), StoreError> {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .map_err(|e| StoreError::sdk("PutItem", table, e))?;
+    Ok(())
+}
+
+/// Writes `item` if `condition` holds (`values` are its placeholders):
+/// `Ok(false)` when it did not, and nothing was written.
+pub(crate) async fn put_if(
+    client: &Client,
+    table: &str,
+    item: Item,
+    condition: &str,
+    values: impl IntoIterator<Item = (&str, AttributeValue)>,
+) -> Result<bool, StoreError> {
+    let values: HashMap<String, AttributeValue> =
+        values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let sent = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition)
+        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+        .send()
+        .await;
+    match sent {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(StoreError::sdk("PutItem", table, e)),
+    }
+}
+
+/// Writes `item` unless an item with its key exists (`attribute` is one of
+/// the key's attributes): `Ok(false)` when one did, and it was left alone.
+pub(crate) async fn put_if_absent(
+    client: &Client,
+    table: &str,
+    item: Item,
+    attribute: &str,
+) -> Result<bool, StoreError> {
+    let condition = format!("attribute_not_exists({attribute})");
+    crate::dynamo::put_if(client, table, item, &condition, []).await
+}
+
+/// The item under `key`; strongly consistent when `consistent`.
+pub(crate) async fn get_item(
+    client: &Client,
+    table: &str,
+    key: Item,
+    consistent: bool,
+) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .set_consistent_read(consistent.then_some(true))
+        .send()
+        .await
+        .map_err(|e| StoreError::sdk("GetItem", table, e))?;
+    Ok(out.item)
+}
+
+/// The item under `key` as `T` (`label` names it on failure).
+pub(crate) async fn get<T: DeserializeOwned>(
+    client: &Client,
+    table: &str,
+    key: Item,
+    consistent: bool,
+    label: &str,
+) -> Result<Option<T>, StoreError> {
+    crate::dynamo::get_item(client, table, key, consistent)
+        .await?
+        .map(|item| decode(table, label, item))
+        .transpose()
+}
+
+/// Every page of `query` (table name set here).
+pub(crate) async fn query_all(
+    table: &str,
+    query: QueryFluentBuilder,
+) -> Result<Vec<Item>, StoreError> {
+    query
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| StoreError::sdk("Query", table, e))
+}
+
+/// Every page of `scan` (table name set here).
+pub(crate) async fn scan_all(
+    table: &str,
+    scan: ScanFluentBuilder,
+) -> Result<Vec<Item>, StoreError> {
+    scan.table_name(table)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| StoreError::sdk("Scan", table, e))
 }
 
 /// Whether a conditional write was refused because its condition did not
@@ -60,7 +209,7 @@ pub(crate) fn decode_all<T: DeserializeOwned>(
 ) -> Result<Vec<T>, StoreError> {
     items
         .into_iter()
-        .map(|item| serde_dynamo::from_item(item).map_err(|e| malformed(table, key, e)))
+        .map(|item| decode(table, key, item))
         .collect()
 }
 

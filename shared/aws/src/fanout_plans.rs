@@ -20,7 +20,7 @@
 //! transaction). The caller keeps each plan under [`MAX_PLAN_BYTES`].
 
 use crate::StoreError;
-use crate::dynamo::{Item, n, s};
+use crate::dynamo::{self, Item, n, s};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -144,7 +144,7 @@ impl PlanStore {
     }
 
     fn malformed(&self, key: &str, e: impl std::fmt::Display) -> StoreError {
-        crate::dynamo::malformed(&self.table, key, e)
+        dynamo::malformed(&self.table, key, e)
     }
 
     /// The plan covering `key`, directly or through a pointer, and its sent
@@ -180,19 +180,14 @@ impl PlanStore {
     }
 
     async fn partition(&self, key: &str) -> Result<HashMap<String, Item>, StoreError> {
-        let out = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("PK = :pk")
             .expression_attribute_values(":pk", s(plan_pk(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        Ok(out
-            .items
-            .unwrap_or_default()
+            .consistent_read(true);
+        Ok(dynamo::query_all(&self.table, query)
+            .await?
             .into_iter()
             .filter_map(|item| match item.get("SK") {
                 Some(AttributeValue::S(sk)) => Some((sk.clone(), item)),
@@ -291,23 +286,12 @@ impl PlanStore {
             ),
             ("ExpiresAt".to_owned(), n(expiry(now_unix))),
         ]);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Created::Written),
-            Err(e) if crate::dynamo::is_conditional_failure(&e) => {
-                match self.lookup(&plan.key, now_unix).await? {
-                    Some(found) => Ok(Created::Existing(Box::new(found))),
-                    None => Err(self.malformed(&plan_pk(&plan.key), "exists but unreadable")),
-                }
-            }
-            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
+        if dynamo::put_if_absent(&self.client, &self.table, item, "PK").await? {
+            return Ok(Created::Written);
+        }
+        match self.lookup(&plan.key, now_unix).await? {
+            Some(found) => Ok(Created::Existing(Box::new(found))),
+            None => Err(self.malformed(&plan_pk(&plan.key), "exists but unreadable")),
         }
     }
 
@@ -317,24 +301,23 @@ impl PlanStore {
         if at == plan_key {
             return Ok(());
         }
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("PK", s(plan_pk(at)))
-            .item("SK", s("PLAN"))
-            .item("PointsTo", s(plan_key))
-            .item("ExpiresAt", n(expiry(now_unix)))
-            .condition_expression("attribute_not_exists(PK) OR attribute_exists(PointsTo)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A plan starts there: a replay from `at` finds that plan, which
-            // is where the walk goes next anyway.
-            Err(e) if crate::dynamo::is_conditional_failure(&e) => Ok(()),
-            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
-        }
+        let item = HashMap::from([
+            ("PK".to_owned(), s(plan_pk(at))),
+            ("SK".to_owned(), s("PLAN")),
+            ("PointsTo".to_owned(), s(plan_key)),
+            ("ExpiresAt".to_owned(), n(expiry(now_unix))),
+        ]);
+        // Refused: a plan starts there, and a replay from `at` finds that
+        // plan, which is where the walk goes next anyway.
+        dynamo::put_if(
+            &self.client,
+            &self.table,
+            item,
+            "attribute_not_exists(PK) OR attribute_exists(PointsTo)",
+            [],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Records which messages of the plan were sent (only when answering a
@@ -350,27 +333,19 @@ impl PlanStore {
         for (i, _) in sent.iter().enumerate().filter(|(_, s)| **s) {
             bits[i / 8] |= 1 << (i % 8);
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("PK", s(plan_pk(plan_key)))
-            .item("SK", s("SENT"))
-            .item("Sent", AttributeValue::B(Blob::new(bits)))
-            .item("ExpiresAt", n(expiry(now_unix)))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
-        Ok(())
+        let item = HashMap::from([
+            ("PK".to_owned(), s(plan_pk(plan_key))),
+            ("SK".to_owned(), s("SENT")),
+            ("Sent".to_owned(), AttributeValue::B(Blob::new(bits))),
+            ("ExpiresAt".to_owned(), n(expiry(now_unix))),
+        ]);
+        dynamo::put(&self.client, &self.table, item).await
     }
 
     /// Parks records (25 a request; unprocessed items retried).
     pub async fn park(&self, parked: &[Parked], now_unix: i64) -> Result<(), StoreError> {
         let at = time::OffsetDateTime::from_unix_timestamp(now_unix)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .map(dynamo::rfc3339)
             .unwrap_or_default();
         for chunk in parked.chunks(25) {
             let mut requests = Vec::with_capacity(chunk.len());
@@ -398,29 +373,20 @@ impl PlanStore {
                     .map_err(|e| self.malformed(&p.id, e))?;
                 requests.push(WriteRequest::builder().put_request(put).build());
             }
-            crate::dynamo::batch_write(&self.client, &self.table, requests).await?;
+            dynamo::batch_write(&self.client, &self.table, requests).await?;
         }
         Ok(())
     }
 
     /// Every parked record (ops and tests: a scan).
     pub async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
-        let items: Vec<Item> = self
+        let scan = self
             .client
             .scan()
-            .table_name(&self.table)
             .filter_expression("SK = :sk")
-            .expression_attribute_values(":sk", s("PARKED"))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Scan", &self.table, e))?;
-        let text = |i: &Item, k: &str| match i.get(k) {
-            Some(AttributeValue::S(v)) => v.clone(),
-            _ => String::new(),
-        };
+            .expression_attribute_values(":sk", s("PARKED"));
+        let items = dynamo::scan_all(&self.table, scan).await?;
+        let text = |i: &Item, k: &str| dynamo::text(i, k).unwrap_or_default();
         Ok(items
             .iter()
             .map(|i| Parked {

@@ -18,13 +18,11 @@
 //! given, else a `Scan` filtered on `Status` (every item is read and billed:
 //! about 1 read unit per 8 KB scanned; an ops tool, not a hot path).
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use platformsync_domain::dedup::StorageKey;
 use platformsync_domain::record::{
-    DecisionNote, DeliveryStatus, HeldTransaction, HoldDecision, StoredTransaction, rfc3339,
+    DecisionNote, DeliveryStatus, HeldTransaction, HoldDecision, StoredTransaction,
 };
 use platformsync_domain::serial::SerialNumber;
 use serde::Deserialize;
@@ -32,7 +30,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
-use crate::dynamo::{Item, is_conditional_failure, malformed, s};
+use crate::dynamo::{self, Item, is_conditional_failure, malformed, s};
+use crate::transactions::key;
 
 /// What [`HeldStore::decide`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +46,6 @@ pub enum Decided {
 pub struct HeldStore {
     client: Client,
     table: String,
-}
-
-fn key(key: &StorageKey) -> Item {
-    HashMap::from([
-        ("SerialNumber".to_owned(), s(key.partition.as_str())),
-        ("SortKey".to_owned(), s(key.sort.as_str())),
-    ])
 }
 
 /// The decision attributes the update writes beside the stored transaction.
@@ -82,8 +74,7 @@ impl HeldStore {
             };
             format!("{}|{}", text("SerialNumber"), text("SortKey"))
         };
-        let decision: DecisionItem = serde_dynamo::from_item(item.clone())
-            .map_err(|e| malformed(&self.table, &label(), e))?;
+        let decision: DecisionItem = dynamo::decode(&self.table, &label(), item.clone())?;
         let decision = match (decision.decided_by, decision.decided_at) {
             (Some(by), Some(at)) => Some(DecisionNote {
                 by,
@@ -95,8 +86,7 @@ impl HeldStore {
             _ => None,
         };
         let label = label();
-        let transaction: StoredTransaction =
-            serde_dynamo::from_item(item).map_err(|e| malformed(&self.table, &label, e))?;
+        let transaction: StoredTransaction = dynamo::decode(&self.table, &label, item)?;
         Ok(HeldTransaction {
             transaction,
             decision,
@@ -108,38 +98,24 @@ impl HeldStore {
     pub async fn list(&self, safes: &[SerialNumber]) -> Result<Vec<HeldTransaction>, StoreError> {
         let mut items = Vec::new();
         if safes.is_empty() {
-            let found: Vec<_> = self
+            let scan = self
                 .client
                 .scan()
-                .table_name(&self.table)
                 .filter_expression("#s = :held")
                 .expression_attribute_names("#s", "Status")
-                .expression_attribute_values(":held", s(DeliveryStatus::Held.name()))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| StoreError::sdk("Scan", &self.table, e))?;
-            items.extend(found);
+                .expression_attribute_values(":held", s(DeliveryStatus::Held.name()));
+            items.extend(dynamo::scan_all(&self.table, scan).await?);
         } else {
             for safe in safes {
-                let found: Vec<_> = self
+                let query = self
                     .client
                     .query()
-                    .table_name(&self.table)
                     .key_condition_expression("SerialNumber = :serial")
                     .filter_expression("#s = :held")
                     .expression_attribute_names("#s", "Status")
                     .expression_attribute_values(":serial", s(safe.as_str()))
-                    .expression_attribute_values(":held", s(DeliveryStatus::Held.name()))
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-                items.extend(found);
+                    .expression_attribute_values(":held", s(DeliveryStatus::Held.name()));
+                items.extend(dynamo::query_all(&self.table, query).await?);
             }
         }
         let mut held = items
@@ -155,16 +131,10 @@ impl HeldStore {
 
     /// One transaction (any status).
     pub async fn get(&self, at: &StorageKey) -> Result<Option<HeldTransaction>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(at)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-        out.item.map(|i| self.decode(i)).transpose()
+        dynamo::get_item(&self.client, &self.table, key(at), true)
+            .await?
+            .map(|i| self.decode(i))
+            .transpose()
     }
 
     /// Releases or discards a held transaction, once, recording who and why
@@ -177,8 +147,7 @@ impl HeldStore {
         reason: &str,
         when: OffsetDateTime,
     ) -> Result<Decided, StoreError> {
-        let label = || format!("{}|{}", at.partition, at.sort);
-        let when = rfc3339(when).map_err(|e| malformed(&self.table, &label(), e))?;
+        let when = dynamo::rfc3339(when);
         let result = self
             .client
             .update_item()

@@ -3,6 +3,7 @@
 //! see exactly what SafeSync sent.
 
 use crate::StoreError;
+use crate::dynamo;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use platformsync_domain::record::RejectRecord;
@@ -28,44 +29,27 @@ impl RejectStore {
             let requests = chunk
                 .iter()
                 .map(|r| {
-                    let item = serde_dynamo::to_item(r).map_err(|e| StoreError::Malformed {
-                        resource: self.table.clone(),
-                        key: r.item_ref.clone(),
-                        message: e.to_string(),
-                    })?;
-                    Ok(WriteRequest::builder()
-                        .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(
-                            |e| StoreError::Malformed {
-                                resource: self.table.clone(),
-                                key: r.item_ref.clone(),
-                                message: e.to_string(),
-                            },
-                        )?)
-                        .build())
+                    let item = dynamo::encode(&self.table, &r.item_ref, r)?;
+                    let put = PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(|e| dynamo::malformed(&self.table, &r.item_ref, e))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            crate::dynamo::batch_write(&self.client, &self.table, requests).await?;
+            dynamo::batch_write(&self.client, &self.table, requests).await?;
         }
         Ok(())
     }
 
     /// Every reject of one upload (for tests and support tools).
     pub async fn for_upload(&self, upload_id: &str) -> Result<Vec<RejectRecord>, StoreError> {
-        let items: Vec<_> = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("UploadId = :u")
-            .expression_attribute_values(
-                ":u",
-                aws_sdk_dynamodb::types::AttributeValue::S(upload_id.to_owned()),
-            )
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        crate::dynamo::decode_all(&self.table, upload_id, items)
+            .expression_attribute_values(":u", dynamo::s(upload_id));
+        let items = dynamo::query_all(&self.table, query).await?;
+        dynamo::decode_all(&self.table, upload_id, items)
     }
 }

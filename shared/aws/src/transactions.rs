@@ -11,10 +11,21 @@
 //! `Released` (then pushed) or `Discarded`.
 
 use crate::StoreError;
-use crate::dynamo::{is_conditional_failure, s};
+use crate::dynamo::{self, Item, s};
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
+use platformsync_domain::dedup::StorageKey;
 use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::serial::SerialNumber;
+use std::collections::HashMap;
+
+/// The table's key of the transaction at `at`.
+pub(crate) fn key(at: &StorageKey) -> Item {
+    HashMap::from([
+        ("SerialNumber".to_owned(), s(at.partition.as_str())),
+        ("SortKey".to_owned(), s(at.sort.as_str())),
+    ])
+}
 
 /// The outcome of a conditional insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,65 +55,45 @@ impl TransactionStore {
 
     /// Stores `record` unless its key exists: one write unit, no read.
     pub async fn insert_new(&self, record: &StoredTransaction) -> Result<Insertion, StoreError> {
-        let item = serde_dynamo::to_item(record).map_err(|e| StoreError::Malformed {
-            resource: self.table.clone(),
-            key: record.sort_key.clone(),
-            message: e.to_string(),
-        })?;
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(SortKey)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Insertion::Stored),
-            Err(e) if is_conditional_failure(&e) => Ok(Insertion::Duplicate),
-            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
-        }
+        let item = dynamo::encode(&self.table, &record.sort_key, record)?;
+        Ok(
+            if dynamo::put_if_absent(&self.client, &self.table, item, "SortKey").await? {
+                Insertion::Stored
+            } else {
+                Insertion::Duplicate
+            },
+        )
     }
 
-    /// The items stored under `keys` ((serial, sort key) pairs), by key; one
-    /// `BatchGetItem` per 100 keys, unprocessed keys retried. Absent keys
-    /// are absent from the map.
+    /// The items stored under `keys`, by key; one `BatchGetItem` per 100
+    /// keys, unprocessed keys retried. Absent keys are absent from the map.
     pub async fn get_many(
         &self,
-        keys: &[(String, String)],
-    ) -> Result<std::collections::HashMap<(String, String), StoredTransaction>, StoreError> {
-        use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-        let mut found = std::collections::HashMap::with_capacity(keys.len());
-        let mut unique: Vec<&(String, String)> = keys.iter().collect();
+        keys: &[StorageKey],
+    ) -> Result<HashMap<StorageKey, StoredTransaction>, StoreError> {
+        let mut found = HashMap::with_capacity(keys.len());
+        let mut unique: Vec<&StorageKey> = keys.iter().collect();
         unique.sort();
         unique.dedup();
         for chunk in unique.chunks(100) {
             let request = KeysAndAttributes::builder()
-                .set_keys(Some(
-                    chunk
-                        .iter()
-                        .map(|(serial, sort)| {
-                            std::collections::HashMap::from([
-                                ("SerialNumber".to_owned(), AttributeValue::S(serial.clone())),
-                                ("SortKey".to_owned(), AttributeValue::S(sort.clone())),
-                            ])
-                        })
-                        .collect(),
-                ))
+                .set_keys(Some(chunk.iter().copied().map(key).collect()))
                 // Written once and never changed but for Held -> Released,
                 // which happens before the release's stream record exists.
                 .consistent_read(true)
                 .build()
-                .map_err(|e| crate::dynamo::malformed(&self.table, "transactions", e))?;
-            let items = crate::dynamo::batch_get(&self.client, &self.table, request).await?;
-            let label = chunk.first().map(|(s, _)| s.as_str()).unwrap_or_default();
-            for stored in crate::dynamo::decode_all::<StoredTransaction>(&self.table, label, items)?
-            {
+                .map_err(|e| dynamo::malformed(&self.table, "transactions", e))?;
+            let items = dynamo::batch_get(&self.client, &self.table, request).await?;
+            let label = chunk
+                .first()
+                .map(|k| k.partition.as_str())
+                .unwrap_or_default();
+            for stored in dynamo::decode_all::<StoredTransaction>(&self.table, label, items)? {
                 found.insert(
-                    (
-                        stored.serial_number.as_str().to_owned(),
-                        stored.sort_key.clone(),
-                    ),
+                    StorageKey {
+                        partition: stored.serial_number.clone(),
+                        sort: stored.sort_key.clone(),
+                    },
                     stored,
                 );
             }
@@ -116,19 +107,12 @@ impl TransactionStore {
         &self,
         serial: &SerialNumber,
     ) -> Result<Vec<StoredTransaction>, StoreError> {
-        let pages = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("SerialNumber = :s")
-            .expression_attribute_values(":s", s(serial.as_str()))
-            .into_paginator()
-            .items()
-            .send();
-        let items: Vec<_> = pages
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        crate::dynamo::decode_all(&self.table, serial.as_str(), items)
+            .expression_attribute_values(":s", s(serial.as_str()));
+        let items = dynamo::query_all(&self.table, query).await?;
+        dynamo::decode_all(&self.table, serial.as_str(), items)
     }
 }
