@@ -321,11 +321,4 @@ mod tests {
         ]));
         assert!(e.endpoint_url.is_none());
     }
-
-    #[test]
-    fn one_http_client_per_process() {
-        let a = http_client();
-        let b = http_client();
-        assert_eq!(format!("{a:?}"), format!("{b:?}"));
-    }
 }
