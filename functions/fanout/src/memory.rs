@@ -234,11 +234,11 @@ impl SendMessageBatch for MemoryQueue {
             let batch = entry.batch;
             let nth = {
                 let mut offered = lock(&self.offered);
-                let n = offered.entry(batch.group_id.clone()).or_default();
+                let n = offered.entry(batch.group_id.to_string()).or_default();
                 *n += 1;
                 *n - 1
             };
-            match lock(&self.faults).remove(&(batch.group_id.clone(), nth)) {
+            match lock(&self.faults).remove(&(batch.group_id.to_string(), nth)) {
                 Some(fault) => reply.failed.push(EntryError {
                     id: entry.id.to_owned(),
                     sender_fault: fault == Fault::Refused,
@@ -248,7 +248,7 @@ impl SendMessageBatch for MemoryQueue {
                 None => {
                     let body: Option<BatchMessage> = serde_json::from_str(&batch.body).ok();
                     self.journal.push(Step::Sent {
-                        group: batch.group_id.clone(),
+                        group: batch.group_id.to_string(),
                         dedup_id: batch.dedup_id.clone(),
                         message_id: body
                             .as_ref()

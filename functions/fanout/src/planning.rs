@@ -288,7 +288,7 @@ pub fn render(
     };
     let body = serde_json::to_string(&message).map_err(|e| format!("encoding: {e}"))?;
     Ok(OutgoingBatch {
-        group_id: endpoint_id.to_string(),
+        group_id: endpoint_id.clone(),
         dedup_id: m.dedup_id.clone(),
         body,
     })
@@ -409,7 +409,7 @@ mod tests {
         assert_eq!(body.items[0].payload.get(), r#"{"N":4}"#);
         assert_eq!(body.created_at, "2026-01-01T00:00:00Z");
         assert_eq!(body.plan_ref.as_ref().unwrap().index, 0);
-        assert_eq!(first.group_id, "ep");
+        assert_eq!(first.group_id.as_str(), "ep");
         assert_eq!(first.dedup_id.len(), 64);
         assert_eq!(
             render(&plan, 0, &entries).unwrap(),

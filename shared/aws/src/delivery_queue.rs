@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use platformsync_domain::endpoint::EndpointId;
 use tracing::warn;
 
 use crate::backoff::Backoff;
@@ -49,7 +50,7 @@ pub const MAX_REQUEST_BYTES: usize = 1_048_576;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingBatch {
     /// `MessageGroupId`: the endpoint id.
-    pub group_id: String,
+    pub group_id: EndpointId,
     /// `MessageDeduplicationId`: derived from the endpoint and the keys.
     pub dedup_id: String,
     /// The message body (a serialised `BatchMessage`).
@@ -208,7 +209,7 @@ impl SendMessageBatch for SqsTransport {
             let entry = SendMessageBatchRequestEntry::builder()
                 .id(e.id)
                 .message_body(&e.batch.body)
-                .message_group_id(&e.batch.group_id)
+                .message_group_id(e.batch.group_id.as_str())
                 .message_deduplication_id(&e.batch.dedup_id)
                 .build()
                 .map_err(|err| RequestError {
@@ -520,7 +521,7 @@ mod tests {
 
     fn batch(group: &str, n: usize, bytes: usize) -> OutgoingBatch {
         OutgoingBatch {
-            group_id: group.into(),
+            group_id: EndpointId::parse(group).unwrap(),
             dedup_id: format!("{group}-{n}"),
             body: "x".repeat(bytes),
         }
@@ -757,7 +758,7 @@ mod tests {
     #[tokio::test]
     async fn sender_faults_are_final_and_oversized_bodies_are_never_sent() {
         let t = Scripted::new(|b, _| {
-            (b.group_id == "bad").then(|| EntryError {
+            (b.group_id.as_str() == "bad").then(|| EntryError {
                 sender_fault: true,
                 code: "InvalidParameterValue".into(),
                 ..transient()
