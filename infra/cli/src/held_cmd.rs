@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::ops::Ops;
 use crate::table;
-use crate::{HeldCommand, Io, Target};
+use crate::{DecideArgs, HeldCommand, Io, Target};
 
 fn store(ops: &Ops) -> HeldStore {
     HeldStore::new(ops.dynamodb.clone(), ops.names.transactions_table.clone())
@@ -166,57 +166,25 @@ pub(crate) async fn run(
             ];
             table::print(io.out, &["FIELD", "VALUE"], &rows)
         }
-        HeldCommand::Release {
-            key,
-            by,
-            reason,
-            dry_run,
-        } => {
-            decide(
-                &held,
-                &key,
-                HoldDecision::Release,
-                by,
-                reason,
-                dry_run,
-                json,
-                io,
-            )
-            .await
-        }
-        HeldCommand::Discard {
-            key,
-            by,
-            reason,
-            dry_run,
-        } => {
-            decide(
-                &held,
-                &key,
-                HoldDecision::Discard,
-                by,
-                reason,
-                dry_run,
-                json,
-                io,
-            )
-            .await
-        }
+        HeldCommand::Release(args) => decide(&held, args, HoldDecision::Release, json, io).await,
+        HeldCommand::Discard(args) => decide(&held, args, HoldDecision::Discard, json, io).await,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn decide(
     held: &HeldStore,
-    key: &str,
+    args: DecideArgs,
     decision: HoldDecision,
-    by: Option<String>,
-    reason: String,
-    dry_run: bool,
     json: bool,
     io: &mut Io<'_>,
 ) -> Result<()> {
-    let at = split_key(key)?;
+    let DecideArgs {
+        key,
+        by,
+        reason,
+        dry_run,
+    } = args;
+    let at = split_key(&key)?;
     let by = operator(by)?;
     if reason.trim().is_empty() {
         bail!("say why: --reason TEXT (kept with the transaction)");

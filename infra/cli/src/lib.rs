@@ -181,29 +181,25 @@ pub enum HeldCommand {
         key: String,
     },
     /// Releases a held transaction: the fan-out pushes it, once.
-    Release {
-        #[arg(long)]
-        key: String,
-        /// Who decides (default: $USER).
-        #[arg(long)]
-        by: Option<String>,
-        /// Why (kept with the transaction).
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Release(DecideArgs),
     /// Discards a held transaction: never pushed; who and why are kept.
-    Discard {
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        by: Option<String>,
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Discard(DecideArgs),
+}
+
+/// What `held release` and `held discard` take.
+#[derive(Debug, Clone, Args)]
+pub struct DecideArgs {
+    /// `SERIAL|SORTKEY`, as `held list` prints it.
+    #[arg(long)]
+    pub key: String,
+    /// Who decides (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Why (kept with the transaction).
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
