@@ -85,9 +85,17 @@ fn name(prefix: &str) -> String {
     )
 }
 
-async fn table(ddb: &aws_sdk_dynamodb::Client) -> String {
+/// `CreateTable` of a fresh table keyed by a string `pk`, not sent yet
+/// (a test adds a stream to it), and the table's name.
+fn new_table(
+    ddb: &aws_sdk_dynamodb::Client,
+) -> (
+    String,
+    aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
+) {
     let table = name("faults");
-    ddb.create_table()
+    let request = ddb
+        .create_table()
         .table_name(&table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
@@ -103,7 +111,13 @@ async fn table(ddb: &aws_sdk_dynamodb::Client) -> String {
                 .key_type(KeyType::Hash)
                 .build()
                 .unwrap(),
-        )
+        );
+    (table, request)
+}
+
+async fn table(ddb: &aws_sdk_dynamodb::Client) -> String {
+    let (table, request) = new_table(ddb);
+    request
         .send()
         .await
         .expect("table created through the proxy");
@@ -554,24 +568,8 @@ async fn dynamodb_streams_are_told_apart_from_dynamodb() {
     let Some(proxy) = proxy().await else { return };
     let conf = config(&proxy, 3, None).await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
-    let table = name("faults");
-    ddb.create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
+    let (table, request) = new_table(&ddb);
+    request
         .stream_specification(
             aws_sdk_dynamodb::types::StreamSpecification::builder()
                 .stream_enabled(true)
