@@ -16,9 +16,7 @@ use crate::table::{self, or_dash};
 use crate::{ApiKeyCommand, Io, Target};
 
 fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    crate::rfc3339(time::OffsetDateTime::now_utc())
 }
 
 async fn existing_customer(ops: &Ops, id: &str) -> Result<CustomerId> {

@@ -21,21 +21,22 @@
 //!   queued key, counts; kept 30 days) records it; a re-run continues after
 //!   it. `--restart` ignores it (a new request for the same window).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_dynamodb::types::AttributeValue;
+use platformsync_aws::config_table::BackfillCheckpoint;
 use platformsync_aws::fanout_plans::PlanStore;
 use platformsync_aws::ledger::Ledger;
+use platformsync_aws::transactions::TransactionStore;
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
 use platformsync_domain::endpoint::{EndpointId, EndpointSettings};
 use platformsync_domain::record::StoredTransaction;
+use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::MessageKind;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::ops::{Ops, sdk_error};
 use crate::progress::Progress;
@@ -122,29 +123,15 @@ async fn window(
     );
     serials.sort();
     serials.dedup();
+    let store = TransactionStore::new(ops.dynamodb.clone(), ops.names.transactions_table.clone());
     let mut out = Vec::new();
     for serial in serials {
         let ownership = ops.assignments.ownership(&serial).await?;
         if !ownership.owners_ever().any(|c| c == customer) {
             continue;
         }
-        let items: Vec<HashMap<String, AttributeValue>> = ops
-            .dynamodb
-            .query()
-            .table_name(&ops.names.transactions_table)
-            .key_condition_expression("SerialNumber = :s AND SortKey BETWEEN :from AND :to")
-            .expression_attribute_values(":s", AttributeValue::S(serial.clone()))
-            .expression_attribute_values(":from", AttributeValue::S(from.to_owned()))
-            .expression_attribute_values(":to", AttributeValue::S(to.to_owned()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| sdk_error(e, "Query (transactions)"))?;
-        for item in items {
-            let t: StoredTransaction = serde_dynamo::from_item(item)
-                .with_context(|| format!("a transaction of {serial} is unreadable"))?;
+        let serial = SerialNumber::parse(&serial).with_context(|| format!("safe {serial:?}"))?;
+        for t in store.between(&serial, from, to).await? {
             // `to` is exclusive.
             if t.sort_key.as_str() >= to || !t.status.is_pushable() {
                 continue;
@@ -165,20 +152,11 @@ async fn window(
 }
 
 async fn checkpoint(ops: &Ops, id: &str) -> Result<Option<String>> {
-    let out = ops
-        .dynamodb
-        .get_item()
-        .table_name(&ops.names.config_table)
-        .key("PK", AttributeValue::S(format!("BACKFILL#{id}")))
-        .key("SK", AttributeValue::S("CHECKPOINT".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "GetItem (backfill checkpoint)"))?;
-    Ok(out.item.and_then(|i| match i.get("LastKey") {
-        Some(AttributeValue::S(k)) => Some(k.clone()),
-        _ => None,
-    }))
+    Ok(ops
+        .config
+        .backfill_checkpoint(id)
+        .await?
+        .map(|c| c.last_key))
 }
 
 async fn save_checkpoint(
@@ -189,25 +167,14 @@ async fn save_checkpoint(
     message_id: &str,
 ) -> Result<()> {
     let now = OffsetDateTime::now_utc();
-    ops.dynamodb
-        .put_item()
-        .table_name(&ops.names.config_table)
-        .item("PK", AttributeValue::S(format!("BACKFILL#{id}")))
-        .item("SK", AttributeValue::S("CHECKPOINT".into()))
-        .item("EndpointId", AttributeValue::S(endpoint.to_owned()))
-        .item("LastKey", AttributeValue::S(last_key.to_owned()))
-        .item("LastMessageId", AttributeValue::S(message_id.to_owned()))
-        .item(
-            "UpdatedAt",
-            AttributeValue::S(now.format(&Rfc3339).unwrap_or_default()),
-        )
-        .item(
-            "ExpiresAt",
-            AttributeValue::N((now.unix_timestamp() + CHECKPOINT_DAYS * 86_400).to_string()),
-        )
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "PutItem (backfill checkpoint)"))?;
+    let checkpoint = BackfillCheckpoint {
+        endpoint_id: endpoint.to_owned(),
+        last_key: last_key.to_owned(),
+        last_message_id: message_id.to_owned(),
+        updated_at: crate::rfc3339(now),
+        expires_at: now.unix_timestamp() + CHECKPOINT_DAYS * 86_400,
+    };
+    ops.config.put_backfill_checkpoint(id, &checkpoint).await?;
     Ok(())
 }
 
@@ -293,9 +260,7 @@ pub(crate) async fn run(
     } else {
         queue_url(&ops).await?
     };
-    let created_at = OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default();
+    let created_at = crate::rfc3339(OffsetDateTime::now_utc());
     let mut report = Report {
         endpoint_id: endpoint.endpoint_id.to_string(),
         backfill_id: id.clone(),

@@ -268,9 +268,7 @@ pub(crate) async fn assign(
         .into_iter()
         .map(|(serial, customer)| (serial.as_str().to_owned(), customer))
         .collect();
-    let assigned_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let assigned_at = crate::rfc3339(time::OffsetDateTime::now_utc());
     let mut out = Vec::new();
     for serial in serials {
         let legacy = before.get(serial).map(String::as_str);

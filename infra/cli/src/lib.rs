@@ -41,6 +41,12 @@ pub use ops::{KeySource, Names, read_key};
 pub use signing_cmd::SigningCommand;
 
 /// The PlatformSync ops CLI.
+/// `at` in RFC 3339: how every time the CLI stores or prints is written (the
+/// stores' codec).
+pub(crate) fn rfc3339(at: time::OffsetDateTime) -> String {
+    platformsync_domain::record::rfc3339(at).unwrap_or_default()
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "platformsync", version, about, long_about = None)]
 pub struct Cli {

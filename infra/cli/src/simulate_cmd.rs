@@ -7,7 +7,6 @@ use platformsync_domain::endpoint::CustomerId;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::ops::{KeySource, Ops};
 use crate::simulate::{DayOptions, SimulatedDay, day};
@@ -158,7 +157,7 @@ pub(crate) async fn run(
         ]);
         results.push(json!({
             "Upload": i + 1,
-            "SentAt": sent_at.format(&Rfc3339).unwrap_or_default(),
+            "SentAt": crate::rfc3339(sent_at),
             "Status": status,
             "Attempts": attempt,
             "Millis": millis,

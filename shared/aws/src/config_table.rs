@@ -46,6 +46,9 @@ pub mod keys {
     pub fn endpoint_claim(endpoint_id: &str) -> (String, String) {
         (format!("ENDPOINTID#{endpoint_id}"), "CLAIM".into())
     }
+    pub fn backfill_checkpoint(backfill_id: &str) -> (String, String) {
+        (format!("BACKFILL#{backfill_id}"), "CHECKPOINT".into())
+    }
 }
 
 /// The claim item may be written when it is absent or already names the
@@ -84,6 +87,19 @@ pub struct SequenceRecord {
     /// Optimistic-concurrency counter: two uploads of one safe at once must
     /// not overwrite each other's progress.
     pub version: u64,
+}
+
+/// Where a backfill (`platformsync replay`) got to: the last key it queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackfillCheckpoint {
+    pub endpoint_id: String,
+    pub last_key: String,
+    pub last_message_id: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// TTL (unix seconds).
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -366,6 +382,25 @@ impl ConfigStore {
         item.insert("CustomerId".into(), s(customer_id));
         item.insert("SerialNumber".into(), s(serial));
         dynamo::put(&self.client, &self.table, item).await
+    }
+
+    /// A backfill's checkpoint, if it queued anything (a consistent read).
+    pub async fn backfill_checkpoint(
+        &self,
+        backfill_id: &str,
+    ) -> Result<Option<BackfillCheckpoint>, StoreError> {
+        self.get_at(keys::backfill_checkpoint(backfill_id), true)
+            .await
+    }
+
+    /// Records how far a backfill got.
+    pub async fn put_backfill_checkpoint(
+        &self,
+        backfill_id: &str,
+        checkpoint: &BackfillCheckpoint,
+    ) -> Result<(), StoreError> {
+        self.put_at(keys::backfill_checkpoint(backfill_id), checkpoint)
+            .await
     }
 
     /// The owning customer of each of `serials` that has one; one

@@ -115,4 +115,24 @@ impl TransactionStore {
         let items = dynamo::query_all(&self.table, query).await?;
         dynamo::decode_all(&self.table, serial.as_str(), items)
     }
+
+    /// The items of one safe whose sort key is in `[from, to]` (safe-local
+    /// time prefixes compare as strings), in safe-time order: the ops CLI's
+    /// backfill window.
+    pub async fn between(
+        &self,
+        serial: &SerialNumber,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<StoredTransaction>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .key_condition_expression("SerialNumber = :s AND SortKey BETWEEN :from AND :to")
+            .expression_attribute_values(":s", s(serial.as_str()))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":to", s(to));
+        let items = dynamo::query_all(&self.table, query).await?;
+        dynamo::decode_all(&self.table, serial.as_str(), items)
+    }
 }
