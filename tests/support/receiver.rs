@@ -1,5 +1,7 @@
 //! A local customer endpoint for tests: HTTPS on 127.0.0.1 with a certificate
-//! from its own CA (generated per receiver with rcgen), HTTP/1.1 keep-alive.
+//! from its own CA (generated per receiver by the reference receiver's
+//! `platformsync_receiver::tls`, the repository's one local CA), HTTP/1.1
+//! keep-alive.
 //!
 //! It records every request it reads (method, target, headers, body) and
 //! answers from a script: queued [`Reply`]s first, in order, then the default
@@ -16,16 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use platformsync_receiver::tls;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::crypto::aws_lc_rs;
-use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// How the receiver answers one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,47 +213,11 @@ impl Drop for Receiver {
     }
 }
 
-/// A CA and a `localhost`/127.0.0.1 server certificate signed by it.
-fn certificates() -> (String, Vec<u8>, Vec<u8>) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "PlatformSync test receiver CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-        .expect("CA certificate");
-    let leaf_key = KeyPair::generate().expect("server key");
-    let mut leaf_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("server params");
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf = leaf_params
-        .signed_by(&leaf_key, &ca)
-        .expect("server certificate");
-    (ca.pem(), leaf.der().to_vec(), leaf_key.serialize_der())
-}
-
 impl Receiver {
     pub async fn start() -> Receiver {
-        let (ca_pem, leaf, leaf_key) = certificates();
-        let config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![leaf.into()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key)),
-            )
-            .expect("server TLS config");
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let certificate = tls::generate().expect("local CA and server certificate");
+        let acceptor =
+            TlsAcceptor::from(tls::server_config(&certificate).expect("server TLS config"));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
@@ -287,7 +247,7 @@ impl Receiver {
         });
         Receiver {
             port,
-            ca_pem,
+            ca_pem: certificate.ca_pem,
             shared,
             task,
         }

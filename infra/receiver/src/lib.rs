@@ -38,7 +38,7 @@ mod chaos;
 mod key;
 mod server;
 mod signature;
-mod tls;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;

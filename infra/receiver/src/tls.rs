@@ -6,6 +6,10 @@
 //! `ca.pem` keeps trusting a restarted receiver. The CA's private key is never
 //! written anywhere: once the server certificate is signed it is dropped, so
 //! nothing else can ever be issued under this CA.
+//!
+//! This is the one local CA of the repository: the test receivers
+//! (`tests/support/receiver.rs`, `shared/http/tests/https.rs`) serve
+//! [`generate`]'s certificate through [`server_config`] too.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +26,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::ReceiverError;
 
 /// PEM texts of the CA certificate and the server's certificate and key.
-pub(crate) struct Material {
+#[derive(Debug, Clone)]
+pub struct Material {
     pub ca_pem: String,
     pub server_pem: String,
     pub server_key_pem: String,
@@ -36,8 +41,9 @@ fn tls_error(e: impl std::fmt::Display) -> ReceiverError {
     ReceiverError::Tls(e.to_string())
 }
 
-/// A fresh CA and server certificate.
-pub(crate) fn generate() -> Result<Material, ReceiverError> {
+/// A fresh CA and a server certificate for `localhost`, `127.0.0.1` and
+/// `::1` signed by it (the CA's key is dropped on return).
+pub fn generate() -> Result<Material, ReceiverError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.distinguished_name.push(
@@ -106,8 +112,9 @@ fn restrict(path: &Path) {
 #[cfg(not(unix))]
 fn restrict(_: &Path) {}
 
-/// The rustls server configuration serving `material`'s certificate.
-pub(crate) fn server_config(material: &Material) -> Result<Arc<ServerConfig>, ReceiverError> {
+/// The rustls server configuration serving `material`'s certificate
+/// (HTTP/1.1 offered by ALPN).
+pub fn server_config(material: &Material) -> Result<Arc<ServerConfig>, ReceiverError> {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(material.server_pem.as_bytes())
             .collect::<Result<_, _>>()

@@ -1,5 +1,6 @@
 //! End-to-end tests of `EndpointClient` against a local HTTPS receiver on
-//! 127.0.0.1 whose certificate comes from a CA generated per test.
+//! 127.0.0.1 whose certificate comes from a CA generated per test (the
+//! repository's one local CA helper, `platformsync_receiver::tls`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,51 +9,10 @@ use std::time::Duration;
 
 use platformsync_delivery::ssrf::AllowList;
 use platformsync_http::{AttemptError, ClientConfig, EndpointClient, Refusal};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use platformsync_receiver::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-struct TestCa {
-    pem: String,
-    leaf: CertificateDer<'static>,
-    leaf_key: Vec<u8>,
-}
-
-/// A CA and a server certificate for `localhost` and 127.0.0.1 signed by it.
-fn test_ca(name: &str) -> TestCa {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{name} test CA"));
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
-    TestCa {
-        pem: ca.pem(),
-        leaf: leaf.der().clone(),
-        leaf_key: leaf_key.serialize_der(),
-    }
-}
 
 /// A minimal HTTP/1.1 receiver. Answers by path:
 /// `/ok` 200, `/created` 201, `/redirect` 302, `/busy` 503 + `Retry-After: 120`,
@@ -67,17 +27,8 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
-        let ca = test_ca("receiver");
-        let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![ca.leaf.clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.leaf_key.clone())),
-            )
-            .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let certificate = tls::generate().unwrap();
+        let acceptor = TlsAcceptor::from(tls::server_config(&certificate).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -101,7 +52,7 @@ impl Receiver {
             port,
             connections,
             requests,
-            ca_pem: ca.pem,
+            ca_pem: certificate.ca_pem,
         }
     }
 
@@ -361,7 +312,7 @@ async fn an_untrusted_certificate_fails_as_tls() {
 
     // Another CA's certificate does not help either.
     let other = EndpointClient::new(ClientConfig {
-        extra_ca_pem: Some(test_ca("other").pem.into_bytes()),
+        extra_ca_pem: Some(tls::generate().unwrap().ca_pem.into_bytes()),
         allow: AllowList::parse("127.0.0.0/8").unwrap(),
         ..ClientConfig::default()
     })
