@@ -4,130 +4,16 @@
 //! generator's promises and `simulate` against the real ingest handler.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use platformsync_cli::simulate::{DayOptions, day, parse_date};
-use platformsync_cli::{Cli, Io};
 use platformsync_domain::quality::{QualityPolicy, check};
 use platformsync_domain::types::{AuditType, TransactionType};
 use platformsync_domain::upload::parse_upload;
+use platformsync_tests::cli;
 use platformsync_tests::{Stack, apigw};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// What a command printed, and its error (as `main` would print it).
-struct Outcome {
-    out: String,
-    err: String,
-    result: Result<(), String>,
-}
-
-impl Outcome {
-    fn ok(self) -> String {
-        if let Err(e) = &self.result {
-            panic!(
-                "command failed: {e}\nstdout: {}\nstderr: {}",
-                self.out, self.err
-            );
-        }
-        self.out
-    }
-
-    fn json(self) -> Value {
-        let out = self.ok();
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    }
-
-    fn error(self) -> String {
-        match self.result {
-            Ok(()) => panic!("command succeeded: {}", self.out),
-            Err(e) => e,
-        }
-    }
-
-    /// Everything the command wrote anywhere.
-    fn all_text(&self) -> String {
-        format!(
-            "{}{}{}",
-            self.out,
-            self.err,
-            self.result.as_ref().err().cloned().unwrap_or_default()
-        )
-    }
-}
-
-/// Runs `platformsync <args>` against `stack`, with `stdin` as standard input.
-async fn cli(stack: &Stack, args: &[&str], stdin: &str) -> Outcome {
-    // Every name explicitly, so variables in the environment (CONFIG_TABLE...)
-    // cannot redirect a test; a flag given in `args` wins.
-    let defaults = [
-        ("--stage", stack.stage.clone()),
-        ("--config-table", stack.reference("ConfigTable")),
-        (
-            "--delivery-ledger-table",
-            stack.reference("DeliveryLedgerTable"),
-        ),
-        ("--transactions-table", stack.reference("TransactionsTable")),
-        ("--delivery-queue-url", stack.reference("DeliveryQueue")),
-        (
-            "--dead-letter-queue-url",
-            stack.reference("DeliveryDeadLetterQueue"),
-        ),
-    ];
-    let mut argv = vec!["platformsync".to_owned()];
-    for (flag, value) in defaults {
-        if !args.contains(&flag) {
-            argv.extend([flag.to_owned(), value]);
-        }
-    }
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let parsed = match Cli::from_args(&argv) {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome {
-                out: String::new(),
-                err: String::new(),
-                result: Err(e.to_string()),
-            };
-        }
-    };
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut input = stdin.as_bytes();
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-        stdin: &mut input,
-        interactive: false,
-    };
-    let result = platformsync_cli::run(parsed, &mut io)
-        .await
-        .map_err(|e| format!("{e:#}"));
-    Outcome {
-        out: String::from_utf8(out).unwrap(),
-        err: String::from_utf8(err).unwrap(),
-        result,
-    }
-}
-
-fn key_file(key: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("psync-key-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&path, format!("{key}\n")).unwrap();
-    path
-}
-
-async fn secret(stack: &Stack, id: &str) -> Option<String> {
-    stack
-        .clients
-        .secrets
-        .get_secret_value()
-        .secret_id(id)
-        .send()
-        .await
-        .ok()
-        .and_then(|o| o.secret_string)
-}
 
 #[tokio::test]
 async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
@@ -135,7 +21,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     let s = &stack;
 
     // Customers.
-    cli(
+    cli::ok(
         s,
         &[
             "customer",
@@ -147,23 +33,21 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
             "--notify",
             "cash@acme.example",
         ],
-        "",
     )
-    .await
-    .ok();
-    let e = cli(
+    .await;
+    cli::refused(
         s,
         &["customer", "add", "--id", "acme", "--name", "Again"],
-        "",
+        "already exists",
     )
-    .await
-    .error();
-    assert!(e.contains("already exists"), "{e}");
-    let e = cli(s, &["customer", "add", "--id", "Bad_Id", "--name", "x"], "")
-        .await
-        .error();
-    assert!(e.contains("invalid customer id"), "{e}");
-    let e = cli(
+    .await;
+    cli::refused(
+        s,
+        &["customer", "add", "--id", "Bad_Id", "--name", "x"],
+        "invalid customer id",
+    )
+    .await;
+    cli::refused(
         s,
         &[
             "customer",
@@ -175,21 +59,17 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
             "--notify",
             "not-an-address",
         ],
-        "",
+        "not an e-mail address",
     )
-    .await
-    .error();
-    assert!(e.contains("not an e-mail address"), "{e}");
-    cli(
+    .await;
+    cli::ok(
         s,
         &["customer", "add", "--id", "globex", "--name", "Globex"],
-        "",
     )
-    .await
-    .ok();
+    .await;
 
     // Safes: validated, upper-cased, only for existing customers.
-    let out = cli(
+    let out = cli::ok(
         s,
         &[
             "safe",
@@ -199,24 +79,22 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
             "--customer",
             "acme",
         ],
-        "",
     )
-    .await
-    .ok();
+    .await;
     assert!(out.contains("safe UT01234 -> acme"), "{out}");
-    let e = cli(
+    cli::refused(
         s,
         &["safe", "assign", "UH12345", "--customer", "nobody"],
-        "",
+        "customer nobody does not exist",
     )
-    .await
-    .error();
-    assert!(e.contains("customer nobody does not exist"), "{e}");
-    let e = cli(s, &["safe", "assign", "U!", "--customer", "acme"], "")
-        .await
-        .error();
-    assert!(e.contains("serial number"), "{e}");
-    let safes = cli(s, &["safe", "list", "--json"], "").await.json();
+    .await;
+    cli::refused(
+        s,
+        &["safe", "assign", "U!", "--customer", "acme"],
+        "serial number",
+    )
+    .await;
+    let safes = cli::run(s, &["safe", "list", "--json"], "").await.json();
     let serials: Vec<&str> = safes
         .as_array()
         .unwrap()
@@ -224,17 +102,9 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
         .map(|v| v["SerialNumber"].as_str().unwrap())
         .collect();
     assert_eq!(serials, ["LS2017031453", "UT01234"]);
-    let moved = cli(
-        s,
-        &["safe", "assign", "UT01234", "--customer", "globex"],
-        "",
-    )
-    .await
-    .ok();
+    let moved = cli::ok(s, &["safe", "assign", "UT01234", "--customer", "globex"]).await;
     assert!(moved.contains("(was acme)"), "{moved}");
-    let text = cli(s, &["safe", "list", "--customer", "globex"], "")
-        .await
-        .ok();
+    let text = cli::ok(s, &["safe", "list", "--customer", "globex"]).await;
     assert!(
         text.starts_with("SERIAL") && text.contains("UT01234  globex"),
         "{text}"
@@ -242,8 +112,8 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
 
     // An endpoint, key from a file: stored in Secrets Manager, never printed.
     let key1 = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
-    let file1 = key_file(&key1);
-    let add = cli(
+    let file1 = cli::key_file(&key1);
+    let add = cli::run(
         s,
         &[
             "endpoint",
@@ -286,14 +156,14 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     let secret_id = format!("platformsync/{}/endpoints/acme-erp", s.stage);
     assert!(out.contains(&secret_id), "{out}");
     assert_eq!(
-        secret(s, &secret_id).await.as_deref(),
+        s.secret(&secret_id).await.as_deref(),
         Some(key1.as_str()),
         "one trailing newline dropped"
     );
 
     // Key from standard input; defaults for everything else; --disabled.
     let key2 = format!("tok-{}", uuid::Uuid::new_v4());
-    let add2 = cli(
+    let add2 = cli::run(
         s,
         &[
             "endpoint",
@@ -317,14 +187,14 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     assert_eq!(v["ApiKeyName"], "Authorization");
     assert_eq!(v["Bearer"], true);
     assert_eq!(
-        secret(s, &format!("platformsync/{}/endpoints/acme-test", s.stage))
+        s.secret(&format!("platformsync/{}/endpoints/acme-test", s.stage))
             .await
             .as_deref(),
         Some(key2.as_str())
     );
 
     // Listings and show, as JSON and text; never the key.
-    let list = cli(s, &["endpoint", "list", "--json"], "").await;
+    let list = cli::run(s, &["endpoint", "list", "--json"], "").await;
     assert!(!list.all_text().contains(&key1));
     let list = list.json();
     let ids: Vec<&str> = list
@@ -349,15 +219,13 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     );
     assert_eq!(erp["MaxBatchSize"], 250);
     assert_eq!(erp["EndpointType"], "Test");
-    let text = cli(s, &["endpoint", "list", "--customer", "acme"], "")
-        .await
-        .ok();
+    let text = cli::ok(s, &["endpoint", "list", "--customer", "acme"]).await;
     assert!(
         text.contains("header X-Api-Key: raw") && text.contains("acme-test"),
         "{text}"
     );
     assert!(
-        cli(
+        cli::run(
             s,
             &["endpoint", "list", "--customer", "globex", "--json"],
             ""
@@ -368,7 +236,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
         .unwrap()
         .is_empty()
     );
-    let show = cli(
+    let show = cli::run(
         s,
         &[
             "endpoint",
@@ -385,18 +253,18 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     .json();
     assert_eq!(show["ApiKeyStored"], true);
     assert!(!show.to_string().contains(&key1));
-    let show = cli(
+    let show = cli::ok(
         s,
         &["endpoint", "show", "--customer", "acme", "--id", "acme-erp"],
-        "",
     )
-    .await
-    .ok();
+    .await;
     assert!(
         show.contains(&secret_id) && show.contains("yes (last changed") && !show.contains(&key1),
         "{show}"
     );
-    let customers = cli(s, &["customer", "list", "--json"], "").await.json();
+    let customers = cli::run(s, &["customer", "list", "--json"], "")
+        .await
+        .json();
     assert_eq!(customers[0]["CustomerId"], "acme");
     assert_eq!(customers[0]["Endpoints"], 2);
     assert_eq!(customers[0]["Safes"], 1);
@@ -407,7 +275,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
 
     // Invalid settings: a clear reason, and nothing written (no settings, no secret).
     let bad_key = format!("never-{}", uuid::Uuid::new_v4());
-    let bad_file = key_file(&bad_key);
+    let bad_file = cli::key_file(&bad_key);
     let bad = bad_file.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--url", "http://plain.example.com"], "https"),
@@ -451,85 +319,38 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
             bad,
         ];
         args.extend(extra);
-        let outcome = cli(s, &args, "").await;
+        let outcome = cli::run(s, &args, "").await;
         assert!(!outcome.all_text().contains(&bad_key));
         let e = outcome.error();
         assert!(e.contains(needle), "{needle}: {e}");
     }
-    let e = cli(
-        s,
-        &[
-            "endpoint",
-            "add",
-            "--customer",
+    // Refused before anything is written: (customer, id, flags, stdin, error).
+    let refusals = [
+        (
             "nobody",
-            "--id",
             "x1",
-            "--url",
-            "https://x.example",
-            "--key-file",
-            bad,
-        ],
-        "",
-    )
-    .await
-    .error();
-    assert!(e.contains("customer nobody does not exist"), "{e}");
-    let e = cli(
-        s,
-        &[
-            "endpoint",
-            "add",
-            "--customer",
+            &["--key-file", bad][..],
+            "",
+            "customer nobody does not exist",
+        ),
+        (
             "globex",
-            "--id",
             "acme-erp",
-            "--url",
-            "https://x.example",
-            "--key-file",
-            bad,
-        ],
-        "",
-    )
-    .await
-    .error();
-    assert!(e.contains("taken by customer acme"), "{e}");
-    let e = cli(
-        s,
-        &[
-            "endpoint",
-            "add",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-bad",
-            "--url",
-            "https://x.example",
-            "--key-stdin",
-        ],
-        "\n",
-    )
-    .await
-    .error();
-    assert!(e.contains("empty"), "{e}");
-    let e = cli(
-        s,
-        &[
-            "endpoint",
-            "add",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-bad",
-            "--url",
-            "https://x.example",
-        ],
-        "",
-    )
-    .await
-    .error();
-    assert!(e.contains("--key-stdin or --key-file"), "{e}");
-    let refused = cli(
+            &["--key-file", bad],
+            "",
+            "taken by customer acme",
+        ),
+        ("acme", "acme-bad", &["--key-stdin"], "\n", "empty"),
+        ("acme", "acme-bad", &[], "", "--key-stdin or --key-file"),
+    ];
+    for (customer, id, flags, stdin, needle) in refusals {
+        let mut args = vec!["endpoint", "add", "--customer", customer, "--id", id];
+        args.extend(["--url", "https://x.example"]);
+        args.extend(flags);
+        let e = cli::run(s, &args, stdin).await.error();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    let refused = cli::run(
         s,
         &[
             "endpoint",
@@ -549,33 +370,31 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     assert!(!refused.all_text().contains(&bad_key));
     assert!(refused.error().contains("never accepted as an argument"));
     assert!(
-        secret(s, &format!("platformsync/{}/endpoints/acme-bad", s.stage))
+        s.secret(&format!("platformsync/{}/endpoints/acme-bad", s.stage))
             .await
             .is_none()
     );
     assert!(
-        secret(s, &format!("platformsync/{}/endpoints/x1", s.stage))
+        s.secret(&format!("platformsync/{}/endpoints/x1", s.stage))
             .await
             .is_none()
     );
-    let e = cli(
+    cli::refused(
         s,
         &["endpoint", "show", "--customer", "acme", "--id", "acme-bad"],
-        "",
+        "has no endpoint acme-bad",
     )
-    .await
-    .error();
-    assert!(e.contains("has no endpoint acme-bad"), "{e}");
+    .await;
     assert_eq!(
-        secret(s, &secret_id).await.as_deref(),
+        s.secret(&secret_id).await.as_deref(),
         Some(key1.as_str()),
         "taken id: key untouched"
     );
 
     // Update: key rotation writes a new version; settings stay.
     let key3 = format!("sk_rotated_{}", uuid::Uuid::new_v4().simple());
-    let file3 = key_file(&key3);
-    let rotate = cli(
+    let file3 = cli::key_file(&key3);
+    let rotate = cli::run(
         s,
         &[
             "endpoint",
@@ -596,8 +415,8 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
         out.contains("API key rotated") && !out.contains("settings saved"),
         "{out}"
     );
-    assert_eq!(secret(s, &secret_id).await.as_deref(), Some(key3.as_str()));
-    let after = cli(
+    assert_eq!(s.secret(&secret_id).await.as_deref(), Some(key3.as_str()));
+    let after = cli::run(
         s,
         &[
             "endpoint",
@@ -615,7 +434,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     assert_eq!(after["MaxBatchSize"], 250);
 
     // Update settings: changed ones change, the rest stay.
-    let v = cli(
+    let v = cli::run(
         s,
         &[
             "endpoint",
@@ -643,55 +462,17 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     assert_eq!(v["Bearer"], true);
     assert_eq!(v["ApiKeyRotated"], false);
     assert_eq!(v["MaxBatchSize"], 250);
-    let e = cli(
-        s,
-        &[
-            "endpoint",
-            "update",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-erp",
-            "--url",
-            "ftp://x",
-        ],
-        "",
-    )
-    .await
-    .error();
-    assert!(e.contains("https"), "{e}");
-    let e = cli(
-        s,
-        &[
-            "endpoint",
-            "update",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-erp",
-        ],
-        "",
-    )
-    .await
-    .error();
-    assert!(e.contains("nothing to change"), "{e}");
-    let e = cli(
-        s,
-        &[
-            "endpoint",
-            "update",
-            "--customer",
-            "acme",
-            "--id",
-            "nope",
-            "--enabled",
-        ],
-        "",
-    )
-    .await
-    .error();
-    assert!(e.contains("has no endpoint nope"), "{e}");
-    let still = cli(
+    for (id, flags, needle) in [
+        ("acme-erp", &["--url", "ftp://x"][..], "https"),
+        ("acme-erp", &[], "nothing to change"),
+        ("nope", &["--enabled"], "has no endpoint nope"),
+    ] {
+        let mut args = vec!["endpoint", "update", "--customer", "acme", "--id", id];
+        args.extend(flags);
+        let e = cli::run(s, &args, "").await.error();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    let still = cli::run(
         s,
         &[
             "endpoint",
@@ -717,16 +498,10 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
 async fn status_reports_queues_health_and_deliveries_robustly() {
     let stack = Stack::deploy().await;
     let s = &stack;
-    cli(
-        s,
-        &["customer", "add", "--id", "acme", "--name", "Acme"],
-        "",
-    )
-    .await
-    .ok();
-    let file = key_file("k-123456");
+    cli::ok(s, &["customer", "add", "--id", "acme", "--name", "Acme"]).await;
+    let file = cli::key_file("k-123456");
     for id in ["acme-a", "acme-b"] {
-        cli(
+        cli::ok(
             s,
             &[
                 "endpoint",
@@ -740,14 +515,12 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
                 "--key-file",
                 file.to_str().unwrap(),
             ],
-            "",
         )
-        .await
-        .ok();
+        .await;
     }
 
     // Nothing delivered yet, no health items: still a full answer.
-    let v = cli(s, &["status", "--json"], "").await.json();
+    let v = cli::run(s, &["status", "--json"], "").await.json();
     assert_eq!(v["DeliveryQueue"]["Waiting"], 0);
     assert_eq!(v["DeadLetterQueue"]["Waiting"], 0);
     assert_eq!(v["Endpoints"].as_array().unwrap().len(), 2);
@@ -859,7 +632,7 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
         .await
         .unwrap();
 
-    let v = cli(s, &["status", "--json"], "").await.json();
+    let v = cli::run(s, &["status", "--json"], "").await.json();
     assert_eq!(v["DeliveryQueue"]["Waiting"], 1);
     let a = &v["Endpoints"][0];
     assert_eq!(a["EndpointId"], "acme-a");
@@ -906,7 +679,7 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
             .contains("platformsync expired list")
     );
     assert_eq!(v["Alarms"][0]["Runbook"], "docs/runbook.md#push-parked");
-    let text = cli(s, &["status"], "").await.ok();
+    let text = cli::ok(s, &["status"]).await;
     assert!(text.contains("1 waiting"), "{text}");
     assert!(
         text.contains("push-parked") && text.contains("run: platformsync expired list"),
@@ -929,7 +702,7 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
         "status",
         "--json",
     ];
-    let v = cli(s, &args, "").await.json();
+    let v = cli::run(s, &args, "").await.json();
     assert!(v["DeadLetterQueue"]["Error"].is_string(), "{v}");
     let _ = std::fs::remove_file(file);
 }
@@ -942,13 +715,7 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
 async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
     let stack = Stack::deploy().await;
     let s = &stack;
-    cli(
-        s,
-        &["customer", "add", "--id", "acme", "--name", "Acme"],
-        "",
-    )
-    .await
-    .ok();
+    cli::ok(s, &["customer", "add", "--id", "acme", "--name", "Acme"]).await;
     let key = format!("k-{}", uuid::Uuid::new_v4().simple());
     let add = |id: &'static str, url: &'static str, extra: &'static [&'static str]| {
         let mut args = vec![
@@ -980,13 +747,13 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
         ("https://hooks.acme.example:25/push", "port 25"),
         ("https://hooks.acme.example:80/push", "port 80"),
     ] {
-        let outcome = cli(s, &add("acme-bad", url, &[]), &key).await;
+        let outcome = cli::run(s, &add("acme-bad", url, &[]), &key).await;
         assert!(!outcome.all_text().contains(&key));
         let e = outcome.error();
         assert!(e.contains(needle) && e.contains("refused"), "{url}: {e}");
     }
     assert!(
-        secret(s, &format!("platformsync/{}/endpoints/acme-bad", s.stage))
+        s.secret(&format!("platformsync/{}/endpoints/acme-bad", s.stage))
             .await
             .is_none(),
         "nothing written"
@@ -998,9 +765,9 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
         ("acme-8443", "https://hooks.acme.example:8443/push"),
         ("acme-local", "https://127.0.0.1:45678/in"),
     ] {
-        cli(s, &add(id, url, &[]), &key).await.ok();
+        cli::run(s, &add(id, url, &[]), &key).await.ok();
     }
-    let e = cli(
+    cli::refused(
         s,
         &[
             "endpoint",
@@ -1012,12 +779,10 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
             "--url",
             "https://169.254.169.254/",
         ],
-        "",
+        "instance metadata service",
     )
-    .await
-    .error();
-    assert!(e.contains("instance metadata service"), "{e}");
-    let show = cli(
+    .await;
+    let show = cli::run(
         s,
         &[
             "endpoint",
@@ -1035,7 +800,7 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
     assert_eq!(show["Url"], "https://hooks.acme.example/push", "unchanged");
 
     // Legacy codes become names; names stay as given.
-    let outcome = cli(
+    let outcome = cli::run(
         s,
         &add(
             "acme-codes",
@@ -1052,7 +817,7 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
         serde_json::json!(["CashIn", "ValidatedCashIn", "DoorOpened", "NoteDispense"]),
         "{v}"
     );
-    let e = cli(
+    let e = cli::run(
         s,
         &add("acme-bad", "https://x.example", &["--whitelist", "999"]),
         &key,
@@ -1090,7 +855,7 @@ async fn ingest_key_rotation_keeps_the_previous_key_working() {
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
 
     // Generated: printed once on stdout, and it is the secret's new value.
-    let rotated = cli(s, &["ingest-key", "rotate"], "").await;
+    let rotated = cli::run(s, &["ingest-key", "rotate"], "").await;
     assert!(
         rotated.err.contains("shown this once") && rotated.err.contains("until the next rotation"),
         "{}",
@@ -1107,7 +872,7 @@ async fn ingest_key_rotation_keeps_the_previous_key_working() {
     // From standard input: never printed.
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let third = format!("given-{}", uuid::Uuid::new_v4().simple());
-    let rotated = cli(
+    let rotated = cli::run(
         s,
         &["ingest-key", "rotate", "--key-stdin", "--json"],
         &format!("{third}\n"),
@@ -1127,13 +892,13 @@ async fn ingest_key_rotation_keeps_the_previous_key_working() {
     assert_eq!(status(first.clone(), 6).await, 401, "rotated out twice");
 
     // Refused: an empty key, a key argument, an unknown secret (no secret made).
-    let e = cli(s, &["ingest-key", "rotate", "--key-stdin"], "\n")
+    let e = cli::run(s, &["ingest-key", "rotate", "--key-stdin"], "\n")
         .await
         .error();
     assert!(e.contains("empty"), "{e}");
-    let refused = cli(s, &["ingest-key", "rotate", "--key", "SECRET-ARG"], "").await;
+    let refused = cli::run(s, &["ingest-key", "rotate", "--key", "SECRET-ARG"], "").await;
     assert!(refused.error().contains("never accepted as an argument"));
-    let e = cli(
+    cli::refused(
         s,
         &[
             "ingest-key",
@@ -1141,12 +906,10 @@ async fn ingest_key_rotation_keeps_the_previous_key_working() {
             "--secret-id",
             "platformsync/nope/ingest-key",
         ],
-        "",
+        "PutSecretValue",
     )
-    .await
-    .error();
-    assert!(e.contains("PutSecretValue"), "{e}");
-    assert!(secret(s, "platformsync/nope/ingest-key").await.is_none());
+    .await;
+    assert!(s.secret("platformsync/nope/ingest-key").await.is_none());
     assert_eq!(s.ingest_key().await, third, "unchanged by refusals");
 }
 
@@ -1308,15 +1071,9 @@ async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
     let s = &stack;
     let (api, keys) = ingest_api(s);
     let key = s.ingest_key().await;
-    let key_path = key_file(&key);
+    let key_path = cli::key_file(&key);
     let key_path = key_path.to_str().unwrap();
-    cli(
-        s,
-        &["customer", "add", "--id", "acme", "--name", "Acme"],
-        "",
-    )
-    .await
-    .ok();
+    cli::ok(s, &["customer", "add", "--id", "acme", "--name", "Acme"]).await;
 
     let args = [
         "simulate",
@@ -1338,7 +1095,7 @@ async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
         "acme",
         "--json",
     ];
-    let run = cli(s, &args, "").await;
+    let run = cli::run(s, &args, "").await;
     assert!(
         !run.all_text().contains(&key),
         "the ingest key is never printed"
@@ -1375,13 +1132,13 @@ async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
             .iter()
             .all(|k| k.as_deref() == Some(key.as_str()))
     );
-    let safes = cli(s, &["safe", "list", "--customer", "acme", "--json"], "")
+    let safes = cli::run(s, &["safe", "list", "--customer", "acme", "--json"], "")
         .await
         .json();
     assert_eq!(safes.as_array().unwrap().len(), 4);
 
     // The same day again: nothing new.
-    let text = cli(s, &args[..args.len() - 1], "").await.ok();
+    let text = cli::run(s, &args[..args.len() - 1], "").await.ok();
     assert!(
         text.contains(&format!(
             "Total: 0 accepted, {} duplicates",
@@ -1391,8 +1148,8 @@ async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
     );
 
     // A wrong key: the command fails, naming the status.
-    let wrong = key_file("wrong-key");
-    let e = cli(
+    let wrong = cli::key_file("wrong-key");
+    cli::refused(
         s,
         &[
             "simulate",
@@ -1403,11 +1160,9 @@ async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
             "--transactions",
             "20",
         ],
-        "",
+        "HTTP 401",
     )
-    .await
-    .error();
-    assert!(e.contains("HTTP 401"), "{e}");
+    .await;
     let _ = std::fs::remove_file(wrong);
     let _ = std::fs::remove_file(key_path);
 }

@@ -7,13 +7,11 @@
 //! every (endpoint, transaction) under exactly one `MessageId`.
 
 use aws_lambda_events::dynamodb::EventRecord;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
-use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::delivery_queue::{
     BatchReply, EntryError, RequestEntry, RequestError, SendMessageBatch, SqsTransport,
 };
 use platformsync_domain::batch::BatchMessage;
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::testdata;
 use platformsync_domain::types::MessageKind;
@@ -101,19 +99,9 @@ struct World {
 impl World {
     async fn new(transactions: usize, audits: usize, seed: u64, small_batches: bool) -> Self {
         let stack = Stack::deploy().await;
-        let config = ConfigStore::new(
-            aws_sdk_dynamodb::Client::new(&stack.config),
-            stack.reference("ConfigTable"),
-        );
+        let config = stack.config_store();
         for (id, name) in [("acme", "Acme Stores"), ("globex", "Globex Retail")] {
-            config
-                .put_customer(&Customer {
-                    customer_id: CustomerId::parse(id).unwrap(),
-                    name: name.into(),
-                    notification_recipients: vec![],
-                })
-                .await
-                .unwrap();
+            stack.add_customer(id, name, &[]).await;
         }
         let cases = endpoint_cases(small_batches);
         for case in &cases {
@@ -133,8 +121,6 @@ impl World {
             seed,
         ))
         .unwrap();
-        let ingest = stack.ingest();
-        let key = stack.ingest_key().await;
         let mut accepted = 0;
         for (kind, items) in [
             ("Transactions", &upload["Transactions"]),
@@ -147,11 +133,7 @@ impl World {
                 .chunks(1000)
             {
                 let body = serde_json::to_vec(&json!({ kind: chunk })).unwrap();
-                let resp = ingest
-                    .handle(apigw::post("/v1/uploads", &body, Some(&key)))
-                    .await;
-                let r = apigw::json(&resp);
-                assert_eq!(resp.status_code, 200, "{r}");
+                let r = apigw::json(&stack.upload(&body).await);
                 assert_eq!(r["Unowned"], 0, "{r}");
                 accepted += r["Accepted"].as_u64().unwrap() as usize;
             }
@@ -271,46 +253,6 @@ fn message_ids(
     ids
 }
 
-/// Receives (and deletes) everything on the delivery queue: per group, the
-/// messages in the order the group delivered them.
-async fn drain(stack: &Stack) -> BTreeMap<String, Vec<BatchMessage>> {
-    let sqs = &stack.clients.sqs;
-    let url = stack.reference("DeliveryQueue");
-    let mut received: BTreeMap<String, Vec<BatchMessage>> = BTreeMap::new();
-    let mut empty_polls = 0;
-    while empty_polls < 2 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .send()
-            .await
-            .unwrap();
-        if out.messages().is_empty() {
-            empty_polls += 1;
-            continue;
-        }
-        empty_polls = 0;
-        for m in out.messages() {
-            let group = m
-                .attributes()
-                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                .cloned()
-                .unwrap();
-            let body: BatchMessage = serde_json::from_str(m.body().unwrap()).unwrap();
-            received.entry(group).or_default().push(body);
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    received
-}
-
 fn keys(received: &BTreeMap<String, Vec<BatchMessage>>) -> BTreeMap<String, Vec<Vec<String>>> {
     received
         .iter()
@@ -411,7 +353,7 @@ async fn fans_out_2500_records_of_7_safes_to_exactly_the_expected_batches_once()
         }
     }
 
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     let expected = world.expected(STREAM_BATCH);
     assert_eq!(
         expected.keys().collect::<Vec<_>>(),
@@ -502,7 +444,7 @@ async fn sqs_entry_failures_in_the_middle_of_a_request_keep_each_endpoints_plann
         "entries failed once and were retried: {outcome:?}"
     );
 
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     let expected = world.expected(n);
     let total: usize = expected.values().map(Vec::len).sum();
     assert!(total > 30, "enough messages for several requests: {total}");
@@ -530,7 +472,7 @@ impl SendMessageBatch for GroupFails {
         let failing = self.failing.load(Ordering::SeqCst);
         let (bad, good): (Vec<RequestEntry<'_>>, Vec<RequestEntry<'_>>) = entries
             .iter()
-            .partition(|e| failing && e.batch.group_id == self.group);
+            .partition(|e| failing && e.batch.group_id.as_str() == self.group);
         let mut reply = if good.is_empty() {
             BatchReply::default()
         } else {
@@ -611,7 +553,7 @@ async fn a_partially_failed_batch_is_replayed_from_its_plan_without_pushing_anyt
     assert_eq!(replay.plans_created, 0);
 
     // Each endpoint got each of its transactions exactly once, in order.
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     let expected = world.expected(n);
     assert_eq!(keys(&received), expected);
     assert_eq!(counts(&received), expected_counts(&expected));
@@ -699,7 +641,7 @@ async fn killed_after_k_of_n_entries_then_replayed_whole_or_bisected_one_message
     assert_eq!(whole.first_failed, None, "{whole:?}");
     assert_eq!(whole.plans_created, 0);
 
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     let expected = world.expected(n);
     let ids = message_ids(&received);
     assert!(
@@ -726,7 +668,7 @@ async fn killed_after_k_of_n_entries_then_replayed_whole_one_message_id_each() {
         .await;
     assert_eq!(replay.first_failed, None, "{replay:?}");
     assert_eq!((replay.plans_found, replay.plans_created), (1, 0));
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     let expected = world.expected(n);
     assert!(message_ids(&received).values().all(|ids| ids.len() == 1));
     assert_eq!(keys(&received), expected);
@@ -764,7 +706,7 @@ async fn a_poison_record_mid_batch_is_parked_and_counted_and_its_neighbours_deli
         parked[0]
     );
 
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     let expected = world.expected(n);
     assert_eq!(
         counts(&received),
@@ -790,7 +732,7 @@ impl SendMessageBatch for RefusesOne {
             entries
                 .iter()
                 .find(|e| {
-                    e.batch.group_id == "acme-audit"
+                    e.batch.group_id.as_str() == "acme-audit"
                         && victim.get_or_insert_with(|| e.batch.dedup_id.clone())
                             == &e.batch.dedup_id
                 })
@@ -847,7 +789,7 @@ async fn a_message_sqs_refuses_for_good_is_parked_with_its_keys_and_the_rest_del
     assert!(!parked_keys.is_empty());
 
     // Everything else arrived, the endpoint's later messages included.
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     let mut expected = expected_counts(&world.expected(n));
     expected.retain(|(group, key), _| !(group == "acme-audit" && parked_keys.contains(key)));
     assert_eq!(counts(&received), expected);
@@ -868,6 +810,6 @@ async fn no_send_starts_near_the_deadline_and_the_batch_is_reported_for_retry() 
 
     let response = fanout.handle(world.event(0..n)).await;
     assert!(response.batch_item_failures.is_empty());
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     assert_eq!(counts(&received), expected_counts(&world.expected(n)));
 }

@@ -14,13 +14,11 @@
 
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
-use platformsync_aws::config_table::ConfigStore;
 use platformsync_domain::batch::BatchMessage;
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::testdata;
 use platformsync_faults::{Fault, FaultProxy, Rule};
-use platformsync_tests::{Stack, apigw, streams};
+use platformsync_tests::{Stack, streams};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -52,18 +50,8 @@ fn endpoint(id: &str, max_batch: u16) -> EndpointSettings {
 impl World {
     async fn new(transactions: usize, seed: u64) -> Self {
         let stack = Stack::deploy().await;
-        let config = ConfigStore::new(
-            aws_sdk_dynamodb::Client::new(&stack.config),
-            stack.reference("ConfigTable"),
-        );
-        config
-            .put_customer(&Customer {
-                customer_id: CustomerId::parse("acme").unwrap(),
-                name: "Acme".into(),
-                notification_recipients: vec![],
-            })
-            .await
-            .unwrap();
+        let config = stack.config_store();
+        stack.add_customer("acme", "Acme", &[]).await;
         // Many small batches for one endpoint, one big one for the other.
         for (id, size) in [("acme-small", 20), ("acme-big", 1000)] {
             config.put_endpoint(&endpoint(id, size)).await.unwrap();
@@ -72,12 +60,7 @@ impl World {
             config.assign_safe(&serial, "acme").await.unwrap();
         }
         let body = testdata::upload_json(transactions, SAFES, seed);
-        let ingest = stack.ingest();
-        let key = stack.ingest_key().await;
-        let resp = ingest
-            .handle(apigw::post("/v1/uploads", &body, Some(&key)))
-            .await;
-        assert_eq!(resp.status_code, 200, "{}", apigw::json(&resp));
+        stack.upload(&body).await;
         let records = streams::lambda_records(&stack).await;
         assert_eq!(records.len(), transactions);
         let mut position = HashMap::new();
@@ -168,47 +151,6 @@ async fn play_stream(fanout: &fanout::Fanout, world: &World, give_up_after: Dura
     invocations
 }
 
-/// Everything on the delivery queue, per group in queue order.
-async fn drain(stack: &Stack) -> BTreeMap<String, Vec<BatchMessage>> {
-    let sqs = &stack.clients.sqs;
-    let url = stack.reference("DeliveryQueue");
-    let mut received: BTreeMap<String, Vec<BatchMessage>> = BTreeMap::new();
-    let mut empty_polls = 0;
-    while empty_polls < 2 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .send()
-            .await
-            .unwrap();
-        if out.messages().is_empty() {
-            empty_polls += 1;
-            continue;
-        }
-        empty_polls = 0;
-        for m in out.messages() {
-            let group = m
-                .attributes()
-                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                .cloned()
-                .unwrap();
-            received
-                .entry(group)
-                .or_default()
-                .push(serde_json::from_str(m.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    received
-}
-
 /// Every transaction delivered to each endpoint, under exactly one
 /// `MessageId`; no message of a later part of the stream ahead of an
 /// earlier one, per endpoint.
@@ -258,7 +200,7 @@ async fn send_message_batch_failing_longer_than_200_attempts_then_recovering_los
     let stats = proxy.stats();
     assert_eq!(stats.failed("sqs", "SendMessageBatch"), 300);
     assert!(invocations > 100, "retried by Lambda: {invocations}");
-    check_delivery(&world, &drain(&world.stack).await);
+    check_delivery(&world, &world.stack.drain_deliveries().await);
 }
 
 #[tokio::test]
@@ -273,7 +215,7 @@ async fn access_denied_on_send_message_batch_for_a_while_is_retried_not_dropped(
     let fanout = fanout::Fanout::new(&through(&proxy).await, world.settings());
     play_stream(&fanout, &world, Duration::from_secs(120)).await;
     assert!(proxy.stats().failed("sqs", "SendMessageBatch") > 0);
-    check_delivery(&world, &drain(&world.stack).await);
+    check_delivery(&world, &world.stack.drain_deliveries().await);
 }
 
 #[tokio::test]
@@ -305,7 +247,7 @@ async fn the_config_table_throttled_for_fifteen_compressed_minutes_loses_and_rep
         .sum();
     assert!(throttled > 0, "the fan-out met the throttling");
     assert!(invocations > 1, "and Lambda retried: {invocations}");
-    check_delivery(&world, &drain(&world.stack).await);
+    check_delivery(&world, &world.stack.drain_deliveries().await);
 }
 
 /// The on-failure record Lambda sends for a stream batch it gives up on.
@@ -432,7 +374,7 @@ async fn a_range_whose_record_age_ran_out_is_recovered_from_the_stream_failure_q
 
     // Everything delivered once; the recovered range came after the later
     // records (Lambda had moved on), which is why the age is 12 h.
-    let received = drain(&world.stack).await;
+    let received = world.stack.drain_deliveries().await;
     let mut ids: BTreeMap<(String, String), BTreeSet<uuid::Uuid>> = BTreeMap::new();
     for (group, messages) in &received {
         for m in messages {

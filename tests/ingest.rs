@@ -545,10 +545,7 @@ async fn sequence_gaps_are_reported_and_unowned_safes_counted() {
     let stack = Stack::deploy().await;
     let ingest = stack.ingest();
     let key = stack.ingest_key().await;
-    let config = platformsync_aws::config_table::ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    );
+    let config = stack.config_store();
     config.assign_safe("UT00001", "cust-1").await.unwrap();
     let numbered = |n: usize, seq: u64| {
         let mut t = valid(n);

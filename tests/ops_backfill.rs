@@ -5,54 +5,18 @@
 //! receiver that counts every POST and every transaction in it.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::ledger::{Delivery, Ledger};
-use platformsync_aws::transactions::TransactionStore;
-use platformsync_cli::{Cli, Io};
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
 use platformsync_domain::record::{DeliveryStatus, RecordType, StoredTransaction};
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::MessageKind;
 use platformsync_tests::Stack;
+use platformsync_tests::cli;
 use platformsync_tests::receiver::Receiver;
 use serde_json::{Value, json};
 
 const SERIAL: &str = "UT66601";
-
-async fn cli(stack: &Stack, args: &[&str]) -> Value {
-    let mut argv: Vec<String> = vec![
-        "platformsync".into(),
-        "--json".into(),
-        "--stage".into(),
-        stack.stage.clone(),
-        "--config-table".into(),
-        stack.reference("ConfigTable"),
-        "--delivery-ledger-table".into(),
-        stack.reference("DeliveryLedgerTable"),
-        "--transactions-table".into(),
-        stack.reference("TransactionsTable"),
-        "--delivery-queue-url".into(),
-        stack.reference("DeliveryQueue"),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let parsed = Cli::from_args(&argv).unwrap();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut input: &[u8] = b"";
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-        stdin: &mut input,
-        interactive: false,
-    };
-    let result = platformsync_cli::run(parsed, &mut io).await;
-    let out = String::from_utf8(out).unwrap();
-    if let Err(e) = result {
-        panic!("command failed: {e:#}\n{out}");
-    }
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
 
 fn stored(
     minute: u32,
@@ -93,65 +57,38 @@ fn received(receiver: &Receiver) -> Vec<u64> {
     ids
 }
 
+/// Pushes until the receiver got `expected_posts` POSTs; then nothing more
+/// arrives in two more polls.
 async fn drain(stack: &Stack, push: &push::Push, receiver: &Receiver, expected_posts: usize) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while receiver.count() < expected_posts {
-        assert!(Instant::now() < until, "only {} posts", receiver.count());
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(push, &messages).await;
-        }
-    }
-    // Nothing more arrives.
-    for _ in 0..2 {
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(push, &messages).await;
-        }
-    }
+    stack
+        .deliver_until(push, Duration::from_secs(30), || {
+            receiver.count() >= expected_posts
+        })
+        .await;
+    stack.deliver_rest(push, 2).await;
 }
 
 #[tokio::test]
 async fn a_backfill_sends_the_windows_undelivered_transactions_resumably_and_all_with_force() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    let config = ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    );
-    config
-        .put_customer(&Customer {
-            customer_id: CustomerId::parse("acme").unwrap(),
-            name: "Acme".into(),
-            notification_recipients: vec![],
-        })
-        .await
-        .unwrap();
-    let secret = format!("platformsync/{}/endpoints/acme-bf", stack.stage);
+    stack.add_customer("acme", "Acme", &[]).await;
     stack
-        .clients
-        .secrets
-        .create_secret()
-        .name(&secret)
-        .secret_string("tok-bf")
-        .send()
+        .add_endpoint(
+            "acme",
+            "acme-bf",
+            &receiver.url("/push"),
+            "tok-bf",
+            json!({"MaxBatchSize": 2}),
+        )
+        .await;
+    stack
+        .config_store()
+        .assign_safe(SERIAL, "acme")
         .await
         .unwrap();
-    let settings: EndpointSettings = serde_json::from_value(json!({
-        "EndpointId": "acme-bf",
-        "CustomerId": "acme",
-        "Url": receiver.url("/push"),
-        "ApiKeySecret": secret,
-        "MaxBatchSize": 2,
-    }))
-    .unwrap();
-    config.put_endpoint(&settings).await.unwrap();
-    config.assign_safe(SERIAL, "acme").await.unwrap();
 
-    let store = TransactionStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("TransactionsTable"),
-    );
+    let store = stack.transaction_store();
     // In the window (08:xx): 6 deliverable, 1 held, 1 audit record the
     // endpoint does not subscribe to; outside it: 1 at 07:59, 1 at 09:00.
     let mut all = Vec::new();
@@ -222,7 +159,7 @@ async fn a_backfill_sends_the_windows_undelivered_transactions_resumably_and_all
         "--to",
         "2026-01-10T09:00:00",
     ];
-    let dry = cli(&stack, &[&["replay"][..], &window, &["--dry-run"]].concat()).await;
+    let dry = cli::json(&stack, &[&["replay"][..], &window, &["--dry-run"]].concat()).await;
     assert_eq!(dry["InWindow"], 6);
     assert_eq!(dry["SkippedDelivered"], 2);
     assert_eq!(dry["QueuedTransactions"], 4);
@@ -232,14 +169,14 @@ async fn a_backfill_sends_the_windows_undelivered_transactions_resumably_and_all
     );
 
     // Interrupted after one batch, then resumed: the other batch, once.
-    let first = cli(
+    let first = cli::json(
         &stack,
         &[&["replay"][..], &window, &["--max-batches", "1"]].concat(),
     )
     .await;
     assert_eq!(first["QueuedBatches"].as_array().unwrap().len(), 1);
     assert_eq!(first["StoppedEarly"], true);
-    let second = cli(&stack, &[&["replay"][..], &window].concat()).await;
+    let second = cli::json(&stack, &[&["replay"][..], &window].concat()).await;
     assert_eq!(second["SkippedCheckpoint"], 2);
     assert_eq!(second["QueuedTransactions"], 2);
     assert_ne!(second["QueuedBatches"][0], first["QueuedBatches"][0]);
@@ -249,7 +186,7 @@ async fn a_backfill_sends_the_windows_undelivered_transactions_resumably_and_all
         dry["QueuedBatches"]
     );
     // Run again: nothing left to send.
-    let third = cli(&stack, &[&["replay"][..], &window].concat()).await;
+    let third = cli::json(&stack, &[&["replay"][..], &window].concat()).await;
     assert_eq!(third["QueuedTransactions"], 0);
 
     let push = stack.push(&receiver, |_| {});
@@ -262,7 +199,7 @@ async fn a_backfill_sends_the_windows_undelivered_transactions_resumably_and_all
     );
 
     // --force: every transaction of the window, delivered or not.
-    let forced = cli(&stack, &[&["replay"][..], &window, &["--force"]].concat()).await;
+    let forced = cli::json(&stack, &[&["replay"][..], &window, &["--force"]].concat()).await;
     assert_eq!(forced["SkippedDelivered"], 0);
     assert_eq!(forced["QueuedTransactions"], 6);
     drain(&stack, &push, &receiver, 5).await;

@@ -3,73 +3,17 @@
 //! real fan-out (from the real stream, whole and replayed) and pushed by the
 //! push function to a local receiver that counts every POST.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use platformsync_aws::config_table::ConfigStore;
-use platformsync_aws::transactions::TransactionStore;
-use platformsync_cli::{Cli, Io};
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
 use platformsync_domain::record::{DeliveryStatus, HoldNote, RecordType, StoredTransaction};
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::TransactionType;
+use platformsync_tests::cli;
 use platformsync_tests::receiver::Receiver;
 use platformsync_tests::{Stack, streams};
 use serde_json::{Value, json};
 
 const SERIAL: &str = "UT55501";
-
-struct Outcome {
-    out: String,
-    result: Result<(), String>,
-}
-
-impl Outcome {
-    fn json(self) -> Value {
-        if let Err(e) = &self.result {
-            panic!("command failed: {e}\nstdout: {}", self.out);
-        }
-        serde_json::from_str(&self.out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.out))
-    }
-    fn error(self) -> String {
-        match self.result {
-            Ok(()) => panic!("command succeeded: {}", self.out),
-            Err(e) => e,
-        }
-    }
-}
-
-async fn cli(stack: &Stack, args: &[&str]) -> Outcome {
-    let mut argv: Vec<String> = vec![
-        "platformsync".into(),
-        "--stage".into(),
-        stack.stage.clone(),
-        "--config-table".into(),
-        stack.reference("ConfigTable"),
-        "--delivery-ledger-table".into(),
-        stack.reference("DeliveryLedgerTable"),
-        "--transactions-table".into(),
-        stack.reference("TransactionsTable"),
-        "--delivery-queue-url".into(),
-        stack.reference("DeliveryQueue"),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let parsed = Cli::from_args(&argv).unwrap();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut input: &[u8] = b"";
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-        stdin: &mut input,
-        interactive: false,
-    };
-    let result = platformsync_cli::run(parsed, &mut io)
-        .await
-        .map_err(|e| format!("{e:#}"));
-    Outcome {
-        out: String::from_utf8(out).unwrap(),
-        result,
-    }
-}
 
 fn held(i: usize) -> StoredTransaction {
     let time = format!("2026-01-10T08:00:{i:02}");
@@ -99,42 +43,23 @@ fn held(i: usize) -> StoredTransaction {
 async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    let config = ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    );
-    config
-        .put_customer(&Customer {
-            customer_id: CustomerId::parse("acme").unwrap(),
-            name: "Acme".into(),
-            notification_recipients: vec![],
-        })
-        .await
-        .unwrap();
-    let secret = format!("platformsync/{}/endpoints/acme-held", stack.stage);
+    stack.add_customer("acme", "Acme", &[]).await;
     stack
-        .clients
-        .secrets
-        .create_secret()
-        .name(&secret)
-        .secret_string("tok-held")
-        .send()
+        .add_endpoint(
+            "acme",
+            "acme-held",
+            &receiver.url("/push"),
+            "tok-held",
+            json!({}),
+        )
+        .await;
+    stack
+        .config_store()
+        .assign_safe(SERIAL, "acme")
         .await
         .unwrap();
-    let settings: EndpointSettings = serde_json::from_value(json!({
-        "EndpointId": "acme-held",
-        "CustomerId": "acme",
-        "Url": receiver.url("/push"),
-        "ApiKeySecret": secret,
-    }))
-    .unwrap();
-    config.put_endpoint(&settings).await.unwrap();
-    config.assign_safe(SERIAL, "acme").await.unwrap();
 
-    let store = TransactionStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("TransactionsTable"),
-    );
+    let store = stack.transaction_store();
     let (a, b) = (held(1), held(2));
     for t in [&a, &b] {
         store.insert_new(t).await.unwrap();
@@ -142,7 +67,7 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
     let key_a = format!("{}|{}", a.serial_number, a.sort_key);
     let key_b = format!("{}|{}", b.serial_number, b.sort_key);
 
-    let listed = cli(&stack, &["--json", "held", "list"]).await.json();
+    let listed = cli::json(&stack, &["held", "list"]).await;
     let keys: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -151,15 +76,12 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
         .collect();
     assert_eq!(keys, [key_a.as_str(), key_b.as_str()]);
     assert_eq!(listed[0]["HoldReasons"][0]["Code"], "AmountMismatch");
-    let by_safe = cli(&stack, &["--json", "held", "list", "--safe", SERIAL])
-        .await
-        .json();
+    let by_safe = cli::json(&stack, &["held", "list", "--safe", SERIAL]).await;
     assert_eq!(by_safe, listed);
 
-    let dry = cli(
+    let dry = cli::json(
         &stack,
         &[
-            "--json",
             "held",
             "release",
             "--key",
@@ -171,8 +93,7 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
             "--dry-run",
         ],
     )
-    .await
-    .json();
+    .await;
     assert_eq!(dry["DryRun"], true);
     assert_eq!(
         store
@@ -183,10 +104,9 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
         DeliveryStatus::Held
     );
 
-    let released = cli(
+    let released = cli::json(
         &stack,
         &[
-            "--json",
             "held",
             "release",
             "--key",
@@ -197,14 +117,14 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
             "checked with the site",
         ],
     )
-    .await
-    .json();
+    .await;
     assert_eq!(released["Status"], "Released");
-    let again = cli(
+    let again = cli::run(
         &stack,
         &[
             "held", "release", "--key", &key_a, "--by", "ops-bob", "--reason", "again",
         ],
+        "",
     )
     .await
     .error();
@@ -212,7 +132,7 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
         again.contains("not held") && again.contains("Released"),
         "{again}"
     );
-    cli(
+    cli::run(
         &stack,
         &[
             "held",
@@ -224,10 +144,11 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
             "--reason",
             "test transaction from the site",
         ],
+        "",
     )
     .await
-    .json_or_text();
-    let refused = cli(
+    .ok();
+    let refused = cli::run(
         &stack,
         &[
             "held",
@@ -239,21 +160,19 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
             "--reason",
             "changed my mind",
         ],
+        "",
     )
     .await
     .error();
     assert!(refused.contains("Discarded"), "{refused}");
-    let shown = cli(&stack, &["--json", "held", "show", "--key", &key_b])
-        .await
-        .json();
+    let shown = cli::json(&stack, &["held", "show", "--key", &key_b]).await;
     assert_eq!(shown["Status"], "Discarded");
     assert_eq!(shown["DecidedBy"], "ops-anna");
     assert_eq!(shown["DecisionReason"], "test transaction from the site");
     assert!(shown["DecidedAt"].as_str().is_some());
     assert!(
-        cli(&stack, &["--json", "held", "list"])
+        cli::json(&stack, &["held", "list"])
             .await
-            .json()
             .as_array()
             .unwrap()
             .is_empty()
@@ -269,21 +188,11 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
     let push = stack.push(&receiver, |_| {});
-    let until = Instant::now() + Duration::from_secs(20);
-    while receiver.count() < 1 {
-        assert!(Instant::now() < until, "not delivered");
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
-    }
+    stack
+        .deliver_until(&push, Duration::from_secs(20), || receiver.count() >= 1)
+        .await;
     // Whatever is still queued (a replay's re-send) is handled too.
-    for _ in 0..3 {
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
-    }
+    stack.deliver_rest(&push, 3).await;
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1, "released once, posted once");
     let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
@@ -293,16 +202,4 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
         !text.contains("\"PickupGroupId\":2"),
         "discarded never sent: {text}"
     );
-}
-
-trait JsonOrText {
-    fn json_or_text(self);
-}
-
-impl JsonOrText for Outcome {
-    fn json_or_text(self) {
-        if let Err(e) = self.result {
-            panic!("command failed: {e}\nstdout: {}", self.out);
-        }
-    }
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use platformsync_aws::transactions::TransactionStore;
-use platformsync_cli::{Cli, Io};
 use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::testdata;
+use platformsync_tests::cli;
 use platformsync_tests::{Stack, apigw};
 use pull_api::{PullApi, Settings};
 use serde::Deserialize;
@@ -24,45 +24,13 @@ use serde_json::value::RawValue;
 
 // ------------------------------------------------------------------ plumbing
 
-async fn cli(stack: &Stack, args: &[&str]) -> Result<String, String> {
-    let mut argv: Vec<String> = vec![
-        "platformsync".into(),
-        "--stage".into(),
-        stack.stage.clone(),
-        "--config-table".into(),
-        stack.reference("ConfigTable"),
-        "--transactions-table".into(),
-        stack.reference("TransactionsTable"),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let parsed = Cli::from_args(&argv).map_err(|e| e.to_string())?;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut input: &[u8] = b"";
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-        stdin: &mut input,
-        interactive: false,
-    };
-    platformsync_cli::run(parsed, &mut io)
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    Ok(String::from_utf8(out).unwrap())
-}
-
-async fn ok(stack: &Stack, args: &[&str]) -> String {
-    cli(stack, args)
-        .await
-        .unwrap_or_else(|e| panic!("platformsync {args:?} failed: {e}"))
-}
-
 async fn customer(stack: &Stack, id: &str) {
-    ok(stack, &["customer", "add", "--id", id, "--name", id]).await;
+    cli::ok(stack, &["customer", "add", "--id", id, "--name", id]).await;
 }
 
 /// A new API key of `customer`, as the CLI prints it.
 async fn api_key(stack: &Stack, customer: &str) -> String {
-    let out = ok(stack, &["apikey", "create", "--customer", customer]).await;
+    let out = cli::ok(stack, &["apikey", "create", "--customer", customer]).await;
     out.trim().to_owned()
 }
 
@@ -148,17 +116,7 @@ async fn stored(stack: &Stack, serials: &[String], kind: &str) -> Vec<StoredTran
 }
 
 async fn upload(stack: &Stack, body: &[u8]) -> Value {
-    let resp = stack
-        .ingest()
-        .handle(apigw::post(
-            "/v1/uploads",
-            body,
-            Some(&stack.ingest_key().await),
-        ))
-        .await;
-    let v = apigw::json(&resp);
-    assert_eq!(resp.status_code, 200, "{v}");
-    v
+    apigw::json(&stack.upload(body).await)
 }
 
 /// Pages `path?query` by page number; returns every transaction text and
@@ -265,7 +223,7 @@ async fn a_customer_pages_through_2500_transactions_each_once_in_order() {
     let mut args = vec!["safe", "assign"];
     args.extend(serials.iter().map(String::as_str));
     args.extend(["--customer", "acme"]);
-    ok(&stack, &args).await;
+    cli::ok(&stack, &args).await;
     let key = api_key(&stack, "acme").await;
     let api = pull_api(&stack);
 
@@ -399,12 +357,12 @@ async fn filters_keys_and_ownership_periods() {
     customer(&stack, "acme").await;
     customer(&stack, "globex").await;
     // UT1 is acme's throughout; UT2 is acme's until 2026-06-10 12:00, then globex's.
-    ok(
+    cli::ok(
         &stack,
         &["safe", "assign", "UT1", "UT2", "--customer", "acme"],
     )
     .await;
-    let moved = ok(
+    let moved = cli::ok(
         &stack,
         &[
             "safe",
@@ -418,7 +376,7 @@ async fn filters_keys_and_ownership_periods() {
     )
     .await;
     assert!(moved.contains("(was acme)"), "{moved}");
-    let history = ok(&stack, &["safe", "history", "UT2"]).await;
+    let history = cli::ok(&stack, &["safe", "history", "UT2"]).await;
     assert!(
         history.contains("acme") && history.contains("2026-06-10T12:00:00.0000000"),
         "{history}"
@@ -639,7 +597,7 @@ async fn filters_keys_and_ownership_periods() {
 async fn keys_missing_wrong_or_revoked_get_401() {
     let stack = Stack::deploy().await;
     customer(&stack, "acme").await;
-    ok(&stack, &["safe", "assign", "UT1", "--customer", "acme"]).await;
+    cli::ok(&stack, &["safe", "assign", "UT1", "--customer", "acme"]).await;
     upload(
         &stack,
         &upload_body(
@@ -680,14 +638,14 @@ async fn keys_missing_wrong_or_revoked_get_401() {
     );
 
     // Listing shows ids, never keys; revoking one leaves the other working.
-    let listed = ok(&stack, &["--json", "apikey", "list", "--customer", "acme"]).await;
+    let listed = cli::ok(&stack, &["--json", "apikey", "list", "--customer", "acme"]).await;
     assert!(
         !listed.contains(key.split('_').next_back().unwrap()),
         "{listed}"
     );
     let key_id = key.split('_').nth(1).unwrap();
     assert!(listed.contains(key_id));
-    ok(
+    cli::ok(
         &stack,
         &["apikey", "revoke", "--customer", "acme", "--key-id", key_id],
     )
@@ -698,7 +656,7 @@ async fn keys_missing_wrong_or_revoked_get_401() {
         "revoked: refused at once"
     );
     assert_eq!(status(Some(other.clone())).await, 200);
-    let listed = ok(&stack, &["--json", "apikey", "list", "--customer", "acme"]).await;
+    let listed = cli::ok(&stack, &["--json", "apikey", "list", "--customer", "acme"]).await;
     let listed: Value = serde_json::from_str(&listed).unwrap();
     let revoked: Vec<bool> = listed
         .as_array()
@@ -710,7 +668,7 @@ async fn keys_missing_wrong_or_revoked_get_401() {
     // Another customer cannot revoke acme's key.
     customer(&stack, "globex").await;
     let other_id = other.split('_').nth(1).unwrap();
-    let e = cli(
+    let e = cli::run(
         &stack,
         &[
             "apikey",
@@ -720,9 +678,10 @@ async fn keys_missing_wrong_or_revoked_get_401() {
             "--key-id",
             other_id,
         ],
+        "",
     )
     .await
-    .unwrap_err();
+    .error();
     assert!(e.contains("no API key"), "{e}");
     assert_eq!(status(Some(other)).await, 200);
 }
@@ -735,7 +694,7 @@ async fn keys_missing_wrong_or_revoked_get_401() {
 async fn responses_and_push_payloads_validate_against_openapi() {
     let stack = Stack::deploy().await;
     customer(&stack, "acme").await;
-    ok(&stack, &["safe", "assign", "UT1", "--customer", "acme"]).await;
+    cli::ok(&stack, &["safe", "assign", "UT1", "--customer", "acme"]).await;
     let key = api_key(&stack, "acme").await;
     let body = upload_body(
         &[
@@ -867,7 +826,7 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
 
     // Assigned before assignments had dates: only the OWNER item.
     config.assign_safe("UT9", "acme").await.unwrap();
-    let out = ok(
+    let out = cli::ok(
         &stack,
         &[
             "safe",
@@ -888,7 +847,7 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
     assert_eq!(periods("globex").await, ["UT9 2026-06-10.."]);
 
     // Backdated between the two: initech from 2026-06-05 until globex's start.
-    let out = ok(
+    let out = cli::ok(
         &stack,
         &[
             "safe",
@@ -908,12 +867,16 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
     );
     assert_eq!(periods("initech").await, ["UT9 2026-06-05..2026-06-10"]);
     // The fan-out's OWNER item follows the latest assignment.
-    let owners = config.safe_owners(&["UT9"]).await.unwrap();
-    assert_eq!(owners.get("UT9").map(String::as_str), Some("globex"));
+    let ut9 = SerialNumber::parse("UT9").unwrap();
+    let owners = config
+        .safe_owners(std::slice::from_ref(&ut9))
+        .await
+        .unwrap();
+    assert_eq!(owners.get(&ut9).map(String::as_str), Some("globex"));
 
     // Replacing that assignment with acme's removes initech's period and
     // merges acme's two.
-    ok(
+    cli::ok(
         &stack,
         &[
             "safe",
@@ -936,7 +899,7 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
     // starts at its first transaction.
     config.assign_safe("UT8", "globex").await.unwrap();
     assert!(store.history("UT8").await.unwrap().is_empty());
-    ok(&stack, &["safe", "assign", "UT8", "--customer", "globex"]).await;
+    cli::ok(&stack, &["safe", "assign", "UT8", "--customer", "globex"]).await;
     assert_eq!(
         periods("globex").await,
         [

@@ -8,16 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::Message;
-use platformsync_cli::{Cli, Io};
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use platformsync_domain::types::MessageKind;
 use platformsync_receiver::{
     Config as ReferenceConfig, KeyCheck, Outcome as ReferenceOutcome, Placement,
     Receiver as Reference, Signature, SignatureCheck,
 };
 use platformsync_tests::Stack;
+use platformsync_tests::cli;
 use platformsync_tests::receiver::{Receiver, Reply, Request};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -30,93 +29,20 @@ const CUSTOMER: &str = "acme";
 /// An endpoint of `acme` at `url`, its plain key in Secrets Manager (as every
 /// endpoint registered before signing existed).
 async fn endpoint(stack: &Stack, id: &str, url: String, key: &str) {
-    let secret_name = format!("platformsync/{}/endpoints/{id}", stack.stage);
-    stack
-        .clients
-        .secrets
-        .create_secret()
-        .name(&secret_name)
-        .secret_string(key)
-        .send()
-        .await
-        .expect("endpoint key stored");
-    let settings: EndpointSettings = serde_json::from_value(json!({
-        "EndpointId": id,
-        "CustomerId": CUSTOMER,
-        "Url": url,
-        "ApiKeySecret": secret_name,
-    }))
-    .unwrap();
-    let store = platformsync_aws::config_table::ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    );
-    store
-        .put_customer(&Customer {
-            customer_id: CustomerId::parse(CUSTOMER).unwrap(),
-            name: "Acme Retail".into(),
-            notification_recipients: vec![],
-        })
-        .await
-        .unwrap();
-    store.put_endpoint(&settings).await.unwrap();
+    stack.add_customer(CUSTOMER, "Acme Retail", &[]).await;
+    stack.add_endpoint(CUSTOMER, id, &url, key, json!({})).await;
 }
 
 async fn stored_secret(stack: &Stack, id: &str) -> String {
-    stack
-        .clients
-        .secrets
-        .get_secret_value()
-        .secret_id(format!("platformsync/{}/endpoints/{id}", stack.stage))
-        .send()
-        .await
-        .unwrap()
-        .secret_string()
-        .unwrap()
-        .to_owned()
-}
-
-/// Runs `platformsync <args>` in-process against `stack`; stdout on success.
-async fn cli(stack: &Stack, args: &[&str], stdin: &str) -> Result<String, String> {
-    let mut argv: Vec<String> = vec![
-        "platformsync".into(),
-        "--stage".into(),
-        stack.stage.clone(),
-        "--config-table".into(),
-        stack.reference("ConfigTable"),
-        "--delivery-ledger-table".into(),
-        stack.reference("DeliveryLedgerTable"),
-        "--delivery-queue-url".into(),
-        stack.reference("DeliveryQueue"),
-        "--dead-letter-queue-url".into(),
-        stack.reference("DeliveryDeadLetterQueue"),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let parsed = Cli::from_args(&argv).map_err(|e| e.to_string())?;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut input = stdin.as_bytes();
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-        stdin: &mut input,
-        interactive: false,
-    };
-    let result = platformsync_cli::run(parsed, &mut io).await;
-    let (out, err) = (
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    );
-    match result {
-        Ok(()) => Ok(out),
-        Err(e) => Err(format!("{e:#}\nstdout: {out}\nstderr: {err}")),
-    }
+    let name = format!("platformsync/{}/endpoints/{id}", stack.stage);
+    stack.secret(&name).await.expect("endpoint key stored")
 }
 
 /// `endpoint signing ...`: the one `whsec_` secret it prints.
 async fn signing(stack: &Stack, args: &[&str]) -> String {
     let mut all = vec!["endpoint", "signing"];
     all.extend(args);
-    let out = cli(stack, &all, "").await.expect("signing command");
+    let out = cli::ok(stack, &all).await;
     let secret = out.trim().to_owned();
     assert!(
         secret.starts_with("whsec_") && !secret.contains(char::is_whitespace),
@@ -164,26 +90,6 @@ async fn enqueue(stack: &Stack, batch: &BatchMessage) {
         .send()
         .await
         .expect("enqueued");
-}
-
-/// Receives and handles until `done` holds or `timeout` passes (then panics).
-async fn drive(
-    stack: &Stack,
-    push: &push::Push,
-    timeout: Duration,
-    mut done: impl FnMut() -> bool,
-) -> Vec<Message> {
-    let until = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    while !done() {
-        assert!(Instant::now() < until, "not done within {timeout:?}");
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(push, &messages).await;
-            seen.extend(messages);
-        }
-    }
-    seen
 }
 
 /// A request's headers as a customer's web framework hands them over.
@@ -246,13 +152,13 @@ async fn signed_pushes_verify_independently_and_tampering_fails() {
         "tok-p",
         "an unsigned endpoint's secret is untouched"
     );
-    let again = cli(
+    let again = cli::run(
         &stack,
         &["endpoint", "signing", "enable", "--endpoint", "acme-signed"],
         "",
     )
     .await
-    .unwrap_err();
+    .error();
     assert!(again.contains("already signs"), "{again}");
 
     let push = push_fn(&stack, &receiver);
@@ -260,10 +166,9 @@ async fn signed_pushes_verify_independently_and_tampering_fails() {
     let plain = batch("acme-plain", 2, 2);
     enqueue(&stack, &signed).await;
     enqueue(&stack, &plain).await;
-    drive(&stack, &push, Duration::from_secs(30), || {
-        receiver.count() == 2
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(30), || receiver.count() == 2)
+        .await;
     let requests = receiver.requests();
     assert_eq!(requests.len(), 2, "one POST each");
     let signed_post = requests.iter().find(|r| r.path() == "/signed").unwrap();
@@ -324,10 +229,9 @@ async fn signed_pushes_verify_independently_and_tampering_fails() {
     receiver.queue([Reply::status(500)]);
     let retried = batch("acme-signed", 1, 3);
     enqueue(&stack, &retried).await;
-    drive(&stack, &push, Duration::from_secs(60), || {
-        receiver.count() == 4
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(60), || receiver.count() == 4)
+        .await;
     let posts: Vec<Request> = receiver.requests().into_iter().skip(2).collect();
     assert_eq!(posts.len(), 2, "one failed POST, one retry");
     assert_eq!(posts[0].replied, Some(500));
@@ -369,7 +273,7 @@ async fn rotation_signs_with_both_secrets_during_grace_then_only_the_new() {
     let grace = Duration::from_secs(12);
 
     // The API key rotated meanwhile keeps the signing secrets.
-    let out = cli(
+    let out = cli::run(
         &stack,
         &[
             "endpoint",
@@ -381,7 +285,7 @@ async fn rotation_signs_with_both_secrets_during_grace_then_only_the_new() {
         "tok-2\n",
     )
     .await
-    .expect("rotate-key");
+    .ok();
     assert!(!out.contains("whsec_") && !out.contains("tok-2"), "{out}");
     let doc: serde_json::Value =
         serde_json::from_str(&stored_secret(&stack, "acme-rot").await).unwrap();
@@ -392,10 +296,9 @@ async fn rotation_signs_with_both_secrets_during_grace_then_only_the_new() {
     let push = push_fn(&stack, &receiver);
     let during = batch("acme-rot", 2, 1);
     enqueue(&stack, &during).await;
-    drive(&stack, &push, Duration::from_secs(30), || {
-        receiver.count() == 1
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(30), || receiver.count() == 1)
+        .await;
     assert!(
         rotated_at.elapsed() < grace,
         "the first batch must be pushed within the grace period"
@@ -414,10 +317,9 @@ async fn rotation_signs_with_both_secrets_during_grace_then_only_the_new() {
     tokio::time::sleep(left).await;
     let after = batch("acme-rot", 2, 2);
     enqueue(&stack, &after).await;
-    drive(&stack, &push, Duration::from_secs(30), || {
-        receiver.count() == 2
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(30), || receiver.count() == 2)
+        .await;
     let post = &receiver.requests()[1];
     let signature = post.header("webhook-signature").unwrap();
     assert_eq!(signature.split(' ').count(), 1, "{signature}");
@@ -432,20 +334,19 @@ async fn rotation_signs_with_both_secrets_during_grace_then_only_the_new() {
     );
 
     // Disabled: no headers; the secret is the plain key again.
-    cli(
+    cli::run(
         &stack,
         &["endpoint", "signing", "disable", "--endpoint", "acme-rot"],
         "",
     )
     .await
-    .expect("disable");
+    .ok();
     assert_eq!(stored_secret(&stack, "acme-rot").await, "tok-2");
     let push = push_fn(&stack, &receiver);
     enqueue(&stack, &batch("acme-rot", 1, 3)).await;
-    drive(&stack, &push, Duration::from_secs(30), || {
-        receiver.count() == 3
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(30), || receiver.count() == 3)
+        .await;
     let post = &receiver.requests()[2];
     assert_eq!(post.header("authorization"), Some("Bearer tok-2"));
     assert_eq!(post.header("webhook-signature"), None);

@@ -6,83 +6,27 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::MessageSystemAttributeName;
-use platformsync_aws::config_table::{ConfigStore, EndpointWriteError};
-use platformsync_cli::{Cli, Io};
+use platformsync_aws::config_table::EndpointWriteError;
 use platformsync_domain::batch::BatchMessage;
 use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
-use platformsync_tests::{Stack, apigw, streams};
+use platformsync_tests::cli;
+use platformsync_tests::{Stack, streams};
 use serde_json::json;
-
-/// Runs `platformsync <args>` in-process against `stack`.
-async fn cli(stack: &Stack, args: &[&str]) -> Result<String, String> {
-    let mut argv: Vec<String> = vec![
-        "platformsync".into(),
-        "--stage".into(),
-        stack.stage.clone(),
-        "--config-table".into(),
-        stack.reference("ConfigTable"),
-        "--transactions-table".into(),
-        stack.reference("TransactionsTable"),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let parsed = Cli::from_args(&argv).map_err(|e| e.to_string())?;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut input: &[u8] = b"";
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-        stdin: &mut input,
-        interactive: false,
-    };
-    platformsync_cli::run(parsed, &mut io)
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    Ok(String::from_utf8(out).unwrap())
-}
-
-async fn ok(stack: &Stack, args: &[&str]) -> String {
-    cli(stack, args)
-        .await
-        .unwrap_or_else(|e| panic!("platformsync {args:?} failed: {e}"))
-}
-
-fn key_file(key: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("psync-key-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&path, format!("{key}\n")).unwrap();
-    path
-}
-
-fn config(stack: &Stack) -> ConfigStore {
-    ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    )
-}
-
-async fn secret(stack: &Stack, name: &str) -> Option<String> {
-    stack
-        .clients
-        .secrets
-        .get_secret_value()
-        .secret_id(name)
-        .send()
-        .await
-        .ok()
-        .and_then(|o| o.secret_string)
-}
 
 #[tokio::test]
 async fn two_customers_registering_one_endpoint_id_at_once_one_wins_and_keeps_its_key() {
     let stack = Stack::deploy().await;
     for c in ["acme", "globex"] {
-        ok(&stack, &["customer", "add", "--id", c, "--name", c]).await;
+        cli::ok(&stack, &["customer", "add", "--id", c, "--name", c]).await;
     }
-    let store = config(&stack);
+    let store = stack.config_store();
     // Several ids, so both orders of the race get a chance to happen.
     for round in 0..6 {
         let id = format!("shared-{round}");
-        let (acme_key, globex_key) = (key_file("acme-key-1234"), key_file("globex-key-5678"));
+        let (acme_key, globex_key) = (
+            cli::key_file("acme-key-1234"),
+            cli::key_file("globex-key-5678"),
+        );
         let add = |customer: &'static str, key: &PathBuf| {
             let args: Vec<String> = [
                 "endpoint",
@@ -102,7 +46,7 @@ async fn two_customers_registering_one_endpoint_id_at_once_one_wins_and_keeps_it
             let stack = &stack;
             async move {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                cli(stack, &args).await
+                cli::run(stack, &args, "").await.into_result()
             }
         };
         let (acme, globex) = tokio::join!(add("acme", &acme_key), add("globex", &globex_key));
@@ -121,7 +65,7 @@ async fn two_customers_registering_one_endpoint_id_at_once_one_wins_and_keeps_it
         );
         let name = format!("platformsync/{}/endpoints/{id}", stack.stage);
         assert_eq!(
-            secret(&stack, &name).await.as_deref(),
+            stack.secret(&name).await.as_deref(),
             Some(key),
             "round {round}: the winner's key is untouched"
         );
@@ -143,7 +87,7 @@ async fn two_customers_registering_one_endpoint_id_at_once_one_wins_and_keeps_it
 #[tokio::test]
 async fn the_store_refuses_another_customers_endpoint_id() {
     let stack = Stack::deploy().await;
-    let store = config(&stack);
+    let store = stack.config_store();
     let endpoint = |customer: &str, url: &str| -> EndpointSettings {
         serde_json::from_value(json!({
             "EndpointId": "erp",
@@ -199,61 +143,23 @@ fn tx(serial: &str, seq: u64, time: &str) -> String {
 
 async fn upload(stack: &Stack, txs: &[String]) {
     let body = format!(r#"{{"Transactions":[{}]}}"#, txs.join(","));
-    let resp = stack
-        .ingest()
-        .handle(apigw::post(
-            "/v1/uploads",
-            body.as_bytes(),
-            Some(&stack.ingest_key().await),
-        ))
-        .await;
-    assert_eq!(resp.status_code, 200, "{}", apigw::json(&resp));
+    stack.upload(body.as_bytes()).await;
 }
 
 /// Receives (and deletes) everything on the delivery queue: per message
 /// group (endpoint), the keys it carries (`serial|time...`).
 async fn drain(stack: &Stack) -> BTreeMap<String, Vec<String>> {
-    let sqs = &stack.clients.sqs;
-    let url = stack.reference("DeliveryQueue");
-    let mut received: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut empty_polls = 0;
-    while empty_polls < 2 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .send()
-            .await
-            .unwrap();
-        if out.messages().is_empty() {
-            empty_polls += 1;
-            continue;
-        }
-        empty_polls = 0;
-        for m in out.messages() {
-            let group = m
-                .attributes()
-                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                .cloned()
-                .unwrap();
-            let body: BatchMessage = serde_json::from_str(m.body().unwrap()).unwrap();
-            received
-                .entry(group)
-                .or_default()
-                .extend(body.items.iter().map(|i| i.key.clone()));
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    for keys in received.values_mut() {
-        keys.sort();
-    }
-    received
+    stack
+        .drain_deliveries()
+        .await
+        .into_iter()
+        .map(|(group, messages)| {
+            let keys = messages
+                .iter()
+                .flat_map(|m| m.items.iter().map(|i| i.key.clone()));
+            (group, keys.collect())
+        })
+        .collect()
 }
 
 fn day(keys: &[String]) -> Vec<String> {
@@ -265,9 +171,9 @@ fn day(keys: &[String]) -> Vec<String> {
 async fn late_uploads_from_before_a_move_go_to_the_old_owner() {
     let stack = Stack::deploy().await;
     for c in ["acme", "globex"] {
-        ok(&stack, &["customer", "add", "--id", c, "--name", c]).await;
+        cli::ok(&stack, &["customer", "add", "--id", c, "--name", c]).await;
     }
-    let store = config(&stack);
+    let store = stack.config_store();
     for (id, customer) in [("acme-erp", "acme"), ("globex-erp", "globex")] {
         let e: EndpointSettings = serde_json::from_value(json!({
             "EndpointId": id,
@@ -278,8 +184,8 @@ async fn late_uploads_from_before_a_move_go_to_the_old_owner() {
         store.put_endpoint(&e).await.unwrap();
     }
     // UT1: acme's, then globex's from 2026-06-10 12:00 (safe time).
-    ok(&stack, &["safe", "assign", "UT1", "--customer", "acme"]).await;
-    ok(
+    cli::ok(&stack, &["safe", "assign", "UT1", "--customer", "acme"]).await;
+    cli::ok(
         &stack,
         &[
             "safe",
@@ -347,7 +253,7 @@ async fn push_sends_the_key_named_after_the_endpoint_not_the_one_its_record_name
 
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    let store = config(&stack);
+    let store = stack.config_store();
     let secrets = &stack.clients.secrets;
     let name = |id: &str| format!("platformsync/{}/endpoints/{id}", stack.stage);
     for (id, customer, key) in [
@@ -397,14 +303,9 @@ async fn push_sends_the_key_named_after_the_endpoint_not_the_one_its_record_name
         .await
         .unwrap();
     let push = stack.push(&receiver, |_| {});
-    let until = Instant::now() + Duration::from_secs(20);
-    while receiver.requests().is_empty() {
-        assert!(Instant::now() < until, "nothing posted");
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
-    }
+    stack
+        .deliver_until(&push, Duration::from_secs(20), || receiver.count() > 0)
+        .await;
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].path(), "/globex-erp");
@@ -418,7 +319,7 @@ async fn push_sends_the_key_named_after_the_endpoint_not_the_one_its_record_name
 #[tokio::test]
 async fn endpoints_stored_before_claims_existed_get_claimed_and_old_sharing_is_reported() {
     let stack = Stack::deploy().await;
-    let store = config(&stack);
+    let store = stack.config_store();
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.config);
     // Endpoint items as the old code wrote them: no claim item.
     for (customer, id) in [("acme", "erp"), ("globex", "erp"), ("globex", "globex-1")] {
@@ -447,14 +348,16 @@ async fn endpoints_stored_before_claims_existed_get_claimed_and_old_sharing_is_r
             .unwrap();
     }
     // The upgrade step, as staff run it: fails while an id is shared, and names it.
-    let shared = cli(&stack, &["endpoint", "claim-ids"]).await.unwrap_err();
+    let shared = cli::run(&stack, &["endpoint", "claim-ids"], "")
+        .await
+        .error();
     assert!(
         shared.contains("1 endpoint id(s) are used by two customers"),
         "{shared}"
     );
-    let listed = cli(&stack, &["--json", "endpoint", "claim-ids"])
+    let listed = cli::run(&stack, &["--json", "endpoint", "claim-ids"], "")
         .await
-        .unwrap_err();
+        .error();
     assert!(listed.contains("used by two customers"), "{listed}");
     let conflicts = store.claim_existing_endpoints().await.unwrap();
     assert_eq!(

@@ -14,10 +14,9 @@
 //! `cargo bench -p platformsync-tests --bench fanout_load` against a stack.
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use platformsync_aws::config_table::ConfigStore;
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::testdata;
-use platformsync_tests::{Stack, apigw, streams};
+use platformsync_tests::{Stack, streams};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -121,19 +120,9 @@ async fn main() {
     let mut worst: f64 = 0.0;
     for scenario in &scenarios {
         let stack = Stack::deploy().await;
-        let config = ConfigStore::new(
-            aws_sdk_dynamodb::Client::new(&stack.config),
-            stack.reference("ConfigTable"),
-        );
+        let config = stack.config_store();
         for id in ["acme", "globex"] {
-            config
-                .put_customer(&Customer {
-                    customer_id: CustomerId::parse(id).expect("id"),
-                    name: id.into(),
-                    notification_recipients: vec![],
-                })
-                .await
-                .expect("customer stored");
+            stack.add_customer(id, id, &[]).await;
         }
         for (id, customer, extra) in &scenario.endpoints {
             config
@@ -147,13 +136,8 @@ async fn main() {
                 .await
                 .expect("safe assigned");
         }
-        let ingest = stack.ingest();
-        let key = stack.ingest_key().await;
         for body in &bodies {
-            let resp = ingest
-                .handle(apigw::post("/v1/uploads", body, Some(&key)))
-                .await;
-            assert_eq!(resp.status_code, 200, "{}", apigw::json(&resp));
+            stack.upload(body).await;
         }
         let records = streams::lambda_records(&stack).await;
         assert_eq!(records.len(), TRANSACTIONS);

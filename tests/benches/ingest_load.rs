@@ -55,10 +55,7 @@ async fn main() {
 
         // The floor: the same stored items, bare conditional puts.
         let bare = Stack::deploy().await;
-        let store = platformsync_aws::transactions::TransactionStore::new(
-            aws_sdk_dynamodb::Client::new(&bare.config),
-            bare.reference("TransactionsTable"),
-        );
+        let store = bare.transaction_store();
         let now = time::OffsetDateTime::now_utc();
         let records: Vec<_> = uploads
             .iter()

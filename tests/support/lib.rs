@@ -128,6 +128,12 @@ impl Stack {
     }
 }
 
+/// The ops CLI, run in-process against a stack.
+pub mod cli;
+
+/// Customers, endpoints, uploads and delivery loops on a stack.
+mod fixtures;
+
 /// Building API Gateway HTTP API (payload 2.0) events, as API Gateway and the
 /// local runner hand them to a function.
 pub mod apigw {

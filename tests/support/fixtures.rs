@@ -1,0 +1,193 @@
+//! Setups several tests share: the stores of a deployment, customers and
+//! endpoints with their keys, an upload through ingest, and the loops that
+//! move deliveries through the push function or off the delivery queue.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use platformsync_aws::config_table::ConfigStore;
+use platformsync_aws::transactions::TransactionStore;
+use platformsync_domain::batch::BatchMessage;
+use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use serde_json::{Value, json};
+
+use crate::{Stack, apigw};
+
+impl Stack {
+    /// The configuration table (customers, safes, endpoints) of this deployment.
+    pub fn config_store(&self) -> ConfigStore {
+        ConfigStore::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.reference("ConfigTable"),
+        )
+    }
+
+    /// The transactions table of this deployment.
+    pub fn transaction_store(&self) -> TransactionStore {
+        TransactionStore::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.reference("TransactionsTable"),
+        )
+    }
+
+    /// Stores (or overwrites) customer `id`, told of failures at `recipients`.
+    pub async fn add_customer(&self, id: &str, name: &str, recipients: &[&str]) {
+        self.config_store()
+            .put_customer(&Customer {
+                customer_id: CustomerId::parse(id).expect("a valid customer id"),
+                name: name.to_owned(),
+                notification_recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            })
+            .await
+            .expect("customer stored");
+    }
+
+    /// Stores `key` as endpoint `id`'s API key where the CLI puts it
+    /// (`platformsync/<stage>/endpoints/<id>`); the secret's name.
+    pub async fn store_endpoint_key(&self, id: &str, key: &str) -> String {
+        let name = format!("platformsync/{}/endpoints/{id}", self.stage);
+        self.clients
+            .secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(key)
+            .send()
+            .await
+            .expect("endpoint key stored");
+        name
+    }
+
+    /// The text of secret `name`, if it exists.
+    pub async fn secret(&self, name: &str) -> Option<String> {
+        self.clients
+            .secrets
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.secret_string)
+    }
+
+    /// Endpoint `id` of `customer` at `url`, its `key` in Secrets Manager,
+    /// with the settings in `extra` (`{"MaxBatchSize": 5}`...) on top.
+    pub async fn add_endpoint(
+        &self,
+        customer: &str,
+        id: &str,
+        url: &str,
+        key: &str,
+        extra: Value,
+    ) -> EndpointSettings {
+        let secret = self.store_endpoint_key(id, key).await;
+        let mut settings = json!({
+            "EndpointId": id,
+            "CustomerId": customer,
+            "Url": url,
+            "ApiKeySecret": secret,
+        });
+        if let (Some(s), Some(extra)) = (settings.as_object_mut(), extra.as_object()) {
+            s.extend(extra.clone());
+        }
+        let settings: EndpointSettings =
+            serde_json::from_value(settings).expect("valid endpoint settings");
+        self.config_store()
+            .put_endpoint(&settings)
+            .await
+            .expect("endpoint stored");
+        settings
+    }
+
+    /// `POST /v1/uploads` of `body` through ingest with this stage's key;
+    /// panics unless it is accepted (200).
+    pub async fn upload(&self, body: &[u8]) -> ApiGatewayV2httpResponse {
+        let resp = self
+            .ingest()
+            .handle(apigw::post(
+                "/v1/uploads",
+                body,
+                Some(&self.ingest_key().await),
+            ))
+            .await;
+        assert_eq!(resp.status_code, 200, "{}", apigw::json(&resp));
+        resp
+    }
+
+    /// Runs `push` over the delivery queue, as Lambda's poller would, until
+    /// `done`; panics after `timeout`. The messages it handled.
+    pub async fn deliver_until(
+        &self,
+        push: &push::Push,
+        timeout: Duration,
+        mut done: impl FnMut() -> bool,
+    ) -> Vec<Message> {
+        let until = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while !done() {
+            assert!(Instant::now() < until, "not done within {timeout:?}");
+            seen.extend(self.deliver_once(push).await);
+        }
+        seen
+    }
+
+    /// `polls` more receives (1 s each) handed to `push`: whatever is still
+    /// queued (a replay's re-send, a retry) is delivered too.
+    pub async fn deliver_rest(&self, push: &push::Push, polls: usize) {
+        for _ in 0..polls {
+            self.deliver_once(push).await;
+        }
+    }
+
+    /// One receive (up to 1 s) handed to `push`, acknowledged as Lambda would.
+    async fn deliver_once(&self, push: &push::Push) -> Vec<Message> {
+        let messages = self.receive_deliveries(1).await;
+        if !messages.is_empty() {
+            self.run_push(push, &messages).await;
+        }
+        messages
+    }
+
+    /// Receives (and deletes) everything on the delivery queue until two
+    /// polls come back empty: per message group (endpoint), its messages in
+    /// the order the group delivered them.
+    pub async fn drain_deliveries(&self) -> BTreeMap<String, Vec<BatchMessage>> {
+        let sqs = &self.clients.sqs;
+        let url = self.reference("DeliveryQueue");
+        let mut received: BTreeMap<String, Vec<BatchMessage>> = BTreeMap::new();
+        let mut empty_polls = 0;
+        while empty_polls < 2 {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                .send()
+                .await
+                .expect("receive from the delivery queue");
+            if out.messages().is_empty() {
+                empty_polls += 1;
+                continue;
+            }
+            empty_polls = 0;
+            for m in out.messages() {
+                let group = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                    .cloned()
+                    .expect("a FIFO message has a group");
+                let body: BatchMessage = serde_json::from_str(m.body().unwrap_or_default())
+                    .expect("a delivery message is a batch");
+                received.entry(group).or_default().push(body);
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delivery message deleted");
+            }
+        }
+        received
+    }
+}
