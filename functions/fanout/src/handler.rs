@@ -10,12 +10,13 @@ use crate::walk::Walk;
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use platformsync_aws::SdkConfig;
+use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::delivery_queue::{DeliveryQueue, SendMessageBatch, SqsTransport};
 use platformsync_aws::fanout_plans::PlanStore;
 use platformsync_aws::lambda;
 use platformsync_aws::transactions::TransactionStore;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::{Instrument, info, info_span};
 
 /// The fan-out function: its clients, its config cache and its settings.
@@ -29,23 +30,14 @@ pub struct Fanout<T = SqsTransport> {
     settings: Settings,
 }
 
-/// One request never runs longer than this, so the deadline margin holds
-/// (the SDK's own retries included), for SQS and DynamoDB alike.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
-    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-        .operation_timeout(OPERATION_TIMEOUT)
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .build()
-}
-
 impl Fanout<SqsTransport> {
     pub fn new(sdk: &SdkConfig, settings: Settings) -> Self {
+        // One request never runs longer than the operation timeout, so the
+        // deadline margin holds (the SDK's own retries included), for SQS and
+        // DynamoDB alike.
         let sqs = aws_sdk_sqs::Client::from_conf(
             aws_sdk_sqs::config::Builder::from(sdk)
-                .timeout_config(timeouts())
+                .timeout_config(settings.timeouts())
                 .build(),
         );
         let transport = SqsTransport::new(sqs, &settings.delivery_queue_url);
@@ -53,8 +45,10 @@ impl Fanout<SqsTransport> {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let settings = Settings::from_env()?;
-        let sdk = platformsync_aws::sdk_config().await;
+        let reader = Reader::from_env(Function::Fanout);
+        let settings = Settings::load(&reader)?;
+        let attempts = Settings::sdk_max_attempts(&reader)?;
+        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
         Ok(Self::new(&sdk, settings))
     }
 }
@@ -65,7 +59,7 @@ impl<T: SendMessageBatch> Fanout<T> {
     pub fn with_transport(sdk: &SdkConfig, settings: Settings, transport: T) -> Self {
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(sdk)
-                .timeout_config(timeouts())
+                .timeout_config(settings.timeouts())
                 .build(),
         );
         Self {

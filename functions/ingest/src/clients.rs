@@ -8,10 +8,6 @@ use platformsync_aws::transactions::TransactionStore;
 
 use crate::settings::Settings;
 
-/// Attempts per DynamoDB call: throttling is retried by the SDK's standard
-/// mode with exponential backoff and jitter before an item counts as failed.
-pub(crate) const SDK_MAX_ATTEMPTS: u32 = 8;
-
 #[derive(Debug)]
 pub(crate) struct Clients {
     pub transactions: TransactionStore,

@@ -4,6 +4,7 @@
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use futures_util::{StreamExt, stream};
+use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::ingest_key::KeyMatch;
 use platformsync_aws::transactions::Insertion;
 use platformsync_aws::{SdkConfig, StoreError};
@@ -16,7 +17,7 @@ use time::OffsetDateTime;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::answer::{self, Answer, refuse};
-use crate::clients::{Clients, SDK_MAX_ATTEMPTS};
+use crate::clients::Clients;
 use crate::http;
 use crate::plan::{self, Plan};
 use crate::response::UploadResponse;
@@ -46,8 +47,10 @@ impl Ingest {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let settings = Settings::from_env()?;
-        let sdk = platformsync_aws::sdk_config_with_retries(SDK_MAX_ATTEMPTS).await;
+        let reader = Reader::from_env(Function::Ingest);
+        let settings = Settings::load(&reader)?;
+        let attempts = Settings::sdk_max_attempts(&reader)?;
+        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
         Ok(Self::new(&sdk, settings))
     }
 

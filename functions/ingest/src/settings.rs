@@ -1,6 +1,7 @@
 //! What the function reads from its environment (`template.yaml`).
 
-use platformsync_aws::env::{self, EnvError};
+use platformsync_aws::config::{Function, Reader, knob};
+use platformsync_aws::env::EnvError;
 use platformsync_domain::quality::QualityPolicy;
 
 /// A synchronous Lambda invocation's request payload is at most 6 MB; a body
@@ -29,27 +30,36 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings from the process environment (Lambda).
     pub fn from_env() -> Result<Self, EnvError> {
-        let defaults = QualityPolicy::default();
-        // 0 (the default): no maximum age for RetrievedOn.
-        let max_age_hours: i64 = env::parsed_or("RETRIEVED_ON_MAX_AGE_HOURS", 0)?;
+        Self::load(&Reader::from_env(Function::Ingest))
+    }
+
+    /// The settings from `reader`, through the knob table
+    /// (`platformsync_aws::config`: defaults, bounds, docs/configuration.md).
+    pub fn load(reader: &Reader<'_>) -> Result<Self, EnvError> {
+        // 0: no maximum age for RetrievedOn.
+        let max_age = reader.duration(&knob::RETRIEVED_ON_MAX_AGE_HOURS)?;
+        let seconds = |d: std::time::Duration| time::Duration::seconds(d.as_secs() as i64);
         let quality = QualityPolicy {
-            future_margin: time::Duration::seconds(env::parsed_or(
-                "FUTURE_MARGIN_SECONDS",
-                defaults.future_margin.whole_seconds(),
-            )?),
-            retrieved_max_age: (max_age_hours > 0).then(|| time::Duration::hours(max_age_hours)),
-            ..defaults
+            future_margin: seconds(reader.duration(&knob::FUTURE_MARGIN_SECONDS)?),
+            retrieved_max_age: (!max_age.is_zero()).then(|| seconds(max_age)),
+            ..QualityPolicy::default()
         };
         Ok(Self {
-            transactions_table: env::required("TRANSACTIONS_TABLE")?,
-            config_table: env::required("CONFIG_TABLE")?,
-            rejects_table: env::required("REJECTS_TABLE")?,
-            ingest_key_secret: env::required("INGEST_KEY_SECRET_ARN")?,
-            write_concurrency: env::parsed_or("WRITE_CONCURRENCY", 32usize)?.clamp(1, 256),
+            transactions_table: reader.text(&knob::TRANSACTIONS_TABLE)?,
+            config_table: reader.text(&knob::CONFIG_TABLE)?,
+            rejects_table: reader.text(&knob::REJECTS_TABLE)?,
+            ingest_key_secret: reader.text(&knob::INGEST_KEY_SECRET_ARN)?,
+            write_concurrency: reader.count(&knob::WRITE_CONCURRENCY)? as usize,
             max_body_bytes: MAX_BODY_BYTES,
             quality,
         })
+    }
+
+    /// Attempts per AWS call (the SDK's standard retry mode).
+    pub fn sdk_max_attempts(reader: &Reader<'_>) -> Result<u32, EnvError> {
+        reader.count(&knob::AWS_MAX_ATTEMPTS)
     }
 }
 
@@ -57,4 +67,54 @@ impl Settings {
 pub enum InitError {
     #[error(transparent)]
     Env(#[from] EnvError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, EnvError> {
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        Settings::load(&Reader::with_lookup(Function::Ingest, |n| {
+            vars.get(n).map(|v| v.to_string())
+        }))
+    }
+
+    const TABLES: &[(&str, &str)] = &[
+        ("TRANSACTIONS_TABLE", "t"),
+        ("CONFIG_TABLE", "c"),
+        ("REJECTS_TABLE", "r"),
+        ("INGEST_KEY_SECRET_ARN", "k"),
+    ];
+
+    #[test]
+    fn defaults_are_the_tables() {
+        let s = load(TABLES).unwrap();
+        assert_eq!(s.write_concurrency, 32);
+        assert_eq!(s.quality.future_margin, time::Duration::hours(1));
+        assert_eq!(s.quality.retrieved_max_age, None);
+        assert_eq!(s.rejects_table, "r");
+    }
+
+    #[test]
+    fn set_values_and_bad_ones() {
+        let mut vars = TABLES.to_vec();
+        vars.push(("RETRIEVED_ON_MAX_AGE_HOURS", "48"));
+        vars.push(("WRITE_CONCURRENCY", "8"));
+        let s = load(&vars).unwrap();
+        assert_eq!(s.quality.retrieved_max_age, Some(time::Duration::hours(48)));
+        assert_eq!(s.write_concurrency, 8);
+        vars.push(("WRITE_CONCURRENCY", "0"));
+        let vars: Vec<_> = vars
+            .into_iter()
+            .filter(|v| *v != ("WRITE_CONCURRENCY", "8"))
+            .collect();
+        let e = load(&vars).unwrap_err();
+        assert!(e.to_string().contains("WRITE_CONCURRENCY"), "{e}");
+        assert_eq!(
+            load(&TABLES[1..]).unwrap_err(),
+            EnvError::Missing("TRANSACTIONS_TABLE")
+        );
+    }
 }

@@ -5,7 +5,8 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use platformsync_aws::SdkConfig;
 use platformsync_aws::api_keys::{ApiKeyStore, Verified};
 use platformsync_aws::assignments::AssignmentStore;
-use platformsync_aws::env::{self, EnvError};
+use platformsync_aws::config::{Function, Reader, knob};
+use platformsync_aws::env::EnvError;
 use platformsync_aws::metrics::Metrics;
 use platformsync_domain::types::MessageKind;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -26,10 +27,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings from the process environment (Lambda).
     pub fn from_env() -> Result<Self, EnvError> {
+        Self::load(&Reader::from_env(Function::PullApi))
+    }
+
+    /// The settings from `reader`, through the knob table.
+    pub fn load(reader: &Reader<'_>) -> Result<Self, EnvError> {
         Ok(Self {
-            transactions_table: env::required("TRANSACTIONS_TABLE")?,
-            config_table: env::required("CONFIG_TABLE")?,
+            transactions_table: reader.text(&knob::TRANSACTIONS_TABLE)?,
+            config_table: reader.text(&knob::CONFIG_TABLE)?,
         })
     }
 }
@@ -59,9 +66,6 @@ pub struct PullApi {
     transactions: TransactionRanges,
 }
 
-/// Attempts per DynamoDB call (the SDK's standard retry mode).
-const SDK_MAX_ATTEMPTS: u32 = 5;
-
 /// A refusal: status, code, message.
 type Refusal = (u16, &'static str, String);
 
@@ -80,8 +84,10 @@ impl PullApi {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let settings = Settings::from_env()?;
-        let sdk = platformsync_aws::sdk_config_with_retries(SDK_MAX_ATTEMPTS).await;
+        let reader = Reader::from_env(Function::PullApi);
+        let settings = Settings::load(&reader)?;
+        let attempts = reader.count(&knob::AWS_MAX_ATTEMPTS)?;
+        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
         Ok(Self::new(&sdk, settings))
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use platformsync_aws::SdkConfig;
+use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::env::EnvError;
 use platformsync_aws::health::HealthStore;
@@ -25,10 +26,6 @@ use crate::flow::{Envelope, Flow, Outcome, Timing};
 use crate::policy::Rules;
 use crate::ports::AwsPorts;
 use crate::settings::Settings;
-
-/// Attempts per AWS call: the SDK's standard retry mode (backoff + jitter)
-/// absorbs short throttling, within the operation timeout.
-const SDK_MAX_ATTEMPTS: u32 = 4;
 
 /// Time kept after a POST's deadline for the ledger, health, queue and
 /// notification calls that follow it: at most a few AWS calls in sequence,
@@ -147,8 +144,12 @@ impl Push {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let settings = Settings::from_env()?;
-        let sdk = platformsync_aws::sdk_config_with_retries(SDK_MAX_ATTEMPTS).await;
+        let reader = Reader::from_env(Function::Push);
+        let settings = Settings::load(&reader)?;
+        // The SDK's standard retry mode absorbs short throttling, within the
+        // operation timeout.
+        let attempts = Settings::sdk_max_attempts(&reader)?;
+        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
         Self::new(&sdk, settings)
     }
 

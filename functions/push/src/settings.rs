@@ -2,15 +2,14 @@
 
 use std::time::Duration;
 
-use platformsync_aws::env::{self, EnvError};
-use platformsync_delivery::retry::DEFAULT_WINDOW;
+use platformsync_aws::config::{Function, Reader, knob};
+use platformsync_aws::env::EnvError;
 use platformsync_delivery::ssrf::AllowList;
 use platformsync_domain::endpoint::endpoint_secret_prefix;
-use platformsync_http::client::DEFAULT_ATTEMPT_TIMEOUT;
 
 /// Endpoint settings are re-read at most this often by default: staff edits
 /// (a new URL, a new key name) take effect within half a minute.
-pub const DEFAULT_CONFIG_CACHE: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONFIG_CACHE: Duration = knob::CONFIG_CACHE_SECONDS.default_duration();
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -60,7 +59,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings with the defaults above and nothing allow-listed.
+    /// The settings with the table's defaults and nothing allow-listed.
     pub fn new(
         config_table: impl Into<String>,
         ledger_table: impl Into<String>,
@@ -79,94 +78,72 @@ impl Settings {
             queue_url: queue_url.into(),
             dead_letter_url: dead_letter_url.into(),
             topic_arn: topic_arn.into(),
-            retry_window: DEFAULT_WINDOW,
-            probe_interval: crate::policy::DEFAULT_PROBE_INTERVAL,
-            lateness_tolerance: crate::policy::DEFAULT_LATENESS_TOLERANCE,
-            our_backoff_base: Duration::from_secs(5),
-            our_backoff_cap: Duration::from_secs(30 * 60),
-            aws_operation_timeout: Duration::from_secs(5),
-            aws_attempt_timeout: Duration::from_secs(2),
-            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            retry_window: knob::RETRY_WINDOW_SECONDS.default_duration(),
+            probe_interval: knob::PROBE_INTERVAL_SECONDS.default_duration(),
+            lateness_tolerance: knob::LATENESS_TOLERANCE_SECONDS.default_duration(),
+            our_backoff_base: knob::OUR_BACKOFF_BASE_SECONDS.default_duration(),
+            our_backoff_cap: knob::OUR_BACKOFF_CAP_SECONDS.default_duration(),
+            aws_operation_timeout: knob::AWS_OPERATION_TIMEOUT_MS.default_duration(),
+            aws_attempt_timeout: knob::AWS_ATTEMPT_TIMEOUT_MS.default_duration(),
+            attempt_timeout: knob::ATTEMPT_TIMEOUT_SECONDS.default_duration(),
             config_cache: DEFAULT_CONFIG_CACHE,
             extra_ca_pem: None,
             allow: AllowList::none(),
         }
     }
 
+    /// The settings from the process environment (Lambda).
     pub fn from_env() -> Result<Self, EnvError> {
+        Self::load(&Reader::from_env(Function::Push))
+    }
+
+    /// The settings from `reader`, through the knob table
+    /// (`platformsync_aws::config`: defaults, bounds, docs/configuration.md).
+    pub fn load(reader: &Reader<'_>) -> Result<Self, EnvError> {
         let mut settings = Settings::new(
-            env::required("CONFIG_TABLE")?,
-            env::required("DELIVERY_LEDGER_TABLE")?,
-            env::required("DELIVERY_QUEUE_URL")?,
-            env::required("DEAD_LETTER_QUEUE_URL")?,
-            env::required("NOTIFICATIONS_TOPIC_ARN")?,
+            reader.text(&knob::CONFIG_TABLE)?,
+            reader.text(&knob::DELIVERY_LEDGER_TABLE)?,
+            reader.text(&knob::DELIVERY_QUEUE_URL)?,
+            reader.text(&knob::DEAD_LETTER_QUEUE_URL)?,
+            reader.text(&knob::NOTIFICATIONS_TOPIC_ARN)?,
         );
-        settings.retry_window = Duration::from_secs(env::parsed_or(
-            "RETRY_WINDOW_SECONDS",
-            DEFAULT_WINDOW.as_secs(),
-        )?);
-        let secs = |n: u64| Duration::from_secs(n);
-        let millis = |d: Duration| d.as_millis() as u64;
-        settings.probe_interval = secs(env::parsed_or(
-            "PROBE_INTERVAL_SECONDS",
-            settings.probe_interval.as_secs(),
-        )?);
-        settings.lateness_tolerance = secs(env::parsed_or(
-            "LATENESS_TOLERANCE_SECONDS",
-            settings.lateness_tolerance.as_secs(),
-        )?);
-        settings.our_backoff_base = secs(env::parsed_or(
-            "OUR_BACKOFF_BASE_SECONDS",
-            settings.our_backoff_base.as_secs(),
-        )?);
-        settings.our_backoff_cap = secs(env::parsed_or(
-            "OUR_BACKOFF_CAP_SECONDS",
-            settings.our_backoff_cap.as_secs(),
-        )?);
-        settings.aws_operation_timeout = Duration::from_millis(env::parsed_or(
-            "AWS_OPERATION_TIMEOUT_MS",
-            millis(settings.aws_operation_timeout),
-        )?);
-        settings.aws_attempt_timeout = Duration::from_millis(env::parsed_or(
-            "AWS_ATTEMPT_TIMEOUT_MS",
-            millis(settings.aws_attempt_timeout),
-        )?);
-        settings.attempt_timeout = Duration::from_secs(
-            env::parsed_or("ATTEMPT_TIMEOUT_SECONDS", DEFAULT_ATTEMPT_TIMEOUT.as_secs())?.max(1),
-        );
-        settings.config_cache = Duration::from_secs(env::parsed_or(
-            "CONFIG_CACHE_SECONDS",
-            DEFAULT_CONFIG_CACHE.as_secs(),
-        )?);
-        if let Ok(prefix) = std::env::var("ENDPOINT_SECRET_PREFIX")
-            && !prefix.trim().is_empty()
-        {
-            settings.endpoint_secret_prefix = prefix.trim().to_owned();
+        settings.retry_window = reader.duration(&knob::RETRY_WINDOW_SECONDS)?;
+        settings.probe_interval = reader.duration(&knob::PROBE_INTERVAL_SECONDS)?;
+        settings.lateness_tolerance = reader.duration(&knob::LATENESS_TOLERANCE_SECONDS)?;
+        settings.our_backoff_base = reader.duration(&knob::OUR_BACKOFF_BASE_SECONDS)?;
+        settings.our_backoff_cap = reader.duration(&knob::OUR_BACKOFF_CAP_SECONDS)?;
+        settings.aws_operation_timeout = reader.duration(&knob::AWS_OPERATION_TIMEOUT_MS)?;
+        settings.aws_attempt_timeout = reader.duration(&knob::AWS_ATTEMPT_TIMEOUT_MS)?;
+        settings.attempt_timeout = reader.duration(&knob::ATTEMPT_TIMEOUT_SECONDS)?;
+        settings.config_cache = reader.duration(&knob::CONFIG_CACHE_SECONDS)?;
+        if let Some(prefix) = reader.optional_text(&knob::ENDPOINT_SECRET_PREFIX)? {
+            settings.endpoint_secret_prefix = prefix;
         }
         if settings.endpoint_secret_prefix.is_empty() {
             return Err(EnvError::Invalid {
-                name: "ENDPOINT_SECRET_PREFIX",
+                name: knob::ENDPOINT_SECRET_PREFIX.name,
                 reason: "not set, and CONFIG_TABLE is not named platformsync-<stage>-config".into(),
             });
         }
-        if let Ok(path) = std::env::var("PLATFORMSYNC_EXTRA_CA_FILE")
-            && !path.trim().is_empty()
-        {
-            let pem = std::fs::read(path.trim()).map_err(|e| EnvError::Invalid {
-                name: "PLATFORMSYNC_EXTRA_CA_FILE",
+        if let Some(path) = reader.optional_text(&knob::PLATFORMSYNC_EXTRA_CA_FILE)? {
+            let pem = std::fs::read(&path).map_err(|e| EnvError::Invalid {
+                name: knob::PLATFORMSYNC_EXTRA_CA_FILE.name,
                 reason: format!("cannot read {path}: {e}"),
             })?;
             settings.extra_ca_pem = Some(pem);
         }
-        if let Ok(cidrs) = std::env::var("PLATFORMSYNC_ALLOW_CIDRS")
-            && !cidrs.trim().is_empty()
-        {
+        if let Some(cidrs) = reader.optional_text(&knob::PLATFORMSYNC_ALLOW_CIDRS)? {
             settings.allow = AllowList::parse(&cidrs).map_err(|e| EnvError::Invalid {
-                name: "PLATFORMSYNC_ALLOW_CIDRS",
+                name: knob::PLATFORMSYNC_ALLOW_CIDRS.name,
                 reason: e.to_string(),
             })?;
         }
         Ok(settings)
+    }
+
+    /// Attempts per AWS call (the SDK's standard retry mode).
+    pub fn sdk_max_attempts(reader: &Reader<'_>) -> Result<u32, EnvError> {
+        reader.count(&knob::AWS_MAX_ATTEMPTS)
     }
 }
 
@@ -189,5 +166,62 @@ mod secret_prefix_tests {
         assert_eq!(s.endpoint_secret_prefix, "platformsync/prod/endpoints/");
         assert_eq!(stage_of("my-own-table"), None);
         assert_eq!(stage_of("platformsync--config"), None);
+    }
+}
+
+#[cfg(test)]
+mod loader_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const REQUIRED: &[(&str, &str)] = &[
+        ("CONFIG_TABLE", "platformsync-dev-config"),
+        ("DELIVERY_LEDGER_TABLE", "l"),
+        ("DELIVERY_QUEUE_URL", "q"),
+        ("DEAD_LETTER_QUEUE_URL", "d"),
+        ("NOTIFICATIONS_TOPIC_ARN", "t"),
+    ];
+
+    fn load(extra: &[(&str, &str)]) -> Result<Settings, EnvError> {
+        let vars: HashMap<&str, &str> = REQUIRED.iter().chain(extra).copied().collect();
+        Settings::load(&Reader::with_lookup(Function::Push, |n| {
+            vars.get(n).map(|v| v.to_string())
+        }))
+    }
+
+    #[test]
+    fn defaults_are_the_tables_and_the_crates_own() {
+        let s = load(&[]).unwrap();
+        // The table's defaults agree with the constants the rules use.
+        assert_eq!(s.retry_window, platformsync_delivery::retry::DEFAULT_WINDOW);
+        assert_eq!(s.probe_interval, crate::policy::DEFAULT_PROBE_INTERVAL);
+        assert_eq!(
+            s.lateness_tolerance,
+            crate::policy::DEFAULT_LATENESS_TOLERANCE
+        );
+        assert_eq!(
+            s.attempt_timeout,
+            platformsync_http::client::DEFAULT_ATTEMPT_TIMEOUT
+        );
+        assert_eq!(s.config_cache, Duration::from_secs(30));
+        assert_eq!(s.aws_operation_timeout, Duration::from_secs(5));
+        assert_eq!(s.our_backoff_cap, Duration::from_secs(1800));
+        assert_eq!(s.endpoint_secret_prefix, "platformsync/dev/endpoints/");
+        assert!(s.allow.is_empty() && s.extra_ca_pem.is_none());
+    }
+
+    #[test]
+    fn set_values_and_bad_ones() {
+        let s = load(&[
+            ("RETRY_WINDOW_SECONDS", "10"),
+            ("AWS_ATTEMPT_TIMEOUT_MS", "750"),
+        ])
+        .unwrap();
+        assert_eq!(s.retry_window, Duration::from_secs(10));
+        assert_eq!(s.aws_attempt_timeout, Duration::from_millis(750));
+        let e = load(&[("ATTEMPT_TIMEOUT_SECONDS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("ATTEMPT_TIMEOUT_SECONDS"), "{e}");
+        let e = load(&[("PLATFORMSYNC_ALLOW_CIDRS", "not-a-range")]).unwrap_err();
+        assert!(e.to_string().contains("PLATFORMSYNC_ALLOW_CIDRS"), "{e}");
     }
 }

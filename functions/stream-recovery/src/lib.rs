@@ -28,6 +28,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use fanout::stream_reader::{self, StreamReadError};
 use fanout::{Fanout, InitError};
 use platformsync_aws::SdkConfig;
+use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::lambda;
 use platformsync_aws::metrics::Metrics;
 use serde::Deserialize;
@@ -109,8 +110,10 @@ impl StreamRecovery {
 
     /// Configured like the fan-out (the same variables, template.yaml).
     pub async fn from_env() -> Result<Self, InitError> {
-        let settings = fanout::Settings::from_env()?;
-        let sdk = platformsync_aws::sdk_config().await;
+        let reader = Reader::from_env(Function::StreamRecovery);
+        let settings = fanout::Settings::load(&reader)?;
+        let attempts = fanout::Settings::sdk_max_attempts(&reader)?;
+        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
         Ok(Self::new(&sdk, settings))
     }
 

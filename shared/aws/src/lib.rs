@@ -10,6 +10,7 @@
 //! which table, key or secret was involved.
 
 pub mod backoff;
+pub mod config;
 pub mod env;
 pub mod error;
 pub mod lambda;
