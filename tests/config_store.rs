@@ -1,6 +1,5 @@
 //! The configuration table on the local stack: customers, endpoints, safes.
 
-use platformsync_aws::config_table::ConfigStore;
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
 use platformsync_tests::Stack;
 
@@ -20,10 +19,7 @@ fn endpoint(customer: &str, id: &str) -> EndpointSettings {
 #[tokio::test]
 async fn customers_endpoints_and_safes_round_trip() {
     let stack = Stack::deploy().await;
-    let config = ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    );
+    let config = stack.config_store();
     let acme = CustomerId::parse("acme").unwrap();
     config
         .put_customer(&Customer {

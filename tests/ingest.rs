@@ -3,7 +3,6 @@
 //! and kept raw, nothing lost.
 
 use platformsync_aws::rejects::RejectStore;
-use platformsync_aws::transactions::TransactionStore;
 use platformsync_domain::record::{DeliveryStatus, StoredTransaction};
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::testdata;
@@ -33,10 +32,7 @@ fn reread(t: &Value) -> Value {
 }
 
 async fn stored(stack: &Stack, serials: &BTreeSet<String>) -> Vec<StoredTransaction> {
-    let store = TransactionStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("TransactionsTable"),
-    );
+    let store = stack.transaction_store();
     let mut all = Vec::new();
     for serial in serials {
         all.extend(

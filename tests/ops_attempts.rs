@@ -5,91 +5,24 @@
 
 use std::time::{Duration, Instant};
 
-use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::fanout_plans::{Plan, PlanStore, PlannedMessage};
 use platformsync_aws::ledger::{Delivery, Ledger};
-use platformsync_aws::transactions::TransactionStore;
-use platformsync_cli::{Cli, Io};
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage, PlanRef};
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use platformsync_domain::record::{DeliveryStatus, RecordType, StoredTransaction};
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::MessageKind;
 use platformsync_domain::types::TransactionType;
-use platformsync_tests::Stack;
 use platformsync_tests::receiver::{Receiver, Reply};
+use platformsync_tests::{Stack, cli};
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
-async fn cli(stack: &Stack, args: &[&str]) -> String {
-    let mut argv: Vec<String> = vec![
-        "platformsync".into(),
-        "--stage".into(),
-        stack.stage.clone(),
-        "--config-table".into(),
-        stack.reference("ConfigTable"),
-        "--delivery-ledger-table".into(),
-        stack.reference("DeliveryLedgerTable"),
-        "--transactions-table".into(),
-        stack.reference("TransactionsTable"),
-        "--delivery-queue-url".into(),
-        stack.reference("DeliveryQueue"),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let parsed = Cli::from_args(&argv).unwrap();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut input: &[u8] = b"";
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-        stdin: &mut input,
-        interactive: false,
-    };
-    let result = platformsync_cli::run(parsed, &mut io).await;
-    let out = String::from_utf8(out).unwrap();
-    if let Err(e) = result {
-        panic!("command failed: {e:#}\n{out}");
-    }
-    out
-}
-
-async fn json_cli(stack: &Stack, args: &[&str]) -> Value {
-    let out = cli(stack, &[&["--json"][..], args].concat()).await;
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-async fn setup(stack: &Stack, receiver: &Receiver, id: &str) -> ConfigStore {
-    let config = ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    );
-    config
-        .put_customer(&Customer {
-            customer_id: CustomerId::parse("acme").unwrap(),
-            name: "Acme".into(),
-            notification_recipients: vec![],
-        })
-        .await
-        .unwrap();
-    let secret = format!("platformsync/{}/endpoints/{id}", stack.stage);
+async fn setup(stack: &Stack, receiver: &Receiver, id: &str) {
+    stack.add_customer("acme", "Acme", &[]).await;
     stack
-        .clients
-        .secrets
-        .create_secret()
-        .name(&secret)
-        .secret_string("tok")
-        .send()
-        .await
-        .unwrap();
-    let settings: EndpointSettings = serde_json::from_value(json!({
-        "EndpointId": id,
-        "CustomerId": "acme",
-        "Url": receiver.url("/push"),
-        "ApiKeySecret": secret,
-    }))
-    .unwrap();
-    config.put_endpoint(&settings).await.unwrap();
-    config
+        .add_endpoint("acme", id, &receiver.url("/push"), "tok", json!({}))
+        .await;
 }
 
 /// A failing (503) then recovered endpoint: every attempt is listed, in
@@ -114,35 +47,20 @@ async fn attempts_lists_every_attempt_of_a_failing_then_recovered_endpoint() {
         }],
         plan_ref: None,
     };
-    stack
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(stack.reference("DeliveryQueue"))
-        .message_group_id("acme-att")
-        .message_deduplication_id(batch.message_id.to_string())
-        .message_body(serde_json::to_string(&batch).unwrap())
-        .send()
-        .await
-        .unwrap();
+    stack.enqueue(&batch).await;
     let push = stack.push(&receiver, |_| {});
-    let until = Instant::now() + Duration::from_secs(40);
-    let mut delivered = false;
-    while !delivered {
-        assert!(Instant::now() < until, "not delivered");
-        if receiver.count() >= 2 {
-            receiver.set_default(Reply::ok());
-        }
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
-        delivered = receiver.requests().iter().any(|r| r.replied == Some(200));
-    }
+    stack
+        .deliver_until(&push, Duration::from_secs(40), || {
+            if receiver.count() >= 2 {
+                receiver.set_default(Reply::ok());
+            }
+            receiver.requests().iter().any(|r| r.replied == Some(200))
+        })
+        .await;
     let posts = receiver.count();
     assert!(posts >= 3, "two failures then a 200: {posts}");
 
-    let attempts = json_cli(&stack, &["attempts", "--endpoint", "acme-att"]).await;
+    let attempts = cli::json(&stack, &["attempts", "--endpoint", "acme-att"]).await;
     let list = attempts.as_array().unwrap();
     assert_eq!(list.len(), posts, "every POST is on record: {attempts}");
     let outcomes: Vec<&str> = list
@@ -164,7 +82,7 @@ async fn attempts_lists_every_attempt_of_a_failing_then_recovered_endpoint() {
         list[0]
     );
     assert!(list[posts - 1].get("Error").is_none());
-    let one = json_cli(
+    let one = cli::json(
         &stack,
         &[
             "attempts",
@@ -176,7 +94,7 @@ async fn attempts_lists_every_attempt_of_a_failing_then_recovered_endpoint() {
     )
     .await;
     assert_eq!(one.as_array().unwrap().len(), posts);
-    let text = cli(&stack, &["attempts", "--endpoint", "acme-att"]).await;
+    let text = cli::ok(&stack, &["attempts", "--endpoint", "acme-att"]).await;
     assert!(
         text.contains("OUTCOME") && text.contains("delivered"),
         "{text}"
@@ -215,10 +133,7 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
     let receiver = Receiver::start().await;
     setup(&stack, &receiver, "acme-m1").await;
     setup(&stack, &receiver, "acme-m2").await;
-    let store = TransactionStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("TransactionsTable"),
-    );
+    let store = stack.transaction_store();
     let a = [
         stored(
             "UT10001",
@@ -334,7 +249,7 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].transaction_keys, planned_keys);
 
-    let m = json_cli(
+    let m = cli::json(
         &stack,
         &["manifest", "--customer", "acme", "--day", "2026-01-10"],
     )
@@ -349,7 +264,7 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
              "Totals": {"EUR": "0.15"}},
         ])
     );
-    let text = cli(
+    let text = cli::ok(
         &stack,
         &["manifest", "--customer", "acme", "--day", "2026-01-10"],
     )
@@ -393,22 +308,9 @@ async fn attempts_shows_each_part_of_a_split_batch() {
         plan_ref: None,
     };
     let parent = batch.message_id.to_string();
-    stack
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(stack.reference("DeliveryQueue"))
-        .message_group_id("acme-split")
-        .message_deduplication_id(&parent)
-        .message_body(serde_json::to_string(&batch).unwrap())
-        .send()
-        .await
-        .unwrap();
+    stack.enqueue(&batch).await;
     let push = stack.push(&receiver, |_| {});
-    let ledger = Ledger::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("DeliveryLedgerTable"),
-    );
+    let ledger = stack.ledger();
     let until = Instant::now() + Duration::from_secs(60);
     while !ledger
         .lookup("acme-split", &parent)
@@ -417,14 +319,11 @@ async fn attempts_shows_each_part_of_a_split_batch() {
         .delivered
     {
         assert!(Instant::now() < until, "the split did not finish");
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
+        stack.deliver_once(&push).await;
     }
     let requests = receiver.requests();
     assert!(requests.len() > 3, "three refusals, then the parts");
-    let attempts = json_cli(
+    let attempts = cli::json(
         &stack,
         &["attempts", "--endpoint", "acme-split", "--batch", &parent],
     )
@@ -460,6 +359,6 @@ async fn attempts_shows_each_part_of_a_split_batch() {
         .map(|a| a["Transactions"].as_u64().unwrap() as usize)
         .sum();
     assert_eq!(delivered, 3, "all but the refused transaction delivered");
-    let text = cli(&stack, &["attempts", "--endpoint", "acme-split"]).await;
+    let text = cli::ok(&stack, &["attempts", "--endpoint", "acme-split"]).await;
     assert!(text.contains("PART OF") && text.contains(&parent), "{text}");
 }

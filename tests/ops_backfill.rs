@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use platformsync_aws::ledger::{Delivery, Ledger};
+use platformsync_aws::ledger::Delivery;
 use platformsync_domain::record::{DeliveryStatus, RecordType, StoredTransaction};
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::MessageKind;
@@ -127,10 +127,7 @@ async fn a_backfill_sends_the_windows_undelivered_transactions_resumably_and_all
         store.insert_new(t).await.unwrap();
     }
     // Two of the window were delivered before (the ledger has them).
-    let ledger = Ledger::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("DeliveryLedgerTable"),
-    );
+    let ledger = stack.ledger();
     let delivered_keys: Vec<String> = all[..2]
         .iter()
         .map(|t| format!("{}|{}", t.serial_number, t.sort_key))

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use platformsync_aws::transactions::TransactionStore;
 use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::testdata;
@@ -95,10 +94,7 @@ fn texts(page: &RawPage) -> Vec<String> {
 
 /// Every pushable item of `serials` of `kind`, in (serial, time) order.
 async fn stored(stack: &Stack, serials: &[String], kind: &str) -> Vec<StoredTransaction> {
-    let store = TransactionStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("TransactionsTable"),
-    );
+    let store = stack.transaction_store();
     let mut sorted: Vec<&String> = serials.iter().collect();
     sorted.sort();
     let mut out = Vec::new();

@@ -15,17 +15,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
-use platformsync_aws::config_table::ConfigStore;
-use platformsync_aws::health::{HealthState, HealthStore};
-use platformsync_aws::ledger::{Delivery, Ledger};
-use platformsync_aws::parked::ParkedStore;
-use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
-use platformsync_domain::types::MessageKind;
+use platformsync_aws::health::HealthState;
+use platformsync_aws::ledger::Delivery;
+use platformsync_domain::batch::BatchMessage;
+use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_faults::{Fault, FaultProxy, Rule};
 use platformsync_tests::receiver::{Receiver, Reply, Request};
-use platformsync_tests::{Emulator, Stack, skip_on};
-use serde_json::value::RawValue;
+use platformsync_tests::{Emulator, Stack, skip_on, transactions_batch};
 use serde_json::{Value, json};
 
 const CUSTOMER: &str = "acme";
@@ -41,65 +37,11 @@ async fn endpoint(
     key: &str,
     extra: Value,
 ) -> EndpointSettings {
-    let secret_name = format!("platformsync/{}/endpoints/{id}", stack.stage);
     stack
-        .clients
-        .secrets
-        .create_secret()
-        .name(&secret_name)
-        .secret_string(key)
-        .send()
-        .await
-        .expect("endpoint key stored");
-    let mut settings = json!({
-        "EndpointId": id,
-        "CustomerId": CUSTOMER,
-        "Url": receiver.url(path),
-        "ApiKeySecret": secret_name,
-    });
-    if let (Some(s), Some(extra)) = (settings.as_object_mut(), extra.as_object()) {
-        s.extend(extra.clone());
-    }
-    let settings: EndpointSettings = serde_json::from_value(settings).unwrap();
-    let store = config(stack);
-    store
-        .put_customer(&Customer {
-            customer_id: CustomerId::parse(CUSTOMER).unwrap(),
-            name: "Acme Retail".into(),
-            notification_recipients: vec!["cash@acme.example".into()],
-        })
-        .await
-        .unwrap();
-    store.put_endpoint(&settings).await.unwrap();
-    settings
-}
-
-fn config(stack: &Stack) -> ConfigStore {
-    ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    )
-}
-
-fn ledger(stack: &Stack) -> Ledger {
-    Ledger::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("DeliveryLedgerTable"),
-    )
-}
-
-fn health_store(stack: &Stack) -> HealthStore {
-    HealthStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    )
-}
-
-fn parked(stack: &Stack) -> ParkedStore {
-    ParkedStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("DeliveryLedgerTable"),
-    )
+        .add_customer(CUSTOMER, "Acme Retail", &["cash@acme.example"])
+        .await;
+    let url = receiver.url(path);
+    stack.add_endpoint(CUSTOMER, id, &url, key, extra).await
 }
 
 /// Everything in the dead-letter queue (received, not deleted).
@@ -118,83 +60,11 @@ async fn dead_letters(stack: &Stack) -> Vec<Message> {
         .unwrap_or_default()
 }
 
-/// A batch of `n` transactions of safe UT07761 for `endpoint_id`.
-fn batch(endpoint_id: &str, n: usize, seed: usize) -> BatchMessage {
-    let items = (0..n)
-        .map(|i| {
-            let time = format!("2026-01-10T08:{:02}:{:02}", seed % 60, i % 60);
-            let payload = format!(
-                r#"{{"PickupGroupId":{seed},"SerialNumber":"UT07761","RetrievedOn":"2026-01-10T09:00:00Z","TransactionDateTime":"{time}","UserName":"clerk","TransactionType":"CashIn","Amount":5560.0,"Denominations":[{{"UnitValue":20.0000,"Count":53,"Currency":"USD"}},{{"UnitValue":100.0000,"Count":45,"Currency":"USD"}}]}}"#
-            );
-            BatchEntry {
-                key: BatchEntry::key_of("UT07761", &format!("{time}.0000000#sha:{seed:08x}{i:024x}")),
-                payload: RawValue::from_string(payload).unwrap(),
-            }
-        })
-        .collect();
-    BatchMessage {
-        version: BATCH_MESSAGE_VERSION,
-        message_id: uuid::Uuid::new_v4(),
-        endpoint_id: EndpointId::parse(endpoint_id).unwrap(),
-        customer_id: CustomerId::parse(CUSTOMER).unwrap(),
-        kind: MessageKind::Transactions,
-        created_at: "2026-01-10T09:00:00Z".into(),
-        items,
-        plan_ref: None,
-    }
-}
-
-/// Enqueues as the fan-out does: group = endpoint, dedup id = MessageId.
-async fn enqueue(stack: &Stack, batch: &BatchMessage) {
-    enqueue_raw(
-        stack,
-        batch.endpoint_id.as_str(),
-        &batch.message_id.to_string(),
-        &serde_json::to_string(batch).unwrap(),
-    )
-    .await;
-}
-
-async fn enqueue_raw(stack: &Stack, group: &str, dedup: &str, body: &str) {
-    stack
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(stack.reference("DeliveryQueue"))
-        .message_group_id(group)
-        .message_deduplication_id(dedup)
-        .message_body(body)
-        .send()
-        .await
-        .expect("enqueued");
-}
-
 fn receive_count(m: &Message) -> u32 {
     m.attributes()
         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
         .and_then(|c| c.parse().ok())
         .unwrap_or_default()
-}
-
-/// Receives and handles until `done` holds or `timeout` passes (then panics).
-/// Returns every message received, in order.
-async fn drive(
-    stack: &Stack,
-    push: &push::Push,
-    timeout: Duration,
-    mut done: impl FnMut() -> bool,
-) -> Vec<Message> {
-    let until = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    while !done() {
-        assert!(Instant::now() < until, "not done within {timeout:?}");
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(push, &messages).await;
-            seen.extend(messages);
-        }
-    }
-    seen
 }
 
 /// A queue subscribed to the notifications topic: what SNS delivered.
@@ -325,8 +195,8 @@ async fn a_delivered_batch_is_in_the_ledger_and_the_endpoint_is_healthy() {
     )
     .await;
     let push = stack.push(&receiver, |_| {});
-    let b = batch("acme-prod", 3, 1);
-    enqueue(&stack, &b).await;
+    let b = transactions_batch(CUSTOMER, "acme-prod", 3, 1);
+    stack.enqueue(&b).await;
 
     let messages = stack.receive_deliveries(5).await;
     assert_eq!(messages.len(), 1);
@@ -360,20 +230,15 @@ async fn a_delivered_batch_is_in_the_ledger_and_the_endpoint_is_healthy() {
         text(&item, "ExpiresAt").parse::<i64>().unwrap()
             > time::OffsetDateTime::now_utc().unix_timestamp() + 399 * 86_400
     );
-    let found = ledger(&stack)
+    let found = stack
+        .ledger()
         .deliveries_of("acme-prod", &keys[1])
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].message_id, b.message_id.to_string());
 
-    let health = HealthStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    )
-    .get("acme-prod")
-    .await
-    .unwrap();
+    let health = stack.health_store().get("acme-prod").await.unwrap();
     assert_eq!(health.state, HealthState::Healthy);
     assert!(health.last_delivered_at.is_some() && health.incident_id.is_none());
     assert!(stack.receive_deliveries(1).await.is_empty(), "acknowledged");
@@ -417,13 +282,13 @@ async fn failed_attempts_are_retried_after_the_visibility_delay() {
                 s.retry_window = Duration::from_secs(4);
                 s.attempt_timeout = Duration::from_secs(1);
             });
-            let b = batch(id, 2, 7);
+            let b = transactions_batch(CUSTOMER, id, 2, 7);
             (id, expected_error, receiver, push, b)
         });
     }
     let runs = futures_util::future::join_all(runs).await;
     for (_, _, _, _, b) in &runs {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
 
     // First attempts: all fail, each message's visibility is set to the delay.
@@ -451,7 +316,7 @@ async fn failed_attempts_are_retried_after_the_visibility_delay() {
         assert_eq!(response.batch_item_failures.len(), 1, "{id}: {response:?}");
         assert_eq!(receiver.count(), 1, "{id}");
         // The retry state is the endpoint's (its incident), not the batch's.
-        let health = health_store(&stack).get(id).await.unwrap();
+        let health = stack.health_store().get(id).await.unwrap();
         assert_eq!(health.state, HealthState::Failing, "{id}");
         let last_error = health.last_error.unwrap_or_default();
         assert!(last_error.contains(expected_error), "{id}: {last_error}");
@@ -541,13 +406,17 @@ async fn after_recovery_each_batch_is_delivered_once_and_in_order() {
     .await;
     receiver.queue([Reply::status(503).with_retry_after("1")]);
     let push = stack.push(&receiver, |s| s.retry_window = Duration::from_secs(4));
-    let batches: Vec<BatchMessage> = (0..4).map(|i| batch("acme-prod", 5, i)).collect();
+    let batches: Vec<BatchMessage> = (0..4)
+        .map(|i| transactions_batch(CUSTOMER, "acme-prod", 5, i))
+        .collect();
     for b in &batches {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
 
     let delivered = || receiver.count() > batches.len();
-    let received = drive(&stack, &push, Duration::from_secs(30), delivered).await;
+    let received = stack
+        .deliver_until(&push, Duration::from_secs(30), delivered)
+        .await;
     assert!(
         stack.receive_deliveries(1).await.is_empty(),
         "queue drained"
@@ -593,11 +462,12 @@ async fn a_401_fetches_the_key_again_and_the_retry_carries_the_new_key() {
     let push = stack.push(&receiver, |_| {});
 
     // The first batch caches key-one.
-    enqueue(&stack, &batch("acme-prod", 1, 1)).await;
-    drive(&stack, &push, Duration::from_secs(10), || {
-        receiver.count() == 1
-    })
-    .await;
+    stack
+        .enqueue(&transactions_batch(CUSTOMER, "acme-prod", 1, 1))
+        .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(10), || receiver.count() == 1)
+        .await;
 
     // Staff rotate the key; the endpoint refuses the cached one once.
     stack
@@ -610,8 +480,8 @@ async fn a_401_fetches_the_key_again_and_the_retry_carries_the_new_key() {
         .await
         .unwrap();
     receiver.queue([Reply::status(401)]);
-    let b = batch("acme-prod", 1, 2);
-    enqueue(&stack, &b).await;
+    let b = transactions_batch(CUSTOMER, "acme-prod", 1, 2);
+    stack.enqueue(&b).await;
     let messages = stack.receive_deliveries(5).await;
     let response = stack.run_push(&push, &messages).await;
     assert!(
@@ -654,19 +524,16 @@ async fn an_endpoint_that_never_recovers_expires_into_the_parked_store() {
     .await;
     receiver.set_default(Reply::status(503).with_body("echo tok-never"));
     let push = stack.push(&receiver, |s| s.retry_window = Duration::from_secs(10));
-    let b = batch("acme-prod", 2, 3);
-    enqueue(&stack, &b).await;
+    let b = transactions_batch(CUSTOMER, "acme-prod", 2, 3);
+    stack.enqueue(&b).await;
 
-    let store = parked(&stack);
+    let store = stack.parked_store();
     let started = Instant::now();
     let until = Instant::now() + Duration::from_secs(40);
     let mut kept = Vec::new();
     while kept.is_empty() {
         assert!(Instant::now() < until, "nothing was parked");
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
+        stack.deliver_once(&push).await;
         kept = store.list("acme-prod").await.unwrap();
     }
     assert!(
@@ -733,10 +600,11 @@ async fn a_batch_already_in_the_ledger_is_not_posted_again() {
     let push = stack.push(&receiver, |_| {});
 
     // Delivered by an invocation that crashed before acknowledging.
-    let crashed = batch("acme-prod", 2, 1);
+    let crashed = transactions_batch(CUSTOMER, "acme-prod", 2, 1);
     let keys: Vec<String> = crashed.items.iter().map(|e| e.key.clone()).collect();
     let now = time::OffsetDateTime::now_utc();
-    ledger(&stack)
+    stack
+        .ledger()
         .record_delivery(&Delivery {
             endpoint_id: "acme-prod",
             message_id: &crashed.message_id.to_string(),
@@ -750,7 +618,7 @@ async fn a_batch_already_in_the_ledger_is_not_posted_again() {
         })
         .await
         .unwrap();
-    enqueue(&stack, &crashed).await;
+    stack.enqueue(&crashed).await;
     let messages = stack.receive_deliveries(5).await;
     let response = stack.run_push(&push, &messages).await;
     assert!(response.batch_item_failures.is_empty());
@@ -758,8 +626,8 @@ async fn a_batch_already_in_the_ledger_is_not_posted_again() {
 
     // And a batch this function delivered, handed to it a second time (SQS
     // redelivers when the acknowledgement was lost).
-    let b = batch("acme-prod", 2, 2);
-    enqueue(&stack, &b).await;
+    let b = transactions_batch(CUSTOMER, "acme-prod", 2, 2);
+    stack.enqueue(&b).await;
     let messages = stack.receive_deliveries(5).await;
     let event = stack.sqs_event(&messages);
     assert!(
@@ -802,13 +670,14 @@ async fn every_key_placement_reaches_the_receiver_as_configured() {
             extra.clone(),
         )
         .await;
-        enqueue(&stack, &batch(id, 1, 1)).await;
+        stack.enqueue(&transactions_batch(CUSTOMER, id, 1, 1)).await;
     }
     let push = stack.push(&receiver, |_| {});
-    drive(&stack, &push, Duration::from_secs(20), || {
-        receiver.count() >= placements.len()
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(20), || {
+            receiver.count() >= placements.len()
+        })
+        .await;
 
     let by_path: HashMap<String, Request> = receiver
         .requests()
@@ -838,7 +707,9 @@ async fn a_malformed_message_goes_to_the_dead_letter_queue_with_its_reason() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
     let push = stack.push(&receiver, |_| {});
-    enqueue_raw(&stack, "acme-prod", "garbage-1", "{not json").await;
+    stack
+        .enqueue_raw("acme-prod", "garbage-1", "{not json")
+        .await;
     let messages = stack.receive_deliveries(5).await;
     let response = stack.run_push(&push, &messages).await;
     assert!(
@@ -934,13 +805,15 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
         // No probe during the test: every POST is accounted for below.
         s.probe_interval = Duration::from_secs(3600);
     });
-    let batches: Vec<BatchMessage> = (0..24).map(|i| batch("acme-dead", 3, i)).collect();
+    let batches: Vec<BatchMessage> = (0..24)
+        .map(|i| transactions_batch(CUSTOMER, "acme-dead", 3, i))
+        .collect();
     let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
     for b in &batches {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
 
-    let store = parked(&stack);
+    let store = stack.parked_store();
     let started = Instant::now();
     loop {
         assert!(
@@ -949,10 +822,7 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
             store.list("acme-dead").await.unwrap().len(),
             batches.len()
         );
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
+        stack.deliver_once(&push).await;
         if store.list("acme-dead").await.unwrap().len() == batches.len() {
             break;
         }
@@ -991,19 +861,18 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
     assert!(dead_letters(&stack).await.is_empty());
 
     // While expired, new batches are parked at once, without a POST.
-    let late: Vec<BatchMessage> = (24..27).map(|i| batch("acme-dead", 3, i)).collect();
+    let late: Vec<BatchMessage> = (24..27)
+        .map(|i| transactions_batch(CUSTOMER, "acme-dead", 3, i))
+        .collect();
     for b in &late {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
     let posts_before = receiver.count();
     let total = batches.len() + late.len();
     let until = Instant::now() + Duration::from_secs(20);
     while store.list("acme-dead").await.unwrap().len() < total {
         assert!(Instant::now() < until, "late batches not parked");
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
+        stack.deliver_once(&push).await;
     }
     assert_eq!(receiver.count(), posts_before, "parked without an attempt");
     let kinds: Vec<String> = inbox
@@ -1017,7 +886,8 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
     // The endpoint works again: operations enable it and replay.
     receiver.set_default(Reply::ok());
     assert!(
-        health_store(&stack)
+        stack
+            .health_store()
             .resume("acme-dead", CUSTOMER)
             .await
             .unwrap(),
@@ -1033,10 +903,11 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
         .unwrap();
     assert_eq!(replayed, total);
     assert!(store.list("acme-dead").await.unwrap().is_empty());
-    drive(&stack, &push, Duration::from_secs(60), || {
-        receiver.count() >= posts_before + total
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(60), || {
+            receiver.count() >= posts_before + total
+        })
+        .await;
     let delivered: Vec<String> = receiver.requests()[posts_before..]
         .iter()
         .map(Request::message_id)
@@ -1054,7 +925,7 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
         .collect();
     assert_eq!(kinds, ["recovered"]);
     assert_eq!(
-        health_store(&stack).get("acme-dead").await.unwrap().state,
+        stack.health_store().get("acme-dead").await.unwrap().state,
         HealthState::Healthy
     );
 }
@@ -1121,9 +992,11 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
         s.aws_attempt_timeout = Duration::from_secs(1);
     })
     .await;
-    let batches: Vec<BatchMessage> = (0..3).map(|i| batch("acme-prod", 2, i)).collect();
+    let batches: Vec<BatchMessage> = (0..3)
+        .map(|i| transactions_batch(CUSTOMER, "acme-prod", 2, i))
+        .collect();
     for b in &batches {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
     // The endpoint fails once: its incident's 10 s window starts...
     receiver.queue([Reply::status(503)]);
@@ -1133,10 +1006,11 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
     // ... and our DynamoDB is throttled for three windows.
     proxy.add_rule(Rule::new("dynamodb", "*", Fault::Throttle).for_duration(throttle));
     let throttled_at = Instant::now();
-    let received = drive(&stack, &push, Duration::from_secs(120), || {
-        receiver.count() > batches.len()
-    })
-    .await;
+    let received = stack
+        .deliver_until(&push, Duration::from_secs(120), || {
+            receiver.count() > batches.len()
+        })
+        .await;
     assert!(throttled_at.elapsed() >= throttle - Duration::from_secs(1));
     assert!(
         proxy.stats().failed("dynamodb", "BatchGetItem") > 0,
@@ -1155,7 +1029,14 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
     expected.extend(batches.iter().map(|b| b.message_id.to_string()));
     assert_eq!(posted, expected, "delivered once each, in order");
     assert!(inbox.drain(&stack).await.is_empty(), "no customer notice");
-    assert!(parked(&stack).list("acme-prod").await.unwrap().is_empty());
+    assert!(
+        stack
+            .parked_store()
+            .list("acme-prod")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(dead_letters(&stack).await.is_empty());
     assert!(stack.receive_deliveries(1).await.is_empty());
 }
@@ -1181,12 +1062,11 @@ async fn secrets_manager_failures_of_ours_are_not_attempts() {
         s.our_backoff_cap = Duration::from_secs(2);
     })
     .await;
-    let b = batch("acme-prod", 2, 1);
-    enqueue(&stack, &b).await;
-    drive(&stack, &push, Duration::from_secs(40), || {
-        receiver.count() >= 1
-    })
-    .await;
+    let b = transactions_batch(CUSTOMER, "acme-prod", 2, 1);
+    stack.enqueue(&b).await;
+    stack
+        .deliver_until(&push, Duration::from_secs(40), || receiver.count() >= 1)
+        .await;
     assert!(proxy.stats().failed("secretsmanager", "GetSecretValue") >= 3);
     assert_eq!(
         receiver
@@ -1196,11 +1076,18 @@ async fn secrets_manager_failures_of_ours_are_not_attempts() {
             .collect::<Vec<_>>(),
         [b.message_id.to_string()]
     );
-    let health = health_store(&stack).get("acme-prod").await.unwrap();
+    let health = stack.health_store().get("acme-prod").await.unwrap();
     assert_eq!(health.state, HealthState::Healthy);
     assert!(health.incident_id.is_none(), "never an incident");
     assert!(inbox.drain(&stack).await.is_empty());
-    assert!(parked(&stack).list("acme-prod").await.unwrap().is_empty());
+    assert!(
+        stack
+            .parked_store()
+            .list("acme-prod")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Issue 11, third promise: every third request fails, for the whole test:
@@ -1226,12 +1113,16 @@ async fn a_flapping_endpoint_sends_at_most_one_failing_and_one_recovered_notice(
         }
     }));
     let push = stack.push(&receiver, |s| s.retry_window = Duration::from_secs(60));
-    let batches: Vec<BatchMessage> = (0..30).map(|i| batch("acme-flap", 2, i)).collect();
+    let batches: Vec<BatchMessage> = (0..30)
+        .map(|i| transactions_batch(CUSTOMER, "acme-flap", 2, i))
+        .collect();
     for b in &batches {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
     let delivered = || (0..receiver.count()).filter(|i| i % 3 != 2).count() >= batches.len();
-    drive(&stack, &push, Duration::from_secs(120), delivered).await;
+    stack
+        .deliver_until(&push, Duration::from_secs(120), delivered)
+        .await;
     let requests = receiver.requests();
     let ok: Vec<String> = requests
         .iter()
@@ -1272,15 +1163,19 @@ async fn a_slow_endpoint_does_not_hold_up_a_healthy_one() {
     settings.attempt_timeout = Duration::from_secs(25);
     let push = push::Push::new(&stack.config, settings).unwrap();
 
-    let slow_batches: Vec<BatchMessage> = (0..2).map(|i| batch("acme-slow", 2, i)).collect();
+    let slow_batches: Vec<BatchMessage> = (0..2)
+        .map(|i| transactions_batch(CUSTOMER, "acme-slow", 2, i))
+        .collect();
     for b in &slow_batches {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
-    let fast: Vec<BatchMessage> = (0..20).map(|i| batch("acme-fast", 2, i)).collect();
+    let fast: Vec<BatchMessage> = (0..20)
+        .map(|i| transactions_batch(CUSTOMER, "acme-fast", 2, i))
+        .collect();
     let enqueued = std::sync::Mutex::new(HashMap::new());
     let producer = async {
         for b in &fast {
-            enqueue(&stack, b).await;
+            stack.enqueue(b).await;
             enqueued
                 .lock()
                 .unwrap()
@@ -1335,14 +1230,13 @@ async fn a_success_resets_the_escalation() {
         Reply::ok(),
     ]);
     let push = stack.push(&receiver, |s| s.retry_window = Duration::from_secs(300));
-    let b0 = batch("acme-esc", 1, 0);
-    let b1 = batch("acme-esc", 1, 1);
-    enqueue(&stack, &b0).await;
-    enqueue(&stack, &b1).await;
-    drive(&stack, &push, Duration::from_secs(60), || {
-        receiver.count() >= 6
-    })
-    .await;
+    let b0 = transactions_batch(CUSTOMER, "acme-esc", 1, 0);
+    let b1 = transactions_batch(CUSTOMER, "acme-esc", 1, 1);
+    stack.enqueue(&b0).await;
+    stack.enqueue(&b1).await;
+    stack
+        .deliver_until(&push, Duration::from_secs(60), || receiver.count() >= 6)
+        .await;
     let r = receiver.requests();
     let ids: Vec<String> = r.iter().map(Request::message_id).collect();
     let (a, b) = (b0.message_id.to_string(), b1.message_id.to_string());
@@ -1379,15 +1273,18 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
         Reply::status(422).with_body("Transactions[5]: unknown register"),
     );
     let push = stack.push(&receiver, |s| s.retry_window = Duration::from_secs(300));
-    let batches: Vec<BatchMessage> = (0..3).map(|i| batch("acme-422", 8, i)).collect();
+    let batches: Vec<BatchMessage> = (0..3)
+        .map(|i| transactions_batch(CUSTOMER, "acme-422", 8, i))
+        .collect();
     for b in &batches {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
     let last = batches[2].message_id.to_string();
-    drive(&stack, &push, Duration::from_secs(60), || {
-        receiver.requests().iter().any(|r| r.message_id() == last)
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(60), || {
+            receiver.requests().iter().any(|r| r.message_id() == last)
+        })
+        .await;
     assert!(stack.receive_deliveries(1).await.is_empty());
 
     let requests = receiver.requests();
@@ -1431,7 +1328,7 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
         let previous = bodies.entry(r.message_id()).or_insert_with(|| body.clone());
         assert_eq!(previous["Transactions"], body["Transactions"]);
     }
-    let kept = parked(&stack).list("acme-422").await.unwrap();
+    let kept = stack.parked_store().list("acme-422").await.unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
     let p = &kept[0];
     assert_eq!(p.reason, "refused");
@@ -1467,18 +1364,17 @@ async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
     )
     .await;
     let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
-    let batches: Vec<BatchMessage> = (0..3).map(|i| batch("acme-off", 2, i)).collect();
+    let batches: Vec<BatchMessage> = (0..3)
+        .map(|i| transactions_batch(CUSTOMER, "acme-off", 2, i))
+        .collect();
     for b in &batches {
-        enqueue(&stack, b).await;
+        stack.enqueue(b).await;
     }
-    let store = parked(&stack);
+    let store = stack.parked_store();
     let until = Instant::now() + Duration::from_secs(20);
     while store.list("acme-off").await.unwrap().len() < batches.len() {
         assert!(Instant::now() < until, "not parked");
-        let messages = stack.receive_deliveries(1).await;
-        if !messages.is_empty() {
-            stack.run_push(&push, &messages).await;
-        }
+        stack.deliver_once(&push).await;
     }
     assert_eq!(receiver.count(), 0, "never attempted");
     let kept = store.list("acme-off").await.unwrap();
@@ -1489,7 +1385,7 @@ async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
     assert!(stack.receive_deliveries(1).await.is_empty());
 
     settings.enabled = true;
-    config(&stack).put_endpoint(&settings).await.unwrap();
+    stack.config_store().put_endpoint(&settings).await.unwrap();
     let replayed = store
         .replay(
             "acme-off",
@@ -1499,10 +1395,11 @@ async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
         .await
         .unwrap();
     assert_eq!(replayed, batches.len());
-    drive(&stack, &push, Duration::from_secs(20), || {
-        receiver.count() >= batches.len()
-    })
-    .await;
+    stack
+        .deliver_until(&push, Duration::from_secs(20), || {
+            receiver.count() >= batches.len()
+        })
+        .await;
     let posted: Vec<String> = receiver
         .requests()
         .iter()
@@ -1531,39 +1428,39 @@ async fn an_expired_endpoint_is_probed_once_per_interval_and_a_successful_probe_
         s.retry_window = Duration::from_secs(4);
         s.probe_interval = probe;
     });
-    let store = parked(&stack);
+    let store = stack.parked_store();
     let run_until_parked = |n: usize| {
         let (stack, push, store) = (&stack, &push, &store);
         async move {
             let until = Instant::now() + Duration::from_secs(30);
             while store.list("acme-probe").await.unwrap().len() < n {
                 assert!(Instant::now() < until, "not parked");
-                let messages = stack.receive_deliveries(1).await;
-                if !messages.is_empty() {
-                    stack.run_push(push, &messages).await;
-                }
+                stack.deliver_once(push).await;
             }
         }
     };
-    let b: Vec<BatchMessage> = (0..4).map(|i| batch("acme-probe", 1, i)).collect();
-    enqueue(&stack, &b[0]).await;
+    let b: Vec<BatchMessage> = (0..4)
+        .map(|i| transactions_batch(CUSTOMER, "acme-probe", 1, i))
+        .collect();
+    stack.enqueue(&b[0]).await;
     run_until_parked(1).await;
     let expired_at = Instant::now();
     let attempts = receiver.count();
     // Expired: the next batch is parked at once, without a probe.
-    enqueue(&stack, &b[1]).await;
+    stack.enqueue(&b[1]).await;
     run_until_parked(2).await;
     assert_eq!(receiver.count(), attempts, "no probe before the interval");
     // The endpoint works again; once the interval is over, the next batch is
     // the probe: delivered, and the incident ends.
     receiver.set_default(Reply::ok());
     tokio::time::sleep(probe.saturating_sub(expired_at.elapsed())).await;
-    enqueue(&stack, &b[2]).await;
-    enqueue(&stack, &b[3]).await;
-    drive(&stack, &push, Duration::from_secs(20), || {
-        receiver.count() >= attempts + 2
-    })
-    .await;
+    stack.enqueue(&b[2]).await;
+    stack.enqueue(&b[3]).await;
+    stack
+        .deliver_until(&push, Duration::from_secs(20), || {
+            receiver.count() >= attempts + 2
+        })
+        .await;
     let posted: Vec<String> = receiver.requests()[attempts..]
         .iter()
         .map(Request::message_id)

@@ -8,18 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
 use platformsync_domain::endpoint::{CustomerId, EndpointId};
-use platformsync_domain::types::MessageKind;
 use platformsync_receiver::{
     Config as ReferenceConfig, KeyCheck, Outcome as ReferenceOutcome, Placement,
     Receiver as Reference, Signature, SignatureCheck,
 };
-use platformsync_tests::Stack;
 use platformsync_tests::cli;
 use platformsync_tests::receiver::{Receiver, Reply, Request};
+use platformsync_tests::{Stack, transactions_batch};
 use serde_json::json;
-use serde_json::value::RawValue;
 use standardwebhooks::{Webhook, WebhookError};
 
 const CUSTOMER: &str = "acme";
@@ -52,46 +49,6 @@ async fn signing(stack: &Stack, args: &[&str]) -> String {
 }
 
 /// A batch of `n` transactions of safe UT07761 for `endpoint_id`.
-fn batch(endpoint_id: &str, n: usize, seed: usize) -> BatchMessage {
-    let items = (0..n)
-        .map(|i| {
-            let time = format!("2026-01-10T08:{:02}:{:02}", seed % 60, i % 60);
-            let payload = format!(
-                r#"{{"SerialNumber":"UT07761","TransactionDateTime":"{time}","TransactionType":"CashIn","Amount":5560.0000,"UserName":"clerk {seed}"}}"#
-            );
-            BatchEntry {
-                key: BatchEntry::key_of("UT07761", &format!("{time}.0000000#sha:{seed:08x}{i:024x}")),
-                payload: RawValue::from_string(payload).unwrap(),
-            }
-        })
-        .collect();
-    BatchMessage {
-        version: BATCH_MESSAGE_VERSION,
-        message_id: uuid::Uuid::new_v4(),
-        endpoint_id: EndpointId::parse(endpoint_id).unwrap(),
-        customer_id: CustomerId::parse(CUSTOMER).unwrap(),
-        kind: MessageKind::Transactions,
-        created_at: "2026-01-10T09:00:00Z".into(),
-        items,
-        plan_ref: None,
-    }
-}
-
-/// Enqueues as the fan-out does: group = endpoint, dedup id = MessageId.
-async fn enqueue(stack: &Stack, batch: &BatchMessage) {
-    stack
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(stack.reference("DeliveryQueue"))
-        .message_group_id(batch.endpoint_id.as_str())
-        .message_deduplication_id(batch.message_id.to_string())
-        .message_body(serde_json::to_string(batch).unwrap())
-        .send()
-        .await
-        .expect("enqueued");
-}
-
 /// A request's headers as a customer's web framework hands them over.
 fn header_map(request: &Request) -> http::HeaderMap {
     let mut map = http::HeaderMap::new();
@@ -162,10 +119,10 @@ async fn signed_pushes_verify_independently_and_tampering_fails() {
     assert!(again.contains("already signs"), "{again}");
 
     let push = push_fn(&stack, &receiver);
-    let signed = batch("acme-signed", 3, 1);
-    let plain = batch("acme-plain", 2, 2);
-    enqueue(&stack, &signed).await;
-    enqueue(&stack, &plain).await;
+    let signed = transactions_batch(CUSTOMER, "acme-signed", 3, 1);
+    let plain = transactions_batch(CUSTOMER, "acme-plain", 2, 2);
+    stack.enqueue(&signed).await;
+    stack.enqueue(&plain).await;
     stack
         .deliver_until(&push, Duration::from_secs(30), || receiver.count() == 2)
         .await;
@@ -227,8 +184,8 @@ async fn signed_pushes_verify_independently_and_tampering_fails() {
 
     // A retry carries the same webhook-id, is signed again, and verifies.
     receiver.queue([Reply::status(500)]);
-    let retried = batch("acme-signed", 1, 3);
-    enqueue(&stack, &retried).await;
+    let retried = transactions_batch(CUSTOMER, "acme-signed", 1, 3);
+    stack.enqueue(&retried).await;
     stack
         .deliver_until(&push, Duration::from_secs(60), || receiver.count() == 4)
         .await;
@@ -294,8 +251,8 @@ async fn rotation_signs_with_both_secrets_during_grace_then_only_the_new() {
 
     // During grace: both signatures, each secret verifies on its own.
     let push = push_fn(&stack, &receiver);
-    let during = batch("acme-rot", 2, 1);
-    enqueue(&stack, &during).await;
+    let during = transactions_batch(CUSTOMER, "acme-rot", 2, 1);
+    stack.enqueue(&during).await;
     stack
         .deliver_until(&push, Duration::from_secs(30), || receiver.count() == 1)
         .await;
@@ -315,8 +272,8 @@ async fn rotation_signs_with_both_secrets_during_grace_then_only_the_new() {
     // secret is not what ends the grace, the time is).
     let left = grace.saturating_sub(rotated_at.elapsed()) + Duration::from_secs(2);
     tokio::time::sleep(left).await;
-    let after = batch("acme-rot", 2, 2);
-    enqueue(&stack, &after).await;
+    let after = transactions_batch(CUSTOMER, "acme-rot", 2, 2);
+    stack.enqueue(&after).await;
     stack
         .deliver_until(&push, Duration::from_secs(30), || receiver.count() == 2)
         .await;
@@ -343,7 +300,9 @@ async fn rotation_signs_with_both_secrets_during_grace_then_only_the_new() {
     .ok();
     assert_eq!(stored_secret(&stack, "acme-rot").await, "tok-2");
     let push = push_fn(&stack, &receiver);
-    enqueue(&stack, &batch("acme-rot", 1, 3)).await;
+    stack
+        .enqueue(&transactions_batch(CUSTOMER, "acme-rot", 1, 3))
+        .await;
     stack
         .deliver_until(&push, Duration::from_secs(30), || receiver.count() == 3)
         .await;
@@ -359,10 +318,7 @@ async fn a_signing_endpoint_without_a_signing_secret_is_our_failure_not_an_attem
     let receiver = Receiver::start().await;
     endpoint(&stack, "acme-broken", receiver.url("/broken"), "tok-1").await;
     // The flag on, the secret still the plain key (a half-done change).
-    let store = platformsync_aws::config_table::ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    );
+    let store = stack.config_store();
     let customer = CustomerId::parse(CUSTOMER).unwrap();
     let id = EndpointId::parse("acme-broken").unwrap();
     let mut settings = store.endpoint(&customer, &id).await.unwrap().unwrap();
@@ -370,20 +326,14 @@ async fn a_signing_endpoint_without_a_signing_secret_is_our_failure_not_an_attem
     store.put_endpoint(&settings).await.unwrap();
 
     let push = push_fn(&stack, &receiver);
-    let b = batch("acme-broken", 1, 1);
-    enqueue(&stack, &b).await;
+    let b = transactions_batch(CUSTOMER, "acme-broken", 1, 1);
+    stack.enqueue(&b).await;
     let messages = stack.receive_deliveries(5).await;
     assert_eq!(messages.len(), 1);
     let response = stack.run_push(&push, &messages).await;
     assert_eq!(response.batch_item_failures.len(), 1, "kept for later");
     assert_eq!(receiver.count(), 0, "nothing unsigned is sent");
-    let health = platformsync_aws::health::HealthStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    )
-    .get("acme-broken")
-    .await
-    .unwrap();
+    let health = stack.health_store().get("acme-broken").await.unwrap();
     assert_eq!(
         health.state,
         platformsync_aws::health::HealthState::Healthy,
@@ -416,7 +366,9 @@ async fn the_reference_receiver_verifies_signed_pushes_and_refuses_bad_ones() {
     // Signing on with a secret the receiver does not hold: refused.
     signing(&stack, &["enable", "--endpoint", "acme-ref"]).await;
     let push = push_for_ca(&stack, &reference.ca_pem);
-    enqueue(&stack, &batch("acme-ref", 1, 1)).await;
+    stack
+        .enqueue(&transactions_batch(CUSTOMER, "acme-ref", 1, 1))
+        .await;
     let messages = stack.receive_deliveries(5).await;
     let response = stack.run_push(&push, &messages).await;
     assert_eq!(response.batch_item_failures.len(), 1, "401: retried later");

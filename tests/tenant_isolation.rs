@@ -291,17 +291,7 @@ async fn push_sends_the_key_named_after_the_endpoint_not_the_one_its_record_name
         }],
         plan_ref: None,
     };
-    stack
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(stack.reference("DeliveryQueue"))
-        .message_group_id("globex-erp")
-        .message_deduplication_id(batch.message_id.to_string())
-        .message_body(serde_json::to_string(&batch).unwrap())
-        .send()
-        .await
-        .unwrap();
+    stack.enqueue(&batch).await;
     let push = stack.push(&receiver, |_| {});
     stack
         .deliver_until(&push, Duration::from_secs(20), || receiver.count() > 0)

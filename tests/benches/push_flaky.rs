@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use platformsync_domain::types::MessageKind;
 use platformsync_tests::Stack;
 use platformsync_tests::receiver::{Receiver, Reply};
@@ -60,30 +60,9 @@ fn batch(endpoint: &str, n: usize) -> BatchMessage {
 }
 
 async fn endpoint(stack: &Stack, receiver: &Receiver, id: &str) {
-    let secret = format!("platformsync/{}/endpoints/{id}", stack.stage);
-    stack
-        .clients
-        .secrets
-        .create_secret()
-        .name(&secret)
-        .secret_string(format!("key-{id}"))
-        .send()
-        .await
-        .expect("secret");
-    let settings: EndpointSettings = serde_json::from_value(serde_json::json!({
-        "EndpointId": id,
-        "CustomerId": "bench",
-        "Url": receiver.url("/push"),
-        "ApiKeySecret": secret,
-    }))
-    .expect("settings");
-    platformsync_aws::config_table::ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    )
-    .put_endpoint(&settings)
-    .await
-    .expect("endpoint");
+    let (url, key) = (receiver.url("/push"), format!("key-{id}"));
+    let extra = serde_json::json!({});
+    stack.add_endpoint("bench", id, &url, &key, extra).await;
 }
 
 /// Prints when the endpoint's last batch was delivered (answered 200) and
@@ -148,17 +127,7 @@ async fn queued(stack: &Stack) -> usize {
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let stack = Stack::deploy().await;
-    platformsync_aws::config_table::ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    )
-    .put_customer(&Customer {
-        customer_id: CustomerId::parse("bench").expect("id"),
-        name: "Bench".into(),
-        notification_recipients: vec![],
-    })
-    .await
-    .expect("customer");
+    stack.add_customer("bench", "Bench", &[]).await;
     let healthy = Receiver::start().await;
     let flaky = Receiver::start().await;
     flaky.set_flaky(

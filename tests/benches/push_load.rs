@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use futures_util::{StreamExt, stream};
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage, PlanRef};
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use platformsync_domain::payload::{ApiKey, PayloadItems, RenderInput, render_v1};
 use platformsync_domain::types::MessageKind;
 use platformsync_tests::Stack;
@@ -104,37 +104,13 @@ async fn main() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
     receiver.set_recording(false);
-    let config = platformsync_aws::config_table::ConfigStore::new(
-        aws_sdk_dynamodb::Client::new(&stack.config),
-        stack.reference("ConfigTable"),
-    );
-    config
-        .put_customer(&Customer {
-            customer_id: CustomerId::parse("bench").expect("id"),
-            name: "Bench".into(),
-            notification_recipients: vec![],
-        })
-        .await
-        .expect("customer");
+    stack.add_customer("bench", "Bench", &[]).await;
     for e in 0..ENDPOINTS {
-        let secret = format!("platformsync/{}/endpoints/bench-{e}", stack.stage);
+        let (id, key) = (format!("bench-{e}"), format!("bench-key-{e}"));
+        let extra = serde_json::json!({});
         stack
-            .clients
-            .secrets
-            .create_secret()
-            .name(&secret)
-            .secret_string(format!("bench-key-{e}"))
-            .send()
-            .await
-            .expect("secret");
-        let settings: EndpointSettings = serde_json::from_value(serde_json::json!({
-            "EndpointId": format!("bench-{e}"),
-            "CustomerId": "bench",
-            "Url": receiver.url("/push"),
-            "ApiKeySecret": secret,
-        }))
-        .expect("settings");
-        config.put_endpoint(&settings).await.expect("endpoint");
+            .add_endpoint("bench", &id, &receiver.url("/push"), &key, extra)
+            .await;
     }
     let push = stack.push(&receiver, |_| {});
 

@@ -8,12 +8,51 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use platformsync_aws::config_table::ConfigStore;
+use platformsync_aws::health::HealthStore;
+use platformsync_aws::ledger::Ledger;
+use platformsync_aws::parked::ParkedStore;
 use platformsync_aws::transactions::TransactionStore;
-use platformsync_domain::batch::BatchMessage;
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
+use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::types::MessageKind;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::{Stack, apigw};
+
+/// A batch of `n` cash-in transactions of safe UT07761 for `customer`'s
+/// `endpoint_id`, as the fan-out would enqueue it, under a fresh
+/// `MessageId`. `seed` is each transaction's `PickupGroupId` and sets the
+/// keys' minute, so batches of different seeds never share a key.
+pub fn transactions_batch(
+    customer: &str,
+    endpoint_id: &str,
+    n: usize,
+    seed: usize,
+) -> BatchMessage {
+    let items = (0..n)
+        .map(|i| {
+            let time = format!("2026-01-10T08:{:02}:{:02}", seed % 60, i % 60);
+            let payload = format!(
+                r#"{{"PickupGroupId":{seed},"SerialNumber":"UT07761","RetrievedOn":"2026-01-10T09:00:00Z","TransactionDateTime":"{time}","UserName":"clerk","TransactionType":"CashIn","Amount":5560.0,"Denominations":[{{"UnitValue":20.0000,"Count":53,"Currency":"USD"}},{{"UnitValue":100.0000,"Count":45,"Currency":"USD"}}]}}"#
+            );
+            BatchEntry {
+                key: BatchEntry::key_of("UT07761", &format!("{time}.0000000#sha:{seed:08x}{i:024x}")),
+                payload: RawValue::from_string(payload).expect("valid JSON"),
+            }
+        })
+        .collect();
+    BatchMessage {
+        version: BATCH_MESSAGE_VERSION,
+        message_id: uuid::Uuid::new_v4(),
+        endpoint_id: EndpointId::parse(endpoint_id).expect("a valid endpoint id"),
+        customer_id: CustomerId::parse(customer).expect("a valid customer id"),
+        kind: MessageKind::Transactions,
+        created_at: "2026-01-10T09:00:00Z".into(),
+        items,
+        plan_ref: None,
+    }
+}
 
 impl Stack {
     /// The configuration table (customers, safes, endpoints) of this deployment.
@@ -29,6 +68,30 @@ impl Stack {
         TransactionStore::new(
             aws_sdk_dynamodb::Client::new(&self.config),
             self.reference("TransactionsTable"),
+        )
+    }
+
+    /// The delivery ledger (delivered batches, attempts) of this deployment.
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.reference("DeliveryLedgerTable"),
+        )
+    }
+
+    /// Endpoint health (incidents, last delivery), kept in the config table.
+    pub fn health_store(&self) -> HealthStore {
+        HealthStore::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.reference("ConfigTable"),
+        )
+    }
+
+    /// Parked batches, kept in the delivery ledger table.
+    pub fn parked_store(&self) -> ParkedStore {
+        ParkedStore::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.reference("DeliveryLedgerTable"),
         )
     }
 
@@ -115,6 +178,32 @@ impl Stack {
         resp
     }
 
+    /// Sends `batch` to the delivery queue as the fan-out does: its endpoint
+    /// the message group, its `MessageId` the deduplication id.
+    pub async fn enqueue(&self, batch: &BatchMessage) {
+        let body = serde_json::to_string(batch).expect("a batch serialises");
+        self.enqueue_raw(
+            batch.endpoint_id.as_str(),
+            &batch.message_id.to_string(),
+            &body,
+        )
+        .await;
+    }
+
+    /// Sends `body`, whatever it is, to the delivery queue in `group`.
+    pub async fn enqueue_raw(&self, group: &str, dedup: &str, body: &str) {
+        self.clients
+            .sqs
+            .send_message()
+            .queue_url(self.reference("DeliveryQueue"))
+            .message_group_id(group)
+            .message_deduplication_id(dedup)
+            .message_body(body)
+            .send()
+            .await
+            .expect("enqueued");
+    }
+
     /// Runs `push` over the delivery queue, as Lambda's poller would, until
     /// `done`; panics after `timeout`. The messages it handled.
     pub async fn deliver_until(
@@ -140,8 +229,9 @@ impl Stack {
         }
     }
 
-    /// One receive (up to 1 s) handed to `push`, acknowledged as Lambda would.
-    async fn deliver_once(&self, push: &push::Push) -> Vec<Message> {
+    /// One receive (up to 1 s) handed to `push`, acknowledged as Lambda
+    /// would; the messages received.
+    pub async fn deliver_once(&self, push: &push::Push) -> Vec<Message> {
         let messages = self.receive_deliveries(1).await;
         if !messages.is_empty() {
             self.run_push(push, &messages).await;

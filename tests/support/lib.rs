@@ -133,6 +133,7 @@ pub mod cli;
 
 /// Customers, endpoints, uploads and delivery loops on a stack.
 mod fixtures;
+pub use fixtures::transactions_batch;
 
 /// Building API Gateway HTTP API (payload 2.0) events, as API Gateway and the
 /// local runner hand them to a function.
