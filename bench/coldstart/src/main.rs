@@ -7,8 +7,8 @@
 //!
 //! `--bin` adds a binary `template.yaml` does not declare (give it its
 //! variables with `--env`); `--env '*:KEY=VALUE'` sets a variable for every
-//! binary, e.g. `'*:SSL_CERT_DIR=/nonexistent'` to approximate Lambda's
-//! certificate layout (one CA bundle, no directory of single certificates).
+//! binary, e.g. `'*:RUST_LOG=debug'`. The functions' root certificates are
+//! compiled in (platformsync-tls), so the machine's CA layout does not matter.
 //!
 //! For every function of `template.yaml` (its `BuildProperties.Binary`) and a
 //! hello-world `lambda_runtime` binary (`hello-lambda`, the baseline):

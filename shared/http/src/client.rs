@@ -336,7 +336,7 @@ fn tls_config(extra: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError>
     if roots.is_empty() {
         // Nothing could ever verify: refuse to start rather than fail every attempt.
         return Err(ClientError::Build(
-            "no trusted root certificates (SSL_CERT_FILE / SSL_CERT_DIR)".into(),
+            "no trusted root certificates (the compiled-in roots and PLATFORMSYNC_EXTRA_CA_FILE are both empty)".into(),
         ));
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(platformsync_tls::provider())
