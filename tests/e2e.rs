@@ -8,6 +8,7 @@
 use platformsync_domain::testdata;
 use platformsync_pipeline::{Pipeline, PipelineOptions};
 use platformsync_receiver::ReceivedBatch;
+use platformsync_tests::inbox::Inbox;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -250,34 +251,10 @@ async fn an_endpoint_that_never_recovers_ends_parked_with_two_notifications() {
     // (10 s: the shortest window template.yaml allows; every batch gets a
     // first attempt and a last one at its deadline.)
     let sqs = aws_sdk_sqs::Client::new(&p.sdk);
-    let sns = aws_sdk_sns::Client::new(&p.sdk);
     // Observe notifications as a subscriber would: an SQS queue on the topic.
-    let inbox = sqs
-        .create_queue()
-        .queue_name(format!("{}-inbox", p.options.stage))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let inbox_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&inbox)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(p.reference("NotificationsTopic").unwrap())
-        .protocol("sqs")
-        .endpoint(inbox_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let topic = p.reference("NotificationsTopic").unwrap();
+    let name = format!("{}-inbox", p.options.stage);
+    let inbox = Inbox::subscribe(&p.sdk, topic, &name, true).await;
 
     let all = transactions(120, 2, 9);
     let serials = safes_of(&all);
@@ -334,35 +311,14 @@ async fn an_endpoint_that_never_recovers_ends_parked_with_two_notifications() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&inbox)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = got.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
-        }
-        for m in messages {
-            let kind = m
-                .message_attributes()
-                .and_then(|a| a.get("kind"))
-                .and_then(|v| v.string_value())
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("(no kind attribute) {}", m.body().unwrap_or_default()));
-            *kinds.entry(kind).or_default() += 1;
-            sqs.delete_message()
-                .queue_url(&inbox)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
+    for m in inbox.drain().await {
+        let kind = m
+            .message_attributes()
+            .and_then(|a| a.get("kind"))
+            .and_then(|v| v.string_value())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("(no kind attribute) {}", m.body().unwrap_or_default()));
+        *kinds.entry(kind).or_default() += 1;
     }
     assert_eq!(
         kinds,

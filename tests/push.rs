@@ -20,6 +20,7 @@ use platformsync_aws::ledger::Delivery;
 use platformsync_domain::batch::BatchMessage;
 use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_faults::{Fault, FaultProxy, Rule};
+use platformsync_tests::inbox::Inbox;
 use platformsync_tests::receiver::{Receiver, Reply, Request};
 use platformsync_tests::{Emulator, Stack, skip_on, transactions_batch};
 use serde_json::{Value, json};
@@ -28,8 +29,14 @@ const CUSTOMER: &str = "acme";
 
 // ---------------------------------------------------------------- fixtures
 
-/// An endpoint of `acme` at `receiver`'s `path`, its key in Secrets Manager.
-async fn endpoint(
+/// An endpoint of `acme` at `receiver`'s `/push`, its key in Secrets Manager.
+async fn endpoint(stack: &Stack, receiver: &Receiver, id: &str, key: &str) -> EndpointSettings {
+    endpoint_with(stack, receiver, id, "/push", key, json!({})).await
+}
+
+/// An endpoint of `acme` at `receiver`'s `path`, its key in Secrets
+/// Manager, with `extra` settings.
+async fn endpoint_with(
     stack: &Stack,
     receiver: &Receiver,
     id: &str,
@@ -68,75 +75,17 @@ fn receive_count(m: &Message) -> u32 {
 }
 
 /// A queue subscribed to the notifications topic: what SNS delivered.
-struct Inbox {
-    url: String,
+async fn subscribe_inbox(stack: &Stack) -> Inbox {
+    let topic = stack.reference("NotificationsTopic");
+    let name = format!("{}-notifications-inbox", stack.stage);
+    Inbox::subscribe(&stack.config, &topic, &name, false).await
 }
 
-impl Inbox {
-    async fn subscribe(stack: &Stack) -> Inbox {
-        let sqs = &stack.clients.sqs;
-        let name = format!("{}-notifications-inbox", stack.stage);
-        let url = sqs
-            .create_queue()
-            .queue_name(&name)
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
-        aws_sdk_sns::Client::new(&stack.config)
-            .subscribe()
-            .topic_arn(stack.reference("NotificationsTopic"))
-            .protocol("sqs")
-            .endpoint(arn)
-            .send()
-            .await
-            .unwrap();
-        Inbox { url }
-    }
-
-    /// Every notification delivered so far, as SNS envelopes (drains the queue).
-    async fn drain(&self, stack: &Stack) -> Vec<Value> {
-        let mut all = Vec::new();
-        loop {
-            let out = stack
-                .clients
-                .sqs
-                .receive_message()
-                .queue_url(&self.url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return all;
-            }
-            for m in messages {
-                all.push(serde_json::from_str(m.body().unwrap()).unwrap());
-                stack
-                    .clients
-                    .sqs
-                    .delete_message()
-                    .queue_url(&self.url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-    }
+/// Every notification delivered so far, as SNS envelopes (drains the inbox).
+async fn notifications(inbox: &Inbox) -> Vec<Value> {
+    let messages = inbox.drain().await;
+    let bodies = messages.iter().map(|m| m.body().unwrap_or_default());
+    bodies.map(|b| serde_json::from_str(b).unwrap()).collect()
 }
 
 fn attribute(envelope: &Value, name: &str) -> String {
@@ -185,15 +134,7 @@ fn text(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, name: &
 async fn a_delivered_batch_is_in_the_ledger_and_the_endpoint_is_healthy() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    endpoint(
-        &stack,
-        &receiver,
-        "acme-prod",
-        "/push",
-        "tok-prod-1",
-        json!({}),
-    )
-    .await;
+    endpoint(&stack, &receiver, "acme-prod", "tok-prod-1").await;
     let push = stack.push(&receiver, |_| {});
     let b = transactions_batch(CUSTOMER, "acme-prod", 3, 1);
     stack.enqueue(&b).await;
@@ -267,7 +208,7 @@ async fn failed_attempts_are_retried_after_the_visibility_delay() {
         let stack = &stack;
         runs.push(async move {
             let receiver = Receiver::start().await;
-            endpoint(
+            endpoint_with(
                 stack,
                 &receiver,
                 id,
@@ -393,17 +334,9 @@ async fn after_recovery_each_batch_is_delivered_once_and_in_order() {
          (docs/local-stack.md, departure 1)"
     );
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    endpoint(
-        &stack,
-        &receiver,
-        "acme-prod",
-        "/push",
-        "tok-order",
-        json!({}),
-    )
-    .await;
+    endpoint(&stack, &receiver, "acme-prod", "tok-order").await;
     receiver.queue([Reply::status(503).with_retry_after("1")]);
     let push = stack.push(&receiver, |s| s.retry_window = Duration::from_secs(4));
     let batches: Vec<BatchMessage> = (0..4)
@@ -437,8 +370,7 @@ async fn after_recovery_each_batch_is_delivered_once_and_in_order() {
 
     // One failure is not sustained failure (issue 11: hysteresis): the
     // customer is not told "failing" and then "recovered" for one 503.
-    let kinds: Vec<String> = inbox
-        .drain(&stack)
+    let kinds: Vec<String> = notifications(&inbox)
         .await
         .iter()
         .map(|n| attribute(n, "kind"))
@@ -450,15 +382,7 @@ async fn after_recovery_each_batch_is_delivered_once_and_in_order() {
 async fn a_401_fetches_the_key_again_and_the_retry_carries_the_new_key() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    let settings = endpoint(
-        &stack,
-        &receiver,
-        "acme-prod",
-        "/push",
-        "key-one",
-        json!({}),
-    )
-    .await;
+    let settings = endpoint(&stack, &receiver, "acme-prod", "key-one").await;
     let push = stack.push(&receiver, |_| {});
 
     // The first batch caches key-one.
@@ -511,17 +435,9 @@ async fn a_401_fetches_the_key_again_and_the_retry_carries_the_new_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_that_never_recovers_expires_into_the_parked_store() {
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    endpoint(
-        &stack,
-        &receiver,
-        "acme-prod",
-        "/push",
-        "tok-never",
-        json!({}),
-    )
-    .await;
+    endpoint(&stack, &receiver, "acme-prod", "tok-never").await;
     receiver.set_default(Reply::status(503).with_body("echo tok-never"));
     let push = stack.push(&receiver, |s| s.retry_window = Duration::from_secs(10));
     let b = transactions_batch(CUSTOMER, "acme-prod", 2, 3);
@@ -565,7 +481,7 @@ async fn an_endpoint_that_never_recovers_expires_into_the_parked_store() {
     );
     assert!(dead_letters(&stack).await.is_empty(), "not in the DLQ");
 
-    let notifications = inbox.drain(&stack).await;
+    let notifications = notifications(&inbox).await;
     let kinds: Vec<String> = notifications.iter().map(|n| attribute(n, "kind")).collect();
     assert_eq!(
         kinds,
@@ -588,15 +504,7 @@ async fn an_endpoint_that_never_recovers_expires_into_the_parked_store() {
 async fn a_batch_already_in_the_ledger_is_not_posted_again() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    endpoint(
-        &stack,
-        &receiver,
-        "acme-prod",
-        "/push",
-        "tok-ledger",
-        json!({}),
-    )
-    .await;
+    endpoint(&stack, &receiver, "acme-prod", "tok-ledger").await;
     let push = stack.push(&receiver, |_| {});
 
     // Delivered by an invocation that crashed before acknowledging.
@@ -661,7 +569,7 @@ async fn every_key_placement_reaches_the_receiver_as_configured() {
         ),
     ];
     for (id, extra) in &placements {
-        endpoint(
+        endpoint_with(
             &stack,
             &receiver,
             id,
@@ -788,17 +696,9 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
     // window's end (a few receives of 10 batches each).
     const BOUND: u64 = 60;
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    endpoint(
-        &stack,
-        &receiver,
-        "acme-dead",
-        "/push",
-        "tok-dead",
-        json!({}),
-    )
-    .await;
+    endpoint(&stack, &receiver, "acme-dead", "tok-dead").await;
     receiver.set_default(Reply::status(503));
     let push = stack.push(&receiver, |s| {
         s.retry_window = Duration::from_secs(WINDOW);
@@ -875,8 +775,7 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
         stack.deliver_once(&push).await;
     }
     assert_eq!(receiver.count(), posts_before, "parked without an attempt");
-    let kinds: Vec<String> = inbox
-        .drain(&stack)
+    let kinds: Vec<String> = notifications(&inbox)
         .await
         .iter()
         .map(|n| attribute(n, "kind"))
@@ -917,8 +816,7 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
     assert_eq!(delivered, expected, "every batch once, in order");
     assert!(stack.receive_deliveries(2).await.is_empty());
     assert_eq!(receiver.count(), posts_before + total, "no repeat");
-    let kinds: Vec<String> = inbox
-        .drain(&stack)
+    let kinds: Vec<String> = notifications(&inbox)
         .await
         .iter()
         .map(|n| attribute(n, "kind"))
@@ -963,9 +861,9 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
     const MAX_RECEIVES: u32 = 10;
     let throttle = Duration::from_secs(30);
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-prod", "/push", "tok-t", json!({})).await;
+    endpoint(&stack, &receiver, "acme-prod", "tok-t").await;
     stack
         .clients
         .sqs
@@ -1028,7 +926,7 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
     let mut expected = vec![batches[0].message_id.to_string()];
     expected.extend(batches.iter().map(|b| b.message_id.to_string()));
     assert_eq!(posted, expected, "delivered once each, in order");
-    assert!(inbox.drain(&stack).await.is_empty(), "no customer notice");
+    assert!(notifications(&inbox).await.is_empty(), "no customer notice");
     assert!(
         stack
             .parked_store()
@@ -1047,9 +945,9 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_manager_failures_of_ours_are_not_attempts() {
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-prod", "/push", "tok-s", json!({})).await;
+    endpoint(&stack, &receiver, "acme-prod", "tok-s").await;
     let proxy = platformsync_tests::fault_proxy().await;
     proxy.set_rules(vec![
         Rule::new("secretsmanager", "GetSecretValue", Fault::AccessDenied).times(2),
@@ -1079,7 +977,7 @@ async fn secrets_manager_failures_of_ours_are_not_attempts() {
     let health = stack.health_store().get("acme-prod").await.unwrap();
     assert_eq!(health.state, HealthState::Healthy);
     assert!(health.incident_id.is_none(), "never an incident");
-    assert!(inbox.drain(&stack).await.is_empty());
+    assert!(notifications(&inbox).await.is_empty());
     assert!(
         stack
             .parked_store()
@@ -1102,9 +1000,9 @@ async fn a_flapping_endpoint_sends_at_most_one_failing_and_one_recovered_notice(
          (docs/local-stack.md, departure 1)"
     );
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-flap", "/push", "tok-f", json!({})).await;
+    endpoint(&stack, &receiver, "acme-flap", "tok-f").await;
     receiver.queue((0..300).map(|i| {
         if i % 3 == 2 {
             Reply::status(502)
@@ -1132,8 +1030,7 @@ async fn a_flapping_endpoint_sends_at_most_one_failing_and_one_recovered_notice(
         .collect();
     let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
     assert_eq!(ok, ids, "each batch delivered once, in order");
-    let kinds: Vec<String> = inbox
-        .drain(&stack)
+    let kinds: Vec<String> = notifications(&inbox)
         .await
         .iter()
         .map(|n| attribute(n, "kind"))
@@ -1155,8 +1052,8 @@ async fn a_slow_endpoint_does_not_hold_up_a_healthy_one() {
     let stack = Stack::deploy().await;
     let healthy = Receiver::start().await;
     let slow = Receiver::start().await;
-    endpoint(&stack, &healthy, "acme-fast", "/push", "tok-h", json!({})).await;
-    endpoint(&stack, &slow, "acme-slow", "/push", "tok-s", json!({})).await;
+    endpoint(&stack, &healthy, "acme-fast", "tok-h").await;
+    endpoint(&stack, &slow, "acme-slow", "tok-s").await;
     slow.set_default(Reply::ok().after(Duration::from_secs(20)));
     let mut settings = stack.push_settings(&healthy);
     settings.extra_ca_pem = Some(format!("{}{}", healthy.ca_pem(), slow.ca_pem()).into_bytes());
@@ -1220,7 +1117,7 @@ async fn a_success_resets_the_escalation() {
     );
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-esc", "/push", "tok-e", json!({})).await;
+    endpoint(&stack, &receiver, "acme-esc", "tok-e").await;
     receiver.queue([
         Reply::status(500),
         Reply::status(500),
@@ -1263,9 +1160,9 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
          (docs/local-stack.md, departure 1)"
     );
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-422", "/push", "tok-r", json!({})).await;
+    endpoint(&stack, &receiver, "acme-422", "tok-r").await;
     // Batch 1's sixth transaction (seed 1, index 5) is refused.
     let marker = r#""TransactionDateTime":"2026-01-10T08:01:05""#;
     receiver.refuse_containing(
@@ -1338,8 +1235,7 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
     );
     assert_eq!(p.parent_message_id.as_deref(), Some(whole.as_str()));
     assert_eq!(p.transaction_keys, [batches[1].items[5].key.clone()]);
-    let kinds: Vec<String> = inbox
-        .drain(&stack)
+    let kinds: Vec<String> = notifications(&inbox)
         .await
         .iter()
         .map(|n| attribute(n, "kind"))
@@ -1352,9 +1248,9 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
 #[tokio::test]
 async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    let mut settings = endpoint(
+    let mut settings = endpoint_with(
         &stack,
         &receiver,
         "acme-off",
@@ -1408,7 +1304,7 @@ async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
     let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
     assert_eq!(posted, ids);
     assert!(
-        inbox.drain(&stack).await.is_empty(),
+        notifications(&inbox).await.is_empty(),
         "staff disabled it: no notice"
     );
 }
@@ -1419,9 +1315,9 @@ async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_endpoint_is_probed_once_per_interval_and_a_successful_probe_recovers_it() {
     let stack = Stack::deploy().await;
-    let inbox = Inbox::subscribe(&stack).await;
+    let inbox = subscribe_inbox(&stack).await;
     let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-probe", "/push", "tok-p", json!({})).await;
+    endpoint(&stack, &receiver, "acme-probe", "tok-p").await;
     receiver.set_default(Reply::status(503));
     let probe = Duration::from_secs(8);
     let push = stack.push(&receiver, |s| {
@@ -1480,8 +1376,7 @@ async fn an_expired_endpoint_is_probed_once_per_interval_and_a_successful_probe_
         kept,
         [b[0].message_id.to_string(), b[1].message_id.to_string()]
     );
-    let kinds: Vec<String> = inbox
-        .drain(&stack)
+    let kinds: Vec<String> = notifications(&inbox)
         .await
         .iter()
         .map(|n| attribute(n, "kind"))

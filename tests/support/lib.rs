@@ -133,6 +133,9 @@ pub mod cli;
 
 /// Customers, endpoints, uploads and delivery loops on a stack.
 mod fixtures;
+
+/// A queue subscribed to an SNS topic (the notifications a customer gets).
+pub mod inbox;
 pub use fixtures::transactions_batch;
 
 /// Building API Gateway HTTP API (payload 2.0) events, as API Gateway and the
