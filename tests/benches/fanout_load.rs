@@ -202,18 +202,6 @@ async fn main() {
 /// and the write units their puts cost (one per started KB per item).
 async fn plan_writes(stack: &Stack) -> (usize, usize) {
     use aws_sdk_dynamodb::types::AttributeValue;
-    fn size(v: &AttributeValue) -> usize {
-        match v {
-            AttributeValue::S(s) => s.len(),
-            AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
-            AttributeValue::B(b) => b.as_ref().len(),
-            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-            AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + size(v)).sum::<usize>(),
-            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + size(v)).sum::<usize>(),
-            AttributeValue::Ss(l) => l.iter().map(String::len).sum(),
-            _ => 0,
-        }
-    }
     let items: Vec<_> = stack
         .clients
         .dynamodb
@@ -227,13 +215,7 @@ async fn plan_writes(stack: &Stack) -> (usize, usize) {
         .try_collect()
         .await
         .expect("scan plans");
-    let mut bytes = 0;
-    let mut units = 0;
-    for item in &items {
-        let b: usize = item.iter().map(|(k, v)| k.len() + size(v)).sum();
-        bytes += b;
-        units += b.div_ceil(1024).max(1);
-    }
+    let (bytes, units) = platformsync_tests::item_size::bytes_and_write_units(&items);
     (bytes, units)
 }
 

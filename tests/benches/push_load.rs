@@ -176,15 +176,6 @@ async fn main() {
 /// their puts cost (one per started KB per item, as DynamoDB bills a put)
 /// and how many carry the keys themselves.
 async fn ledger_writes(stack: &Stack) -> (usize, usize, usize, usize) {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    fn size(v: &AttributeValue) -> usize {
-        match v {
-            AttributeValue::S(s) => s.len(),
-            AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
-            AttributeValue::B(b) => b.as_ref().len(),
-            _ => 1,
-        }
-    }
     let items: Vec<_> = stack
         .clients
         .dynamodb
@@ -196,13 +187,7 @@ async fn ledger_writes(stack: &Stack) -> (usize, usize, usize, usize) {
         .try_collect()
         .await
         .expect("scan ledger");
-    let mut bytes = 0;
-    let mut units = 0;
-    for item in &items {
-        let b: usize = item.iter().map(|(k, v)| k.len() + size(v)).sum();
-        bytes += b;
-        units += b.div_ceil(1024).max(1);
-    }
+    let (bytes, units) = platformsync_tests::item_size::bytes_and_write_units(&items);
     let with_keys = items
         .iter()
         .filter(|i| i.contains_key("TransactionKeys"))

@@ -136,6 +136,9 @@ mod fixtures;
 
 /// A queue subscribed to an SNS topic (the notifications a customer gets).
 pub mod inbox;
+
+/// DynamoDB item sizes and write units, for the benchmarks.
+pub mod item_size;
 pub use fixtures::transactions_batch;
 
 /// Building API Gateway HTTP API (payload 2.0) events, as API Gateway and the
