@@ -46,6 +46,12 @@ fn payload(message_id: &str, kind: &str, n: usize) -> Value {
 }
 
 /// POSTs `body` to `path` with the key placed as `placement` says (or no key).
+/// A push with the key as `Authorization: Bearer` (the default placement).
+async fn push_bearer(r: &ReceiverHandle, path: &str, body: Value) -> (u16, Value) {
+    let bearer = Placement::Header { bearer: true };
+    push(r, path, body, bearer, "Authorization", Some(KEY)).await
+}
+
 async fn push(
     r: &ReceiverHandle,
     path: &str,
@@ -213,15 +219,7 @@ async fn repeated_message_id_is_answered_200_and_recorded_once() {
     r.shutdown().await;
     let r = start(h, "Authorization", Some(dir.clone())).await;
     assert_eq!(r.ca_pem, old_ca);
-    let (status, _) = push(
-        &r,
-        "/x",
-        payload("n", "Transactions", 1),
-        h,
-        "Authorization",
-        Some(KEY),
-    )
-    .await;
+    let (status, _) = push_bearer(&r, "/x", payload("n", "Transactions", 1)).await;
     assert_eq!(status, 200);
     r.shutdown().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -235,15 +233,7 @@ async fn fails_n_times_then_recovers() {
     let id = uuid::Uuid::new_v4().to_string();
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let (status, _) = push(
-            &r,
-            "/p",
-            payload(&id, "Transactions", 3),
-            h,
-            "Authorization",
-            Some(KEY),
-        )
-        .await;
+        let (status, _) = push_bearer(&r, "/p", payload(&id, "Transactions", 3)).await;
         statuses.push(status);
     }
     assert_eq!(statuses, [500, 500, 200]);
@@ -257,15 +247,7 @@ async fn fails_n_times_then_recovers() {
 
     // The library handle does the same.
     r.fail_next(1, 429);
-    let (status, _) = push(
-        &r,
-        "/p",
-        payload("other", "Transactions", 1),
-        h,
-        "Authorization",
-        Some(KEY),
-    )
-    .await;
+    let (status, _) = push_bearer(&r, "/p", payload("other", "Transactions", 1)).await;
     assert_eq!(status, 429);
 }
 
@@ -278,15 +260,7 @@ async fn fails_for_a_while_then_recovers() {
     let mut failures = 0;
     loop {
         let id = uuid::Uuid::new_v4().to_string();
-        let (status, _) = push(
-            &r,
-            "/p",
-            payload(&id, "Transactions", 1),
-            h,
-            "Authorization",
-            Some(KEY),
-        )
-        .await;
+        let (status, _) = push_bearer(&r, "/p", payload(&id, "Transactions", 1)).await;
         if status == 200 {
             break;
         }
@@ -309,15 +283,7 @@ async fn fails_for_a_while_then_recovers() {
     // Slow answers: the push waits, then succeeds.
     control(&r, "slow", Some(json!({"seconds": 0.6}))).await;
     let t = Instant::now();
-    let (status, _) = push(
-        &r,
-        "/p",
-        payload("slow", "Transactions", 1),
-        h,
-        "Authorization",
-        Some(KEY),
-    )
-    .await;
+    let (status, _) = push_bearer(&r, "/p", payload("slow", "Transactions", 1)).await;
     assert_eq!(status, 200);
     assert!(t.elapsed() >= Duration::from_millis(600));
     control(&r, "slow", Some(json!({"seconds": 0}))).await;
@@ -341,15 +307,7 @@ async fn summary_counts_per_path_and_kind_and_reset_forgets() {
         let r = &r;
         async move {
             let id = uuid::Uuid::new_v4().to_string();
-            let (status, _) = push(
-                r,
-                path,
-                payload(&id, kind, n),
-                h,
-                "Authorization",
-                Some(KEY),
-            )
-            .await;
+            let (status, _) = push_bearer(r, path, payload(&id, kind, n)).await;
             assert_eq!(status, 200);
         }
     };
@@ -357,15 +315,7 @@ async fn summary_counts_per_path_and_kind_and_reset_forgets() {
     send("/acme/erp", "AuditTransactions", 2).await;
     send("/acme/cash", "Transactions", 4).await;
     // Not a push payload: 400, counted, not recorded.
-    let (status, _) = push(
-        &r,
-        "/acme/erp",
-        json!({"Transactions": []}),
-        h,
-        "Authorization",
-        Some(KEY),
-    )
-    .await;
+    let (status, _) = push_bearer(&r, "/acme/erp", json!({"Transactions": []})).await;
     assert_eq!(status, 400);
 
     let s = summary(&r).await;
