@@ -117,6 +117,18 @@ pub(crate) async fn put_if_absent(
     crate::dynamo::put_if(client, table, item, &condition, []).await
 }
 
+/// Deletes the item under `key` (absent already is fine).
+pub(crate) async fn delete(client: &Client, table: &str, key: Item) -> Result<(), StoreError> {
+    client
+        .delete_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .send()
+        .await
+        .map_err(|e| StoreError::sdk("DeleteItem", table, e))?;
+    Ok(())
+}
+
 /// The item under `key`; strongly consistent when `consistent`.
 pub(crate) async fn get_item(
     client: &Client,

@@ -39,10 +39,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use platformsync_delivery::retry::AttemptState;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
-use crate::dynamo::{is_conditional_failure, n, s};
+use crate::dynamo::{self, Item, n, rfc3339, s, text};
 use crate::fanout_plans::PlanStore;
 use platformsync_domain::batch::PlanRef;
 
@@ -151,10 +150,6 @@ pub struct Ledger {
     plans: Option<PlanStore>,
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
 fn expires_at(now: OffsetDateTime, keep: Duration) -> i64 {
     now.unix_timestamp()
         .saturating_add(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX))
@@ -164,7 +159,8 @@ fn attempt_id(message_id: &str) -> String {
     format!("{ATTEMPT_PREFIX}{message_id}")
 }
 
-fn key(endpoint_id: &str, batch_id: String) -> HashMap<String, AttributeValue> {
+/// The ledger table's key (parked batches share the table).
+pub(crate) fn key(endpoint_id: &str, batch_id: String) -> Item {
     HashMap::from([
         ("EndpointId".to_owned(), s(endpoint_id)),
         ("BatchId".to_owned(), s(batch_id)),
@@ -190,12 +186,8 @@ impl Ledger {
         &self.table
     }
 
-    fn malformed(&self, key: &str, message: impl ToString) -> StoreError {
-        StoreError::Malformed {
-            resource: self.table.clone(),
-            key: key.to_owned(),
-            message: message.to_string(),
-        }
+    fn malformed(&self, key: &str, message: impl std::fmt::Display) -> StoreError {
+        dynamo::malformed(&self.table, key, message)
     }
 
     /// The batch's delivery record and retry state, in one strongly
@@ -274,11 +266,7 @@ impl Ledger {
         Ok(found)
     }
 
-    fn attempt_state(
-        &self,
-        item: &HashMap<String, AttributeValue>,
-        message_id: &str,
-    ) -> Result<AttemptState, StoreError> {
+    fn attempt_state(&self, item: &Item, message_id: &str) -> Result<AttemptState, StoreError> {
         match item.get("State") {
             Some(AttributeValue::S(json)) => {
                 serde_json::from_str(json).map_err(|e| self.malformed(&attempt_id(message_id), e))
@@ -305,14 +293,7 @@ impl Ledger {
             "ExpiresAt".into(),
             n(expires_at(OffsetDateTime::now_utc(), ATTEMPT_RETENTION)),
         );
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
-        Ok(())
+        dynamo::put(&self.client, &self.table, item).await
     }
 
     /// Forgets the retry state (the batch was delivered or expired).
@@ -321,14 +302,8 @@ impl Ledger {
         endpoint_id: &str,
         message_id: &str,
     ) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(endpoint_id, attempt_id(message_id))))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("DeleteItem", &self.table, e))?;
-        Ok(())
+        let key = key(endpoint_id, attempt_id(message_id));
+        dynamo::delete(&self.client, &self.table, key).await
     }
 
     /// Records a delivered batch, once: a conditional put on the batch id.
@@ -376,21 +351,20 @@ impl Ledger {
             "ExpiresAt".into(),
             n(expires_at(delivery.delivered_at, DELIVERY_RETENTION)),
         );
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
+        let written = dynamo::put_if(
+            &self.client,
+            &self.table,
+            item,
             // A refused part replayed and now delivered replaces its marker.
-            .condition_expression("attribute_not_exists(BatchId) OR Outcome = :refused")
-            .expression_attribute_values(":refused", s(REFUSED))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(Recorded::New),
-            Err(e) if is_conditional_failure(&e) => Ok(Recorded::AlreadyThere),
-            Err(e) => Err(StoreError::sdk("PutItem", &self.table, e)),
-        }
+            "attribute_not_exists(BatchId) OR Outcome = :refused",
+            [(":refused", s(REFUSED))],
+        )
+        .await?;
+        Ok(if written {
+            Recorded::New
+        } else {
+            Recorded::AlreadyThere
+        })
     }
 
     /// Marks a split part the endpoint refused (parked with its answer), so a
@@ -405,21 +379,9 @@ impl Ledger {
         item.insert("Outcome".into(), s(REFUSED));
         item.insert("RefusedAt".into(), s(rfc3339(at)));
         item.insert("ExpiresAt".into(), n(expires_at(at, DELIVERY_RETENTION)));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(BatchId)")
-            .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| {
-                if is_conditional_failure(&e) {
-                    Ok(())
-                } else {
-                    Err(StoreError::sdk("PutItem", &self.table, e))
-                }
-            })
+        // Already there (delivered or marked): left as it is.
+        dynamo::put_if_absent(&self.client, &self.table, item, "BatchId").await?;
+        Ok(())
     }
 
     /// The delivered batches of `endpoint_id` that held `transaction_key`
@@ -464,14 +426,7 @@ impl Ledger {
             item.insert("Error".into(), s(error));
         }
         item.insert("ExpiresAt".into(), n(expires_at(at, ATTEMPT_LOG_RETENTION)));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
-        Ok(())
+        dynamo::put(&self.client, &self.table, item).await
     }
 
     /// The endpoint's recorded attempts, oldest first; only those of
@@ -481,23 +436,13 @@ impl Ledger {
         endpoint_id: &str,
         message_id: Option<&str>,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let items: Vec<_> = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("EndpointId = :e AND begins_with(BatchId, :p)")
             .expression_attribute_values(":e", s(endpoint_id))
-            .expression_attribute_values(":p", s(TRY_PREFIX))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        let text = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
-            Some(AttributeValue::S(v)) | Some(AttributeValue::N(v)) => Some(v.clone()),
-            _ => None,
-        };
+            .expression_attribute_values(":p", s(TRY_PREFIX));
+        let items = dynamo::query_all(&self.table, query).await?;
         Ok(items
             .iter()
             .map(|item| AttemptRecord {
@@ -528,23 +473,13 @@ impl Ledger {
     /// batches, attempts and retry states left out), its keys resolved
     /// through the plans. Each plan is read once.
     pub async fn delivered(&self, endpoint_id: &str) -> Result<Vec<DeliveredBatch>, StoreError> {
-        let items: Vec<_> = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("EndpointId = :e")
-            .expression_attribute_values(":e", s(endpoint_id))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
-        let text = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
-            Some(AttributeValue::S(v)) => v.clone(),
-            Some(AttributeValue::N(v)) => v.clone(),
-            _ => String::new(),
-        };
+            .expression_attribute_values(":e", s(endpoint_id));
+        let items = dynamo::query_all(&self.table, query).await?;
+        let text = |item: &Item, name: &str| dynamo::text(item, name).unwrap_or_default();
         let mut plans: HashMap<String, crate::fanout_plans::Plan> = HashMap::new();
         let mut out = Vec::new();
         for item in &items {

@@ -26,17 +26,16 @@
 //! function acknowledges a `MessageId` the ledger already has without
 //! posting it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::StoreError;
-use crate::dynamo::{n, s, text};
+use crate::dynamo::{self, Item, n, rfc3339, s, text};
+use crate::ledger::key;
 
 /// Sort key prefix of parked batches in the ledger table.
 pub const PARKED_PREFIX: &str = "PARKED#";
@@ -146,28 +145,10 @@ impl ParkedStore {
         }
     }
 
-    fn key(endpoint_id: &str, batch_id: String) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("EndpointId".to_owned(), s(endpoint_id)),
-            ("BatchId".to_owned(), s(batch_id)),
-        ])
-    }
-
-    async fn put(&self, item: HashMap<String, AttributeValue>) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("PutItem", &self.table, e))?;
-        Ok(())
-    }
-
     /// Parks a batch; returns its id (sort key).
     pub async fn park(&self, batch: &ParkBatch<'_>) -> Result<String, StoreError> {
         let (id, header) = self.write_parts(batch).await?;
-        self.put(header).await?;
+        dynamo::put(&self.client, &self.table, header).await?;
         Ok(id)
     }
 
@@ -187,7 +168,7 @@ impl ParkedStore {
             .table_name(&self.table)
             .set_item(Some(header))
             .build()
-            .map_err(|e| crate::dynamo::malformed(&self.table, &id, e))?;
+            .map_err(|e| dynamo::malformed(&self.table, &id, e))?;
         let out = self
             .client
             .transact_write_items()
@@ -212,16 +193,8 @@ impl ParkedStore {
                 // The parts alone are never listed; removed so nothing lingers.
                 let parts = batch.body.len().div_ceil(PART_BYTES);
                 for part in 0..parts {
-                    let _ = self
-                        .client
-                        .delete_item()
-                        .table_name(&self.table)
-                        .set_key(Some(Self::key(
-                            batch.endpoint_id,
-                            part_key(&id, part as u32),
-                        )))
-                        .send()
-                        .await;
+                    let key = key(batch.endpoint_id, part_key(&id, part as u32));
+                    let _ = dynamo::delete(&self.client, &self.table, key).await;
                 }
                 Ok(None)
             }
@@ -229,10 +202,7 @@ impl ParkedStore {
     }
 
     /// Writes the body's parts; returns the batch's id and its header item.
-    async fn write_parts(
-        &self,
-        batch: &ParkBatch<'_>,
-    ) -> Result<(String, HashMap<String, AttributeValue>), StoreError> {
+    async fn write_parts(&self, batch: &ParkBatch<'_>) -> Result<(String, Item), StoreError> {
         let id = format!(
             "{PARKED_PREFIX}{:020}#{}",
             stamp(batch.parked_at),
@@ -245,21 +215,18 @@ impl ParkedStore {
             body.chunks(PART_BYTES).collect()
         };
         for (i, chunk) in chunks.iter().enumerate() {
-            let mut item = Self::key(batch.endpoint_id, part_key(&id, i as u32));
+            let mut item = key(batch.endpoint_id, part_key(&id, i as u32));
             item.insert("Body".into(), AttributeValue::B(Blob::new(chunk.to_vec())));
-            self.put(item).await?;
+            dynamo::put(&self.client, &self.table, item).await?;
         }
-        let mut item = Self::key(batch.endpoint_id, id.clone());
+        let mut item = key(batch.endpoint_id, id.clone());
         item.insert("CustomerId".into(), s(batch.customer_id));
         item.insert("MessageId".into(), s(batch.message_id));
         item.insert("Kind".into(), s(batch.kind));
         item.insert("CreatedAt".into(), s(batch.created_at));
         item.insert("Reason".into(), s(batch.reason));
         item.insert("Attempts".into(), n(batch.attempts));
-        item.insert(
-            "ParkedAt".into(),
-            s(batch.parked_at.format(&Rfc3339).unwrap_or_default()),
-        );
+        item.insert("ParkedAt".into(), s(rfc3339(batch.parked_at)));
         item.insert("Parts".into(), n(chunks.len()));
         item.insert("TransactionCount".into(), n(batch.transaction_keys.len()));
         if !batch.transaction_keys.is_empty() {
@@ -269,10 +236,7 @@ impl ParkedStore {
             item.insert("LastError".into(), s(e));
         }
         if let Some(at) = batch.first_attempt_at {
-            item.insert(
-                "FirstAttemptAt".into(),
-                s(at.format(&Rfc3339).unwrap_or_default()),
-            );
+            item.insert("FirstAttemptAt".into(), s(rfc3339(at)));
         }
         if let Some(parent) = batch.parent_message_id {
             item.insert("ParentMessageId".into(), s(parent));
@@ -282,10 +246,9 @@ impl ParkedStore {
 
     /// The endpoint's parked batches, in the order they were parked.
     pub async fn list(&self, endpoint_id: &str) -> Result<Vec<Parked>, StoreError> {
-        let items: Vec<_> = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("EndpointId = :e AND begins_with(BatchId, :p)")
             .expression_attribute_values(":e", s(endpoint_id))
             .expression_attribute_values(":p", s(PARKED_PREFIX))
@@ -306,13 +269,8 @@ impl ParkedStore {
                     .map(|(i, name)| (format!("#a{i}"), (*name).to_owned()))
                     .collect(),
             ))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::sdk("Query", &self.table, e))?;
+            .consistent_read(true);
+        let items = dynamo::query_all(&self.table, query).await?;
         Ok(items
             .iter()
             .filter(|item| {
@@ -348,32 +306,20 @@ impl ParkedStore {
     pub async fn body(&self, parked: &Parked) -> Result<String, StoreError> {
         let mut body = Vec::new();
         for part in 0..parked.parts {
-            let key = part_key(&parked.id, part);
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(&parked.endpoint_id, key.clone())))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-            match out.item.as_ref().and_then(|i| i.get("Body")) {
+            let part = part_key(&parked.id, part);
+            let item = dynamo::get_item(
+                &self.client,
+                &self.table,
+                key(&parked.endpoint_id, part.clone()),
+                true,
+            )
+            .await?;
+            match item.as_ref().and_then(|i| i.get("Body")) {
                 Some(AttributeValue::B(blob)) => body.extend_from_slice(blob.as_ref()),
-                _ => {
-                    return Err(StoreError::Malformed {
-                        resource: self.table.clone(),
-                        key,
-                        message: "body part missing".into(),
-                    });
-                }
+                _ => return Err(dynamo::malformed(&self.table, &part, "body part missing")),
             }
         }
-        String::from_utf8(body).map_err(|e| StoreError::Malformed {
-            resource: self.table.clone(),
-            key: parked.id.clone(),
-            message: e.to_string(),
-        })
+        String::from_utf8(body).map_err(|e| dynamo::malformed(&self.table, &parked.id, e))
     }
 
     /// Removes a parked batch (after it was replayed).
@@ -381,14 +327,9 @@ impl ParkedStore {
         // The header first: a half-removed batch is no longer listed.
         let mut keys = vec![parked.id.clone()];
         keys.extend((0..parked.parts).map(|p| part_key(&parked.id, p)));
-        for key in keys {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(&parked.endpoint_id, key)))
-                .send()
-                .await
-                .map_err(|e| StoreError::sdk("DeleteItem", &self.table, e))?;
+        for batch_id in keys {
+            let key = key(&parked.endpoint_id, batch_id);
+            dynamo::delete(&self.client, &self.table, key).await?;
         }
         Ok(())
     }
