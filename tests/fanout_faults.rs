@@ -187,6 +187,14 @@ fn check_delivery(world: &World, received: &BTreeMap<String, Vec<BatchMessage>>)
     assert!(twice.is_empty(), "under two MessageIds: {twice:?}");
 }
 
+/// The world's first stream batch, handed to `fanout` before any fault.
+async fn first_batch(fanout: &fanout::Fanout, world: &World) -> fanout::Tally {
+    let event = streams::event(&world.records[..STREAM_BATCH]);
+    fanout
+        .process(event, Instant::now() + Duration::from_secs(30))
+        .await
+}
+
 #[tokio::test]
 async fn send_message_batch_failing_longer_than_200_attempts_then_recovering_loses_and_repeats_nothing()
  {
@@ -226,12 +234,7 @@ async fn the_config_table_throttled_for_fifteen_compressed_minutes_loses_and_rep
     // The first batch goes through; then every DynamoDB call of the
     // fan-out (plans, owners, endpoints) is throttled for the "15 minutes"
     // (6 s here), mid-stream.
-    let first = fanout
-        .process(
-            streams::event(&world.records[..STREAM_BATCH]),
-            Instant::now() + Duration::from_secs(30),
-        )
-        .await;
+    let first = first_batch(&fanout, &world).await;
     assert_eq!(first.first_failed, None, "{first:?}");
     proxy
         .add_rule(Rule::new("dynamodb", "*", Fault::Throttle).for_duration(Duration::from_secs(6)));
@@ -290,12 +293,7 @@ async fn a_range_whose_record_age_ran_out_is_recovered_from_the_stream_failure_q
 
     // The second stream batch fails for longer than the record age (SQS
     // down, mid-send: some of its messages went out, the rest did not).
-    let first = fanout
-        .process(
-            streams::event(&world.records[..STREAM_BATCH]),
-            Instant::now() + Duration::from_secs(30),
-        )
-        .await;
+    let first = first_batch(&fanout, &world).await;
     assert_eq!(first.first_failed, None);
     proxy.add_rule(Rule::new("sqs", "SendMessageBatch", Fault::Unavailable).after(1));
     let failing = fanout
