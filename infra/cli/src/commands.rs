@@ -665,7 +665,10 @@ fn show(
 }
 
 async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) -> Result<()> {
-    let (customer, id) = (customer_id(&args.customer)?, endpoint_id(&args.id)?);
+    let (customer, id) = (
+        customer_id(&args.endpoint.customer)?,
+        endpoint_id(&args.endpoint.id)?,
+    );
     let Some(source) = KeySource::of(&args.key)? else {
         bail!("endpoint add needs the API key: --key-stdin or --key-file PATH");
     };
@@ -725,7 +728,10 @@ async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) ->
 }
 
 async fn update(target: &Target, args: EndpointUpdate, json: bool, io: &mut Io<'_>) -> Result<()> {
-    let (customer, id) = (customer_id(&args.customer)?, endpoint_id(&args.id)?);
+    let (customer, id) = (
+        customer_id(&args.endpoint.customer)?,
+        endpoint_id(&args.endpoint.id)?,
+    );
     let source = KeySource::of(&args.key)?;
     let ops = Ops::connect(target).await;
     let mut e = ops

@@ -492,13 +492,20 @@ pub struct SettingsArgs {
     pub enabled: bool,
 }
 
+/// Which endpoint: its customer and its id.
 #[derive(Debug, Clone, Args)]
-pub struct EndpointAdd {
+pub struct EndpointRef {
     #[arg(long)]
     pub customer: String,
     /// Endpoint id, unique across customers (1 to 64 of `[a-z0-9-]`).
     #[arg(long)]
     pub id: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EndpointAdd {
+    #[command(flatten)]
+    pub endpoint: EndpointRef,
     #[command(flatten)]
     pub settings: SettingsArgs,
     #[command(flatten)]
@@ -507,10 +514,8 @@ pub struct EndpointAdd {
 
 #[derive(Debug, Clone, Args)]
 pub struct EndpointUpdate {
-    #[arg(long)]
-    pub customer: String,
-    #[arg(long)]
-    pub id: String,
+    #[command(flatten)]
+    pub endpoint: EndpointRef,
     #[command(flatten)]
     pub settings: SettingsArgs,
     /// Remove metadata keys (repeat).
