@@ -8,6 +8,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use aws_config::BehaviorVersion;
 use aws_sdk_sns::error::ProvideErrorMetadata;
 use platformsync_faults::Stats;
@@ -45,13 +47,10 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn the_binary_serves_rules_from_a_file_and_stops_on_sigterm() {
-    let Ok(upstream) = std::env::var("AWS_ENDPOINT_URL") else {
-        eprintln!(
-            "SKIPPED: AWS_ENDPOINT_URL is not set; run `infra/scripts/local-stack.sh up` and \
-             `source .local/stack.env` to run the fault proxy binary test"
-        );
+    let Some(upstreams) = common::upstreams() else {
         return;
     };
+    let upstream = upstreams.default_url().to_owned();
     let rules = std::env::temp_dir().join(format!("faults-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(
         &rules,

@@ -8,24 +8,16 @@
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use platformsync_faults::{FaultProxy, SERVICE_ENDPOINT_VARS, Upstreams};
+use platformsync_faults::SERVICE_ENDPOINT_VARS;
+
+mod common;
 
 #[tokio::test]
 async fn an_endpoint_set_on_the_loader_wins_over_service_variables() {
-    if std::env::var("AWS_ENDPOINT_URL")
-        .unwrap_or_default()
-        .is_empty()
-    {
-        eprintln!(
-            "SKIPPED: AWS_ENDPOINT_URL is not set; run `infra/scripts/local-stack.sh up` and \
-             `source .local/stack.env` to run the fault proxy tests"
-        );
-        return;
-    }
     // Routed from the environment as it is (the pair's DynamoDB on moto)...
-    let proxy = FaultProxy::start_routed(Upstreams::from_env().unwrap())
-        .await
-        .unwrap();
+    let Some(proxy) = common::proxy().await else {
+        return;
+    };
     // ... then every service variable the SDK reads names a dead port.
     let dead = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

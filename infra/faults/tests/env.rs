@@ -3,20 +3,13 @@
 //! single test: it changes the process environment.
 
 use aws_config::BehaviorVersion;
-use platformsync_faults::{FaultProxy, Upstreams};
+mod common;
 
 #[tokio::test]
 async fn a_service_specific_endpoint_routes_only_that_service_through_the_proxy() {
-    let Ok(_) = std::env::var("AWS_ENDPOINT_URL") else {
-        eprintln!(
-            "SKIPPED: AWS_ENDPOINT_URL is not set; run `infra/scripts/local-stack.sh up` and \
-             `source .local/stack.env` to run the fault proxy tests"
-        );
+    let Some(proxy) = common::proxy().await else {
         return;
     };
-    let proxy = FaultProxy::start_routed(Upstreams::from_env().unwrap())
-        .await
-        .unwrap();
     // SAFETY: the only test of this binary, and no other thread reads the
     // environment while it is changed (the runtime is current-thread).
     unsafe { std::env::set_var("AWS_ENDPOINT_URL_SQS", proxy.url()) };

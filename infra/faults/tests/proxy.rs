@@ -17,42 +17,8 @@ use aws_sdk_dynamodb::types::{
 use platformsync_faults::{Fault, FaultProxy, Rule, Stats, Upstreams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Where the local stack serves each service, if its environment is loaded
-/// (`AWS_ENDPOINT_URL`, and `AWS_ENDPOINT_URL_DYNAMODB`... on the LocalStack
-/// pair). Refuses anything but loopback, like tests/support does: no test
-/// may reach AWS.
-fn upstreams() -> Option<Upstreams> {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    if endpoint.is_empty() {
-        eprintln!(
-            "SKIPPED: AWS_ENDPOINT_URL is not set; run `infra/scripts/local-stack.sh up` and \
-             `source .local/stack.env` (or `make test`) to run the fault proxy tests"
-        );
-        return None;
-    }
-    let upstreams = Upstreams::from_env().expect("AWS_ENDPOINT_URL is set");
-    for url in std::iter::once(upstreams.default_url()).chain(upstreams.routes().map(|(_, u)| u)) {
-        let host = url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split(['/', ':']).next())
-            .unwrap_or_default();
-        assert!(
-            matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
-            "the fault proxy tests need the local AWS stack, an endpoint is {url:?}"
-        );
-    }
-    Some(upstreams)
-}
-
-async fn proxy() -> Option<FaultProxy> {
-    let upstreams = upstreams()?;
-    Some(
-        FaultProxy::start_routed(upstreams)
-            .await
-            .expect("proxy starts"),
-    )
-}
+mod common;
+use common::{proxy, upstreams};
 
 /// SDK configuration through the proxy: `attempts` in standard retry mode
 /// with short backoffs (the test's time, not the SDK's behaviour, is
