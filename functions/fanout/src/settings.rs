@@ -49,9 +49,9 @@ impl Settings {
             config_table: config_table.into(),
             delivery_queue_url: delivery_queue_url.into(),
             transactions_table: None,
-            config_cache_ttl: knob::CONFIG_CACHE_SECONDS.default_duration(),
-            time_budget: knob::TIME_BUDGET_SECONDS.default_duration(),
-            deadline_margin: knob::DEADLINE_MARGIN_SECONDS.default_duration(),
+            config_cache_ttl: knob::CONFIG_CACHE_SECONDS.default_duration_for(fanout),
+            time_budget: knob::TIME_BUDGET_SECONDS.default_duration_for(fanout),
+            deadline_margin: knob::DEADLINE_MARGIN_SECONDS.default_duration_for(fanout),
             aws_operation_timeout: knob::AWS_OPERATION_TIMEOUT_MS.default_duration_for(fanout),
             aws_attempt_timeout: knob::AWS_ATTEMPT_TIMEOUT_MS.default_duration_for(fanout),
             send_attempts: knob::SEND_ATTEMPTS.default_for(fanout).unwrap_or(1) as u32,
@@ -145,6 +145,14 @@ mod tests {
         // Stream-recovery is configured by the same knobs.
         let r = load(Function::StreamRecovery, &[("SEND_ATTEMPTS", "7")]).unwrap();
         assert_eq!(r.send_attempts, 7);
+    }
+
+    #[test]
+    fn new_has_the_loaders_defaults() {
+        let mut new = Settings::new("c", "q");
+        new.transactions_table = Some("t".into());
+        let loaded = load(Function::Fanout, &[]).unwrap();
+        assert_eq!(format!("{new:?}"), format!("{loaded:?}"));
     }
 
     #[test]

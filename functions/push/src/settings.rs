@@ -9,7 +9,8 @@ use platformsync_domain::endpoint::endpoint_secret_prefix;
 
 /// Endpoint settings are re-read at most this often by default: staff edits
 /// (a new URL, a new key name) take effect within half a minute.
-pub const DEFAULT_CONFIG_CACHE: Duration = knob::CONFIG_CACHE_SECONDS.default_duration();
+pub const DEFAULT_CONFIG_CACHE: Duration =
+    knob::CONFIG_CACHE_SECONDS.default_duration_for(Function::Push);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -78,14 +79,16 @@ impl Settings {
             queue_url: queue_url.into(),
             dead_letter_url: dead_letter_url.into(),
             topic_arn: topic_arn.into(),
-            retry_window: knob::RETRY_WINDOW_SECONDS.default_duration(),
-            probe_interval: knob::PROBE_INTERVAL_SECONDS.default_duration(),
-            lateness_tolerance: knob::LATENESS_TOLERANCE_SECONDS.default_duration(),
-            our_backoff_base: knob::OUR_BACKOFF_BASE_SECONDS.default_duration(),
-            our_backoff_cap: knob::OUR_BACKOFF_CAP_SECONDS.default_duration(),
-            aws_operation_timeout: knob::AWS_OPERATION_TIMEOUT_MS.default_duration(),
-            aws_attempt_timeout: knob::AWS_ATTEMPT_TIMEOUT_MS.default_duration(),
-            attempt_timeout: knob::ATTEMPT_TIMEOUT_SECONDS.default_duration(),
+            retry_window: knob::RETRY_WINDOW_SECONDS.default_duration_for(Function::Push),
+            probe_interval: knob::PROBE_INTERVAL_SECONDS.default_duration_for(Function::Push),
+            lateness_tolerance: knob::LATENESS_TOLERANCE_SECONDS
+                .default_duration_for(Function::Push),
+            our_backoff_base: knob::OUR_BACKOFF_BASE_SECONDS.default_duration_for(Function::Push),
+            our_backoff_cap: knob::OUR_BACKOFF_CAP_SECONDS.default_duration_for(Function::Push),
+            aws_operation_timeout: knob::AWS_OPERATION_TIMEOUT_MS
+                .default_duration_for(Function::Push),
+            aws_attempt_timeout: knob::AWS_ATTEMPT_TIMEOUT_MS.default_duration_for(Function::Push),
+            attempt_timeout: knob::ATTEMPT_TIMEOUT_SECONDS.default_duration_for(Function::Push),
             config_cache: DEFAULT_CONFIG_CACHE,
             extra_ca_pem: None,
             allow: AllowList::none(),
@@ -208,6 +211,13 @@ mod loader_tests {
         assert_eq!(s.our_backoff_cap, Duration::from_secs(1800));
         assert_eq!(s.endpoint_secret_prefix, "platformsync/dev/endpoints/");
         assert!(s.allow.is_empty() && s.extra_ca_pem.is_none());
+    }
+
+    #[test]
+    fn new_has_the_loaders_defaults() {
+        let loaded = load(&[]).unwrap();
+        let new = Settings::new("platformsync-dev-config", "l", "q", "d", "t");
+        assert_eq!(format!("{new:?}"), format!("{loaded:?}"));
     }
 
     #[test]

@@ -138,17 +138,8 @@ impl Knob {
         }
     }
 
-    /// The default as a duration, for knobs in seconds, milliseconds or
-    /// hours with one default for every function (zero otherwise: a table
-    /// mistake the tests catch).
-    pub const fn default_duration(&self) -> Duration {
-        match self.default {
-            DefaultValue::Number(n) => self.as_duration(n),
-            _ => Duration::ZERO,
-        }
-    }
-
-    /// `function`'s default as a duration (zero if it has none).
+    /// `function`'s default as a duration, in the knob's unit (zero for a
+    /// knob without a number default: a table mistake the tests catch).
     pub const fn default_duration_for(&self, function: Function) -> Duration {
         match self.default_for(function) {
             Some(n) => self.as_duration(n),
@@ -680,7 +671,7 @@ mod tests {
     #[test]
     fn durations_follow_the_unit() {
         assert_eq!(
-            knob::RETRY_WINDOW_SECONDS.default_duration(),
+            knob::RETRY_WINDOW_SECONDS.default_duration_for(Function::Push),
             Duration::from_secs(86_400)
         );
         let r = reader(Function::Ingest, &[("RETRIEVED_ON_MAX_AGE_HOURS", "2")]);
