@@ -292,6 +292,32 @@ impl FaultProxy {
     pub fn stats(&self) -> Stats {
         self.shared.state().stats(Instant::now())
     }
+
+    /// Hands every call forwarded from now on (not the failed ones) to
+    /// `observer`, with the request and the emulator's answer, once the
+    /// answer is read whole: what a cost model needs beyond the counts
+    /// (DynamoDB item sizes, SQS payload sizes, messages received). The
+    /// callback runs on the proxy's task: keep it short.
+    pub fn observe(&self, observer: impl Fn(&Exchange<'_>) + Send + Sync + 'static) {
+        self.shared.set_observer(Some(Arc::new(observer)));
+    }
+
+    /// No observer any more: answers stream through again.
+    pub fn stop_observing(&self) {
+        self.shared.set_observer(None);
+    }
+}
+
+/// One call the proxy forwarded, as [`FaultProxy::observe`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    pub call: &'a Call,
+    /// The emulator's HTTP status.
+    pub status: u16,
+    /// The request body, as the client sent it.
+    pub request: &'a [u8],
+    /// The answer's body, as the emulator sent it.
+    pub response: &'a [u8],
 }
 
 impl Drop for FaultProxy {
@@ -369,6 +395,67 @@ mod tests {
         assert!(is_self("localhost:4000", addr));
         assert!(!is_self("127.0.0.1:4001", addr));
         assert!(!is_self("10.0.0.1:4000", addr));
+    }
+
+    /// An upstream that answers every request with `answer` (JSON 200).
+    async fn answering(answer: &'static str) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = tcp.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = tcp.write_all(reply.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_observer_sees_each_forwarded_call_with_both_bodies() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = answering(r#"{"Item":{}}"#).await;
+        let proxy = FaultProxy::start(&format!("http://{upstream}"))
+            .await
+            .unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        proxy.observe(move |e| {
+            sink.lock().unwrap().push((
+                e.call.service.clone(),
+                e.call.operation.clone(),
+                e.status,
+                e.request.to_vec(),
+                e.response.to_vec(),
+            ))
+        });
+        let body = r#"{"TableName":"t"}"#;
+        let mut tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: localhost\r\nx-amz-target: DynamoDB_20120810.GetItem\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.ends_with(r#"{"Item":{}}"#), "{answer}");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![(
+                "dynamodb".to_owned(),
+                "GetItem".to_owned(),
+                200,
+                body.as_bytes().to_vec(),
+                br#"{"Item":{}}"#.to_vec()
+            )]
+        );
+        assert_eq!(proxy.stats().calls("dynamodb", "GetItem"), 1);
     }
 
     #[tokio::test]

@@ -52,7 +52,13 @@ pub(crate) struct Shared {
     client: Client<HttpConnector, Full<Bytes>>,
     routes: Routes,
     next_request_id: AtomicU64,
+    /// Sees every forwarded call with both bodies (cost accounting); while
+    /// one is set, answers are read whole before they are returned.
+    observer: Mutex<Option<Observer>>,
 }
+
+/// A callback given every call the proxy forwarded, with both bodies.
+pub(crate) type Observer = Arc<dyn Fn(&crate::Exchange<'_>) + Send + Sync>;
 
 impl Shared {
     pub(crate) fn new(routes: Routes) -> Self {
@@ -61,7 +67,19 @@ impl Shared {
             client: Client::builder(TokioExecutor::new()).build_http(),
             routes,
             next_request_id: AtomicU64::new(1),
+            observer: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn set_observer(&self, observer: Option<Observer>) {
+        *self.observer.lock().unwrap_or_else(|e| e.into_inner()) = observer;
+    }
+
+    fn observer(&self) -> Option<Observer> {
+        self.observer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The state, even if a thread panicked while holding it: counters are
@@ -138,7 +156,24 @@ async fn handle(
     let decision = shared.state().decide(&call, Instant::now());
 
     match decision {
-        None => Ok(forward(&shared, &call.service, parts, body).await),
+        None => match shared.observer() {
+            None => Ok(forward(&shared, &call.service, parts, body).await),
+            Some(observer) => {
+                let response = forward(&shared, &call.service, parts, body.clone()).await;
+                let (parts, answer) = response.into_parts();
+                let answer = match answer.collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(e) => return Err(e),
+                };
+                observer(&crate::Exchange {
+                    call: &call,
+                    status: parts.status.as_u16(),
+                    request: &body,
+                    response: &answer,
+                });
+                Ok(boxed(Response::from_parts(parts, Full::new(answer))))
+            }
+        },
         Some(Fault::Hang {
             seconds,
             forward: pass,
