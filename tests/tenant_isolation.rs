@@ -147,17 +147,19 @@ async fn upload(stack: &Stack, txs: &[String]) {
 }
 
 /// Receives (and deletes) everything on the delivery queue: per message
-/// group (endpoint), the keys it carries (`serial|time...`).
+/// group (endpoint), the keys it carries (`serial|time...`), sorted.
 async fn drain(stack: &Stack) -> BTreeMap<String, Vec<String>> {
     stack
         .drain_deliveries()
         .await
         .into_iter()
         .map(|(group, messages)| {
-            let keys = messages
+            let mut keys: Vec<String> = messages
                 .iter()
-                .flat_map(|m| m.items.iter().map(|i| i.key.clone()));
-            (group, keys.collect())
+                .flat_map(|m| m.items.iter().map(|i| i.key.clone()))
+                .collect();
+            keys.sort();
+            (group, keys)
         })
         .collect()
 }
