@@ -13,7 +13,7 @@ const KEY: &str = "rcv-Key_0123456789";
 fn client(ca_pem: &str) -> reqwest::Client {
     // The workspace's reqwest comes without a crypto provider of its own
     // (ring is the one provider, as in the functions): install it first.
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    platformsync_tls::install_default();
     let certs = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap();
     reqwest::Client::builder()
         .tls_certs_merge(certs)

@@ -100,7 +100,7 @@ async fn main() {
     // The bare loop's reqwest is built without a crypto provider of its own
     // (the workspace's one provider is ring, as in the functions): the same
     // one here, so both sides encrypt alike.
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    platformsync_tls::install_default();
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
     receiver.set_recording(false);

@@ -85,7 +85,7 @@ pub(crate) async fn run(
 
     // reqwest has no provider of its own (rustls-no-provider): ring, as
     // every client of ours. Already installed is fine.
-    let _ = (*platformsync_tls::provider()).clone().install_default();
+    platformsync_tls::install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

@@ -134,7 +134,11 @@ impl Pipeline {
             ingest_key,
             api_url: String::new(),
             runner: None,
-            http: reqwest::Client::new(),
+            http: {
+                // reqwest is built without a provider of its own.
+                platformsync_tls::install_default();
+                reqwest::Client::new()
+            },
         };
         pipeline.start_runner().await?;
         Ok(pipeline)

@@ -25,6 +25,8 @@ async fn start() -> ReceiverHandle {
 }
 
 fn client(r: &ReceiverHandle, timeout: Duration) -> reqwest::Client {
+    // reqwest is built without a provider of its own: ring, as everywhere.
+    platformsync_tls::install_default();
     let certs = reqwest::Certificate::from_pem_bundle(r.ca_pem.as_bytes()).unwrap();
     reqwest::Client::builder()
         .tls_certs_merge(certs)
