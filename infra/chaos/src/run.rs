@@ -480,6 +480,7 @@ async fn upload_all(
     give_up: Arc<AtomicBool>,
     start: Instant,
 ) {
+    platformsync_tls::install_default();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
