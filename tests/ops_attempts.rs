@@ -172,11 +172,12 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
     let dynamo = aws_sdk_dynamodb::Client::new(&stack.config);
     let ledger = Ledger::new(dynamo.clone(), stack.reference("DeliveryLedgerTable"));
     let now = time::OffsetDateTime::now_utc();
-    let delivery = |endpoint: &'static str, id: &'static str, keys: &'static [String]| Delivery {
-        endpoint_id: endpoint,
-        message_id: id,
-        customer_id: "acme",
-        kind: "Transactions",
+    let acme: &'static CustomerId = Box::leak(Box::new(CustomerId::parse("acme").unwrap()));
+    let delivery = |endpoint: &'static str, id: u128, keys: &'static [String]| Delivery {
+        endpoint_id: Box::leak(Box::new(EndpointId::parse(endpoint).unwrap())),
+        message_id: uuid::Uuid::from_u128(id),
+        customer_id: acme,
+        kind: MessageKind::Transactions,
         transaction_keys: keys,
         attempts: 1,
         first_attempt_at: now,
@@ -186,7 +187,7 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
     // Endpoint 1: a batch with keys (#1, #4 of another day).
     let keys1: &'static [String] = Box::leak(vec![key(&a[0]), key(&a[3])].into_boxed_slice());
     ledger
-        .record_delivery(&delivery("acme-m1", "b1", keys1))
+        .record_delivery(&delivery("acme-m1", 1, keys1))
         .await
         .unwrap();
     // Endpoint 2: #1 again and #2, #5 through a plan reference (#3 never delivered).
@@ -217,7 +218,7 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
     let planned_keys: &'static [String] =
         Box::leak(vec![key(&a[0]), key(&a[1]), key(&a[4])].into_boxed_slice());
     ledger
-        .record_planned_delivery(&delivery("acme-m2", "b2", planned_keys), Some(&plan_ref))
+        .record_planned_delivery(&delivery("acme-m2", 2, planned_keys), Some(&plan_ref))
         .await
         .unwrap();
     // The item stores the reference, not the keys; tools resolve them.
@@ -230,7 +231,7 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
         )
         .key(
             "BatchId",
-            aws_sdk_dynamodb::types::AttributeValue::S("b2".into()),
+            aws_sdk_dynamodb::types::AttributeValue::S(uuid::Uuid::from_u128(2).to_string()),
         )
         .send()
         .await

@@ -135,10 +135,10 @@ async fn a_backfill_sends_the_windows_undelivered_transactions_resumably_and_all
     let now = time::OffsetDateTime::now_utc();
     ledger
         .record_delivery(&Delivery {
-            endpoint_id: "acme-bf",
-            message_id: "earlier-batch",
-            customer_id: "acme",
-            kind: "Transactions",
+            endpoint_id: &platformsync_domain::endpoint::EndpointId::parse("acme-bf").unwrap(),
+            message_id: uuid::Uuid::from_u128(0xea71),
+            customer_id: &platformsync_domain::endpoint::CustomerId::parse("acme").unwrap(),
+            kind: MessageKind::Transactions,
             transaction_keys: &delivered_keys,
             attempts: 1,
             first_attempt_at: now,

@@ -514,10 +514,10 @@ async fn a_batch_already_in_the_ledger_is_not_posted_again() {
     stack
         .ledger()
         .record_delivery(&Delivery {
-            endpoint_id: "acme-prod",
-            message_id: &crashed.message_id.to_string(),
-            customer_id: CUSTOMER,
-            kind: "Transactions",
+            endpoint_id: &crashed.endpoint_id,
+            message_id: crashed.message_id,
+            customer_id: &crashed.customer_id,
+            kind: crashed.kind,
             transaction_keys: &keys,
             attempts: 1,
             first_attempt_at: now,

@@ -610,10 +610,10 @@ impl<P: Ports> Flow<P> {
         let outcome = match effects.next {
             Next::Acknowledge => {
                 let delivery = Delivery {
-                    endpoint_id: b.endpoint(),
-                    message_id: &b.message_id,
-                    customer_id: b.customer(),
-                    kind: b.meta.kind.wire_name(),
+                    endpoint_id: &b.meta.endpoint_id,
+                    message_id: b.meta.message_id,
+                    customer_id: &b.meta.customer_id,
+                    kind: b.meta.kind,
                     transaction_keys: &b.keys,
                     attempts: attempt.max(1),
                     first_attempt_at,
@@ -1014,10 +1014,10 @@ impl<P: Ports> Flow<P> {
                 AttemptResult::Delivered => {
                     let at = now();
                     let delivery = Delivery {
-                        endpoint_id: b.endpoint(),
-                        message_id: &part,
-                        customer_id: b.customer(),
-                        kind: b.meta.kind.wire_name(),
+                        endpoint_id: &b.meta.endpoint_id,
+                        message_id: part_id,
+                        customer_id: &b.meta.customer_id,
+                        kind: b.meta.kind,
                         transaction_keys: &b.keys[start..end],
                         attempts: 1,
                         first_attempt_at: at,

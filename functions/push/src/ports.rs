@@ -470,7 +470,7 @@ pub mod memory {
             d: &Delivery<'_>,
             _plan_ref: Option<&PlanRef>,
         ) -> Result<Recorded, StoreError> {
-            lock(&self.delivered).push(d.message_id.to_owned());
+            lock(&self.delivered).push(d.message_id.to_string());
             Ok(Recorded::New)
         }
         async fn record_refused(

@@ -178,21 +178,6 @@ async fn save_checkpoint(
     Ok(())
 }
 
-async fn queue_url(ops: &Ops) -> Result<String> {
-    if let Some(url) = &ops.names.delivery_queue_url {
-        return Ok(url.clone());
-    }
-    let name = ops.names.delivery_queue_name();
-    ops.sqs
-        .get_queue_url()
-        .queue_name(&name)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, &format!("GetQueueUrl {name}")))?
-        .queue_url
-        .with_context(|| format!("no URL for queue {name}"))
-}
-
 pub(crate) async fn run(
     target: &Target,
     args: ReplayArgs,
@@ -258,7 +243,7 @@ pub(crate) async fn run(
     let url = if args.dry_run {
         String::new()
     } else {
-        queue_url(&ops).await?
+        ops.delivery_queue_url().await?
     };
     let created_at = crate::rfc3339(OffsetDateTime::now_utc());
     let mut report = Report {

@@ -159,6 +159,22 @@ impl Ops {
             Err(e) => Err(sdk_error(e, &format!("DescribeSecret {secret_id}"))),
         }
     }
+
+    /// The delivery queue's URL: given, or looked up by the stage's name.
+    pub async fn delivery_queue_url(&self) -> Result<String> {
+        if let Some(url) = &self.names.delivery_queue_url {
+            return Ok(url.clone());
+        }
+        let name = self.names.delivery_queue_name();
+        self.sqs
+            .get_queue_url()
+            .queue_name(&name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, &format!("GetQueueUrl {name}")))?
+            .queue_url
+            .with_context(|| format!("no URL for queue {name}"))
+    }
 }
 
 /// An SDK error with its whole source chain (its `Display` alone says only

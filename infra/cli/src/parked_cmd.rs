@@ -18,7 +18,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::ops::{Ops, sdk_error};
+use crate::ops::Ops;
 use crate::table;
 use crate::{ExpiredCommand, Io, KeyArgs, Target};
 
@@ -255,7 +255,7 @@ pub(crate) async fn expired(
                 if !force {
                     refuse_if_stopped(&ops, &e).await?;
                 }
-                let queue_url = queue_url(&ops).await?;
+                let queue_url = ops.delivery_queue_url().await?;
                 let mut queued = Vec::new();
                 for (done, p) in chosen.iter().enumerate() {
                     if dry_run {
@@ -324,21 +324,6 @@ async fn refuse_if_stopped(ops: &Ops, endpoint: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-async fn queue_url(ops: &Ops) -> Result<String> {
-    if let Some(url) = &ops.names.delivery_queue_url {
-        return Ok(url.clone());
-    }
-    let name = ops.names.delivery_queue_name();
-    ops.sqs
-        .get_queue_url()
-        .queue_name(&name)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, &format!("GetQueueUrl {name}")))?
-        .queue_url
-        .with_context(|| format!("no URL for queue {name}"))
 }
 
 /// `endpoint disable`: the push function parks the endpoint's batches
@@ -490,7 +475,7 @@ pub(crate) async fn enable(
             tokio::time::sleep(std::time::Duration::from_secs(settle)).await;
         }
     }
-    let queue_url = queue_url(&ops).await?;
+    let queue_url = ops.delivery_queue_url().await?;
     let mut queued = Vec::new();
     let mut awaiting: Option<String> = None;
     let mut resumed = false;

@@ -108,26 +108,14 @@ impl HealthStore {
     }
 
     fn key(endpoint_id: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("PK".to_owned(), s(format!("ENDPOINT#{endpoint_id}"))),
-            ("SK".to_owned(), s("HEALTH")),
-        ])
+        crate::dynamo::pk_sk((format!("ENDPOINT#{endpoint_id}"), "HEALTH".into()))
     }
 
     async fn item(
         &self,
         endpoint_id: &str,
     ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(endpoint_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("GetItem", &self.table, e))?;
-        Ok(out.item)
+        crate::dynamo::get_item(&self.client, &self.table, Self::key(endpoint_id), true).await
     }
 
     /// The endpoint's state and its version (an endpoint never seen is

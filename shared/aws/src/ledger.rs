@@ -44,6 +44,9 @@ use crate::StoreError;
 use crate::dynamo::{self, Item, n, rfc3339, s, text};
 use crate::fanout_plans::PlanStore;
 use platformsync_domain::batch::PlanRef;
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
+use platformsync_domain::types::MessageKind;
+use uuid::Uuid;
 
 /// Delivered batches are remembered this long (TTL): longer than any replay
 /// or audit question about "did it arrive" is likely to be asked.
@@ -103,11 +106,11 @@ pub struct Lookup {
 /// A batch the endpoint accepted (HTTP 200).
 #[derive(Debug, Clone)]
 pub struct Delivery<'a> {
-    pub endpoint_id: &'a str,
-    pub message_id: &'a str,
-    pub customer_id: &'a str,
-    /// `Transactions` or `AuditTransactions`.
-    pub kind: &'a str,
+    pub endpoint_id: &'a EndpointId,
+    /// The batch's `MessageId` (a split part's own).
+    pub message_id: Uuid,
+    pub customer_id: &'a CustomerId,
+    pub kind: MessageKind,
     /// `SERIAL|SORTKEY` of every transaction of the batch, in batch order.
     /// Stored only when the delivery names no plan
     /// ([`Ledger::record_planned_delivery`]).
@@ -319,9 +322,12 @@ impl Ledger {
         delivery: &Delivery<'_>,
         plan_ref: Option<&PlanRef>,
     ) -> Result<Recorded, StoreError> {
-        let mut item = key(delivery.endpoint_id, delivery.message_id.to_owned());
-        item.insert("CustomerId".into(), s(delivery.customer_id));
-        item.insert("Kind".into(), s(delivery.kind));
+        let mut item = key(
+            delivery.endpoint_id.as_str(),
+            delivery.message_id.to_string(),
+        );
+        item.insert("CustomerId".into(), s(delivery.customer_id.as_str()));
+        item.insert("Kind".into(), s(delivery.kind.wire_name()));
         item.insert("DeliveredAt".into(), s(rfc3339(delivery.delivered_at)));
         item.insert(
             "FirstAttemptAt".into(),
