@@ -1,19 +1,14 @@
-//! template.yaml against the code: every environment variable a function
-//! reads is set for it, and its policy allows every AWS call it makes.
+//! template.yaml against the code: each function's policy allows every AWS
+//! call it makes.
 //!
-//! Functions read configuration only through `platformsync_aws::env`
-//! (`required`, `parsed_or`, `optional`) and reach AWS only through
-//! `platformsync_aws` modules, so both are found by reading the sources: a
-//! variable or permission removed from the template fails here, not in
-//! production.
+//! Functions reach AWS only through `platformsync_aws` modules, so the calls
+//! are found by reading the sources: a permission removed from the template
+//! fails here, not in production. (Environment variables are held together
+//! with the knob table by `shared/aws/tests/configuration.rs`.)
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-
-/// Variables that only local runs set (extra CA, loopback allow-list): on
-/// AWS their absence is the secure default.
-const LOCAL_ONLY: &[&str] = &["PLATFORMSYNC_EXTRA_CA_FILE", "PLATFORMSYNC_ALLOW_CIDRS"];
 
 /// SDK operation (as called: `.put_item()`) to the IAM action it needs.
 const OPERATIONS: &[(&str, &str)] = &[
@@ -55,19 +50,6 @@ fn sources(dir: &Path) -> String {
         }
     }
     text
-}
-
-/// String literals passed to `env::required(..)` and friends.
-fn env_reads(source: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for call in ["env::required(\"", "env::parsed_or(\"", "env::optional(\""] {
-        for piece in source.split(call).skip(1) {
-            if let Some((name, _)) = piece.split_once('"') {
-                out.insert(name.to_owned());
-            }
-        }
-    }
-    out
 }
 
 /// `platformsync_aws::<module>` paths a function's code uses.
@@ -175,24 +157,15 @@ struct Function {
     logical_id: String,
     binary: String,
     properties: Value,
-    environment: BTreeSet<String>,
 }
 
 fn functions() -> Vec<Function> {
     let template = platformsync_tests::template();
-    let globals: BTreeSet<String> = template.globals()["Function"]["Environment"]["Variables"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
     let mut out = Vec::new();
     for r in template.resources() {
         if r.kind != "AWS::Serverless::Function" {
             continue;
         }
-        let env: BTreeSet<String> = r.properties["Environment"]["Variables"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
         out.push(Function {
             logical_id: r.logical_id.clone(),
             binary: r.metadata["BuildProperties"]["Binary"]
@@ -200,36 +173,9 @@ fn functions() -> Vec<Function> {
                 .unwrap_or_default()
                 .to_owned(),
             properties: r.properties.clone(),
-            environment: env.into_iter().chain(globals.iter().cloned()).collect(),
         });
     }
     out
-}
-
-#[test]
-fn every_function_has_the_environment_it_reads() {
-    let root = platformsync_tests::repo_root();
-    let functions = functions();
-    assert!(!functions.is_empty());
-    for f in functions {
-        let source = sources(&root.join("functions").join(&f.binary).join("src"));
-        assert!(
-            !source.is_empty(),
-            "{}: no sources for binary {}",
-            f.logical_id,
-            f.binary
-        );
-        for name in env_reads(&source) {
-            if LOCAL_ONLY.contains(&name.as_str()) {
-                continue;
-            }
-            assert!(
-                f.environment.contains(&name),
-                "{} reads {name} but template.yaml does not set it",
-                f.logical_id
-            );
-        }
-    }
 }
 
 #[test]
@@ -256,10 +202,6 @@ fn every_function_may_make_the_calls_it_makes() {
 #[test]
 fn the_checks_notice_a_missing_variable_or_permission() {
     // The scanners themselves find what they must.
-    assert_eq!(
-        env_reads(r#"env::required("A")?; env::parsed_or("B", 1)"#),
-        BTreeSet::from(["A".to_owned(), "B".to_owned()])
-    );
     let props: Value = serde_json::json!({"Policies": [{"Statement": [
         {"Effect": "Allow", "Action": ["dynamodb:PutItem"], "Resource": "x"}
     ]}]});
