@@ -12,6 +12,7 @@ help:
 	@echo "make down   stop what make up started"
 	@echo "make bench  run the parser benchmark (figures go to docs/benchmarks.md)"
 	@echo "make bench-ingest  end-to-end ingest load run on a local stack of its own"
+	@echo "make bench-cost  AWS requests and cost per million transactions, measured on the whole pipeline"
 	@echo "make chaos  soak run: the pipeline under seeded failure, figures to docs/reliability.md (CHAOS_ARGS=...)"
 	@echo "make sam-build  build every function for Lambda (arm64) with sam build + cargo-lambda"
 
@@ -41,6 +42,12 @@ bench-fanout:
 
 bench-push:
 	@infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench push_load
+
+# Issue 16: the whole pipeline once, every AWS request counted, priced per
+# million transactions (docs/capacity.md). COST_TRANSACTIONS=N to change N.
+.PHONY: bench-cost
+bench-cost:
+	@infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench cost
 
 # Issue 18: 100 batches to a 30 %-failing endpoint beside a healthy one (docs/benchmarks.md).
 .PHONY: bench-flaky
