@@ -152,11 +152,13 @@ pub async fn run(o: &ChaosOptions) -> anyhow::Result<Outcome> {
     let stage = format!("chaos{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut options = PipelineOptions::new(&o.root, o.state_dir.join(&stage), &stage);
     options.sqs_visibility_timeout = Duration::from_secs(o.visibility_timeout_seconds);
+    // A knob of the functions: through the runner's --env, which wins over
+    // the template's 180 s (the runner's process environment would not).
+    options.function_env = vec![(
+        "ATTEMPT_TIMEOUT_SECONDS".into(),
+        o.faults.attempt_timeout_seconds.to_string(),
+    )];
     options.runner_env = vec![
-        (
-            "ATTEMPT_TIMEOUT_SECONDS".into(),
-            o.faults.attempt_timeout_seconds.to_string(),
-        ),
         // The runner's logs at warn: info lines for every batch would be
         // most of a long run's CPU and disk.
         ("RUST_LOG".into(), "warn".into()),

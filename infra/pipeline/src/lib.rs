@@ -30,9 +30,13 @@ pub struct PipelineOptions {
     /// Visibility timeout the runner uses for received messages: short, so a
     /// killed runner's in-flight batches come back quickly.
     pub sqs_visibility_timeout: Duration,
-    /// Extra environment of the runner process (and so of the functions),
-    /// e.g. `AWS_ENDPOINT_URL` of a fault proxy, `ATTEMPT_TIMEOUT_SECONDS`.
+    /// Extra environment of the runner process, e.g. `AWS_ENDPOINT_URL` of a
+    /// fault proxy, `RUST_LOG`. Not for the functions' own knobs: the runner
+    /// sets each function's `Environment` from the template over it.
     pub runner_env: Vec<(String, String)>,
+    /// Knobs for the functions (`ATTEMPT_TIMEOUT_SECONDS`...), passed as the
+    /// runner's `--env`, which wins over the template's values.
+    pub function_env: Vec<(String, String)>,
 }
 
 impl PipelineOptions {
@@ -48,6 +52,7 @@ impl PipelineOptions {
             parameters: BTreeMap::new(),
             sqs_visibility_timeout: Duration::from_secs(20),
             runner_env: Vec::new(),
+            function_env: Vec::new(),
         }
     }
 }
@@ -173,6 +178,12 @@ impl Pipeline {
             .arg(format!("PLATFORMSYNC_EXTRA_CA_FILE={}", ca.display()))
             .arg("--env")
             .arg("PLATFORMSYNC_ALLOW_CIDRS=127.0.0.0/8")
+            .args(
+                self.options
+                    .function_env
+                    .iter()
+                    .flat_map(|(k, v)| ["--env".to_owned(), format!("{k}={v}")]),
+            )
             .envs(self.options.runner_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
