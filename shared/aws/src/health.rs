@@ -300,6 +300,18 @@ impl HealthStore {
         endpoint_id: &str,
         customer_id: &str,
     ) -> Result<bool, StoreError> {
+        self.resume_marked(endpoint_id, customer_id, Some(true))
+            .await
+    }
+
+    /// Resumes the endpoint's incident (retried on a version conflict),
+    /// setting `Resuming` to `resuming` when given; whether it was expired.
+    async fn resume_marked(
+        &self,
+        endpoint_id: &str,
+        customer_id: &str,
+        resuming: Option<bool>,
+    ) -> Result<bool, StoreError> {
         for _ in 0..5 {
             let Versioned {
                 mut state, version, ..
@@ -307,7 +319,7 @@ impl HealthStore {
             let was_expired = state.is_expired();
             state.resume();
             match self
-                .save_with(endpoint_id, customer_id, &state, version, Some(true))
+                .save_with(endpoint_id, customer_id, &state, version, resuming)
                 .await?
             {
                 Saved::Written { .. } => return Ok(was_expired),
@@ -388,18 +400,7 @@ impl HealthStore {
     /// once (its window starts afresh), and the next 200 sends "recovered".
     /// Returns whether it was expired.
     pub async fn resume(&self, endpoint_id: &str, customer_id: &str) -> Result<bool, StoreError> {
-        for _ in 0..5 {
-            let Versioned {
-                mut state, version, ..
-            } = self.load(endpoint_id).await?;
-            let was_expired = state.is_expired();
-            state.resume();
-            match self.save(endpoint_id, customer_id, &state, version).await? {
-                Saved::Written { .. } => return Ok(was_expired),
-                Saved::Conflict => continue,
-            }
-        }
-        Err(self.kept_changing())
+        self.resume_marked(endpoint_id, customer_id, None).await
     }
 
     /// The endpoint's health as people read it; an endpoint never seen is
