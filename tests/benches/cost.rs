@@ -609,6 +609,10 @@ async fn run(
             .queue_url(&queue_url)
             .max_number_of_messages(queue_batch as i32)
             .wait_time_seconds(1)
+            // As the local runner does (--sqs-visibility-timeout): a batch
+            // handed back when push's own backoff call failed comes back in
+            // 30 s, not after the queue's 21 minutes.
+            .visibility_timeout(30)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
