@@ -22,7 +22,8 @@ use platformsync_aws::secrets::{MAX_TTL, SecretCache};
 use platformsync_http::{ClientConfig, ClientError, EndpointClient};
 
 use crate::attempt::Attempt;
-use crate::flow::{Envelope, Flow, Outcome, Timing};
+use crate::flow::{Envelope, Flow, Timing};
+use crate::outcome::Outcome;
 use crate::policy::Rules;
 use crate::ports::AwsPorts;
 use crate::settings::Settings;

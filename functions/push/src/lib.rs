@@ -16,7 +16,20 @@
 //!   **attempt** → **policy** → save the state → retry / acknowledge / park /
 //!   split → **notices**. A group's acknowledged messages are deleted as soon
 //!   as the group is done, so a slow endpoint does not hold healthy groups in
-//!   flight.
+//!   flight. Its steps, by role:
+//!   - `group`: one endpoint's batches in order, the rest handed back after
+//!     the first that stops, the acknowledged ones deleted.
+//!   - `parsing`: the batch in a body, or the dead-letter queue.
+//!   - `bookkeeping`: the event's reads up front, the ledger check, the
+//!     delivered batch's ledger entry, attempt records.
+//!   - `gate`: the incident state (once per group), settings, the gate;
+//!     `parking`: parking a batch (counted while resuming).
+//!   - `attempting`: one attempt started on the state, posted, recorded.
+//!   - `splitting`: a batch the endpoint keeps refusing, split in halves.
+//!   - `effects`: the policy's decision applied: save, acknowledge / retry /
+//!     park, notices.
+//!   - `our_failures`: our own failures back off from the receive count; the
+//!     retention guard. `outcome`: what became of each message.
 //! - [`attempt`]: the key (Secrets Manager, cached ≤ 5 min, fetched again on
 //!   401/403), payload v1 rendered for the endpoint, one POST with the shared
 //!   [`EndpointClient`](platformsync_http::EndpointClient), and what the
@@ -70,14 +83,27 @@
 //! or DynamoDB.
 
 pub mod attempt;
+mod attempting;
+mod bookkeeping;
+mod effects;
 mod event;
 pub mod flow;
+mod gate;
+mod group;
 pub mod handler;
+mod our_failures;
+mod outcome;
+mod parking;
+mod parsing;
 pub mod policy;
 pub mod ports;
 mod settings;
+mod splitting;
+#[cfg(test)]
+mod testing;
 
 pub use event::sqs_event;
-pub use flow::{Outcome, parse_batch};
 pub use handler::{InitError, Push};
+pub use outcome::Outcome;
+pub use parsing::parse_batch;
 pub use settings::{DEFAULT_CONFIG_CACHE, Settings};
