@@ -11,10 +11,10 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use platformsync_aws::apigw;
 use platformsync_aws::metrics::Metrics;
 use platformsync_domain::upload::ItemRef;
 
-use crate::http;
 use crate::response::{
     ErrorBody, ErrorResponse, ItemStatus, ItemStatusEntry, RejectedItem, SequenceGap,
     UploadResponse,
@@ -125,7 +125,7 @@ pub(crate) fn refuse(
     message: &str,
     upload_id: Option<&str>,
 ) -> ApiGatewayV2httpResponse {
-    http::json(
+    apigw::json(
         status,
         &ErrorResponse {
             upload_id: upload_id.map(str::to_owned),

@@ -4,6 +4,7 @@
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use futures_util::{StreamExt, stream};
+use platformsync_aws::apigw;
 use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::ingest_key::KeyMatch;
 use platformsync_aws::transactions::Insertion;
@@ -18,7 +19,6 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::answer::{self, Answer, refuse};
 use crate::clients::Clients;
-use crate::http;
 use crate::plan::{self, Plan};
 use crate::response::UploadResponse;
 use crate::sequences;
@@ -78,17 +78,17 @@ impl Ingest {
         req: &ApiGatewayV2httpRequest,
         upload_id: &str,
     ) -> ApiGatewayV2httpResponse {
-        if http::path(req) != "/v1/uploads" {
+        if apigw::path(req) != "/v1/uploads" {
             let hint = "no such route; SafeSync posts to /v1/uploads";
             return refuse(404, "not_found", hint, None);
         }
-        if http::method(req) != ::http::Method::POST {
+        if apigw::method(req) != ::http::Method::POST {
             return refuse(405, "method_not_allowed", "use POST", None);
         }
         if let Some(resp) = self.authenticate(req).await {
             return resp;
         }
-        let body = match http::body_bytes(req) {
+        let body = match apigw::body_bytes(req) {
             Ok(body) => body,
             Err(e) => {
                 let message = format!("body is not valid base64: {e}");
@@ -126,7 +126,7 @@ impl Ingest {
             sequence_gaps = response.sequence_gaps.len(),
             "upload stored"
         );
-        http::json(status, &response)
+        apigw::json(status, &response)
     }
 
     /// `None` when the caller presented the ingest key.
@@ -134,7 +134,7 @@ impl Ingest {
         &self,
         req: &ApiGatewayV2httpRequest,
     ) -> Option<ApiGatewayV2httpResponse> {
-        let Some(presented) = http::presented_key(req) else {
+        let Some(presented) = apigw::presented_key(req) else {
             warn!("upload without an ingest key");
             let hint = "present the ingest key as x-api-key or Authorization: Bearer";
             return Some(refuse(401, "unauthorized", hint, None));

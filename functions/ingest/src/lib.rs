@@ -26,7 +26,6 @@
 mod answer;
 mod clients;
 mod handler;
-mod http;
 pub mod plan;
 pub mod response;
 mod sequences;

@@ -1,5 +1,6 @@
 //! The contract SafeSync sees (documented in README and docs/upload-*.json).
 
+pub use platformsync_aws::apigw::ErrorBody;
 use serde::Serialize;
 
 /// The answer to an upload that was read (200, or 503 when some items could
@@ -71,11 +72,4 @@ pub struct ErrorResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload_id: Option<String>,
     pub error: ErrorBody,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ErrorBody {
-    pub code: &'static str,
-    pub message: String,
 }

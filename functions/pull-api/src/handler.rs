@@ -4,14 +4,15 @@ use std::time::Instant;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use platformsync_aws::SdkConfig;
 use platformsync_aws::api_keys::{ApiKeyStore, Verified};
+use platformsync_aws::apigw;
 use platformsync_aws::assignments::AssignmentStore;
 use platformsync_aws::config::{Function, Reader, knob};
 use platformsync_aws::env::EnvError;
 use platformsync_aws::metrics::Metrics;
 use platformsync_domain::types::MessageKind;
+use secrecy::SecretString;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::http;
 use crate::paging::{self, Match, Page};
 use crate::ranges::key_ranges;
 use crate::request::{self, Paging, PullRequest};
@@ -110,10 +111,8 @@ impl PullApi {
             let started = Instant::now();
             let before = self.stats();
             let resp = match self.process(&req).await {
-                Ok(body) => http::json_text(200, body),
-                Err((status, code, message)) => {
-                    http::json_text(status, response::error(code, message))
-                }
+                Ok(body) => apigw::json_text(200, body),
+                Err((status, code, message)) => apigw::error(status, code, message),
             };
             let after = self.stats();
             let queries = after.queries - before.queries;
@@ -137,7 +136,7 @@ impl PullApi {
     }
 
     async fn process(&self, req: &ApiGatewayV2httpRequest) -> Result<String, Refusal> {
-        let kind = match http::path(req) {
+        let kind = match apigw::path(req) {
             "/v1/transactions" => MessageKind::Transactions,
             "/v1/audit-transactions" => MessageKind::AuditTransactions,
             _ => {
@@ -148,11 +147,11 @@ impl PullApi {
                 ));
             }
         };
-        if http::method(req) != ::http::Method::GET {
+        if apigw::method(req) != ::http::Method::GET {
             return Err(refuse(405, "method_not_allowed", "use GET"));
         }
         let customer = self.authenticate(req).await?;
-        let parsed = request::parse(kind, http::query(req))
+        let parsed = request::parse(kind, apigw::query(req))
             .map_err(|e| refuse(400, "invalid_request", e.to_string()))?;
         let (filters, page_no, size, token_in) = self.position(&parsed, &customer, kind)?;
 
@@ -223,7 +222,9 @@ impl PullApi {
                 "present your API key as x-api-key or Authorization: Bearer",
             )
         };
-        let Some(presented) = http::presented_key(req) else {
+        let Some(presented) =
+            apigw::presented_key(req).map(|k| SecretString::from(k.trim().to_owned()))
+        else {
             warn!("pull without an API key");
             return Err(unauthorized());
         };

@@ -25,7 +25,6 @@
 //!    byte for byte as pushed (exact decimals).
 
 mod handler;
-mod http;
 pub mod paging;
 pub mod ranges;
 pub mod request;

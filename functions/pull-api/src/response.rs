@@ -3,9 +3,8 @@
 //! A page is `{"Total", "Page", "PageSize", "Transactions" (or
 //! "AuditTransactions"), "NextPageToken"?}`; each transaction is its stored
 //! payload v1 text, unchanged, so decimals keep their digits (`20.0000`)
-//! and the JSON is exactly what the push sent.
-
-use serde::Serialize;
+//! and the JSON is exactly what the push sent. Error answers are
+//! `platformsync_aws::apigw::error`, the same shape as the ingest API's.
 
 /// Renders a page. `payloads` are JSON objects as stored.
 pub fn page<'a>(
@@ -37,30 +36,6 @@ pub fn page<'a>(
     out
 }
 
-/// An error answer: `{"Error": {"Code", "Message"}}`, as the ingest API's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ErrorResponse {
-    pub error: ErrorBody,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ErrorBody {
-    pub code: &'static str,
-    pub message: String,
-}
-
-pub fn error(code: &'static str, message: impl Into<String>) -> String {
-    serde_json::to_string(&ErrorResponse {
-        error: ErrorBody {
-            code,
-            message: message.into(),
-        },
-    })
-    .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,14 +63,6 @@ mod tests {
         assert_eq!(
             empty,
             r#"{"Total":0,"Page":3,"PageSize":10,"AuditTransactions":[]}"#
-        );
-    }
-
-    #[test]
-    fn errors() {
-        assert_eq!(
-            error("unauthorized", "no key"),
-            r#"{"Error":{"Code":"unauthorized","Message":"no key"}}"#
         );
     }
 }

@@ -9,6 +9,8 @@
 //! DynamoDB items and back, and turns SDK errors into typed errors that say
 //! which table, key or secret was involved.
 
+#[cfg(feature = "apigw")]
+pub mod apigw;
 pub mod backoff;
 pub mod config;
 pub mod env;
