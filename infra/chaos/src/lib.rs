@@ -15,7 +15,6 @@
 pub mod load;
 pub mod plan;
 pub mod report;
-mod rng;
 pub mod run;
 pub mod verdict;
 

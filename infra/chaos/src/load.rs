@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
-use crate::rng::Rng;
+use platformsync_domain::testdata::{
+    NOTES, Rng, amount_text, bundle, coins, local_iso, serial, write_denominations,
+};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -78,42 +80,12 @@ pub struct Load {
 
 const BASE: time::PrimitiveDateTime = time::macros::datetime!(2026-01-05 06:00);
 
-fn iso(t: time::PrimitiveDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// Cents as the real service writes amounts: `5560.0`, `12.35`.
-fn amount(cents: u64) -> String {
-    if cents.is_multiple_of(100) {
-        format!("{}.0", cents / 100)
-    } else {
-        format!("{}.{:02}", cents / 100, cents % 100)
-    }
-}
-
-fn unit(cents: u64) -> String {
-    format!("{}.{:02}00", cents / 100, cents % 100)
-}
-
 /// `n` distinct serials in the spec's shapes.
 fn serials(n: usize, rng: &mut Rng) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     while out.len() < n.max(1) {
-        let maker = ["UT", "CT", "LS", "UH"][out.len() % 4];
-        let serial = if maker == "LS" {
-            format!("LS{:010}", 2_017_000_000 + rng.below(1_000_000))
-        } else {
-            format!("{maker}{:05}", rng.below(100_000))
-        };
+        let serial = serial(["UT", "CT", "LS", "UH"][out.len() % 4], rng);
         if seen.insert(serial.clone()) {
             out.push(serial);
         }
@@ -123,18 +95,12 @@ fn serials(n: usize, rng: &mut Rng) -> Vec<String> {
 
 fn transaction(serial: &str, safe: usize, index: usize, rng: &mut Rng) -> Tx {
     let at = BASE + time::Duration::seconds(90 * index as i64 + (safe % 60) as i64);
-    let when = iso(at);
+    let when = local_iso(at);
     let user = *rng.pick(&["JOSE CHAVEZ", "MARY SMITH", "A. NGUYEN", "STORE MGR"]);
     let roll = rng.below(20);
     let (ty, denominations, extra, cents): (&str, Vec<(u64, u64)>, String, u64) = match roll {
         0..=10 => {
-            let notes = [100u64, 500, 1_000, 2_000, 5_000, 10_000];
-            let kinds = 1 + rng.below(3) as usize;
-            let start = rng.below((notes.len() - kinds + 1) as u64) as usize;
-            let d: Vec<(u64, u64)> = notes[start..start + kinds]
-                .iter()
-                .map(|&u| (u, 1 + rng.below(60)))
-                .collect();
+            let d = bundle(&NOTES, 3, 60, rng);
             let cents = d.iter().map(|(u, c)| u * c).sum();
             ("CashIn", d, String::new(), cents)
         }
@@ -148,12 +114,7 @@ fn transaction(serial: &str, safe: usize, index: usize, rng: &mut Rng) -> Tx {
             100 + rng.below(200_000),
         ),
         14..=16 => {
-            let coins = [1u64, 5, 10, 25];
-            let kinds = 1 + rng.below(4) as usize;
-            let d: Vec<(u64, u64)> = coins[..kinds]
-                .iter()
-                .map(|&u| (u, 1 + rng.below(40)))
-                .collect();
+            let d = coins(rng);
             let cents = d.iter().map(|(u, c)| u * c).sum();
             ("CoinDispense", d, String::new(), cents)
         }
@@ -178,16 +139,7 @@ fn transaction(serial: &str, safe: usize, index: usize, rng: &mut Rng) -> Tx {
         ),
     };
     let mut denoms = String::new();
-    for (i, (u, c)) in denominations.iter().enumerate() {
-        if i > 0 {
-            denoms.push(',');
-        }
-        let _ = write!(
-            denoms,
-            "{{\"UnitValue\":{},\"Count\":{c},\"Currency\":\"USD\"}}",
-            unit(*u)
-        );
-    }
+    write_denominations(&mut denoms, &denominations, "USD");
     Tx {
         safe,
         cash_in: ty == "CashIn",
@@ -197,7 +149,7 @@ fn transaction(serial: &str, safe: usize, index: usize, rng: &mut Rng) -> Tx {
         ),
         tail: format!(
             "\"TransactionDateTime\":\"{when}\",\"UserName\":\"{user}\",\"TransactionType\":\"{ty}\",\"Amount\":{},\"Denominations\":[{denoms}]{extra}",
-            amount(cents)
+            amount_text(cents)
         ),
         when,
         minute_of_read: 90 * index as i64 / 60 + 20 + rng.below(40) as i64,
@@ -329,7 +281,7 @@ impl Load {
                 out,
                 "{{{},\"RetrievedOn\":\"{}Z\",{}}}",
                 tx.head,
-                iso(read + time::Duration::hours(6)),
+                local_iso(read + time::Duration::hours(6)),
                 tx.tail
             );
         }

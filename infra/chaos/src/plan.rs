@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
+use platformsync_domain::testdata::Rng;
 use platformsync_faults::{Fault, Schedule};
 use platformsync_receiver::FailureRates;
 use serde::Serialize;
-
-use crate::rng::Rng;
 
 /// The fault settings of a run.
 #[derive(Debug, Clone, Serialize)]

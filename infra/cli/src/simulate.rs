@@ -23,7 +23,9 @@
 //! [`day`] returns the bodies and, per upload and in total, the counts the
 //! ingest API should answer, so the CLI, the demo and the tests can compare.
 
-use platformsync_domain::testdata::{Rng, amount_text, unit_text};
+use platformsync_domain::testdata::{
+    NOTES, Rng, amount_text, bundle, local_iso, write_denominations,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -247,18 +249,8 @@ const USERS: [&str; 5] = [
     "STORE MGR",
     "K. OKAFOR",
 ];
-const NOTES: [u64; 6] = [100, 500, 1_000, 2_000, 5_000, 10_000];
 const SMALL_NOTES: [u64; 4] = [100, 500, 1_000, 2_000];
 const COINS: [u64; 5] = [1, 5, 10, 25, 100];
-
-fn bundle(units: &[u64], max_kinds: usize, max_count: u64, rng: &mut Rng) -> Vec<(u64, u64)> {
-    let kinds = 1 + rng.below(max_kinds.min(units.len()) as u64) as usize;
-    let start = rng.below((units.len() - kinds + 1) as u64) as usize;
-    units[start..start + kinds]
-        .iter()
-        .map(|&u| (u, 1 + rng.below(max_count)))
-        .collect()
-}
 
 /// One valid record, with its `RetrievedOn` left open (a re-send gets a new one).
 #[derive(Debug, Clone)]
@@ -300,18 +292,6 @@ fn local(date: Date, minute: u32, second: u32) -> PrimitiveDateTime {
     PrimitiveDateTime::new(date, time)
 }
 
-fn iso(t: PrimitiveDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 /// `RetrievedOn` for an event at `at` (safe-local, UTC-6): read off the safe
 /// `delay_minutes` later, written with 0, 3 or 7 fraction digits, `Z` or `-06:00`.
 fn retrieved_on(at: PrimitiveDateTime, delay_minutes: u64, rng: &mut Rng) -> String {
@@ -323,9 +303,9 @@ fn retrieved_on(at: PrimitiveDateTime, delay_minutes: u64, rng: &mut Rng) -> Str
         _ => format!(".{:07}", rng.below(10_000_000)),
     };
     if rng.below(5) == 0 {
-        format!("{}{fraction}-06:00", iso(read))
+        format!("{}{fraction}-06:00", local_iso(read))
     } else {
-        format!("{}{fraction}Z", iso(read + Duration::hours(6)))
+        format!("{}{fraction}Z", local_iso(read + Duration::hours(6)))
     }
 }
 
@@ -352,7 +332,7 @@ impl Builder<'_> {
     }
 
     fn when(&self, safe: usize, minute: u32, second: u32) -> String {
-        let t = iso(local(self.date, minute, second));
+        let t = local_iso(local(self.date, minute, second));
         if self.safes[safe].offset {
             format!("{t}-06:00")
         } else {
@@ -430,16 +410,7 @@ impl Builder<'_> {
         }
         let type_text = self.type_text(ty);
         let mut denoms = String::new();
-        for (i, (unit, count)) in denominations.iter().enumerate() {
-            if i > 0 {
-                denoms.push(',');
-            }
-            let _ = write!(
-                denoms,
-                "{{\"UnitValue\":{},\"Count\":{count},\"Currency\":\"{currency}\"}}",
-                unit_text(*unit)
-            );
-        }
+        write_denominations(&mut denoms, &denominations, currency);
         let head = format!(
             "\"PickupGroupId\":{pickup_group},\"SerialNumber\":\"{}\"",
             self.safes[safe].serial
@@ -649,7 +620,7 @@ pub fn day(options: &DayOptions) -> SimulatedDay {
                 b.pickup_group[0],
                 safe.serial,
                 options.date,
-                iso(local(options.date, 12 * 60 + 1, 7)),
+                local_iso(local(options.date, 12 * 60 + 1, 7)),
                 safe.currency
             );
             let at = b.rng.below(transactions.len() as u64 + 1) as usize;

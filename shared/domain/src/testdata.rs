@@ -29,6 +29,16 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// In [lo, hi).
+    pub fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
     /// One of `items` (not empty).
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
@@ -42,16 +52,21 @@ pub fn serials(n_safes: usize, seed: u64) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     while out.len() < n_safes.max(1) {
         let p = prefixes[rng.below(prefixes.len() as u64) as usize];
-        let s = if p == "LS" {
-            format!("LS{:010}", 2_017_000_000 + rng.below(1_000_000))
-        } else {
-            format!("{p}{:05}", rng.below(100_000))
-        };
+        let s = serial(p, &mut rng);
         if !out.contains(&s) {
             out.push(s);
         }
     }
     out
+}
+
+/// One serial number of `maker`'s shape: `LS2017031453`, else `UT01234`.
+pub fn serial(maker: &str, rng: &mut Rng) -> String {
+    if maker == "LS" {
+        format!("LS{:010}", 2_017_000_000 + rng.below(1_000_000))
+    } else {
+        format!("{maker}{:05}", rng.below(100_000))
+    }
 }
 
 /// Cents as the real service writes amounts: `5560.0`, `12.35`.
@@ -68,9 +83,8 @@ pub fn unit_text(cents: u64) -> String {
     format!("{}.{:02}00", cents / 100, cents % 100)
 }
 
-fn date_time(minutes_since_2023: u64, second: u64) -> String {
-    let base = ::time::macros::datetime!(2023-01-01 00:00);
-    let t = base + ::time::Duration::minutes(minutes_since_2023 as i64 % (360 * 24 * 60));
+/// A safe-local time as records write it: `2023-01-01T06:30:00`.
+pub fn local_iso(t: ::time::PrimitiveDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
@@ -78,8 +92,41 @@ fn date_time(minutes_since_2023: u64, second: u64) -> String {
         t.day(),
         t.hour(),
         t.minute(),
-        second % 60
+        t.second()
     )
+}
+
+fn date_time(minutes_since_2023: u64, second: u64) -> String {
+    let base = ::time::macros::datetime!(2023-01-01 00:00);
+    let t = base
+        + ::time::Duration::minutes(minutes_since_2023 as i64 % (360 * 24 * 60))
+        + ::time::Duration::seconds((second % 60) as i64);
+    local_iso(t)
+}
+
+/// `Denominations` items, comma-separated, as the real service writes them.
+pub fn write_denominations(out: &mut String, denominations: &[(u64, u64)], currency: &str) {
+    for (j, (unit, count)) in denominations.iter().enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"UnitValue":{},"Count":{count},"Currency":"{currency}"}}"#,
+            unit_text(*unit)
+        );
+    }
+}
+
+/// 1 to `max_kinds` consecutive units of `units` (not empty), each counted
+/// 1 to `max_count` times: `(unit cents, count)`.
+pub fn bundle(units: &[u64], max_kinds: usize, max_count: u64, rng: &mut Rng) -> Vec<(u64, u64)> {
+    let kinds = 1 + rng.below(max_kinds.min(units.len()) as u64) as usize;
+    let start = rng.below((units.len() - kinds + 1) as u64) as usize;
+    units[start..start + kinds]
+        .iter()
+        .map(|&u| (u, 1 + rng.below(max_count)))
+        .collect()
 }
 
 const USERS: [&str; 5] = [
@@ -89,7 +136,8 @@ const USERS: [&str; 5] = [
     "A. NGUYEN",
     "STORE MGR",
 ];
-const NOTES: [u64; 6] = [100, 500, 1_000, 2_000, 5_000, 10_000];
+/// US notes in cents.
+pub const NOTES: [u64; 6] = [100, 500, 1_000, 2_000, 5_000, 10_000];
 const COINS: [u64; 4] = [1, 5, 10, 25];
 
 fn transaction(out: &mut String, rng: &mut Rng, serial: &str, safe: usize, i: usize) {
@@ -136,17 +184,7 @@ fn transaction(out: &mut String, rng: &mut Rng, serial: &str, safe: usize, i: us
         61_499_281 + safe as u64 * 1000 + (i as u64 / 50),
         amount_text(cents),
     );
-    let currency = "USD";
-    for (j, (unit, count)) in denoms.iter().enumerate() {
-        if j > 0 {
-            out.push(',');
-        }
-        let _ = write!(
-            out,
-            r#"{{"UnitValue":{},"Count":{count},"Currency":"{currency}"}}"#,
-            unit_text(*unit)
-        );
-    }
+    write_denominations(out, &denoms, "USD");
     out.push(']');
     if rng.below(2) == 0 {
         let _ = write!(out, r#","Register":"{}""#, rng.below(13));
@@ -182,15 +220,11 @@ fn transaction(out: &mut String, rng: &mut Rng, serial: &str, safe: usize, i: us
 }
 
 fn notes(rng: &mut Rng) -> Vec<(u64, u64)> {
-    let n = 1 + rng.below(4) as usize;
-    let start = rng.below((NOTES.len() - n + 1) as u64) as usize;
-    NOTES[start..start + n]
-        .iter()
-        .map(|&u| (u, 1 + rng.below(120)))
-        .collect()
+    bundle(&NOTES, 4, 120, rng)
 }
 
-fn coins(rng: &mut Rng) -> Vec<(u64, u64)> {
+/// 1 to 4 kinds of US coins, smallest first, each counted 1 to 40 times.
+pub fn coins(rng: &mut Rng) -> Vec<(u64, u64)> {
     let n = 1 + rng.below(COINS.len() as u64) as usize;
     COINS[..n].iter().map(|&u| (u, 1 + rng.below(40))).collect()
 }
