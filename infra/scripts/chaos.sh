@@ -9,18 +9,13 @@
 #   make chaos CHAOS_ARGS="--transactions 2000 --kills 3 --chaos-seconds 120"
 #   infra/scripts/chaos.sh --seed 7                    # replay seed 7
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=infra/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-
-export PLATFORMSYNC_STATE_DIR=${PLATFORMSYNC_CHAOS_STATE_DIR:-$root/.local/chaos}
-stack=infra/scripts/local-stack.sh
-trap '"$stack" down' EXIT
 
 echo "Building (first run: a few minutes)..."
 cargo build --quiet --locked --bin platformsync-runner --bin platformsync-chaos
-"$stack" up
-# shellcheck disable=SC1091
-source "$PLATFORMSYNC_STATE_DIR/stack.env"
+private_stack "${PLATFORMSYNC_CHAOS_STATE_DIR:-$root/.local/chaos}"
 # shellcheck disable=SC2086 # CHAOS_ARGS is a list of flags on purpose.
 target/debug/platformsync-chaos --report docs/reliability.md \
   --state-dir "${PLATFORMSYNC_STATE_DIR#"$root"/}/runs" ${CHAOS_ARGS:-} "$@"

@@ -4,17 +4,12 @@
 # through ingest, fan-out and push to a local customer endpoint, prints what
 # was delivered, and stops everything it started.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=infra/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-
-export PLATFORMSYNC_STATE_DIR=$root/.local/demo
-stack=infra/scripts/local-stack.sh
-trap '"$stack" down' EXIT
 
 echo "Building (first run: a few minutes)..."
 cargo build --quiet --locked --bin platformsync-runner --bin platformsync-demo
-"$stack" up
-# shellcheck disable=SC1091
-source "$PLATFORMSYNC_STATE_DIR/stack.env"
+private_stack "$root/.local/demo"
 # Function logs go to .local/demo/pipeline/runner/runner.log.
 target/debug/platformsync-demo

@@ -27,9 +27,8 @@
 # skip, with the reason, what an emulator is known to get wrong.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-state=${PLATFORMSYNC_STATE_DIR:-$root/.local}
-case $state in /*) ;; *) state=$root/$state ;; esac
+# shellcheck source=infra/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 venv=${PLATFORMSYNC_VENV:-$root/.local/venv}
 lock=$root/infra/python/moto.lock
 pidfile=$state/moto.pid
@@ -39,16 +38,7 @@ envfile=$state/stack.env
 
 say() { printf 'local-stack: %s\n' "$*" >&2; }
 
-install() {
-  local stamp=$venv/.installed-$(sha256sum "$lock" | cut -c1-16)
-  [ -f "$stamp" ] && return 0
-  say "installing pinned moto into $venv"
-  mkdir -p "$(dirname "$venv")"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$lock"
-  rm -f "$venv"/.installed-*
-  touch "$stamp"
-}
+install() { venv_install "$venv" "$lock" moto; }
 
 # The pid we started, if that process is still our moto server.
 running_pid() {
@@ -58,10 +48,6 @@ running_pid() {
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "moto_server.*-p $(cat "$portfile" 2>/dev/null)" || return 1
   echo "$pid"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 wait_ready() {

@@ -16,9 +16,8 @@
 # pyenv's 3.13.0, else python3.13 on PATH).
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-state=${PLATFORMSYNC_STATE_DIR:-$root/.local}
-case $state in /*) ;; *) state=$root/$state ;; esac
+# shellcheck source=infra/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 venv=${PLATFORMSYNC_LOCALSTACK_VENV:-$root/.local/localstack-venv}
 lock=$root/infra/python/localstack.lock
 pidfile=$state/localstack.pid
@@ -40,16 +39,7 @@ python313() {
   return 1
 }
 
-install() {
-  local stamp=$venv/.installed-$(sha256sum "$lock" | cut -c1-16)
-  [ -f "$stamp" ] && return 0
-  say "installing pinned localstack-core into $venv"
-  mkdir -p "$(dirname "$venv")"
-  [ -x "$venv/bin/python" ] || "$(python313)" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$lock"
-  rm -f "$venv"/.installed-*
-  touch "$stamp"
-}
+install() { venv_install "$venv" "$lock" localstack-core python313; }
 
 # The pid we started, if that process is still our LocalStack.
 running_pid() {
@@ -60,10 +50,6 @@ running_pid() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "localstack.runtime.main" || return 1
   grep -qz "^GATEWAY_LISTEN=127.0.0.1:$(cat "$portfile" 2>/dev/null)\$" "/proc/$pid/environ" 2>/dev/null || return 1
   echo "$pid"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # Health answers before the services have loaded; wait until each one runs.

@@ -12,21 +12,15 @@
 #                                              # components.schemas.<Schema> (tests/pull_api.rs
 #                                              # records real answers and push payloads there)
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=infra/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 venv=${PLATFORMSYNC_OPENAPI_VENV:-$root/.local/openapi-venv}
 lock=$root/infra/python/openapi.lock
 spec=$root/docs/openapi.yaml
 
-install() {
-  local stamp=$venv/.installed-$(sha256sum "$lock" | cut -c1-16)
-  [ -f "$stamp" ] && return 0
-  echo "openapi-lint: installing $(basename "$lock") into $venv" >&2
-  mkdir -p "$(dirname "$venv")"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$lock"
-  rm -f "$venv"/.installed-*
-  touch "$stamp"
-}
+say() { printf 'openapi-lint: %s\n' "$*" >&2; }
+
+install() { venv_install "$venv" "$lock" "$(basename "$lock")"; }
 
 # Validates files named <Schema>.<anything>.json (or pairs "schema=file").
 validate() {

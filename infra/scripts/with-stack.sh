@@ -2,12 +2,8 @@
 # Runs a command against a private local stack (.local/bench), started for it
 # and stopped after it, whatever happens: for load runs and benchmarks.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=infra/scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-export PLATFORMSYNC_STATE_DIR=$root/.local/bench
-stack=infra/scripts/local-stack.sh
-trap '"$stack" down' EXIT
-"$stack" up
-# shellcheck disable=SC1091
-source "$PLATFORMSYNC_STATE_DIR/stack.env"
+private_stack "$root/.local/bench"
 "$@"
