@@ -12,10 +12,7 @@ set -euo pipefail
 # shellcheck source=infra/scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-
-echo "Building (first run: a few minutes)..."
-cargo build --quiet --locked --bin platformsync-runner --bin platformsync-chaos
-private_stack "${PLATFORMSYNC_CHAOS_STATE_DIR:-$root/.local/chaos}"
+private_stack "${PLATFORMSYNC_CHAOS_STATE_DIR:-$root/.local/chaos}" platformsync-chaos
 # shellcheck disable=SC2086 # CHAOS_ARGS is a list of flags on purpose.
 target/debug/platformsync-chaos --report docs/reliability.md \
   --state-dir "${PLATFORMSYNC_STATE_DIR#"$root"/}/runs" ${CHAOS_ARGS:-} "$@"

@@ -7,9 +7,6 @@ set -euo pipefail
 # shellcheck source=infra/scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-
-echo "Building (first run: a few minutes)..."
-cargo build --quiet --locked --bin platformsync-runner --bin platformsync-demo
-private_stack "$root/.local/demo"
+private_stack "$root/.local/demo" platformsync-demo
 # Function logs go to .local/demo/pipeline/runner/runner.log.
 target/debug/platformsync-demo

@@ -35,12 +35,18 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# private_stack DIR: a local stack of its own in DIR for the rest of this
-# script, stopped when the script exits whatever happens, with its
-# stack.env sourced.
+# private_stack DIR [BIN...]: a local stack of its own in DIR for the rest
+# of this script, stopped when the script exits whatever happens, with its
+# stack.env sourced. BINs are built first, with the local runner that serves
+# the functions (from the repository root).
 private_stack() {
   export PLATFORMSYNC_STATE_DIR=$1
+  shift
   trap '"$root/infra/scripts/local-stack.sh" down' EXIT
+  if [ $# -gt 0 ]; then
+    echo "Building (first run: a few minutes)..."
+    cargo build --quiet --locked --bin platformsync-runner "${@/#/--bin=}"
+  fi
   "$root/infra/scripts/local-stack.sh" up
   # shellcheck disable=SC1091
   source "$PLATFORMSYNC_STATE_DIR/stack.env"
