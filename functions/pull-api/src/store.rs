@@ -100,17 +100,10 @@ impl TransactionRanges {
         }
     }
 
-    fn error(&self, e: impl std::error::Error) -> ReadError {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
+    fn error(&self, e: impl std::error::Error + 'static) -> ReadError {
         ReadError {
             table: self.table.clone(),
-            message,
+            message: platformsync_aws::error::chain(&e),
         }
     }
 }

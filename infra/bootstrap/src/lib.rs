@@ -212,17 +212,9 @@ async fn create(
 fn sdk_error<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> String
 where
     E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    platformsync_aws::error::chain(&e)
 }
 
 fn key_elements(keys: &[KeyElement]) -> Result<Vec<KeySchemaElement>, String> {

@@ -183,14 +183,7 @@ pub(crate) fn sdk_error<E>(e: E, what: &str) -> anyhow::Error
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    anyhow::anyhow!("{what}: {message}")
+    anyhow::anyhow!("{what}: {}", platformsync_aws::error::chain(&e))
 }
 
 /// Where a key comes from.

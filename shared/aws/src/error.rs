@@ -12,7 +12,6 @@
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use std::error::Error as _;
 
 /// A failed call to a store, with what it was about.
 #[derive(Debug, thiserror::Error)]
@@ -55,16 +54,10 @@ impl StoreError {
     ) -> Self
     where
         E: std::error::Error + ProvideErrorMetadata + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let retryable = is_retryable(&err);
-        let mut message = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
+        let message = chain(&err);
         StoreError::Service {
             operation,
             resource: resource.into(),
@@ -72,6 +65,20 @@ impl StoreError {
             retryable,
         }
     }
+}
+
+/// An error and every source under it, as one line (`a: b: c`). An SDK
+/// error's own `Display` is only "service error"; the service's code and
+/// message are in its sources.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 fn is_retryable<E, R>(err: &SdkError<E, R>) -> bool
@@ -94,5 +101,24 @@ where
             )
         ),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("service error")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("ConditionalCheckFailedException: the item exists")]
+    struct Inner;
+
+    #[test]
+    fn the_chain_keeps_what_the_outer_display_hides() {
+        assert_eq!(
+            super::chain(&Outer(Inner)),
+            "service error: ConditionalCheckFailedException: the item exists"
+        );
     }
 }
