@@ -411,3 +411,124 @@ async fn enable_under_live_traffic_delivers_everything_once_in_order() {
         "push parked behind the backlog while resuming"
     );
 }
+
+/// The enable loop replays only the backlog: a part the customer refused
+/// stays parked (it is replayed on purpose, with `expired replay`, once the
+/// customer has fixed what it refused), and a parked batch the ledger already
+/// shows delivered (its parked copy left behind by an earlier replay) is
+/// removed, not posted again. The drain then waits for a batch this replay
+/// queued, so it cannot end early on old ledger evidence.
+#[tokio::test]
+async fn enable_replays_only_the_backlog_not_refused_parts_or_delivered_batches() {
+    use platformsync_aws::ledger::Delivery;
+    use platformsync_aws::parked::ParkBatch;
+    use platformsync_domain::types::MessageKind;
+
+    let stack = Stack::deploy().await;
+    let receiver = Receiver::start().await;
+    endpoint(&stack, &receiver, "acme-mixed", "tok-1").await;
+    let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
+    cli::json(&stack, &["endpoint", "disable", "--endpoint", "acme-mixed"]).await;
+
+    let batches: Vec<BatchMessage> = (0..3)
+        .map(|i| transactions_batch(CUSTOMER, "acme-mixed", 2, i))
+        .collect();
+    for b in &batches {
+        stack.enqueue(b).await;
+    }
+    let store = stack.parked_store();
+    let until = Instant::now() + Duration::from_secs(20);
+    while store.list("acme-mixed").await.unwrap().len() < batches.len() {
+        assert!(Instant::now() < until, "not parked");
+        stack.deliver_once(&push).await;
+    }
+    // The first batch was delivered before (a replay whose removal failed).
+    let (endpoint_id, customer_id) = (
+        EndpointId::parse("acme-mixed").unwrap(),
+        CustomerId::parse(CUSTOMER).unwrap(),
+    );
+    let keys: Vec<String> = batches[0].items.iter().map(|e| e.key.clone()).collect();
+    let at = time::OffsetDateTime::now_utc();
+    stack
+        .ledger()
+        .record_delivery(&Delivery {
+            endpoint_id: &endpoint_id,
+            message_id: batches[0].message_id,
+            customer_id: &customer_id,
+            kind: MessageKind::Transactions,
+            transaction_keys: &keys,
+            attempts: 1,
+            first_attempt_at: at,
+            delivered_at: at,
+            split: false,
+        })
+        .await
+        .unwrap();
+    // And a part the customer refused, parked after a split.
+    let refused = transactions_batch(CUSTOMER, "acme-mixed", 1, 9);
+    let refused_id = refused.message_id.to_string();
+    let refused_keys: Vec<String> = refused.items.iter().map(|e| e.key.clone()).collect();
+    let parent = batches[2].message_id.to_string();
+    store
+        .park(&ParkBatch {
+            endpoint_id: "acme-mixed",
+            customer_id: CUSTOMER,
+            message_id: &refused_id,
+            kind: "Transactions",
+            created_at: &refused.created_at,
+            reason: "refused",
+            attempts: 1,
+            last_error: Some("HTTP 422"),
+            first_attempt_at: None,
+            transaction_keys: &refused_keys,
+            parent_message_id: Some(&parent),
+            body: &serde_json::to_string(&refused).unwrap(),
+            parked_at: time::OffsetDateTime::now_utc(),
+        })
+        .await
+        .unwrap();
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let enable = async {
+        let out = cli::json(
+            &stack,
+            &[
+                "endpoint",
+                "enable",
+                "--endpoint",
+                "acme-mixed",
+                "--settle",
+                "0",
+            ],
+        )
+        .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    };
+    let pushing = stack.deliver_until(&push, Duration::from_secs(60), || {
+        done.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let (enabled, _) = tokio::join!(enable, pushing);
+    let replayed = [
+        batches[1].message_id.to_string(),
+        batches[2].message_id.to_string(),
+    ];
+    assert_eq!(enabled["Replayed"], json!(replayed), "{enabled}");
+    assert_eq!(enabled["Resuming"], false, "{enabled}");
+
+    // Exactly the two replayed batches were posted, once each, in order.
+    let posted: Vec<String> = receiver.requests().iter().map(|r| r.message_id()).collect();
+    assert_eq!(posted, replayed);
+    let left: Vec<(String, String)> = store
+        .list("acme-mixed")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.message_id, p.reason))
+        .collect();
+    assert_eq!(
+        left,
+        [(refused_id, "refused".to_owned())],
+        "the refused part stays parked; the delivered batch's copy is gone"
+    );
+}

@@ -363,9 +363,15 @@ pub(crate) async fn disable(
 }
 
 /// How long `endpoint enable` waits for the last replayed batch to be
-/// handled by push before it leaves the endpoint resuming (run it again to
-/// finish: nothing is lost, new batches keep parking behind the backlog).
+/// handled by push, plus [`DRAIN_PER_BATCH`] for each batch replayed in the
+/// pass, before it leaves the endpoint resuming (run it again to finish:
+/// nothing is lost, new batches keep parking behind the backlog, and the
+/// `Parked` alarm fires for them).
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A large backlog takes push a while: each replayed batch adds this much to
+/// the wait (a 1,000-batch backlog waits up to about 50 minutes).
+const DRAIN_PER_BATCH: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Most passes of the replay loop (each: replay what is parked, or wait for
 /// the replayed batches to be handled, or flip).
@@ -393,14 +399,17 @@ fn step(parked: usize, awaiting_replayed: bool) -> Step {
 }
 
 /// Whether push has handled the replayed batch `message_id` (delivered,
-/// refused, or parked again), waiting up to [`DRAIN_WAIT`].
+/// refused, or parked again), waiting up to `wait`. Only evidence of this
+/// replay counts: a batch is replayed only when the ledger has no delivery
+/// or refusal for it (see [`replayable`]), so one found now is push's work.
 async fn handled(
     ledger: &Ledger,
     store: &ParkedStore,
     endpoint: &str,
     message_id: &str,
+    wait: std::time::Duration,
 ) -> Result<bool> {
-    let until = std::time::Instant::now() + DRAIN_WAIT;
+    let until = std::time::Instant::now() + wait;
     loop {
         let lookup = ledger.lookup(endpoint, message_id).await?;
         if lookup.delivered || lookup.refused {
@@ -421,6 +430,33 @@ async fn handled(
     }
 }
 
+/// What the replay loop replays: batches parked because the endpoint was
+/// disabled, expired or resuming. Parts the customer refused stay parked for
+/// an explicit `expired replay` once the customer has fixed what it refused
+/// (replaying them here would post them again and count against the
+/// endpoint). A batch the ledger already has (delivered or refused, its
+/// parked copy not removed after an earlier replay) is removed, not queued:
+/// re-queuing it would give the drain check evidence of nothing.
+async fn replayable(
+    ledger: &Ledger,
+    store: &ParkedStore,
+    endpoint: &str,
+) -> Result<Vec<platformsync_aws::parked::Parked>> {
+    let mut out = Vec::new();
+    for p in store.list(endpoint).await? {
+        if p.reason == "refused" {
+            continue;
+        }
+        let seen = ledger.lookup(endpoint, &p.message_id).await?;
+        if seen.delivered || seen.refused {
+            store.remove(&p).await?;
+            continue;
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
 /// `endpoint enable`: the endpoint resumes (its incident resumed: an expired
 /// window starts afresh) and its parked batches are replayed in order,
 /// while push parks new batches behind them; when none are left and the
@@ -437,7 +473,13 @@ pub(crate) async fn enable(
     let ops = Ops::connect(target).await;
     let mut settings = find_endpoint(&ops, endpoint).await?;
     let store = parked_store(&ops);
-    let waiting = store.list(endpoint).await?;
+    // Refused parts are not the enable loop's (see `replayable`).
+    let waiting: Vec<_> = store
+        .list(endpoint)
+        .await?
+        .into_iter()
+        .filter(|p| p.reason != "refused")
+        .collect();
     if dry_run {
         if json {
             return table::json(
@@ -477,7 +519,8 @@ pub(crate) async fn enable(
     }
     let queue_url = ops.delivery_queue_url().await?;
     let mut queued = Vec::new();
-    let mut awaiting: Option<String> = None;
+    // The last batch queued by the latest pass, and how many that pass queued.
+    let mut awaiting: Option<(String, u32)> = None;
     let mut resumed = false;
     let mut stopped: Option<&str> = None;
     for _ in 0..MAX_PASSES {
@@ -503,7 +546,7 @@ pub(crate) async fn enable(
             });
             break;
         }
-        let parked = store.list(endpoint).await?;
+        let parked = replayable(&ledger, &store, endpoint).await?;
         match step(parked.len(), awaiting.is_some()) {
             Step::Replay => {
                 for (done, p) in parked.iter().enumerate() {
@@ -523,11 +566,14 @@ pub(crate) async fn enable(
                     }
                     queued.push(p.message_id.clone());
                 }
-                awaiting = parked.last().map(|p| p.message_id.clone());
+                awaiting = parked
+                    .last()
+                    .map(|p| (p.message_id.clone(), parked.len() as u32));
             }
             Step::Drain => {
-                let id = awaiting.take().unwrap_or_default();
-                if !handled(&ledger, &store, endpoint, &id).await? {
+                let (id, batches) = awaiting.take().unwrap_or_default();
+                let wait = DRAIN_WAIT + DRAIN_PER_BATCH * batches;
+                if !handled(&ledger, &store, endpoint, &id, wait).await? {
                     break;
                 }
             }
