@@ -8,7 +8,7 @@ use std::sync::Arc;
 use platformsync_aws::health::Versioned;
 use platformsync_domain::endpoint::EndpointSettings;
 use time::OffsetDateTime;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::bookkeeping::Known;
 use crate::flow::{Batch, Flow, now};
@@ -57,10 +57,12 @@ impl<P: Ports> Flow<P> {
         let disabled = settings.as_ref().is_some_and(|s| !s.enabled);
         let started_at = now();
         // A resuming endpoint: new batches wait behind the replayed backlog.
-        for _ in 0..2 {
+        // Parking can lose a race with the replay loop (it finished, or an
+        // operator enabled again): the state is reloaded and decided again.
+        for _ in 0..3 {
             let place = policy::backlog(h.resuming, b.env.replayed);
             let Gate::Park(reason) = policy::gate(&h.state, disabled, place, started_at) else {
-                break;
+                return Ok((settings, started_at));
             };
             let attempts = h.state.attempts_of(&b.message_id);
             let last_error = h.state.last_error.clone();
@@ -71,10 +73,13 @@ impl<P: Ports> Flow<P> {
                 Some(outcome) => return Err(outcome),
                 // The replay loop finished meanwhile (`h` reloaded): the
                 // backlog is delivered, this batch goes on.
-                None => info!("the endpoint stopped resuming: not parked behind its backlog"),
+                None => info!("the endpoint stopped resuming: deciding again"),
             }
         }
-        Ok((settings, started_at))
+        // Still to be parked after three lost races: never attempt it ahead
+        // of a backlog; it comes back at once, its group's order kept.
+        warn!("the endpoint's resuming state kept changing: handed back");
+        Err(Outcome::HandedBack)
     }
 }
 

@@ -188,20 +188,22 @@ pub fn backlog(resuming: bool, replayed: bool) -> Backlog {
 }
 
 /// Before an attempt: attempt, probe or park. A disabled endpoint parks
-/// everything; a resuming one parks new batches behind its backlog; an
-/// expired one parks all but one probe per interval.
+/// everything; an expired one parks all but one probe per interval, also
+/// while resuming (the replay loop stops when the endpoint expires again:
+/// without probes it could never be seen to recover); a resuming one parks
+/// new batches behind its backlog.
 pub fn gate(state: &EndpointState, disabled: bool, backlog: Backlog, now: OffsetDateTime) -> Gate {
     if disabled {
         return Gate::Park(ParkReason::Disabled);
-    }
-    if backlog == Backlog::Behind {
-        return Gate::Park(ParkReason::Behind);
     }
     if state.is_expired() {
         return match state.next_probe_at {
             Some(at) if now < at => Gate::Park(ParkReason::Expired),
             _ => Gate::Probe,
         };
+    }
+    if backlog == Backlog::Behind {
+        return Gate::Park(ParkReason::Behind);
     }
     Gate::Attempt
 }
@@ -589,9 +591,11 @@ mod tests {
     }
 
     /// Every incident state x every place against the backlog x enabled or
-    /// not: a disabled endpoint parks everything; a resuming one parks new
-    /// batches behind its backlog whatever the incident; a replayed batch
-    /// gets the gate a batch of a non-resuming endpoint gets.
+    /// not: a disabled endpoint parks everything; an expired one probes or
+    /// parks as expired, resuming or not (so it can be seen to recover); a
+    /// resuming one parks new batches behind its backlog in every other
+    /// state; a replayed batch gets the gate a batch of a non-resuming
+    /// endpoint gets.
     #[test]
     fn resuming_parks_new_batches_and_delivers_replayed_ones_in_every_state() {
         let now = at(100);
@@ -606,6 +610,7 @@ mod tests {
                 for place in [Backlog::Clear, Backlog::Behind, Backlog::Replayed] {
                     let want = match (disabled, place) {
                         (true, _) => Gate::Park(ParkReason::Disabled),
+                        (false, Backlog::Behind) if s.is_expired() => clear,
                         (false, Backlog::Behind) => Gate::Park(ParkReason::Behind),
                         (false, Backlog::Clear | Backlog::Replayed) => clear,
                     };
