@@ -217,9 +217,18 @@ impl Attempt {
             .map(|(k, v)| (k.clone(), v.expose().to_owned()))
             .collect();
         if endpoint.signing {
-            // Checked in `usable`; the time may have moved past a grace end
-            // since, which leaves the newest secret.
+            // Checked in `usable`, but the time may have moved past the end
+            // of every secret's validity since: never send an empty
+            // signature (the customer would refuse it and the failure would
+            // count against its endpoint); it is our secret that is wrong.
             let signers: Vec<SigningSecret> = secret.signing_at(unix_now());
+            if signers.is_empty() {
+                return Err(Posted::Ours(StoreError::Malformed {
+                    resource: "secrets manager".into(),
+                    key: format!("endpoint {}", endpoint.endpoint_id),
+                    message: "no signing secret valid now".into(),
+                }));
+            }
             headers.extend(webhook_headers(
                 &outgoing.message_id.to_string(),
                 unix_now(),

@@ -23,6 +23,10 @@ use time::format_description::well_known::Rfc3339;
 use crate::ops::{Ops, sdk_error};
 use crate::{Io, Target, table};
 
+/// How long push may keep an endpoint's secret cached: a rotation's new
+/// secret may not be signed with before it ends.
+const KEY_CACHE_SECONDS: i64 = platformsync_aws::secrets::MAX_TTL.as_secs() as i64;
+
 /// The longest grace period a rotation may give the old secret.
 const MAX_GRACE_HOURS: f64 = 30.0 * 24.0;
 
@@ -96,6 +100,19 @@ pub(crate) async fn run(
                 bail!("--grace-hours must be 0 to {MAX_GRACE_HOURS}, got {grace_hours}");
             }
             let grace_seconds = (grace_hours * 3600.0).round() as i64;
+            if grace_seconds < KEY_CACHE_SECONDS {
+                // Push may sign with the old secret alone until its key
+                // cache runs out; a customer that stops accepting it sooner
+                // refuses pushes, which count against its endpoint.
+                writeln!(
+                    io.err,
+                    "warning: a grace under {} minutes: pushes may carry only the old signature \
+                     for up to {} minutes (the push function's key cache); the customer must \
+                     accept both secrets at least that long",
+                    KEY_CACHE_SECONDS / 60,
+                    KEY_CACHE_SECONDS / 60
+                )?;
+            }
             let settings = find_endpoint(&ops, &endpoint).await?;
             if !settings.signing {
                 bail!(
