@@ -121,7 +121,14 @@ impl Environment {
         let mut builder = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .retry_config(retry)
-            .timeout_config(TimeoutConfig::builder().build())
+            // aws-config's default: a black-holed connection fails in 3.1 s
+            // and is retried, instead of hanging until the function times
+            // out (ingest and pull-api set no operation timeout).
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_millis(3_100))
+                    .build(),
+            )
             .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
             .time_source(SharedTimeSource::default())
             .http_client(http_client())
