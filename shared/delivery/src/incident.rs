@@ -86,7 +86,7 @@ pub struct EndpointState {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub failing_since: Option<OffsetDateTime>,
     /// Our own downtime credited to the window since `failing_since`.
-    #[serde(default, rename = "credited_ms", with = "duration_ms")]
+    #[serde(default, rename = "credited_ms", with = "crate::retry::duration_ms")]
     pub credited: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<Incident>,
@@ -225,20 +225,6 @@ pub fn plus(at: OffsetDateTime, d: Duration) -> OffsetDateTime {
         .ok()
         .and_then(|d| at.checked_add(d))
         .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
-}
-
-mod duration_ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
 }
 
 #[cfg(test)]

@@ -365,8 +365,8 @@ fn splitmix64(seed: u64) -> u64 {
 }
 
 /// Durations as integer milliseconds: readable in the DynamoDB console, unlike
-/// serde's default `{secs, nanos}` map.
-mod duration_ms {
+/// serde's default `{secs, nanos}` map (also the incident state's).
+pub(crate) mod duration_ms {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
