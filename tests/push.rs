@@ -82,10 +82,21 @@ async fn subscribe_inbox(stack: &Stack) -> Inbox {
 }
 
 /// Every notification delivered so far, as SNS envelopes (drains the inbox).
+/// The SNS envelopes delivered so far, in the order they were published: the
+/// inbox is a standard queue, which does not keep order (LocalStack's does
+/// not, moto's happens to).
 async fn notifications(inbox: &Inbox) -> Vec<Value> {
     let messages = inbox.drain().await;
     let bodies = messages.iter().map(|m| m.body().unwrap_or_default());
-    bodies.map(|b| serde_json::from_str(b).unwrap()).collect()
+    let mut envelopes: Vec<Value> = bodies.map(|b| serde_json::from_str(b).unwrap()).collect();
+    // RFC 3339 UTC with milliseconds: text order is time order.
+    envelopes.sort_by(|a, b| {
+        a["Timestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .cmp(b["Timestamp"].as_str().unwrap_or_default())
+    });
+    envelopes
 }
 
 fn attribute(envelope: &Value, name: &str) -> String {
