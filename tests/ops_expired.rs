@@ -20,6 +20,25 @@ async fn endpoint(stack: &Stack, receiver: &Receiver, id: &str, key: &str) -> En
     stack.add_endpoint(CUSTOMER, id, &url, key, json!({})).await
 }
 
+/// Queues `batches` for a disabled `endpoint_id` and runs push until every one
+/// is parked (never posted).
+async fn park_backlog(
+    stack: &Stack,
+    push: &push::Push,
+    endpoint_id: &str,
+    batches: &[BatchMessage],
+) {
+    for b in batches {
+        stack.enqueue(b).await;
+    }
+    let store = stack.parked_store();
+    let until = Instant::now() + Duration::from_secs(30);
+    while store.list(endpoint_id).await.unwrap().len() < batches.len() {
+        assert!(Instant::now() < until, "backlog not parked");
+        stack.deliver_once(push).await;
+    }
+}
+
 /// Disabling keeps the backlog (parked, never posted); `expired list|show`
 /// show it; a replay to the disabled endpoint is refused; enabling replays
 /// it: every batch delivered once, in order, under its original MessageId.
@@ -37,15 +56,8 @@ async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
     let batches: Vec<BatchMessage> = (0..3)
         .map(|i| transactions_batch(CUSTOMER, "acme-ops", 2, i))
         .collect();
-    for b in &batches {
-        stack.enqueue(b).await;
-    }
+    park_backlog(&stack, &push, "acme-ops", &batches).await;
     let store = stack.parked_store();
-    let until = Instant::now() + Duration::from_secs(20);
-    while store.list("acme-ops").await.unwrap().len() < batches.len() {
-        assert!(Instant::now() < until, "not parked");
-        stack.deliver_once(&push).await;
-    }
     assert_eq!(
         receiver.count(),
         0,
@@ -305,15 +317,8 @@ async fn enable_under_live_traffic_delivers_everything_once_in_order() {
     let live: Vec<BatchMessage> = (4..16)
         .map(|i| transactions_batch(CUSTOMER, "acme-live", 3, i))
         .collect();
-    for b in &backlog {
-        stack.enqueue(b).await;
-    }
+    park_backlog(&stack, &push, "acme-live", &backlog).await;
     let store = stack.parked_store();
-    let until = Instant::now() + Duration::from_secs(30);
-    while store.list("acme-live").await.unwrap().len() < backlog.len() {
-        assert!(Instant::now() < until, "backlog not parked");
-        stack.deliver_once(&push).await;
-    }
     assert_eq!(receiver.count(), 0);
 
     let enabled_done = AtomicBool::new(false);
@@ -433,15 +438,8 @@ async fn enable_replays_only_the_backlog_not_refused_parts_or_delivered_batches(
     let batches: Vec<BatchMessage> = (0..3)
         .map(|i| transactions_batch(CUSTOMER, "acme-mixed", 2, i))
         .collect();
-    for b in &batches {
-        stack.enqueue(b).await;
-    }
+    park_backlog(&stack, &push, "acme-mixed", &batches).await;
     let store = stack.parked_store();
-    let until = Instant::now() + Duration::from_secs(20);
-    while store.list("acme-mixed").await.unwrap().len() < batches.len() {
-        assert!(Instant::now() < until, "not parked");
-        stack.deliver_once(&push).await;
-    }
     // The first batch was delivered before (a replay whose removal failed).
     let (endpoint_id, customer_id) = (
         EndpointId::parse("acme-mixed").unwrap(),
