@@ -28,13 +28,8 @@ pub fn template() -> Template {
 /// AWS account.
 pub async fn local_config() -> aws_config::SdkConfig {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    let host = endpoint
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split(['/', ':']).next())
-        .unwrap_or_default();
     assert!(
-        matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
+        platformsync_faults::upstreams::is_loopback_url(&endpoint),
         "integration tests need the local AWS stack: run `make test`, or `make up` and \
          `source .local/stack.env` (AWS_ENDPOINT_URL is {endpoint:?})"
     );

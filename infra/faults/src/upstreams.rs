@@ -110,6 +110,18 @@ impl std::fmt::Display for Upstreams {
     }
 }
 
+/// Whether `url`'s host is this machine's loopback: tests check every
+/// endpoint they are given with it, so they can never reach a real account.
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or_default();
+    // An IPv6 host is bracketed and holds colons of its own.
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.split(['/', ':']).next().unwrap_or_default(),
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "::1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +133,17 @@ mod tests {
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn only_loopback_hosts_are_local() {
+        assert!(super::is_loopback_url("http://127.0.0.1:4566"));
+        assert!(super::is_loopback_url("http://localhost/x"));
+        assert!(super::is_loopback_url("http://[::1]:1"));
+        assert!(!super::is_loopback_url(
+            "https://dynamodb.us-east-1.amazonaws.com"
+        ));
+        assert!(!super::is_loopback_url(""));
     }
 
     #[test]

@@ -22,13 +22,8 @@ pub fn upstreams() -> Option<Upstreams> {
     }
     let upstreams = Upstreams::from_env().expect("AWS_ENDPOINT_URL is set");
     for url in std::iter::once(upstreams.default_url()).chain(upstreams.routes().map(|(_, u)| u)) {
-        let host = url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split(['/', ':']).next())
-            .unwrap_or_default();
         assert!(
-            matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
+            platformsync_faults::upstreams::is_loopback_url(url),
             "the fault proxy tests need the local AWS stack, an endpoint is {url:?}"
         );
     }
