@@ -31,13 +31,55 @@ fn reread(t: &Value) -> Value {
     t
 }
 
-async fn stored(stack: &Stack, serials: &BTreeSet<String>) -> Vec<StoredTransaction> {
+/// Ingest on a fresh deployment, and the key SafeSync sends it.
+struct Api {
+    stack: Stack,
+    ingest: ingest::Ingest,
+    key: String,
+}
+
+impl Api {
+    async fn deploy() -> Api {
+        let stack = Stack::deploy().await;
+        let ingest = stack.ingest();
+        let key = stack.ingest_key().await;
+        Api { stack, ingest, key }
+    }
+
+    /// `POST /v1/uploads` of `body` with the stage's key: the status and
+    /// the answer.
+    async fn upload(&self, body: &[u8]) -> (i64, Value) {
+        let resp = self
+            .ingest
+            .handle(apigw::post(PATH, body, Some(&self.key)))
+            .await;
+        (resp.status_code, apigw::json(&resp))
+    }
+}
+
+/// An answer's `Accepted` and `Duplicates` counts.
+fn counts(answer: &Value) -> (Option<u64>, Option<u64>) {
+    (answer["Accepted"].as_u64(), answer["Duplicates"].as_u64())
+}
+
+/// Valid item `n` with journal number `seq`.
+fn numbered(n: usize, seq: u64) -> Value {
+    let mut t = valid(n);
+    t["SequenceNumber"] = json!(seq);
+    t
+}
+
+/// Every stored transaction of the safes `serials`.
+async fn stored<S: AsRef<str>>(
+    stack: &Stack,
+    serials: impl IntoIterator<Item = S>,
+) -> Vec<StoredTransaction> {
     let store = stack.transaction_store();
     let mut all = Vec::new();
     for serial in serials {
         all.extend(
             store
-                .for_safe(&SerialNumber::parse(serial).unwrap())
+                .for_safe(&SerialNumber::parse(serial.as_ref()).unwrap())
                 .await
                 .unwrap(),
         );
@@ -54,9 +96,8 @@ fn serials_of(items: &[Value]) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn duplicates_inside_and_across_uploads_are_stored_once() {
-    let stack = Stack::deploy().await;
-    let ingest = stack.ingest();
-    let key = stack.ingest_key().await;
+    let api = Api::deploy().await;
+    let stack = &api.stack;
     let all = generated(1100, 7, 7);
     assert_eq!(serials_of(&all).len(), 7);
 
@@ -64,16 +105,9 @@ async fn duplicates_inside_and_across_uploads_are_stored_once() {
     let mut first: Vec<Value> = all[..900].to_vec();
     first.extend(all[..900].iter().step_by(9).map(reread));
     assert_eq!(first.len(), 1000);
-    let resp = ingest
-        .handle(apigw::post(PATH, &body(&first), Some(&key)))
-        .await;
-    let r = apigw::json(&resp);
-    assert_eq!(resp.status_code, 200, "{r}");
-    assert_eq!(
-        (r["Accepted"].as_u64(), r["Duplicates"].as_u64()),
-        (Some(900), Some(100)),
-        "{r}"
-    );
+    let (status, r) = api.upload(&body(&first)).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(counts(&r), (Some(900), Some(100)), "{r}");
     assert_eq!(r["Held"], 0);
     assert_eq!(r["Rejected"], json!([]));
     assert_eq!(r["Unowned"], 900, "no safe is assigned to a customer yet");
@@ -81,28 +115,12 @@ async fn duplicates_inside_and_across_uploads_are_stored_once() {
     // Upload 2: 100 already stored (re-read again) and 200 new ones.
     let mut second: Vec<Value> = all[400..500].iter().map(reread).collect();
     second.extend(all[900..].iter().cloned());
-    let r = apigw::json(
-        &ingest
-            .handle(apigw::post(PATH, &body(&second), Some(&key)))
-            .await,
-    );
-    assert_eq!(
-        (r["Accepted"].as_u64(), r["Duplicates"].as_u64()),
-        (Some(200), Some(100)),
-        "{r}"
-    );
+    let (_, r) = api.upload(&body(&second)).await;
+    assert_eq!(counts(&r), (Some(200), Some(100)), "{r}");
 
     // Re-sending an upload accepts nothing.
-    let r = apigw::json(
-        &ingest
-            .handle(apigw::post(PATH, &body(&second), Some(&key)))
-            .await,
-    );
-    assert_eq!(
-        (r["Accepted"].as_u64(), r["Duplicates"].as_u64()),
-        (Some(0), Some(300)),
-        "{r}"
-    );
+    let (_, r) = api.upload(&body(&second)).await;
+    assert_eq!(counts(&r), (Some(0), Some(300)), "{r}");
 
     // The table holds exactly the 1100 transactions, each once, as pushed.
     let expected: BTreeMap<String, String> = parse_upload(&body(&all))
@@ -114,7 +132,7 @@ async fn duplicates_inside_and_across_uploads_are_stored_once() {
         })
         .collect();
     assert_eq!(expected.len(), 1100);
-    let rows = stored(&stack, &serials_of(&all)).await;
+    let rows = stored(stack, &serials_of(&all)).await;
     assert_eq!(rows.len(), 1100);
     let actual: BTreeMap<String, String> = rows
         .iter()
@@ -164,201 +182,71 @@ enum Fate {
     Held(&'static str),
 }
 
-#[tokio::test]
-async fn every_kind_of_malformed_item_gets_its_reason_and_spoils_nothing_else() {
+/// An item's field as `note` makes it: one entry of `Denominations`.
+fn note(unit: f64, count: impl serde::Serialize, currency: &str) -> Value {
+    json!({"UnitValue": unit, "Count": count, "Currency": currency})
+}
+
+/// Valid item `n` as text, its `"Amount":5560.0` written as `"Amount":{text}`
+/// (what `json!` cannot write: huge or exponent numbers, a repeated key).
+fn amount_text(n: usize, text: &str) -> String {
+    valid(n)
+        .to_string()
+        .replacen("\"Amount\":5560.0", &format!("\"Amount\":{text}"), 1)
+}
+
+/// Every kind of malformed item, one a row: its name, its text, its fate.
+#[rustfmt::skip]
+fn malformed_items() -> Vec<(&'static str, String, Fate)> {
     use Fate::*;
-    let deep = format!("{}\"x\"{}", "[".repeat(60), "]".repeat(60));
-    let cases: Vec<(&str, String, Fate)> = vec![
-        (
-            "serial as number",
-            with(1, "SerialNumber", json!(7761)),
-            Rejected("wrong_type"),
-        ),
-        (
-            "amount as string",
-            with(2, "Amount", json!("5560.0")),
-            Rejected("wrong_type"),
-        ),
-        (
-            "user as object",
-            with(3, "UserName", json!({"a": 1})),
-            Rejected("wrong_type"),
-        ),
-        (
-            "fractional count",
-            with(
-                4,
-                "Denominations",
-                json!([{"UnitValue": 20.0, "Count": 2.5, "Currency": "USD"}]),
-            ),
-            Rejected("wrong_type"),
-        ),
-        (
-            "negative count",
-            with(
-                5,
-                "Denominations",
-                json!([{"UnitValue": 20.0, "Count": -3, "Currency": "USD"}]),
-            ),
-            Held("negative_count"),
-        ),
-        (
-            "amount mismatch",
-            with(6, "Amount", json!(5580.0)),
-            Held("amount_mismatch"),
-        ),
-        (
-            "unknown type",
-            with(7, "TransactionType", json!("CashOut")),
-            Rejected("unknown_type"),
-        ),
-        (
-            "unknown legacy code",
-            with(8, "TransactionType", json!(999)),
-            Rejected("unknown_type"),
-        ),
-        (
-            "serial with space",
-            with(9, "SerialNumber", json!("UT 07761")),
-            Rejected("invalid_serial"),
-        ),
-        (
-            "serial too short",
-            with(10, "SerialNumber", json!("UT")),
-            Rejected("invalid_serial"),
-        ),
-        (
-            "serial too long",
-            with(11, "SerialNumber", json!("U".repeat(33))),
-            Rejected("invalid_serial"),
-        ),
-        (
-            "impossible date",
-            with(12, "TransactionDateTime", json!("2023-02-30T10:00:00")),
-            Rejected("invalid_timestamp"),
-        ),
-        (
-            "retrieved without zone",
-            with(13, "RetrievedOn", json!("2023-05-01T10:00:00")),
-            Rejected("invalid_timestamp"),
-        ),
-        (
-            "eight fraction digits",
-            with(14, "RetrievedOn", json!("2023-05-01T10:00:00.12345678Z")),
-            Rejected("invalid_timestamp"),
-        ),
-        (
-            "far future",
-            with(15, "TransactionDateTime", json!("2099-01-01T00:00:00")),
-            Held("future_date"),
-        ),
-        (
-            "huge pickup group",
-            with(16, "PickupGroupId", json!(u64::MAX)),
-            Rejected("out_of_range"),
-        ),
-        (
-            "huge amount",
-            valid(17)
-                .to_string()
-                .replace("5560.0", "123456789012345678901234567890.5"),
-            Rejected("out_of_range"),
-        ),
-        (
-            "exponent amount",
-            valid(18).to_string().replace("5560.0", "5.56e3"),
-            Rejected("invalid_number"),
-        ),
-        (
-            "NaN amount",
-            with(19, "Amount", json!("NaN")),
-            Rejected("wrong_type"),
-        ),
-        (
-            "missing user",
-            without(20, "UserName"),
-            Rejected("missing_field"),
-        ),
-        (
-            "missing type",
-            without(21, "TransactionType"),
-            Rejected("missing_field"),
-        ),
+    const DENOMS: &str = "Denominations";
+    const DATE: &str = "TransactionDateTime";
+    const READ: &str = "RetrievedOn";
+    let deep: Value = serde_json::from_str(&format!("{}\"x\"{}", "[".repeat(60), "]".repeat(60))).unwrap();
+    vec![
+        ("serial as number", with(1, "SerialNumber", json!(7761)), Rejected("wrong_type")),
+        ("amount as string", with(2, "Amount", json!("5560.0")), Rejected("wrong_type")),
+        ("user as object", with(3, "UserName", json!({"a": 1})), Rejected("wrong_type")),
+        ("fractional count", with(4, DENOMS, json!([note(20.0, 2.5, "USD")])), Rejected("wrong_type")),
+        ("negative count", with(5, DENOMS, json!([note(20.0, -3, "USD")])), Held("negative_count")),
+        ("amount mismatch", with(6, "Amount", json!(5580.0)), Held("amount_mismatch")),
+        ("unknown type", with(7, "TransactionType", json!("CashOut")), Rejected("unknown_type")),
+        ("unknown legacy code", with(8, "TransactionType", json!(999)), Rejected("unknown_type")),
+        ("serial with space", with(9, "SerialNumber", json!("UT 07761")), Rejected("invalid_serial")),
+        ("serial too short", with(10, "SerialNumber", json!("UT")), Rejected("invalid_serial")),
+        ("serial too long", with(11, "SerialNumber", json!("U".repeat(33))), Rejected("invalid_serial")),
+        ("impossible date", with(12, DATE, json!("2023-02-30T10:00:00")), Rejected("invalid_timestamp")),
+        ("retrieved without zone", with(13, READ, json!("2023-05-01T10:00:00")), Rejected("invalid_timestamp")),
+        ("eight fraction digits", with(14, READ, json!("2023-05-01T10:00:00.12345678Z")), Rejected("invalid_timestamp")),
+        ("far future", with(15, DATE, json!("2099-01-01T00:00:00")), Held("future_date")),
+        ("huge pickup group", with(16, "PickupGroupId", json!(u64::MAX)), Rejected("out_of_range")),
+        ("huge amount", amount_text(17, "123456789012345678901234567890.5"), Rejected("out_of_range")),
+        ("exponent amount", amount_text(18, "5.56e3"), Rejected("invalid_number")),
+        ("NaN amount", with(19, "Amount", json!("NaN")), Rejected("wrong_type")),
+        ("missing user", without(20, "UserName"), Rejected("missing_field")),
+        ("missing type", without(21, "TransactionType"), Rejected("missing_field")),
         ("empty object", "{}".into(), Rejected("missing_field")),
         ("empty array item", "[]".into(), Rejected("not_an_object")),
         ("string item", "\"hello\"".into(), Rejected("not_an_object")),
         ("null item", "null".into(), Rejected("not_an_object")),
-        (
-            "deep nesting",
-            with(25, "Register", serde_json::from_str(&deep).unwrap()),
-            Rejected("wrong_type"),
-        ),
-        (
-            "duplicate key",
-            valid(26).to_string().replacen(
-                "\"Amount\":5560.0",
-                "\"Amount\":5560.0,\"Amount\":1.0",
-                1,
-            ),
-            Rejected("duplicate_field"),
-        ),
-        (
-            "misspelt field",
-            with(27, "Amout", json!(1.0)),
-            Rejected("unknown_field"),
-        ),
-        (
-            "bad currency",
-            with(
-                28,
-                "Denominations",
-                json!([{"UnitValue": 20.0, "Count": 1, "Currency": "us"}]),
-            ),
-            Rejected("invalid_format"),
-        ),
-        (
-            "long register",
-            with(29, "Register", json!("REGISTER123")),
-            Rejected("invalid_format"),
-        ),
-        (
-            "short deposit ref",
-            with(30, "DepositReferenceNumber", json!("12")),
-            Rejected("invalid_format"),
-        ),
-        (
-            "door on a transaction",
-            with(31, "DoorName", json!("Vault")),
-            Rejected("not_applicable"),
-        ),
-        (
-            "clock reset to 1970",
-            with(33, "TransactionDateTime", json!("1970-01-01T00:00:00")),
-            Held("date_before_floor"),
-        ),
-        (
-            "read in the future",
-            with(34, "RetrievedOn", json!("2099-01-01T00:00:00Z")),
-            Held("retrieved_on_in_future"),
-        ),
-        (
-            "too many denominations",
-            with(
-                35,
-                "Denominations",
-                json!(vec![
-                    json!({"UnitValue": 0.01, "Count": 1, "Currency": "USD"});
-                    101
-                ]),
-            ),
-            Rejected("too_many_entries"),
-        ),
-        (
-            "invalid UTF-8",
-            with(32, "UserName", json!("JOSE \u{FFFF}")),
-            Rejected("invalid_utf8"),
-        ),
-    ];
+        ("deep nesting", with(25, "Register", deep), Rejected("wrong_type")),
+        ("duplicate key", amount_text(26, "5560.0,\"Amount\":1.0"), Rejected("duplicate_field")),
+        ("misspelt field", with(27, "Amout", json!(1.0)), Rejected("unknown_field")),
+        ("bad currency", with(28, DENOMS, json!([note(20.0, 1, "us")])), Rejected("invalid_format")),
+        ("long register", with(29, "Register", json!("REGISTER123")), Rejected("invalid_format")),
+        ("short deposit ref", with(30, "DepositReferenceNumber", json!("12")), Rejected("invalid_format")),
+        ("door on a transaction", with(31, "DoorName", json!("Vault")), Rejected("not_applicable")),
+        ("clock reset to 1970", with(33, DATE, json!("1970-01-01T00:00:00")), Held("date_before_floor")),
+        ("read in the future", with(34, READ, json!("2099-01-01T00:00:00Z")), Held("retrieved_on_in_future")),
+        ("too many denominations", with(35, DENOMS, json!(vec![note(0.01, 1, "USD"); 101])), Rejected("too_many_entries")),
+        ("invalid UTF-8", with(32, "UserName", json!("JOSE \u{FFFF}")), Rejected("invalid_utf8")),
+    ]
+}
+
+#[tokio::test]
+async fn every_kind_of_malformed_item_gets_its_reason_and_spoils_nothing_else() {
+    use Fate::*;
+    let cases = malformed_items();
     assert!(cases.len() >= 25);
 
     // Interleave: valid, bad, valid, bad, ... so every bad item has valid
@@ -383,12 +271,10 @@ async fn every_kind_of_malformed_item_gets_its_reason_and_spoils_nothing_else() 
         .unwrap();
     bytes.splice(at..at + marker.len(), [0xff, 0xfe]);
 
-    let stack = Stack::deploy().await;
-    let ingest = stack.ingest();
-    let key = stack.ingest_key().await;
-    let resp = ingest.handle(apigw::post(PATH, &bytes, Some(&key))).await;
-    let r = apigw::json(&resp);
-    assert_eq!(resp.status_code, 200, "{r}");
+    let api = Api::deploy().await;
+    let stack = &api.stack;
+    let (status, r) = api.upload(&bytes).await;
+    assert_eq!(status, 200, "{r}");
 
     let held_cases = cases.iter().filter(|c| matches!(c.2, Held(_))).count();
     let valid_items = cases.len() + 1;
@@ -426,7 +312,7 @@ async fn every_kind_of_malformed_item_gets_its_reason_and_spoils_nothing_else() 
             )
         })
         .collect();
-    let rows = stored(&stack, &BTreeSet::from(["UT00001".to_owned()])).await;
+    let rows = stored(stack, ["UT00001"]).await;
     for ((name, raw, fate), index) in cases.iter().zip(&bad_index) {
         match fate {
             Rejected(code) => {
@@ -467,9 +353,7 @@ async fn every_kind_of_malformed_item_gets_its_reason_and_spoils_nothing_else() 
 
 #[tokio::test]
 async fn bodies_that_are_not_uploads_are_refused_whole() {
-    let stack = Stack::deploy().await;
-    let ingest = stack.ingest();
-    let key = stack.ingest_key().await;
+    let api = Api::deploy().await;
     let deep = format!(
         "{{\"Transactions\":[{}{}]}}",
         "[".repeat(5000),
@@ -499,9 +383,8 @@ async fn bodies_that_are_not_uploads_are_refused_whole() {
             "too_large",
         ),
     ] {
-        let resp = ingest.handle(apigw::post(PATH, &body, Some(&key))).await;
-        let r = apigw::json(&resp);
-        assert_eq!(resp.status_code, status, "{name}: {r}");
+        let (actual, r) = api.upload(&body).await;
+        assert_eq!(actual, status, "{name}: {r}");
         assert_eq!(r["Error"]["Code"], code, "{name}: {r}");
         assert!(!r["Error"]["Message"].as_str().unwrap().is_empty());
     }
@@ -509,50 +392,34 @@ async fn bodies_that_are_not_uploads_are_refused_whole() {
 
 #[tokio::test]
 async fn uploads_without_the_ingest_key_are_refused_and_store_nothing() {
-    let stack = Stack::deploy().await;
-    let ingest = stack.ingest();
+    let Api { stack, ingest, key } = Api::deploy().await;
+    let stack = &stack;
     let upload = body(&[valid(1)]);
-    for key in [None, Some("wrong-key"), Some("")] {
-        let resp = ingest.handle(apigw::post(PATH, &upload, key)).await;
-        assert_eq!(resp.status_code, 401, "{key:?}");
+    for wrong in [None, Some("wrong-key"), Some("")] {
+        let resp = ingest.handle(apigw::post(PATH, &upload, wrong)).await;
+        assert_eq!(resp.status_code, 401, "{wrong:?}");
         assert_eq!(apigw::json(&resp)["Error"]["Code"], "unauthorized");
     }
     // Bearer works as well as x-api-key.
     let mut req = apigw::post(PATH, &upload, None);
-    req.headers.insert(
-        "authorization",
-        format!("Bearer {}", stack.ingest_key().await)
-            .parse()
-            .unwrap(),
-    );
-    let rows = stored(&stack, &BTreeSet::from(["UT00001".to_owned()])).await;
+    req.headers
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let rows = stored(stack, ["UT00001"]).await;
     assert!(rows.is_empty(), "refused uploads store nothing");
     assert_eq!(ingest.handle(req).await.status_code, 200);
-    assert_eq!(
-        stored(&stack, &BTreeSet::from(["UT00001".to_owned()]))
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(stored(stack, ["UT00001"]).await.len(), 1);
 }
 
 #[tokio::test]
 async fn sequence_gaps_are_reported_and_unowned_safes_counted() {
-    let stack = Stack::deploy().await;
-    let ingest = stack.ingest();
-    let key = stack.ingest_key().await;
-    let config = stack.config_store();
+    let api = Api::deploy().await;
+    let config = api.stack.config_store();
     config.assign_safe("UT00001", "cust-1").await.unwrap();
-    let numbered = |n: usize, seq: u64| {
-        let mut t = valid(n);
-        t["SequenceNumber"] = json!(seq);
-        t
-    };
     let mut other = valid(50);
     other["SerialNumber"] = json!("CT57679");
 
     let first = body(&[numbered(1, 100), numbered(2, 101), numbered(3, 104), other]);
-    let r = apigw::json(&ingest.handle(apigw::post(PATH, &first, Some(&key))).await);
+    let (_, r) = api.upload(&first).await;
     assert_eq!(r["Accepted"], 4, "{r}");
     assert_eq!(r["Unowned"], 1, "CT57679 has no customer: {r}");
     assert_eq!(
@@ -563,30 +430,26 @@ async fn sequence_gaps_are_reported_and_unowned_safes_counted() {
 
     // The missing numbers arrive: the gap closes.
     let second = body(&[numbered(4, 102), numbered(5, 103)]);
-    let r = apigw::json(&ingest.handle(apigw::post(PATH, &second, Some(&key))).await);
+    let (_, r) = api.upload(&second).await;
     assert_eq!(r["Accepted"], 2, "{r}");
     assert!(r.get("SequenceGaps").is_none(), "{r}");
 }
 
 #[tokio::test]
 async fn items_that_cannot_be_stored_make_a_503_with_per_item_statuses() {
-    let stack = Stack::deploy().await;
+    let mut api = Api::deploy().await;
     // A table that does not exist stands in for DynamoDB failing every write
     // after the SDK's retries.
-    let mut settings = stack.ingest_settings();
+    let mut settings = api.stack.ingest_settings();
     settings.transactions_table.push_str("-missing");
-    let ingest = ingest::Ingest::new(&stack.config, settings);
-    let key = stack.ingest_key().await;
+    api.ingest = ingest::Ingest::new(&api.stack.config, settings);
     let upload = format!(
         r#"{{"Transactions": [{}, {{"SerialNumber": 1}}, {}]}}"#,
         valid(1),
         valid(1)
     );
-    let resp = ingest
-        .handle(apigw::post(PATH, upload.as_bytes(), Some(&key)))
-        .await;
-    let r = apigw::json(&resp);
-    assert_eq!(resp.status_code, 503, "{r}");
+    let (status, r) = api.upload(upload.as_bytes()).await;
+    assert_eq!(status, 503, "{r}");
     assert_eq!(r["Accepted"], 0);
     assert_eq!(r["Failed"].as_array().unwrap().len(), 2, "{r}");
     assert!(
@@ -613,23 +476,18 @@ async fn items_that_cannot_be_stored_make_a_503_with_per_item_statuses() {
 /// 200 of duplicates.
 #[tokio::test]
 async fn an_item_with_thousands_of_denominations_is_rejected_not_a_503_forever() {
-    let stack = Stack::deploy().await;
-    let ingest = stack.ingest();
-    let key = stack.ingest_key().await;
+    let api = Api::deploy().await;
+    let stack = &api.stack;
     let mut huge = valid(1);
-    huge["Denominations"] = json!(vec![
-        json!({"UnitValue": 100.0000, "Count": 1, "Currency": "USD"});
-        9_000
-    ]);
+    huge["Denominations"] = json!(vec![note(100.0000, 1, "USD"); 9_000]);
     huge["Amount"] = json!(900000.0);
     let upload = body(&[valid(2), huge, valid(3)]);
     assert!(upload.len() > 400 * 1024, "over DynamoDB's item limit");
 
     let mut upload_ids = Vec::new();
     for (attempt, (accepted, duplicates)) in [(2, 0), (0, 2)].into_iter().enumerate() {
-        let resp = ingest.handle(apigw::post(PATH, &upload, Some(&key))).await;
-        let r = apigw::json(&resp);
-        assert_eq!(resp.status_code, 200, "attempt {attempt}: {r}");
+        let (status, r) = api.upload(&upload).await;
+        assert_eq!(status, 200, "attempt {attempt}: {r}");
         assert_eq!(r["Accepted"], accepted, "{r}");
         assert_eq!(r["Duplicates"], duplicates, "{r}");
         assert_eq!(
@@ -653,7 +511,7 @@ async fn an_item_with_thousands_of_denominations_is_rejected_not_a_503_forever()
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0].code, "too_many_entries");
     assert!(rejects[0].raw_truncated, "kept, cut to fit one item");
-    let rows = stored(&stack, &BTreeSet::from(["UT00001".to_owned()])).await;
+    let rows = stored(stack, ["UT00001"]).await;
     assert_eq!(rows.len(), 2);
 }
 
@@ -728,14 +586,8 @@ async fn rotate_ingest_key(stack: &Stack, prefix: &str) -> String {
 /// transaction and an audit record with the same number are two records.
 #[tokio::test]
 async fn sequence_numbers_up_to_u64_max_and_shared_with_audits() {
-    let stack = Stack::deploy().await;
-    let ingest = stack.ingest();
-    let key = stack.ingest_key().await;
-    let numbered = |n: usize, seq: u64| {
-        let mut t = valid(n);
-        t["SequenceNumber"] = json!(seq);
-        t
-    };
+    let api = Api::deploy().await;
+    let stack = &api.stack;
     let audit = json!({
         "PickupGroupId": 0, "SerialNumber": "UT00001",
         "RetrievedOn": "2023-05-01T10:00:00Z", "TransactionDateTime": "2023-05-01T08:00:01",
@@ -747,16 +599,15 @@ async fn sequence_numbers_up_to_u64_max_and_shared_with_audits() {
         "AuditTransactions": [audit],
     }))
     .unwrap();
-    let resp = ingest.handle(apigw::post(PATH, &upload, Some(&key))).await;
-    let r = apigw::json(&resp);
-    assert_eq!(resp.status_code, 200, "{r}");
+    let (status, r) = api.upload(&upload).await;
+    assert_eq!(status, 200, "{r}");
     assert_eq!(r["Accepted"], 3, "the audit is not a duplicate: {r}");
     assert_eq!(
         r["SequenceGaps"],
         json!([{"SerialNumber": "UT00001", "From": u64::MAX - 2, "To": u64::MAX - 1}]),
         "{r}"
     );
-    let mut keys: Vec<String> = stored(&stack, &BTreeSet::from(["UT00001".to_owned()]))
+    let mut keys: Vec<String> = stored(stack, ["UT00001"])
         .await
         .into_iter()
         .map(|row| row.dedup_key)
@@ -772,15 +623,11 @@ async fn sequence_numbers_up_to_u64_max_and_shared_with_audits() {
     );
     // The gap closes at the very top; a re-send is all duplicates.
     let rest = body(&[numbered(3, u64::MAX - 2), numbered(4, u64::MAX - 1)]);
-    let r = apigw::json(&ingest.handle(apigw::post(PATH, &rest, Some(&key))).await);
+    let (_, r) = api.upload(&rest).await;
     assert_eq!(r["Accepted"], 2, "{r}");
     assert!(r.get("SequenceGaps").is_none(), "{r}");
-    let r = apigw::json(&ingest.handle(apigw::post(PATH, &upload, Some(&key))).await);
-    assert_eq!(
-        (r["Accepted"].as_u64(), r["Duplicates"].as_u64()),
-        (Some(0), Some(3)),
-        "{r}"
-    );
+    let (_, r) = api.upload(&upload).await;
+    assert_eq!(counts(&r), (Some(0), Some(3)), "{r}");
 }
 
 /// The contract example in docs/ is what the function really answers.
@@ -790,14 +637,8 @@ async fn the_documented_example_is_what_ingest_answers() {
     let request = std::fs::read(root.join("upload-request.json")).unwrap();
     let mut expected: Value =
         serde_json::from_slice(&std::fs::read(root.join("upload-response.json")).unwrap()).unwrap();
-    let stack = Stack::deploy().await;
-    let key = stack.ingest_key().await;
-    let resp = stack
-        .ingest()
-        .handle(apigw::post(PATH, &request, Some(&key)))
-        .await;
-    let actual = apigw::json(&resp);
-    assert_eq!(resp.status_code, 200);
+    let (status, actual) = Api::deploy().await.upload(&request).await;
+    assert_eq!(status, 200);
     expected["UploadId"] = actual["UploadId"].clone();
     assert_eq!(
         actual, expected,
