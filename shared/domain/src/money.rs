@@ -49,45 +49,38 @@ pub(crate) fn clip(s: &str) -> String {
 /// Returns whether it has an exponent part.
 fn json_number_shape(text: &str) -> Option<bool> {
     let b = text.as_bytes();
-    let mut i = 0;
-    if b.first() == Some(&b'-') {
-        i += 1;
-    }
+    let mut i = usize::from(b.first() == Some(&b'-'));
     match b.get(i) {
         Some(b'0') => i += 1,
-        Some(b'1'..=b'9') => {
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-        }
+        Some(b'1'..=b'9') => i = after_digits(b, i),
         _ => return None,
     }
     if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
+        i = after_one_or_more_digits(b, i + 1)?;
     }
-    let mut exponent = false;
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        exponent = true;
+    let exponent = matches!(b.get(i), Some(b'e' | b'E'));
+    if exponent {
         i += 1;
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
+        i = after_one_or_more_digits(b, i)?;
     }
     (i == b.len()).then_some(exponent)
+}
+
+/// Where the run of ASCII digits starting at `i` ends (`i` when there is none).
+fn after_digits(b: &[u8], i: usize) -> usize {
+    i + b[i.min(b.len())..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count()
+}
+
+/// [`after_digits`], for a run the grammar requires (a fraction, an exponent).
+fn after_one_or_more_digits(b: &[u8], i: usize) -> Option<usize> {
+    let end = after_digits(b, i);
+    (end > i).then_some(end)
 }
 
 /// Parses the text of a JSON number into an exact decimal, keeping its scale.
@@ -216,34 +209,30 @@ fn unreachable_number() -> Box<RawValue> {
     RawValue::from_string("0".to_owned()).unwrap_or_default()
 }
 
-/// `serde(with = ...)` helper: an [`Amount`] as a JSON *string*, for stored
-/// records (hold reasons) that may go through non-JSON serializers.
-pub mod amount_as_string {
-    use super::Amount;
+/// `serde(with = ...)` helper: an [`Amount`] or [`UnitValue`] as a JSON
+/// *string*, for stored records (hold reasons) that may go through non-JSON
+/// serializers. One module for both: each is its `Display` text and parses
+/// back through `FromStr`, scale kept.
+pub mod as_string {
     use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
 
-    pub fn serialize<S: Serializer>(amount: &Amount, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(amount)
+    pub fn serialize<T: Display, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Amount, D::Error> {
+    pub fn deserialize<'de, T, D>(deserializer: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
         let s = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        Amount::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Like [`amount_as_string`], for [`UnitValue`].
-pub mod unit_value_as_string {
-    use super::UnitValue;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &UnitValue, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<UnitValue, D::Error> {
-        let s = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        UnitValue::parse(&s).map_err(serde::de::Error::custom)
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -279,46 +268,62 @@ mod tests {
     }
 
     #[test]
+    fn digit_runs_end_where_the_digits_do() {
+        assert_eq!(after_digits(b"123.4", 0), 3);
+        assert_eq!(after_digits(b"123.4", 3), 3);
+        assert_eq!(after_digits(b"123.4", 4), 5);
+        assert_eq!(after_digits(b"12", 2), 2);
+        assert_eq!(after_digits(b"12", 7), 7);
+        assert_eq!(after_one_or_more_digits(b"1.e5", 2), None);
+        assert_eq!(after_one_or_more_digits(b"1.25", 2), Some(4));
+        assert_eq!(after_one_or_more_digits(b"1.", 2), None);
+    }
+
+    #[test]
     fn extremes() {
         let max = "79228162514264337593543950335";
         assert_eq!(Amount::parse(max).unwrap().to_string(), max);
         let tiny = "0.0000000000000000000000000001";
         assert_eq!(Amount::parse(tiny).unwrap().to_string(), tiny);
-        for s in [
-            "79228162514264337593543950336",
-            "1234567890123456789012345678901234567890",
-            "0.00000000000000000000000000001",
-        ] {
-            assert!(
-                matches!(Amount::parse(s), Err(DecimalError::OutOfRange { .. })),
-                "{s}"
-            );
+        assert_refused(
+            &[
+                "79228162514264337593543950336",
+                "1234567890123456789012345678901234567890",
+                "0.00000000000000000000000000001",
+            ],
+            |e| matches!(e, DecimalError::OutOfRange { .. }),
+        );
+    }
+
+    /// Every one of `texts` is refused as `how` says.
+    fn assert_refused(texts: &[&str], how: impl Fn(&DecimalError) -> bool) {
+        for s in texts {
+            let parsed = Amount::parse(s);
+            assert!(parsed.as_ref().is_err_and(&how), "{s}: {parsed:?}");
         }
     }
 
     #[test]
     fn refuses_non_numbers_and_exponents() {
-        for s in [
-            "NaN",
-            "nan",
-            "Infinity",
-            "-Infinity",
-            "+5",
-            "1_000",
-            ".5",
-            "5.",
-            "01",
-            "",
-            " 5",
-            "5 ",
-            "0x10",
-            "1,5",
-        ] {
-            assert!(
-                matches!(Amount::parse(s), Err(DecimalError::NotANumber { .. })),
-                "{s}"
-            );
-        }
+        assert_refused(
+            &[
+                "NaN",
+                "nan",
+                "Infinity",
+                "-Infinity",
+                "+5",
+                "1_000",
+                ".5",
+                "5.",
+                "01",
+                "",
+                " 5",
+                "5 ",
+                "0x10",
+                "1,5",
+            ],
+            |e| matches!(e, DecimalError::NotANumber { .. }),
+        );
         for s in ["1e400", "1E2", "2.5e-2", "1e+1"] {
             let e = Amount::parse(s).unwrap_err();
             assert!(matches!(e, DecimalError::Exponent { .. }), "{s}");
@@ -346,7 +351,7 @@ mod tests {
     fn string_helpers_round_trip() {
         #[derive(Serialize, Deserialize, PartialEq, Debug)]
         struct S {
-            #[serde(with = "amount_as_string")]
+            #[serde(with = "as_string")]
             a: Amount,
         }
         let s = S {

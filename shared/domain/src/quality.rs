@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::fields::Currency;
-use crate::money::{Amount, UnitValue, amount_as_string, unit_value_as_string};
+use crate::money::{Amount, UnitValue, as_string};
 use crate::time::{RetrievedOn, SafeDateTime};
 use crate::transaction::{AuditTransaction, Transaction};
 use crate::upload::UploadItem;
@@ -69,16 +69,16 @@ fn floor_text(floor: OffsetDateTime) -> String {
 pub enum HoldReason {
     #[error("Amount {amount} is not the sum of the denominations ({sum})")]
     AmountMismatch {
-        #[serde(with = "amount_as_string")]
+        #[serde(with = "as_string")]
         amount: Amount,
-        #[serde(with = "amount_as_string")]
+        #[serde(with = "as_string")]
         sum: Amount,
     },
     #[error("the sum of the denominations overflows an exact decimal")]
     AmountOverflow,
     #[error("Amount {amount} is negative")]
     NegativeAmount {
-        #[serde(with = "amount_as_string")]
+        #[serde(with = "as_string")]
         amount: Amount,
     },
     #[error("Denominations[{index}].Count {count} is negative")]
@@ -86,7 +86,7 @@ pub enum HoldReason {
     #[error("Denominations[{index}].UnitValue {unit_value} is not positive")]
     NonPositiveUnitValue {
         index: usize,
-        #[serde(with = "unit_value_as_string")]
+        #[serde(with = "as_string")]
         unit_value: UnitValue,
     },
     #[error("denominations mix currencies ({})", currencies.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))]
@@ -114,7 +114,7 @@ pub enum HoldReason {
     },
     #[error("audit record has Amount {amount}; expected 0")]
     AuditAmountNotZero {
-        #[serde(with = "amount_as_string")]
+        #[serde(with = "as_string")]
         amount: Amount,
     },
     #[error("audit record has PickupGroupId {pickup_group_id}; expected 0")]
