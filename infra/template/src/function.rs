@@ -376,23 +376,47 @@ Resources:
           Properties: {Path: /v1/uploads, Method: post}
 "#;
 
+    /// A created resource as the bootstrap records it: its `Ref` and attributes.
+    fn physical(reference: &str, attributes: &[(&str, &str)]) -> Physical {
+        Physical {
+            reference: reference.into(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        }
+    }
+
+    /// A resolver of `t` (stack `s`) that knows `resources`: logical id,
+    /// `Ref`, attributes.
+    fn deployed(t: &Template, resources: &[(&str, &str, &[(&str, &str)])]) -> Resolver {
+        let mut r = Resolver::new(t, &BTreeMap::new(), "s", "us-east-1", "1");
+        for (id, reference, attributes) in resources {
+            r.record(*id, physical(reference, attributes));
+        }
+        r
+    }
+
+    #[test]
+    fn physical_keeps_the_ref_and_every_attribute() {
+        let p = physical("r", &[("Arn", "a"), ("StreamArn", "s")]);
+        assert_eq!(p.reference, "r");
+        assert_eq!(
+            p.attributes,
+            BTreeMap::from([("Arn".into(), "a".into()), ("StreamArn".into(), "s".into())])
+        );
+        assert!(physical("x", &[]).attributes.is_empty());
+    }
+
     #[test]
     fn functions_resolve_with_globals_and_events() {
         let t = Template::parse(YAML).unwrap();
-        let mut r = Resolver::new(&t, &BTreeMap::new(), "s", "us-east-1", "1");
-        r.record(
-            "Table",
-            Physical {
-                reference: "x-t".into(),
-                attributes: BTreeMap::from([("StreamArn".into(), "arn:stream".into())]),
-            },
-        );
-        r.record(
-            "Queue",
-            Physical {
-                reference: "http://q".into(),
-                attributes: BTreeMap::from([("Arn".into(), "arn:q".into())]),
-            },
+        let r = deployed(
+            &t,
+            &[
+                ("Table", "x-t", &[("StreamArn", "arn:stream")]),
+                ("Queue", "http://q", &[("Arn", "arn:q")]),
+            ],
         );
         let f = &t.functions(&r).unwrap()[0];
         assert_eq!(f.binary, "fanout");
@@ -493,23 +517,16 @@ Resources:
     #[test]
     fn event_source_mappings_are_read_as_the_functions_events() {
         let t = Template::parse(MAPPINGS).unwrap();
-        let mut r = Resolver::new(&t, &BTreeMap::new(), "s", "us-east-1", "1");
-        r.record(
-            "Table",
-            Physical {
-                reference: "t".into(),
-                attributes: BTreeMap::from([(
-                    "StreamArn".into(),
-                    "arn:aws:dynamodb:us-east-1:1:table/t/stream/x".into(),
-                )]),
-            },
-        );
-        r.record(
-            "Queue",
-            Physical {
-                reference: "http://q".into(),
-                attributes: BTreeMap::from([("Arn".into(), "arn:aws:sqs:us-east-1:1:q".into())]),
-            },
+        let r = deployed(
+            &t,
+            &[
+                (
+                    "Table",
+                    "t",
+                    &[("StreamArn", "arn:aws:dynamodb:us-east-1:1:table/t/stream/x")],
+                ),
+                ("Queue", "http://q", &[("Arn", "arn:aws:sqs:us-east-1:1:q")]),
+            ],
         );
         let functions = t.functions(&r).unwrap();
         let f = functions.iter().find(|f| f.logical_id == "Fn").unwrap();
@@ -559,13 +576,9 @@ Resources:
     fn a_mapping_of_an_unplayed_source_is_refused() {
         let yaml = MAPPINGS.replace("!GetAtt Table.StreamArn", "arn:aws:kafka:x:1:cluster/c");
         let t = Template::parse(&yaml).unwrap();
-        let mut r = Resolver::new(&t, &BTreeMap::new(), "s", "us-east-1", "1");
-        r.record(
-            "Queue",
-            Physical {
-                reference: "http://q".into(),
-                attributes: BTreeMap::from([("Arn".into(), "arn:aws:sqs:us-east-1:1:q".into())]),
-            },
+        let r = deployed(
+            &t,
+            &[("Queue", "http://q", &[("Arn", "arn:aws:sqs:us-east-1:1:q")])],
         );
         let e = t.functions(&r).unwrap_err().to_string();
         assert!(e.contains("StreamMapping") && e.contains("kafka"), "{e}");
@@ -584,29 +597,24 @@ Resources:
                 _ => continue,
             };
             let arn = format!("arn:aws:{service}:us-east-1:1:{}", res.logical_id);
+            let stream = format!("{arn}/stream/s");
             r.record(
                 &res.logical_id,
-                Physical {
-                    reference: res.logical_id.clone(),
-                    attributes: BTreeMap::from([
-                        ("Arn".into(), arn.clone()),
-                        ("StreamArn".into(), format!("{arn}/stream/s")),
-                        ("QueueName".into(), res.logical_id.clone()),
-                    ]),
-                },
+                physical(
+                    &res.logical_id,
+                    &[
+                        ("Arn", &arn),
+                        ("StreamArn", &stream),
+                        ("QueueName", &res.logical_id),
+                    ],
+                ),
             );
         }
         // Everything else answers `Ref` only, as the bootstrap's
         // deployment records it (placeholders for what it does not create).
         for other in t.resources() {
             if !r.physical().contains_key(&other.logical_id) {
-                r.record(
-                    &other.logical_id,
-                    Physical {
-                        reference: other.logical_id.clone(),
-                        attributes: BTreeMap::new(),
-                    },
-                );
+                r.record(&other.logical_id, physical(&other.logical_id, &[]));
             }
         }
         let functions = t.functions(&r).unwrap();
