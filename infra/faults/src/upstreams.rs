@@ -25,6 +25,13 @@ pub const SERVICE_ENDPOINT_VARS: &[(&str, &str)] = &[
     ("AWS_ENDPOINT_URL_CLOUDWATCH", "monitoring"),
 ];
 
+/// The services of [`SERVICE_ENDPOINT_VARS`], for tests that go through
+/// every service the proxy routes by name.
+#[cfg(test)]
+pub(crate) fn services() -> impl Iterator<Item = &'static str> {
+    SERVICE_ENDPOINT_VARS.iter().map(|(_, service)| *service)
+}
+
 /// The default upstream and the services routed elsewhere. URLs are checked
 /// when the proxy starts ([`crate::FaultProxy::start_routed`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,15 +179,8 @@ mod tests {
             .chain([("AWS_ENDPOINT_URL", "http://127.0.0.1:2")])
             .collect();
         let up = Upstreams::from_vars(vars(&pairs)).unwrap();
-        for service in [
-            "dynamodb",
-            "streams.dynamodb",
-            "sqs",
-            "sns",
-            "secretsmanager",
-            "monitoring",
-            "cloudwatch",
-        ] {
+        // CloudWatch is also known by its alias.
+        for service in services().chain(["cloudwatch"]) {
             assert_eq!(up.url_for(service), "http://127.0.0.1:1", "{service}");
         }
         assert_eq!(up.url_for("sts"), "http://127.0.0.1:2");
