@@ -387,9 +387,11 @@ Resources:
         }
     }
 
-    /// A resolver of `t` (stack `s`) that knows `resources`: logical id,
-    /// `Ref`, attributes.
-    fn deployed(t: &Template, resources: &[(&str, &str, &[(&str, &str)])]) -> Resolver {
+    /// A created resource: logical id, `Ref`, attributes.
+    type Deployed<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    /// A resolver of `t` (stack `s`) that knows `resources`.
+    fn deployed(t: &Template, resources: &[Deployed<'_>]) -> Resolver {
         let mut r = Resolver::new(t, &BTreeMap::new(), "s", "us-east-1", "1");
         for (id, reference, attributes) in resources {
             r.record(*id, physical(reference, attributes));
