@@ -182,30 +182,11 @@ impl AssignmentStore {
         dynamo::malformed(&self.table, key, e)
     }
 
-    /// Items of partition `pk` whose SK starts with `prefix`, every page.
-    async fn query_prefix<T: serde::de::DeserializeOwned>(
-        &self,
-        pk: String,
-        prefix: String,
-        consistent: bool,
-    ) -> Result<Vec<T>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .expression_attribute_values(":pk", s(pk.as_str()))
-            .expression_attribute_values(":prefix", s(prefix))
-            .consistent_read(consistent);
-        let items = dynamo::query_all(&self.table, query).await?;
-        dynamo::decode_all(&self.table, &pk, items)
-    }
-
     /// A safe's assignments, oldest first.
     pub async fn history(&self, serial: &str) -> Result<Vec<Assignment>, StoreError> {
         let pk = keys::assignment(serial, "").0;
-        let mut history: Vec<Assignment> = self
-            .query_prefix(pk, ASSIGN_PREFIX.to_owned(), true)
-            .await?;
+        let mut history: Vec<Assignment> =
+            dynamo::query_prefix(&self.client, &self.table, &pk, ASSIGN_PREFIX, true).await?;
         history.sort_by(|a, b| a.from.cmp(&b.from));
         Ok(history)
     }
@@ -216,15 +197,19 @@ impl AssignmentStore {
     /// anyway, and reads several safes at once.
     pub async fn ownership(&self, serial: &str) -> Result<Ownership, StoreError> {
         let pk = keys::assignment(serial, "").0;
-        let query = self
-            .client
-            .query()
+        let items = dynamo::query_items(
+            &self.client,
+            &self.table,
             // "ASSIGN#..." < "OWNER" < "SEQUENCE": nothing else in between.
-            .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :owner")
-            .expression_attribute_values(":pk", s(pk.as_str()))
-            .expression_attribute_values(":from", s(ASSIGN_PREFIX))
-            .expression_attribute_values(":owner", s("OWNER"));
-        let items = dynamo::query_all(&self.table, query).await?;
+            "PK = :pk AND SK BETWEEN :from AND :owner",
+            [
+                (":pk", s(pk.as_str())),
+                (":from", s(ASSIGN_PREFIX)),
+                (":owner", s("OWNER")),
+            ],
+            false,
+        )
+        .await?;
         let mut ownership = Ownership::default();
         for item in items {
             match item.get("SK") {
@@ -258,7 +243,8 @@ impl AssignmentStore {
             Some(s) => format!("{PERIOD_PREFIX}{s}#"),
             None => PERIOD_PREFIX.to_owned(),
         };
-        let mut periods: Vec<Period> = self.query_prefix(pk, prefix, false).await?;
+        let mut periods: Vec<Period> =
+            dynamo::query_prefix(&self.client, &self.table, &pk, &prefix, false).await?;
         periods.sort();
         Ok(periods)
     }

@@ -162,22 +162,6 @@ impl ConfigStore {
         .await
     }
 
-    /// Items whose PK is `pk` and SK starts with `sk_prefix`.
-    async fn query_prefix<T: DeserializeOwned>(
-        &self,
-        pk: String,
-        sk_prefix: &str,
-    ) -> Result<Vec<T>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("PK = :pk AND begins_with(SK, :sk)")
-            .expression_attribute_values(":pk", s(pk.as_str()))
-            .expression_attribute_values(":sk", s(sk_prefix));
-        let items = dynamo::query_all(&self.table, query).await?;
-        dynamo::decode_all(&self.table, &pk, items)
-    }
-
     /// Every item whose SK is `sk` (customers, safe owners): a scan, for
     /// the ops CLI only; the functions never scan.
     async fn scan_kind<T: DeserializeOwned>(&self, sk: &str) -> Result<Vec<T>, StoreError> {
@@ -367,8 +351,8 @@ impl ConfigStore {
         &self,
         customer: &CustomerId,
     ) -> Result<Vec<EndpointSettings>, StoreError> {
-        self.query_prefix(keys::customer(customer.as_str()).0, "ENDPOINT#")
-            .await
+        let pk = keys::customer(customer.as_str()).0;
+        dynamo::query_prefix(&self.client, &self.table, &pk, "ENDPOINT#", false).await
     }
 
     /// Every safe and its owner (ops CLI).

@@ -88,14 +88,12 @@ pub(crate) async fn put_if(
     condition: &str,
     values: impl IntoIterator<Item = (&str, AttributeValue)>,
 ) -> Result<bool, StoreError> {
-    let values: HashMap<String, AttributeValue> =
-        values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let sent = client
         .put_item()
         .table_name(table)
         .set_item(Some(item))
         .condition_expression(condition)
-        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+        .set_expression_attribute_values(placeholders(values))
         .send()
         .await;
     match sent {
@@ -174,6 +172,67 @@ pub(crate) async fn query_all(
         .try_collect()
         .await
         .map_err(|e| StoreError::sdk("Query", table, e))
+}
+
+/// An expression's placeholder values as the SDK takes them (`None` for none).
+fn placeholders<'a>(
+    values: impl IntoIterator<Item = (&'a str, AttributeValue)>,
+) -> Option<HashMap<String, AttributeValue>> {
+    let values: HashMap<String, AttributeValue> =
+        values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    (!values.is_empty()).then_some(values)
+}
+
+/// Every item, every page, whose key matches `key_condition` (`values` are
+/// its placeholders); strongly consistent when `consistent`. The one way a
+/// store asks for a key range; [`query_all`] is for queries that also
+/// filter or project.
+pub(crate) async fn query_items<'a>(
+    client: &Client,
+    table: &str,
+    key_condition: &str,
+    values: impl IntoIterator<Item = (&'a str, AttributeValue)>,
+    consistent: bool,
+) -> Result<Vec<Item>, StoreError> {
+    let query = client
+        .query()
+        .key_condition_expression(key_condition)
+        .set_expression_attribute_values(placeholders(values))
+        .set_consistent_read(consistent.then_some(true));
+    query_all(table, query).await
+}
+
+/// [`query_items`] as `T` (`label` names what was asked for on failure).
+pub(crate) async fn query<'a, T: DeserializeOwned>(
+    client: &Client,
+    table: &str,
+    key_condition: &str,
+    values: impl IntoIterator<Item = (&'a str, AttributeValue)>,
+    consistent: bool,
+    label: &str,
+) -> Result<Vec<T>, StoreError> {
+    let items = query_items(client, table, key_condition, values, consistent).await?;
+    decode_all(table, label, items)
+}
+
+/// The items of a `PK`/`SK` table (the configuration table) in partition
+/// `pk` whose `SK` starts with `sk_prefix`, as `T`.
+pub(crate) async fn query_prefix<T: DeserializeOwned>(
+    client: &Client,
+    table: &str,
+    pk: &str,
+    sk_prefix: &str,
+    consistent: bool,
+) -> Result<Vec<T>, StoreError> {
+    query(
+        client,
+        table,
+        "PK = :pk AND begins_with(SK, :sk)",
+        [(":pk", s(pk)), (":sk", s(sk_prefix))],
+        consistent,
+        pk,
+    )
+    .await
 }
 
 /// Every page of `scan` (table name set here).
@@ -296,4 +355,18 @@ pub(crate) async fn batch_write(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_absent_when_there_are_none() {
+        assert_eq!(placeholders([]), None);
+        let values = placeholders([(":pk", s("CUSTOMER#a")), (":n", n(3))]).unwrap();
+        assert_eq!(values.len(), 2);
+        assert_eq!(values[":pk"], s("CUSTOMER#a"));
+        assert_eq!(values[":n"], AttributeValue::N("3".into()));
+    }
 }

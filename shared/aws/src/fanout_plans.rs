@@ -180,20 +180,17 @@ impl PlanStore {
     }
 
     async fn partition(&self, key: &str) -> Result<HashMap<String, Item>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", s(plan_pk(key)))
-            .consistent_read(true);
-        Ok(dynamo::query_all(&self.table, query)
-            .await?
-            .into_iter()
-            .filter_map(|item| match item.get("SK") {
-                Some(AttributeValue::S(sk)) => Some((sk.clone(), item)),
-                _ => None,
-            })
-            .collect())
+        let pk = [(":pk", s(plan_pk(key)))];
+        Ok(
+            dynamo::query_items(&self.client, &self.table, "PK = :pk", pk, true)
+                .await?
+                .into_iter()
+                .filter_map(|item| match item.get("SK") {
+                    Some(AttributeValue::S(sk)) => Some((sk.clone(), item)),
+                    _ => None,
+                })
+                .collect(),
+        )
     }
 
     fn decode_plan(&self, key: &str, item: &Item) -> Result<Plan, StoreError> {

@@ -44,12 +44,14 @@ impl RejectStore {
 
     /// Every reject of one upload (for tests and support tools).
     pub async fn for_upload(&self, upload_id: &str) -> Result<Vec<RejectRecord>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("UploadId = :u")
-            .expression_attribute_values(":u", dynamo::s(upload_id));
-        let items = dynamo::query_all(&self.table, query).await?;
-        dynamo::decode_all(&self.table, upload_id, items)
+        dynamo::query(
+            &self.client,
+            &self.table,
+            "UploadId = :u",
+            [(":u", dynamo::s(upload_id))],
+            false,
+            upload_id,
+        )
+        .await
     }
 }

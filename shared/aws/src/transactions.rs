@@ -49,10 +49,6 @@ impl TransactionStore {
         }
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// Stores `record` unless its key exists: one write unit, no read.
     pub async fn insert_new(&self, record: &StoredTransaction) -> Result<Insertion, StoreError> {
         let item = dynamo::encode(&self.table, &record.sort_key, record)?;
@@ -107,13 +103,15 @@ impl TransactionStore {
         &self,
         serial: &SerialNumber,
     ) -> Result<Vec<StoredTransaction>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("SerialNumber = :s")
-            .expression_attribute_values(":s", s(serial.as_str()));
-        let items = dynamo::query_all(&self.table, query).await?;
-        dynamo::decode_all(&self.table, serial.as_str(), items)
+        dynamo::query(
+            &self.client,
+            &self.table,
+            "SerialNumber = :s",
+            [(":s", s(serial.as_str()))],
+            false,
+            serial.as_str(),
+        )
+        .await
     }
 
     /// The items of one safe whose sort key is in `[from, to]` (safe-local
@@ -125,14 +123,18 @@ impl TransactionStore {
         from: &str,
         to: &str,
     ) -> Result<Vec<StoredTransaction>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("SerialNumber = :s AND SortKey BETWEEN :from AND :to")
-            .expression_attribute_values(":s", s(serial.as_str()))
-            .expression_attribute_values(":from", s(from))
-            .expression_attribute_values(":to", s(to));
-        let items = dynamo::query_all(&self.table, query).await?;
-        dynamo::decode_all(&self.table, serial.as_str(), items)
+        dynamo::query(
+            &self.client,
+            &self.table,
+            "SerialNumber = :s AND SortKey BETWEEN :from AND :to",
+            [
+                (":s", s(serial.as_str())),
+                (":from", s(from)),
+                (":to", s(to)),
+            ],
+            false,
+            serial.as_str(),
+        )
+        .await
     }
 }
