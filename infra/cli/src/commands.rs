@@ -40,6 +40,22 @@ async fn existing_customer(ops: &Ops, id: &CustomerId) -> Result<Customer> {
         })
 }
 
+/// The customer's endpoint `id`, with its key's secret name derived from
+/// the id, whatever an old record says.
+async fn existing_endpoint(
+    ops: &Ops,
+    customer: &CustomerId,
+    id: &EndpointId,
+) -> Result<EndpointSettings> {
+    let mut e = ops
+        .config
+        .endpoint(customer, id)
+        .await?
+        .with_context(|| format!("customer {customer} has no endpoint {id}"))?;
+    e.api_key_secret = ops.names.endpoint_secret(id);
+    Ok(e)
+}
+
 fn valid_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
@@ -162,12 +178,12 @@ pub(crate) async fn safe(
             let ops = Ops::connect(target).await;
             let history = ops.assignments.history(serial.as_str()).await?;
             let periods = platformsync_aws::assignments::periods(&history);
-            if json {
-                return table::json(io.out, &periods);
-            }
-            let rows: Vec<Vec<String>> = periods
-                .iter()
-                .map(|p| {
+            table::list(
+                io.out,
+                json,
+                &periods,
+                &["CUSTOMER", "FROM", "UNTIL"],
+                |p| {
                     vec![
                         p.customer_id.clone(),
                         shown_bound(&p.from),
@@ -176,9 +192,8 @@ pub(crate) async fn safe(
                             .map(shown_bound)
                             .unwrap_or_else(|| "-".into()),
                     ]
-                })
-                .collect();
-            table::print(io.out, &["CUSTOMER", "FROM", "UNTIL"], &rows)
+                },
+            )
         }
         SafeCommand::List { customer } => {
             let customer = customer.as_deref().map(customer_id).transpose()?;
@@ -190,15 +205,9 @@ pub(crate) async fn safe(
             safes.sort_by(|a, b| {
                 (&a.customer_id, &a.serial_number).cmp(&(&b.customer_id, &b.serial_number))
             });
-            if json {
-                table::json(io.out, &safes)
-            } else {
-                let rows: Vec<Vec<String>> = safes
-                    .iter()
-                    .map(|s| vec![s.serial_number.clone(), s.customer_id.clone()])
-                    .collect();
-                table::print(io.out, &["SERIAL", "CUSTOMER"], &rows)
-            }
+            table::list(io.out, json, &safes, &["SERIAL", "CUSTOMER"], |s| {
+                vec![s.serial_number.clone(), s.customer_id.clone()]
+            })
         }
     }
 }
@@ -502,12 +511,22 @@ pub(crate) async fn endpoint(
                 }
                 None => all_endpoints(&ops).await?,
             };
-            if json {
-                return table::json(io.out, &endpoints);
-            }
-            let rows: Vec<Vec<String>> = endpoints
-                .iter()
-                .map(|e| {
+            table::list(
+                io.out,
+                json,
+                &endpoints,
+                &[
+                    "ENDPOINT",
+                    "CUSTOMER",
+                    "TYPE",
+                    "URL",
+                    "KEY",
+                    "MESSAGES",
+                    "WHITELIST",
+                    "BATCH",
+                    "ENABLED",
+                ],
+                |e| {
                     vec![
                         e.endpoint_id.to_string(),
                         e.customer_id.to_string(),
@@ -522,34 +541,13 @@ pub(crate) async fn endpoint(
                         e.max_batch_size.to_string(),
                         if e.enabled { "yes" } else { "no" }.into(),
                     ]
-                })
-                .collect();
-            table::print(
-                io.out,
-                &[
-                    "ENDPOINT",
-                    "CUSTOMER",
-                    "TYPE",
-                    "URL",
-                    "KEY",
-                    "MESSAGES",
-                    "WHITELIST",
-                    "BATCH",
-                    "ENABLED",
-                ],
-                &rows,
+                },
             )
         }
         EndpointCommand::Show { customer, id } => {
             let (customer, id) = (customer_id(&customer)?, endpoint_id(&id)?);
             let ops = Ops::connect(target).await;
-            let mut e = ops
-                .config
-                .endpoint(&customer, &id)
-                .await?
-                .with_context(|| format!("customer {customer} has no endpoint {id}"))?;
-            // The key's name is derived from the id, whatever an old record says.
-            e.api_key_secret = ops.names.endpoint_secret(&id);
+            let e = existing_endpoint(&ops, &customer, &id).await?;
             let changed = ops.key_last_changed(&e.api_key_secret).await?;
             show(&e, changed.as_deref(), json, io)
         }
@@ -734,13 +732,7 @@ async fn update(target: &Target, args: EndpointUpdate, json: bool, io: &mut Io<'
     );
     let source = KeySource::of(&args.key)?;
     let ops = Ops::connect(target).await;
-    let mut e = ops
-        .config
-        .endpoint(&customer, &id)
-        .await?
-        .with_context(|| format!("customer {customer} has no endpoint {id}"))?;
-    // The key's name is derived from the id, whatever an old record says.
-    e.api_key_secret = ops.names.endpoint_secret(&id);
+    let mut e = existing_endpoint(&ops, &customer, &id).await?;
     let before = e.clone();
     if args.clear_metadata {
         e.metadata.clear();

@@ -116,12 +116,12 @@ pub(crate) async fn run(
                 .collect::<Result<Vec<_>>>()?;
             let found = held.list(&safes).await?;
             let list: Vec<HeldView<'_>> = found.iter().map(|t| HeldView::of(t, false)).collect();
-            if json {
-                return table::json(io.out, &list);
-            }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|t| {
+            table::list(
+                io.out,
+                json,
+                &list,
+                &["KEY", "KIND", "TYPE", "RECEIVED", "REASONS"],
+                |t| {
                     vec![
                         t.key.clone(),
                         t.kind.to_owned(),
@@ -129,12 +129,7 @@ pub(crate) async fn run(
                         t.received_at.clone(),
                         reasons(t),
                     ]
-                })
-                .collect();
-            table::print(
-                io.out,
-                &["KEY", "KIND", "TYPE", "RECEIVED", "REASONS"],
-                &rows,
+                },
             )
         }
         HeldCommand::Show { key } => {

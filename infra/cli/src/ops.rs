@@ -305,7 +305,21 @@ mod tests {
 
     #[test]
     fn the_cli_parses_and_refuses_a_key_argument() {
-        let cli = crate::Cli::from_args([
+        let cli = endpoint_add(&["--url", "https://x", "--key", "SECRET"]).unwrap();
+        let crate::Command::Endpoint(crate::EndpointCommand::Add(add)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        let e = KeySource::of(&add.key).unwrap_err().to_string();
+        assert!(e.contains("never accepted") && !e.contains("SECRET"), "{e}");
+        assert!(
+            endpoint_add(&["--key-stdin", "--key-file", "f"]).is_err(),
+            "one key source"
+        );
+    }
+
+    /// `platformsync endpoint add --customer a --id b` with `rest`.
+    fn endpoint_add(rest: &[&str]) -> Result<crate::Cli, clap::Error> {
+        let head = [
             "platformsync",
             "endpoint",
             "add",
@@ -313,32 +327,7 @@ mod tests {
             "a",
             "--id",
             "b",
-            "--url",
-            "https://x",
-            "--key",
-            "SECRET",
-        ])
-        .unwrap();
-        let crate::Command::Endpoint(crate::EndpointCommand::Add(add)) = cli.command else {
-            panic!("parsed as {:?}", cli.command);
-        };
-        let e = KeySource::of(&add.key).unwrap_err().to_string();
-        assert!(e.contains("never accepted") && !e.contains("SECRET"), "{e}");
-        assert!(
-            crate::Cli::from_args([
-                "platformsync",
-                "endpoint",
-                "add",
-                "--customer",
-                "a",
-                "--id",
-                "b",
-                "--key-stdin",
-                "--key-file",
-                "f"
-            ])
-            .is_err(),
-            "one key source"
-        );
+        ];
+        crate::Cli::from_args(head.iter().chain(rest))
     }
 }

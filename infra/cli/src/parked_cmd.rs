@@ -150,26 +150,10 @@ pub(crate) async fn expired(
             for id in endpoint_ids(&ops, endpoint.as_deref()).await? {
                 rows.extend(store.list(&id).await?.iter().map(|p| listed(p, now, false)));
             }
-            if json {
-                return table::json(io.out, &rows);
-            }
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.endpoint_id.clone(),
-                        r.id.clone(),
-                        r.message_id.clone(),
-                        r.reason.clone(),
-                        human_age(r.age_seconds),
-                        r.attempts.to_string(),
-                        r.transactions.to_string(),
-                        r.last_error.clone().unwrap_or_else(|| "-".into()),
-                    ]
-                })
-                .collect();
-            table::print(
+            table::list(
                 io.out,
+                json,
+                &rows,
                 &[
                     "ENDPOINT",
                     "ID",
@@ -180,7 +164,18 @@ pub(crate) async fn expired(
                     "TX",
                     "LAST ERROR",
                 ],
-                &cells,
+                |r| {
+                    vec![
+                        r.endpoint_id.clone(),
+                        r.id.clone(),
+                        r.message_id.clone(),
+                        r.reason.clone(),
+                        human_age(r.age_seconds),
+                        r.attempts.to_string(),
+                        r.transactions.to_string(),
+                        r.last_error.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                },
             )
         }
         ExpiredCommand::Show { endpoint, id } => {
