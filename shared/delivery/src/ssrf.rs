@@ -194,66 +194,29 @@ const V6_6TO4: Ipv6Net = v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16);
 const V6_GLOBAL_UNICAST: Ipv6Net = v6([0x2000, 0, 0, 0, 0, 0, 0, 0], 3);
 
 /// IPv6 refusals checked before the embedded-IPv4 forms and the 2000::/3 rule.
+#[rustfmt::skip] // A table: one range a row.
 const V6_RULES_FIRST: &[(Ipv6Net, BlockedRange)] = &[
-    (v6([0; 8], 128), BlockedRange::Unspecified),
+    (v6([0, 0, 0, 0, 0, 0, 0, 0], 128), BlockedRange::Unspecified),
     (v6([0, 0, 0, 0, 0, 0, 0, 1], 128), BlockedRange::Loopback),
-    (
-        v6([0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254], 128),
-        BlockedRange::InstanceMetadata,
-    ),
+    (v6([0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254], 128), BlockedRange::InstanceMetadata),
 ];
 
 /// IPv6 refusals for ranges that embed no IPv4 worth checking.
+#[rustfmt::skip] // A table: one range a row.
 const V6_RULES: &[(Ipv6Net, BlockedRange)] = &[
-    (
-        v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
-        BlockedRange::LocalNat64,
-    ),
-    (
-        v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
-        BlockedRange::DiscardOnly,
-    ),
-    (
-        v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
-        BlockedRange::Documentation,
-    ),
-    (
-        v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),
-        BlockedRange::Documentation,
-    ),
+    (v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), BlockedRange::LocalNat64),
+    (v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), BlockedRange::DiscardOnly),
+    (v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), BlockedRange::Documentation),
+    (v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), BlockedRange::Documentation),
     (v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32), BlockedRange::Teredo),
-    (
-        v6([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48),
-        BlockedRange::Benchmarking,
-    ),
-    (
-        v6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28),
-        BlockedRange::Orchid,
-    ),
-    (
-        v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28),
-        BlockedRange::Orchid,
-    ),
-    (
-        v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
-        BlockedRange::IetfProtocol,
-    ),
-    (
-        v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
-        BlockedRange::UniqueLocal,
-    ),
-    (
-        v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),
-        BlockedRange::LinkLocal,
-    ),
-    (
-        v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
-        BlockedRange::SiteLocal,
-    ),
-    (
-        v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),
-        BlockedRange::Multicast,
-    ),
+    (v6([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48), BlockedRange::Benchmarking),
+    (v6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28), BlockedRange::Orchid),
+    (v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28), BlockedRange::Orchid),
+    (v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), BlockedRange::IetfProtocol),
+    (v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), BlockedRange::UniqueLocal),
+    (v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), BlockedRange::LinkLocal),
+    (v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), BlockedRange::SiteLocal),
+    (v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), BlockedRange::Multicast),
 ];
 
 /// Refuse any address that is not public unicast (no allow-list applied).
@@ -597,124 +560,41 @@ mod tests {
 
     #[test]
     fn refused_urls_name_their_range() {
+        #[rustfmt::skip] // A table: one case a row.
         let cases: &[(&str, BlockedRange, &str)] = &[
-            (
-                "https://[::ffff:127.0.0.1]/",
-                BlockedRange::Loopback,
-                "127.0.0.0/8",
-            ),
-            (
-                "https://169.254.169.254/latest/meta-data",
-                BlockedRange::InstanceMetadata,
-                "169.254.169.254/32",
-            ),
-            (
-                "https://169.254.1.1/",
-                BlockedRange::LinkLocal,
-                "169.254.0.0/16",
-            ),
+            ("https://[::ffff:127.0.0.1]/", BlockedRange::Loopback, "127.0.0.0/8"),
+            ("https://169.254.169.254/latest/meta-data", BlockedRange::InstanceMetadata, "169.254.169.254/32"),
+            ("https://169.254.1.1/", BlockedRange::LinkLocal, "169.254.0.0/16"),
             ("https://[fd00::1]/", BlockedRange::UniqueLocal, "fc00::/7"),
-            (
-                "https://100.64.0.1/",
-                BlockedRange::SharedAddressSpace,
-                "100.64.0.0/10",
-            ),
+            ("https://100.64.0.1/", BlockedRange::SharedAddressSpace, "100.64.0.0/10"),
             ("https://[::1]/", BlockedRange::Loopback, "::1/128"),
             ("https://10.0.0.1/", BlockedRange::Private, "10.0.0.0/8"),
-            (
-                "https://172.31.255.1/",
-                BlockedRange::Private,
-                "172.16.0.0/12",
-            ),
-            (
-                "https://192.168.1.1/",
-                BlockedRange::Private,
-                "192.168.0.0/16",
-            ),
+            ("https://172.31.255.1/", BlockedRange::Private, "172.16.0.0/12"),
+            ("https://192.168.1.1/", BlockedRange::Private, "192.168.0.0/16"),
             ("https://[fe80::1]/", BlockedRange::LinkLocal, "fe80::/10"),
             ("https://0.0.0.0/", BlockedRange::Unspecified, "0.0.0.0/8"),
             ("https://[::]/", BlockedRange::Unspecified, "::/128"),
-            (
-                "https://[64:ff9b::7f00:1]/",
-                BlockedRange::Loopback,
-                "127.0.0.0/8",
-            ),
-            (
-                "https://[2002:7f00:1::]/",
-                BlockedRange::Loopback,
-                "127.0.0.0/8",
-            ),
+            ("https://[64:ff9b::7f00:1]/", BlockedRange::Loopback, "127.0.0.0/8"),
+            ("https://[2002:7f00:1::]/", BlockedRange::Loopback, "127.0.0.0/8"),
             ("https://[::7f00:1]/", BlockedRange::Loopback, "127.0.0.0/8"),
-            (
-                "https://[::ffff:0:a00:1]/",
-                BlockedRange::Private,
-                "10.0.0.0/8",
-            ),
-            (
-                "https://[::ffff:169.254.169.254]/",
-                BlockedRange::InstanceMetadata,
-                "169.254.169.254/32",
-            ),
-            (
-                "https://[fd00:ec2::254]/",
-                BlockedRange::InstanceMetadata,
-                "fd00:ec2::254/128",
-            ),
+            ("https://[::ffff:0:a00:1]/", BlockedRange::Private, "10.0.0.0/8"),
+            ("https://[::ffff:169.254.169.254]/", BlockedRange::InstanceMetadata, "169.254.169.254/32"),
+            ("https://[fd00:ec2::254]/", BlockedRange::InstanceMetadata, "fd00:ec2::254/128"),
             ("https://224.0.0.1/", BlockedRange::Multicast, "224.0.0.0/4"),
             ("https://[ff02::1]/", BlockedRange::Multicast, "ff00::/8"),
             ("https://240.0.0.1/", BlockedRange::Reserved, "240.0.0.0/4"),
-            (
-                "https://255.255.255.255/",
-                BlockedRange::Broadcast,
-                "255.255.255.255/32",
-            ),
-            (
-                "https://198.19.0.1/",
-                BlockedRange::Benchmarking,
-                "198.18.0.0/15",
-            ),
-            (
-                "https://192.0.0.8/",
-                BlockedRange::IetfProtocol,
-                "192.0.0.0/24",
-            ),
-            (
-                "https://192.0.2.1/",
-                BlockedRange::Documentation,
-                "192.0.2.0/24",
-            ),
-            (
-                "https://198.51.100.1/",
-                BlockedRange::Documentation,
-                "198.51.100.0/24",
-            ),
-            (
-                "https://203.0.113.1/",
-                BlockedRange::Documentation,
-                "203.0.113.0/24",
-            ),
-            (
-                "https://[2001:db8::1]/",
-                BlockedRange::Documentation,
-                "2001:db8::/32",
-            ),
-            (
-                "https://[2001:0:4136:e378::1]/",
-                BlockedRange::Teredo,
-                "2001::/32",
-            ),
+            ("https://255.255.255.255/", BlockedRange::Broadcast, "255.255.255.255/32"),
+            ("https://198.19.0.1/", BlockedRange::Benchmarking, "198.18.0.0/15"),
+            ("https://192.0.0.8/", BlockedRange::IetfProtocol, "192.0.0.0/24"),
+            ("https://192.0.2.1/", BlockedRange::Documentation, "192.0.2.0/24"),
+            ("https://198.51.100.1/", BlockedRange::Documentation, "198.51.100.0/24"),
+            ("https://203.0.113.1/", BlockedRange::Documentation, "203.0.113.0/24"),
+            ("https://[2001:db8::1]/", BlockedRange::Documentation, "2001:db8::/32"),
+            ("https://[2001:0:4136:e378::1]/", BlockedRange::Teredo, "2001::/32"),
             ("https://[fec0::1]/", BlockedRange::SiteLocal, "fec0::/10"),
-            (
-                "https://[64:ff9b:1::1]/",
-                BlockedRange::LocalNat64,
-                "64:ff9b:1::/48",
-            ),
+            ("https://[64:ff9b:1::1]/", BlockedRange::LocalNat64, "64:ff9b:1::/48"),
             ("https://[100::1]/", BlockedRange::DiscardOnly, "100::/64"),
-            (
-                "https://[4000::1]/",
-                BlockedRange::NotGlobalUnicast,
-                "2000::/3",
-            ),
+            ("https://[4000::1]/", BlockedRange::NotGlobalUnicast, "2000::/3"),
         ];
         for &(url, range, cidr) in cases {
             let f = refused(url);
@@ -871,29 +751,15 @@ mod tests {
     fn check_ip_directly() {
         assert!(check_ip(ip("8.8.8.8")).is_ok());
         assert!(check_ip(ip("2600::1")).is_ok());
-        assert_eq!(
-            check_ip(ip("127.255.255.255")).unwrap_err().range,
-            BlockedRange::Loopback
-        );
-        assert_eq!(
-            check_ip(ip("::ffff:0.0.0.0")).unwrap_err().range,
-            BlockedRange::Unspecified
-        );
-        assert_eq!(
-            check_ip(ip("fd00:ec2::253")).unwrap_err().range,
-            BlockedRange::UniqueLocal
-        );
-        assert_eq!(
-            check_ip(ip("2001:2::1")).unwrap_err().range,
-            BlockedRange::Benchmarking
-        );
-        assert_eq!(
-            check_ip(ip("2001:1::1")).unwrap_err().range,
-            BlockedRange::IetfProtocol
-        );
-        assert_eq!(
-            check_ip(ip("192.88.99.1")).unwrap_err().range,
-            BlockedRange::SixToFourRelay
-        );
+        for (addr, range) in [
+            ("127.255.255.255", BlockedRange::Loopback),
+            ("::ffff:0.0.0.0", BlockedRange::Unspecified),
+            ("fd00:ec2::253", BlockedRange::UniqueLocal),
+            ("2001:2::1", BlockedRange::Benchmarking),
+            ("2001:1::1", BlockedRange::IetfProtocol),
+            ("192.88.99.1", BlockedRange::SixToFourRelay),
+        ] {
+            assert_eq!(check_ip(ip(addr)).unwrap_err().range, range, "{addr}");
+        }
     }
 }
