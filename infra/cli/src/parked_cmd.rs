@@ -626,12 +626,7 @@ pub(crate) async fn rotate_key(
     let ops = Ops::connect(target).await;
     let settings = find_endpoint(&ops, endpoint).await?;
     let new_key = io.read_key(&source)?;
-    let secret =
-        settings
-            .endpoint_id
-            .secret_name(&platformsync_domain::endpoint::endpoint_secret_prefix(
-                &ops.names.stage,
-            ));
+    let secret = ops.names.endpoint_secret(&settings.endpoint_id);
     let version = if dry_run {
         String::new()
     } else {
