@@ -15,6 +15,13 @@ use platformsync_tests::cli;
 use platformsync_tests::{Stack, apigw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A fresh deployment with customer acme, added as an operator would.
+async fn deploy_with_acme() -> Stack {
+    let stack = Stack::deploy().await;
+    cli::ok(&stack, &cli::args("customer add --id acme --name Acme")).await;
+    stack
+}
+
 #[tokio::test]
 async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     let stack = Stack::deploy().await;
@@ -23,16 +30,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     // Customers.
     cli::ok(
         s,
-        &[
-            "customer",
-            "add",
-            "--id",
-            "acme",
-            "--name",
-            "Acme Stores",
-            "--notify",
-            "cash@acme.example",
-        ],
+        &cli::args("customer add --id acme --name 'Acme Stores' --notify cash@acme.example"),
     )
     .await;
     cli::refused(
@@ -49,16 +47,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     .await;
     cli::refused(
         s,
-        &[
-            "customer",
-            "add",
-            "--id",
-            "b",
-            "--name",
-            "B",
-            "--notify",
-            "not-an-address",
-        ],
+        &cli::args("customer add --id b --name B --notify not-an-address"),
         "not an e-mail address",
     )
     .await;
@@ -71,14 +60,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     // Safes: validated, upper-cased, only for existing customers.
     let out = cli::ok(
         s,
-        &[
-            "safe",
-            "assign",
-            "ut01234",
-            "LS2017031453",
-            "--customer",
-            "acme",
-        ],
+        &cli::args("safe assign ut01234 LS2017031453 --customer acme"),
     )
     .await;
     assert!(out.contains("safe UT01234 -> acme"), "{out}");
@@ -95,12 +77,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     )
     .await;
     let safes = cli::run(s, &["safe", "list", "--json"], "").await.json();
-    let serials: Vec<&str> = safes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["SerialNumber"].as_str().unwrap())
-        .collect();
+    let serials: Vec<&str> = cli::column(&safes, "SerialNumber");
     assert_eq!(serials, ["LS2017031453", "UT01234"]);
     let moved = cli::ok(s, &["safe", "assign", "UT01234", "--customer", "globex"]).await;
     assert!(moved.contains("(was acme)"), "{moved}");
@@ -115,39 +92,15 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     let file1 = cli::key_file(&key1);
     let add = cli::run(
         s,
-        &[
-            "endpoint",
-            "add",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-erp",
-            "--url",
-            "https://hooks.acme.example/push",
-            "--type",
-            "test",
-            "--key-name",
-            "X-Api-Key",
-            "--key-placement",
-            "header",
-            "--raw-key",
-            "--metadata",
-            "Site=north",
-            "--metadata",
-            "Region=us",
-            "--whitelist",
-            "ValidatedCashIn,ChangeRequest",
-            "--whitelist",
-            "DoorOpened",
-            "--message-types",
-            "Transactions,AuditTransactions",
-            "--max-batch-size",
-            "250",
-            "--payload-version",
-            "1",
-            "--key-file",
-            file1.to_str().unwrap(),
-        ],
+        &cli::args(&format!(
+            "endpoint add --customer acme --id acme-erp \
+            --url https://hooks.acme.example/push --type test --key-name X-Api-Key \
+            --key-placement header --raw-key --metadata Site=north --metadata Region=us \
+            --whitelist ValidatedCashIn,ChangeRequest --whitelist DoorOpened \
+            --message-types Transactions,AuditTransactions --max-batch-size 250 \
+            --payload-version 1 --key-file {}",
+            file1.display()
+        )),
         "",
     )
     .await;
@@ -165,19 +118,10 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     let key2 = format!("tok-{}", uuid::Uuid::new_v4());
     let add2 = cli::run(
         s,
-        &[
-            "endpoint",
-            "add",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-test",
-            "--url",
-            "https://test.acme.example/in",
-            "--disabled",
-            "--key-stdin",
-            "--json",
-        ],
+        &cli::args(
+            "endpoint add --customer acme --id acme-test \
+            --url https://test.acme.example/in --disabled --key-stdin --json",
+        ),
         &format!("{key2}\r\n"),
     )
     .await;
@@ -197,12 +141,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     let list = cli::run(s, &["endpoint", "list", "--json"], "").await;
     assert!(!list.all_text().contains(&key1));
     let list = list.json();
-    let ids: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["EndpointId"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = cli::column(&list, "EndpointId");
     assert_eq!(ids, ["acme-erp", "acme-test"]);
     let erp = &list[0];
     assert_eq!(erp["ApiKeyPlacement"], "header");
@@ -238,15 +177,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     );
     let show = cli::run(
         s,
-        &[
-            "endpoint",
-            "show",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-erp",
-            "--json",
-        ],
+        &cli::args("endpoint show --customer acme --id acme-erp --json"),
         "",
     )
     .await
@@ -352,18 +283,9 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     }
     let refused = cli::run(
         s,
-        &[
-            "endpoint",
-            "add",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-bad",
-            "--url",
-            "https://x.example",
-            "--key",
-            &bad_key,
-        ],
+        &cli::args(&format!(
+            "endpoint add --customer acme --id acme-bad --url https://x.example --key {bad_key}"
+        )),
         "",
     )
     .await;
@@ -396,16 +318,10 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     let file3 = cli::key_file(&key3);
     let rotate = cli::run(
         s,
-        &[
-            "endpoint",
-            "update",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-erp",
-            "--key-file",
-            file3.to_str().unwrap(),
-        ],
+        &cli::args(&format!(
+            "endpoint update --customer acme --id acme-erp --key-file {}",
+            file3.display()
+        )),
         "",
     )
     .await;
@@ -418,15 +334,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     assert_eq!(s.secret(&secret_id).await.as_deref(), Some(key3.as_str()));
     let after = cli::run(
         s,
-        &[
-            "endpoint",
-            "show",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-erp",
-            "--json",
-        ],
+        &cli::args("endpoint show --customer acme --id acme-erp --json"),
         "",
     )
     .await
@@ -436,22 +344,11 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     // Update settings: changed ones change, the rest stay.
     let v = cli::run(
         s,
-        &[
-            "endpoint",
-            "update",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-erp",
-            "--url",
-            "https://new.acme.example/push",
-            "--clear-whitelist",
-            "--remove-metadata",
-            "Region",
-            "--bearer",
-            "--enabled",
-            "--json",
-        ],
+        &cli::args(
+            "endpoint update --customer acme --id acme-erp \
+            --url https://new.acme.example/push --clear-whitelist --remove-metadata Region \
+            --bearer --enabled --json",
+        ),
         "",
     )
     .await
@@ -474,15 +371,7 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     }
     let still = cli::run(
         s,
-        &[
-            "endpoint",
-            "show",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-erp",
-            "--json",
-        ],
+        &cli::args("endpoint show --customer acme --id acme-erp --json"),
         "",
     )
     .await
@@ -494,27 +383,38 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     }
 }
 
+fn text(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+/// Writes `item` to `table` as it is, in the shape another writer (an older
+/// push) leaves behind.
+async fn put_item<const N: usize>(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: [(&str, AttributeValue); N],
+) {
+    item.into_iter()
+        .fold(dynamo.put_item().table_name(table), |put, (name, value)| {
+            put.item(name, value)
+        })
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn status_reports_queues_health_and_deliveries_robustly() {
-    let stack = Stack::deploy().await;
+    let stack = deploy_with_acme().await;
     let s = &stack;
-    cli::ok(s, &["customer", "add", "--id", "acme", "--name", "Acme"]).await;
     let file = cli::key_file("k-123456");
     for id in ["acme-a", "acme-b"] {
         cli::ok(
             s,
-            &[
-                "endpoint",
-                "add",
-                "--customer",
-                "acme",
-                "--id",
-                id,
-                "--url",
-                "https://a.example",
-                "--key-file",
-                file.to_str().unwrap(),
-            ],
+            &cli::args(&format!(
+                "endpoint add --customer acme --id {id} --url https://a.example --key-file {}",
+                file.display()
+            )),
         )
         .await;
     }
@@ -534,42 +434,30 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
         ("m-1", "2024-05-01T10:00:00Z", "3"),
         ("m-2", "2024-05-01T11:00:00Z", "5"),
     ] {
-        dynamo
-            .put_item()
-            .table_name(&ledger)
-            .item("EndpointId", AttributeValue::S("acme-a".into()))
-            .item("BatchId", AttributeValue::S(batch.into()))
-            .item("DeliveredAt", AttributeValue::S(at.into()))
-            .item("TransactionCount", AttributeValue::N(n.into()))
-            .item("Attempts", AttributeValue::N("1".into()))
-            .item("TransactionKeys", AttributeValue::S("UT1|a\nUT1|b".into()))
-            .send()
-            .await
-            .unwrap();
+        let item = [
+            ("EndpointId", text("acme-a")),
+            ("BatchId", text(batch)),
+            ("DeliveredAt", text(at)),
+            ("TransactionCount", AttributeValue::N(n.into())),
+            ("Attempts", AttributeValue::N("1".into())),
+            ("TransactionKeys", text("UT1|a\nUT1|b")),
+        ];
+        put_item(&dynamo, &ledger, item).await;
     }
-    dynamo
-        .put_item()
-        .table_name(&ledger)
-        .item("EndpointId", AttributeValue::S("acme-b".into()))
-        .item("BatchId", AttributeValue::S("ATTEMPT#m-9".into()))
-        .item("State", AttributeValue::S("{}".into()))
-        .send()
-        .await
-        .unwrap();
-    dynamo
-        .put_item()
-        .table_name(s.reference("ConfigTable"))
-        .item("PK", AttributeValue::S("ENDPOINT#acme-b".into()))
-        .item("SK", AttributeValue::S("HEALTH".into()))
-        .item("State", AttributeValue::S("failing".into()))
-        .item(
-            "FailingSince",
-            AttributeValue::S("2024-05-01T09:00:00Z".into()),
-        )
-        .item("LastError", AttributeValue::S("HTTP 503".into()))
-        .send()
-        .await
-        .unwrap();
+    let retry_state = [
+        ("EndpointId", text("acme-b")),
+        ("BatchId", text("ATTEMPT#m-9")),
+        ("State", text("{}")),
+    ];
+    put_item(&dynamo, &ledger, retry_state).await;
+    let health = [
+        ("PK", text("ENDPOINT#acme-b")),
+        ("SK", text("HEALTH")),
+        ("State", text("failing")),
+        ("FailingSince", text("2024-05-01T09:00:00Z")),
+        ("LastError", text("HTTP 503")),
+    ];
+    put_item(&dynamo, &s.reference("ConfigTable"), health).await;
     platformsync_aws::parked::ParkedStore::new(dynamo.clone(), ledger.clone())
         .park(&platformsync_aws::parked::ParkBatch {
             endpoint_id: "acme-b",
@@ -661,12 +549,7 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
     // The incident's first failure is older than the parked batch's creation.
     assert_eq!(b["OldestUndeliveredSince"], "2024-05-01T09:00:00Z");
     assert!(b["OldestUndeliveredAgeSeconds"].as_i64().unwrap() > 86_400);
-    let alarms: Vec<&str> = v["Alarms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["Name"].as_str().unwrap())
-        .collect();
+    let alarms: Vec<&str> = cli::column(&v["Alarms"], "Name");
     assert_eq!(
         alarms,
         [format!("platformsync-{}-push-parked", s.stage)],
@@ -713,9 +596,8 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
 /// as names.
 #[tokio::test]
 async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
-    let stack = Stack::deploy().await;
+    let stack = deploy_with_acme().await;
     let s = &stack;
-    cli::ok(s, &["customer", "add", "--id", "acme", "--name", "Acme"]).await;
     let key = format!("k-{}", uuid::Uuid::new_v4().simple());
     let add = |id: &'static str, url: &'static str, extra: &'static [&'static str]| {
         let mut args = vec![
@@ -769,30 +651,13 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
     }
     cli::refused(
         s,
-        &[
-            "endpoint",
-            "update",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-ok",
-            "--url",
-            "https://169.254.169.254/",
-        ],
+        &cli::args("endpoint update --customer acme --id acme-ok --url https://169.254.169.254/"),
         "instance metadata service",
     )
     .await;
     let show = cli::run(
         s,
-        &[
-            "endpoint",
-            "show",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-ok",
-            "--json",
-        ],
+        &cli::args("endpoint show --customer acme --id acme-ok --json"),
         "",
     )
     .await
@@ -1067,13 +932,12 @@ fn ingest_api(stack: &Stack) -> (String, Arc<std::sync::Mutex<Vec<Option<String>
 
 #[tokio::test]
 async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
-    let stack = Stack::deploy().await;
+    let stack = deploy_with_acme().await;
     let s = &stack;
     let (api, keys) = ingest_api(s);
     let key = s.ingest_key().await;
     let key_path = cli::key_file(&key);
     let key_path = key_path.to_str().unwrap();
-    cli::ok(s, &["customer", "add", "--id", "acme", "--name", "Acme"]).await;
 
     let args = [
         "simulate",
@@ -1151,15 +1015,10 @@ async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
     let wrong = cli::key_file("wrong-key");
     cli::refused(
         s,
-        &[
-            "simulate",
-            "--api",
-            &api,
-            "--key-file",
-            wrong.to_str().unwrap(),
-            "--transactions",
-            "20",
-        ],
+        &cli::args(&format!(
+            "simulate --api {api} --key-file {} --transactions 20",
+            wrong.display()
+        )),
         "HTTP 401",
     )
     .await;

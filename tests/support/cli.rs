@@ -113,6 +113,25 @@ pub async fn run(stack: &Stack, args: &[&str], stdin: &str) -> CliOutcome {
     }
 }
 
+/// `line` split into arguments as a shell would split it, so a test writes a
+/// command as one line: on white space, and a single-quoted argument
+/// (`'Acme Stores'`) kept whole.
+pub fn args(line: &str) -> Vec<&str> {
+    let mut args = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        let (arg, after) = match rest.strip_prefix('\'') {
+            Some(quoted) => quoted
+                .split_once('\'')
+                .unwrap_or_else(|| panic!("unclosed quote in {line:?}")),
+            None => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
+        };
+        args.push(arg);
+        rest = after.trim_start();
+    }
+    args
+}
+
 /// A file holding `key` (as `--key-file` reads it); the CLI never takes a
 /// key as an argument.
 pub fn key_file(key: &str) -> std::path::PathBuf {
@@ -139,4 +158,19 @@ pub async fn json(stack: &Stack, args: &[&str]) -> Value {
     run(stack, &[&["--json"][..], args].concat(), "")
         .await
         .json()
+}
+
+/// Field `name` of every row of a JSON listing (`endpoint list --json`...),
+/// in the listing's order; panics on a row without it.
+pub fn column<'a>(listing: &'a Value, name: &str) -> Vec<&'a str> {
+    listing
+        .as_array()
+        .unwrap_or_else(|| panic!("not a listing: {listing}"))
+        .iter()
+        .map(|row| {
+            row[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {row}"))
+        })
+        .collect()
 }
