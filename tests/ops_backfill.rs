@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use platformsync_aws::ledger::Delivery;
-use platformsync_domain::record::{DeliveryStatus, RecordType, StoredTransaction};
+use platformsync_domain::record::DeliveryStatus::{self, Deliverable, Held};
+use platformsync_domain::record::{RecordType, StoredTransaction};
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::MessageKind;
 use platformsync_tests::Stack;
@@ -72,81 +72,39 @@ async fn drain(stack: &Stack, push: &push::Push, receiver: &Receiver, expected_p
 async fn a_backfill_sends_the_windows_undelivered_transactions_resumably_and_all_with_force() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    stack.add_customer("acme", "Acme", &[]).await;
+    let url = receiver.url("/push");
+    let batches_of_two = json!({"MaxBatchSize": 2});
     stack
-        .add_endpoint(
-            "acme",
-            "acme-bf",
-            &receiver.url("/push"),
-            "tok-bf",
-            json!({"MaxBatchSize": 2}),
-        )
+        .add_owner("acme", SERIAL, "acme-bf", &url, "tok-bf", batches_of_two)
         .await;
-    stack
-        .config_store()
-        .assign_safe(SERIAL, "acme")
-        .await
-        .unwrap();
 
     let store = stack.transaction_store();
     // In the window (08:xx): 6 deliverable, 1 held, 1 audit record the
     // endpoint does not subscribe to; outside it: 1 at 07:59, 1 at 09:00.
-    let mut all = Vec::new();
-    for i in 0..6 {
-        all.push(stored(
-            8,
-            i,
-            DeliveryStatus::Deliverable,
-            "Transactions",
-            "CashIn",
-        ));
-    }
-    all.push(stored(8, 6, DeliveryStatus::Held, "Transactions", "CashIn"));
-    all.push(stored(
-        8,
-        7,
-        DeliveryStatus::Deliverable,
-        "AuditTransactions",
-        "DoorOpened",
-    ));
-    all.push(stored(
-        7,
-        0,
-        DeliveryStatus::Deliverable,
-        "Transactions",
-        "CashIn",
-    ));
-    all.push(stored(
-        9,
-        0,
-        DeliveryStatus::Deliverable,
-        "Transactions",
-        "CashIn",
-    ));
+    let cash_in = |minute, i, status| stored(minute, i, status, "Transactions", "CashIn");
+    let mut all: Vec<StoredTransaction> = (0..6).map(|i| cash_in(8, i, Deliverable)).collect();
+    all.push(cash_in(8, 6, Held));
+    all.push(stored(8, 7, Deliverable, "AuditTransactions", "DoorOpened"));
+    all.push(cash_in(7, 0, Deliverable));
+    all.push(cash_in(9, 0, Deliverable));
     for t in &all {
         store.insert_new(t).await.unwrap();
     }
     // Two of the window were delivered before (the ledger has them).
-    let ledger = stack.ledger();
     let delivered_keys: Vec<String> = all[..2]
         .iter()
         .map(|t| format!("{}|{}", t.serial_number, t.sort_key))
         .collect();
-    let now = time::OffsetDateTime::now_utc();
-    ledger
-        .record_delivery(&Delivery {
-            endpoint_id: &platformsync_domain::endpoint::EndpointId::parse("acme-bf").unwrap(),
-            message_id: uuid::Uuid::from_u128(0xea71),
-            customer_id: &platformsync_domain::endpoint::CustomerId::parse("acme").unwrap(),
-            kind: MessageKind::Transactions,
-            transaction_keys: &delivered_keys,
-            attempts: 1,
-            first_attempt_at: now,
-            delivered_at: now,
-            split: false,
-        })
-        .await
-        .unwrap();
+    let earlier = uuid::Uuid::from_u128(0xea71);
+    stack
+        .record_delivered(
+            "acme-bf",
+            "acme",
+            earlier,
+            MessageKind::Transactions,
+            &delivered_keys,
+        )
+        .await;
 
     let window = [
         "--endpoint",

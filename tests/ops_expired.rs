@@ -5,38 +5,46 @@
 
 use std::time::{Duration, Instant};
 
-use platformsync_domain::batch::BatchMessage;
-use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
-use platformsync_tests::receiver::{Receiver, Request};
-use platformsync_tests::{Stack, cli, transactions_batch};
-use serde_json::json;
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
+use platformsync_tests::receiver::Request;
+use platformsync_tests::{Stack, cli, transactions_batch, transactions_batches};
+use serde_json::{Value, json};
 
 const CUSTOMER: &str = "acme";
 
-/// An endpoint of `acme` at `receiver`, its key in Secrets Manager.
-async fn endpoint(stack: &Stack, receiver: &Receiver, id: &str, key: &str) -> EndpointSettings {
-    stack.add_customer(CUSTOMER, "Acme Retail", &[]).await;
-    let url = receiver.url("/push");
-    stack.add_endpoint(CUSTOMER, id, &url, key, json!({})).await
+/// `endpoint disable` of `endpoint_id`; the command's answer.
+async fn disable(stack: &Stack, endpoint_id: &str) -> Value {
+    let line = format!("endpoint disable --endpoint {endpoint_id}");
+    cli::json(stack, &cli::args(&line)).await
 }
 
-/// Queues `batches` for a disabled `endpoint_id` and runs push until every one
-/// is parked (never posted).
-async fn park_backlog(
+/// Runs `endpoint enable` for `endpoint_id` (`--settle 0`: the resuming ends
+/// as soon as the replayed batches are handled) while push works the
+/// delivery queue, until the enable has ended and `delivered` holds; the
+/// enable's answer.
+async fn enable_while_pushing(
     stack: &Stack,
     push: &push::Push,
     endpoint_id: &str,
-    batches: &[BatchMessage],
-) {
-    for b in batches {
-        stack.enqueue(b).await;
-    }
-    let store = stack.parked_store();
-    let until = Instant::now() + Duration::from_secs(30);
-    while store.list(endpoint_id).await.unwrap().len() < batches.len() {
-        assert!(Instant::now() < until, "backlog not parked");
-        stack.deliver_once(push).await;
-    }
+    mut delivered: impl FnMut() -> bool,
+) -> serde_json::Value {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    let enable = async {
+        let out = cli::json(
+            stack,
+            &cli::args(&format!(
+                "endpoint enable --endpoint {endpoint_id} --settle 0"
+            )),
+        )
+        .await;
+        done.store(true, Ordering::SeqCst);
+        out
+    };
+    let pushing = stack.deliver_until(push, Duration::from_secs(60), || {
+        delivered() && done.load(Ordering::SeqCst)
+    });
+    tokio::join!(enable, pushing).0
 }
 
 /// Disabling keeps the backlog (parked, never posted); `expired list|show`
@@ -44,19 +52,15 @@ async fn park_backlog(
 /// it: every batch delivered once, in order, under its original MessageId.
 #[tokio::test]
 async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
-    let stack = Stack::deploy().await;
-    let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-ops", "tok-1").await;
+    let (stack, receiver) = Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-ops", "tok-1").await;
     let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
 
-    let out = cli::json(&stack, &["endpoint", "disable", "--endpoint", "acme-ops"]).await;
+    let out = disable(&stack, "acme-ops").await;
     assert_eq!(out["Enabled"], false);
     assert_eq!(out["WasEnabled"], true);
 
-    let batches: Vec<BatchMessage> = (0..3)
-        .map(|i| transactions_batch(CUSTOMER, "acme-ops", 2, i))
-        .collect();
-    park_backlog(&stack, &push, "acme-ops", &batches).await;
+    let batches = transactions_batches(CUSTOMER, "acme-ops", 2, 0..3);
+    stack.park_backlog(&push, "acme-ops", &batches).await;
     let store = stack.parked_store();
     assert_eq!(
         receiver.count(),
@@ -87,15 +91,10 @@ async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
 
     let shown = cli::run(
         &stack,
-        &[
-            "--json",
-            "expired",
-            "show",
-            "--endpoint",
-            "acme-ops",
-            "--id",
-            &ids[1],
-        ],
+        &cli::args(&format!(
+            "--json expired show --endpoint acme-ops --id {}",
+            ids[1]
+        )),
         "",
     )
     .await
@@ -122,27 +121,7 @@ async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
 
     // Push runs while the enable replays: the enable waits for the replayed
     // batches to be handled before it ends the endpoint's resuming.
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let enable = async {
-        let out = cli::json(
-            &stack,
-            &[
-                "endpoint",
-                "enable",
-                "--endpoint",
-                "acme-ops",
-                "--settle",
-                "0",
-            ],
-        )
-        .await;
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        out
-    };
-    let pushing = stack.deliver_until(&push, Duration::from_secs(60), || {
-        receiver.count() >= 3 && done.load(std::sync::atomic::Ordering::SeqCst)
-    });
-    let (enabled, _) = tokio::join!(enable, pushing);
+    let enabled = enable_while_pushing(&stack, &push, "acme-ops", || receiver.count() >= 3).await;
     assert_eq!(enabled["Replayed"], json!(ids));
     assert_eq!(enabled["Resuming"], false);
     assert!(
@@ -167,34 +146,20 @@ async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
 /// attempt uses the new one.
 #[tokio::test]
 async fn replay_keeps_order_and_a_rotated_key_is_used_on_the_next_attempt() {
-    let stack = Stack::deploy().await;
-    let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-rot", "old-key-1").await;
+    let (stack, receiver) =
+        Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-rot", "old-key-1").await;
     let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
-    cli::ok(&stack, &["endpoint", "disable", "--endpoint", "acme-rot"]).await;
-    let batches: Vec<BatchMessage> = (0..3)
-        .map(|i| transactions_batch(CUSTOMER, "acme-rot", 1, 10 + i))
-        .collect();
-    for b in &batches {
-        stack.enqueue(b).await;
-    }
+    disable(&stack, "acme-rot").await;
+    let batches = transactions_batches(CUSTOMER, "acme-rot", 1, 10..13);
+    stack.park_backlog(&push, "acme-rot", &batches).await;
     let store = stack.parked_store();
-    let until = Instant::now() + Duration::from_secs(20);
-    while store.list("acme-rot").await.unwrap().len() < batches.len() {
-        assert!(Instant::now() < until, "not parked");
-        stack.deliver_once(&push).await;
-    }
     let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
     let err = cli::run(
         &stack,
-        &[
-            "expired",
-            "replay",
-            "--endpoint",
-            "acme-rot",
-            "--id",
-            &ids[1],
-        ],
+        &cli::args(&format!(
+            "expired replay --endpoint acme-rot --id {}",
+            ids[1]
+        )),
         "",
     )
     .await
@@ -255,9 +220,7 @@ async fn replay_keeps_order_and_a_rotated_key_is_used_on_the_next_attempt() {
 /// the new one (within the key cache time without a 401).
 #[tokio::test]
 async fn a_key_rotated_with_the_cli_is_used_on_the_next_attempt() {
-    let stack = Stack::deploy().await;
-    let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-key", "key-one").await;
+    let (stack, receiver) = Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-key", "key-one").await;
     let push = stack.push(&receiver, |_| {});
     stack
         .enqueue(&transactions_batch(CUSTOMER, "acme-key", 1, 30))
@@ -305,19 +268,13 @@ async fn a_key_rotated_with_the_cli_is_used_on_the_next_attempt() {
 async fn enable_under_live_traffic_delivers_everything_once_in_order() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let stack = Stack::deploy().await;
-    let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-live", "tok-1").await;
+    let (stack, receiver) = Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-live", "tok-1").await;
     let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
-    cli::json(&stack, &["endpoint", "disable", "--endpoint", "acme-live"]).await;
+    disable(&stack, "acme-live").await;
 
-    let backlog: Vec<BatchMessage> = (0..4)
-        .map(|i| transactions_batch(CUSTOMER, "acme-live", 3, i))
-        .collect();
-    let live: Vec<BatchMessage> = (4..16)
-        .map(|i| transactions_batch(CUSTOMER, "acme-live", 3, i))
-        .collect();
-    park_backlog(&stack, &push, "acme-live", &backlog).await;
+    let backlog = transactions_batches(CUSTOMER, "acme-live", 3, 0..4);
+    let live = transactions_batches(CUSTOMER, "acme-live", 3, 4..16);
+    stack.park_backlog(&push, "acme-live", &backlog).await;
     let store = stack.parked_store();
     assert_eq!(receiver.count(), 0);
 
@@ -333,14 +290,7 @@ async fn enable_under_live_traffic_delivers_everything_once_in_order() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let out = cli::json(
             &stack,
-            &[
-                "endpoint",
-                "enable",
-                "--endpoint",
-                "acme-live",
-                "--settle",
-                "0",
-            ],
+            &cli::args("endpoint enable --endpoint acme-live --settle 0"),
         )
         .await;
         enabled_done.store(true, Ordering::SeqCst);
@@ -368,10 +318,7 @@ async fn enable_under_live_traffic_delivers_everything_once_in_order() {
                 break;
             }
             assert!(Instant::now() < until, "not delivered within 240 s");
-            let messages = stack.receive_deliveries(1).await;
-            if !messages.is_empty() {
-                stack.run_push(&push, &messages).await;
-            }
+            stack.deliver_once(&push).await;
         }
     };
     let (enabled, (), ()) = tokio::join!(enable, traffic, pushing);
@@ -384,10 +331,7 @@ async fn enable_under_live_traffic_delivers_everything_once_in_order() {
 
     // Nothing more comes.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let late = stack.receive_deliveries(1).await;
-    if !late.is_empty() {
-        stack.run_push(&push, &late).await;
-    }
+    stack.deliver_once(&push).await;
     let requests = receiver.requests();
     let posted: Vec<String> = requests.iter().map(Request::message_id).collect();
     assert_eq!(
@@ -425,43 +369,17 @@ async fn enable_under_live_traffic_delivers_everything_once_in_order() {
 /// queued, so it cannot end early on old ledger evidence.
 #[tokio::test]
 async fn enable_replays_only_the_backlog_not_refused_parts_or_delivered_batches() {
-    use platformsync_aws::ledger::Delivery;
     use platformsync_aws::parked::ParkBatch;
-    use platformsync_domain::types::MessageKind;
 
-    let stack = Stack::deploy().await;
-    let receiver = Receiver::start().await;
-    endpoint(&stack, &receiver, "acme-mixed", "tok-1").await;
+    let (stack, receiver) = Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-mixed", "tok-1").await;
     let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
-    cli::json(&stack, &["endpoint", "disable", "--endpoint", "acme-mixed"]).await;
+    disable(&stack, "acme-mixed").await;
 
-    let batches: Vec<BatchMessage> = (0..3)
-        .map(|i| transactions_batch(CUSTOMER, "acme-mixed", 2, i))
-        .collect();
-    park_backlog(&stack, &push, "acme-mixed", &batches).await;
+    let batches = transactions_batches(CUSTOMER, "acme-mixed", 2, 0..3);
+    stack.park_backlog(&push, "acme-mixed", &batches).await;
     let store = stack.parked_store();
     // The first batch was delivered before (a replay whose removal failed).
-    let (endpoint_id, customer_id) = (
-        EndpointId::parse("acme-mixed").unwrap(),
-        CustomerId::parse(CUSTOMER).unwrap(),
-    );
-    let keys: Vec<String> = batches[0].items.iter().map(|e| e.key.clone()).collect();
-    let at = time::OffsetDateTime::now_utc();
-    stack
-        .ledger()
-        .record_delivery(&Delivery {
-            endpoint_id: &endpoint_id,
-            message_id: batches[0].message_id,
-            customer_id: &customer_id,
-            kind: MessageKind::Transactions,
-            transaction_keys: &keys,
-            attempts: 1,
-            first_attempt_at: at,
-            delivered_at: at,
-            split: false,
-        })
-        .await
-        .unwrap();
+    stack.record_batch_delivered(&batches[0]).await;
     // And a part the customer refused, parked after a split.
     let refused = transactions_batch(CUSTOMER, "acme-mixed", 1, 9);
     let refused_id = refused.message_id.to_string();
@@ -486,27 +404,7 @@ async fn enable_replays_only_the_backlog_not_refused_parts_or_delivered_batches(
         .await
         .unwrap();
 
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let enable = async {
-        let out = cli::json(
-            &stack,
-            &[
-                "endpoint",
-                "enable",
-                "--endpoint",
-                "acme-mixed",
-                "--settle",
-                "0",
-            ],
-        )
-        .await;
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        out
-    };
-    let pushing = stack.deliver_until(&push, Duration::from_secs(60), || {
-        done.load(std::sync::atomic::Ordering::SeqCst)
-    });
-    let (enabled, _) = tokio::join!(enable, pushing);
+    let enabled = enable_while_pushing(&stack, &push, "acme-mixed", || true).await;
     let replayed = [
         batches[1].message_id.to_string(),
         batches[2].message_id.to_string(),

@@ -43,21 +43,10 @@ fn held(i: usize) -> StoredTransaction {
 async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
     let stack = Stack::deploy().await;
     let receiver = Receiver::start().await;
-    stack.add_customer("acme", "Acme", &[]).await;
+    let url = receiver.url("/push");
     stack
-        .add_endpoint(
-            "acme",
-            "acme-held",
-            &receiver.url("/push"),
-            "tok-held",
-            json!({}),
-        )
+        .add_owner("acme", SERIAL, "acme-held", &url, "tok-held", json!({}))
         .await;
-    stack
-        .config_store()
-        .assign_safe(SERIAL, "acme")
-        .await
-        .unwrap();
 
     let store = stack.transaction_store();
     let (a, b) = (held(1), held(2));
@@ -68,12 +57,7 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
     let key_b = format!("{}|{}", b.serial_number, b.sort_key);
 
     let listed = cli::json(&stack, &["held", "list"]).await;
-    let keys: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["Key"].as_str().unwrap())
-        .collect();
+    let keys: Vec<&str> = cli::column(&listed, "Key");
     assert_eq!(keys, [key_a.as_str(), key_b.as_str()]);
     assert_eq!(listed[0]["HoldReasons"][0]["Code"], "AmountMismatch");
     let by_safe = cli::json(&stack, &["held", "list", "--safe", SERIAL]).await;
@@ -81,17 +65,9 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
 
     let dry = cli::json(
         &stack,
-        &[
-            "held",
-            "release",
-            "--key",
-            &key_a,
-            "--by",
-            "ops-anna",
-            "--reason",
-            "checked with the site",
-            "--dry-run",
-        ],
+        &cli::args(&format!(
+            "held release --key {key_a} --by ops-anna --reason 'checked with the site' --dry-run"
+        )),
     )
     .await;
     assert_eq!(dry["DryRun"], true);
@@ -106,16 +82,9 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
 
     let released = cli::json(
         &stack,
-        &[
-            "held",
-            "release",
-            "--key",
-            &key_a,
-            "--by",
-            "ops-anna",
-            "--reason",
-            "checked with the site",
-        ],
+        &cli::args(&format!(
+            "held release --key {key_a} --by ops-anna --reason 'checked with the site'"
+        )),
     )
     .await;
     assert_eq!(released["Status"], "Released");
@@ -134,32 +103,18 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
     );
     cli::run(
         &stack,
-        &[
-            "held",
-            "discard",
-            "--key",
-            &key_b,
-            "--by",
-            "ops-anna",
-            "--reason",
-            "test transaction from the site",
-        ],
+        &cli::args(&format!(
+            "held discard --key {key_b} --by ops-anna --reason 'test transaction from the site'"
+        )),
         "",
     )
     .await
     .ok();
     let refused = cli::run(
         &stack,
-        &[
-            "held",
-            "release",
-            "--key",
-            &key_b,
-            "--by",
-            "ops-bob",
-            "--reason",
-            "changed my mind",
-        ],
+        &cli::args(&format!(
+            "held release --key {key_b} --by ops-bob --reason 'changed my mind'"
+        )),
         "",
     )
     .await

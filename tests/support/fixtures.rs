@@ -9,7 +9,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::health::HealthStore;
-use platformsync_aws::ledger::Ledger;
+use platformsync_aws::ledger::{Delivery, Ledger};
 use platformsync_aws::parked::ParkedStore;
 use platformsync_aws::transactions::TransactionStore;
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
@@ -18,6 +18,7 @@ use platformsync_domain::types::MessageKind;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use crate::receiver::Receiver;
 use crate::{Stack, apigw};
 
 /// A batch of `n` cash-in transactions of safe UT07761 for `customer`'s
@@ -52,6 +53,19 @@ pub fn transactions_batch(
         items,
         plan_ref: None,
     }
+}
+
+/// Batches of `n` transactions (see [`transactions_batch`]), one for each
+/// seed of `seeds`, in order.
+pub fn transactions_batches(
+    customer: &str,
+    endpoint_id: &str,
+    n: usize,
+    seeds: std::ops::Range<usize>,
+) -> Vec<BatchMessage> {
+    seeds
+        .map(|seed| transactions_batch(customer, endpoint_id, n, seed))
+        .collect()
 }
 
 impl Stack {
@@ -163,6 +177,89 @@ impl Stack {
         settings
     }
 
+    /// A fresh deployment and a local HTTPS receiver, with endpoint
+    /// `endpoint_id` of `customer` (told of failures at `recipients`) at the
+    /// receiver's `/push`, its key `key` in Secrets Manager: the given of a
+    /// delivery test.
+    pub async fn deploy_with_endpoint(
+        customer: &str,
+        recipients: &[&str],
+        endpoint_id: &str,
+        key: &str,
+    ) -> (Stack, Receiver) {
+        let stack = Stack::deploy().await;
+        let receiver = Receiver::start().await;
+        stack.add_customer(customer, customer, recipients).await;
+        let url = receiver.url("/push");
+        stack
+            .add_endpoint(customer, endpoint_id, &url, key, json!({}))
+            .await;
+        (stack, receiver)
+    }
+
+    /// Customer `customer` (no recipients) owning safe `serial`, with
+    /// endpoint `endpoint_id` at `url` (see [`Stack::add_endpoint`]).
+    pub async fn add_owner(
+        &self,
+        customer: &str,
+        serial: &str,
+        endpoint_id: &str,
+        url: &str,
+        key: &str,
+        extra: Value,
+    ) -> EndpointSettings {
+        self.add_customer(customer, customer, &[]).await;
+        let settings = self
+            .add_endpoint(customer, endpoint_id, url, key, extra)
+            .await;
+        self.config_store()
+            .assign_safe(serial, customer)
+            .await
+            .expect("safe assigned");
+        settings
+    }
+
+    /// What push writes once `batch` was posted in one attempt: the
+    /// ledger's delivery row (a delivery whose acknowledgement was lost).
+    pub async fn record_batch_delivered(&self, batch: &BatchMessage) {
+        let keys: Vec<String> = batch.items.iter().map(|e| e.key.clone()).collect();
+        self.record_delivered(
+            batch.endpoint_id.as_str(),
+            batch.customer_id.as_str(),
+            batch.message_id,
+            batch.kind,
+            &keys,
+        )
+        .await;
+    }
+
+    /// The ledger's row of message `message_id` of `kind`, holding
+    /// `transaction_keys`, delivered now to `endpoint_id` in one attempt.
+    pub async fn record_delivered(
+        &self,
+        endpoint_id: &str,
+        customer_id: &str,
+        message_id: uuid::Uuid,
+        kind: MessageKind,
+        transaction_keys: &[String],
+    ) {
+        let now = time::OffsetDateTime::now_utc();
+        self.ledger()
+            .record_delivery(&Delivery {
+                endpoint_id: &EndpointId::parse(endpoint_id).expect("a valid endpoint id"),
+                message_id,
+                customer_id: &CustomerId::parse(customer_id).expect("a valid customer id"),
+                kind,
+                transaction_keys,
+                attempts: 1,
+                first_attempt_at: now,
+                delivered_at: now,
+                split: false,
+            })
+            .await
+            .expect("delivery recorded");
+    }
+
     /// `POST /v1/uploads` of `body` through ingest with this stage's key;
     /// panics unless it is accepted (200).
     pub async fn upload(&self, body: &[u8]) -> ApiGatewayV2httpResponse {
@@ -237,6 +334,31 @@ impl Stack {
             self.run_push(push, &messages).await;
         }
         messages
+    }
+
+    /// Queues `batches` for disabled endpoint `endpoint_id` and runs `push`
+    /// until every one is parked (never posted).
+    pub async fn park_backlog(
+        &self,
+        push: &push::Push,
+        endpoint_id: &str,
+        batches: &[BatchMessage],
+    ) {
+        for b in batches {
+            self.enqueue(b).await;
+        }
+        let store = self.parked_store();
+        let until = Instant::now() + Duration::from_secs(30);
+        while store
+            .list(endpoint_id)
+            .await
+            .expect("parked batches listed")
+            .len()
+            < batches.len()
+        {
+            assert!(Instant::now() < until, "backlog not parked");
+            self.deliver_once(push).await;
+        }
     }
 
     /// Receives (and deletes) everything on the delivery queue until two

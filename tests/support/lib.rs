@@ -134,7 +134,7 @@ pub mod inbox;
 
 /// DynamoDB item sizes and write units, for the benchmarks.
 pub mod item_size;
-pub use fixtures::transactions_batch;
+pub use fixtures::{transactions_batch, transactions_batches};
 
 /// Building API Gateway HTTP API (payload 2.0) events, as API Gateway and the
 /// local runner hand them to a function.
