@@ -3,10 +3,8 @@
 //! Needs the local stack's environment (`source .local/<state>/stack.env`);
 //! without `AWS_ENDPOINT_URL` it says so and passes without running.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 mod common;
 
@@ -22,27 +20,6 @@ impl Drop for Proxy {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("control endpoint answers");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[tokio::test]
@@ -76,7 +53,7 @@ async fn the_binary_serves_rules_from_a_file_and_stops_on_sigterm() {
         .expect("prints its URL")
         .to_owned();
 
-    let (status, body) = http(&addr, "GET", "/__faults", "");
+    let (status, body) = common::http(&addr, "GET", "/__faults", "").await;
     assert_eq!(status, 200);
     let stats: Stats = serde_json::from_str(&body).unwrap();
     assert_eq!(stats.rules.len(), 1);
@@ -108,7 +85,7 @@ async fn the_binary_serves_rules_from_a_file_and_stops_on_sigterm() {
         .expect_err("the file's rule");
     assert_eq!(err.code(), Some("Throttling"));
 
-    let (_, body) = http(&addr, "GET", "/__faults", "");
+    let (_, body) = common::http(&addr, "GET", "/__faults", "").await;
     let stats: Stats = serde_json::from_str(&body).unwrap();
     assert_eq!(stats.calls("sns", "CreateTopic"), 1);
     assert_eq!(stats.failed("sns", "Publish"), 1);

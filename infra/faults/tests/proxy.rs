@@ -15,7 +15,6 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use platformsync_faults::{Fault, FaultProxy, Rule, Stats, Upstreams};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 use common::{proxy, upstreams};
@@ -389,24 +388,9 @@ async fn secrets_manager_kms_failure_is_decryption_failure() {
     assert_eq!(proxy.stats().calls("secretsmanager", "GetSecretValue"), 1);
 }
 
-/// One HTTP/1.1 request to the proxy's control endpoint, no client crate needed.
+/// One HTTP/1.1 request to the proxy's control endpoint.
 async fn control(proxy: &FaultProxy, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        proxy.addr(),
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    common::http(&proxy.addr().to_string(), method, path, body).await
 }
 
 #[tokio::test]
