@@ -6,7 +6,8 @@ use platformsync_domain::upload::{
     parse_upload,
 };
 
-const GOOD: &str = r#"{"PickupGroupId":61499281,"SerialNumber":"UT07761","RetrievedOn":"2018-12-07T08:26:37.437-06:00","TransactionDateTime":"2018-12-07T11:54:27-06:00","UserName":"JOSE CHAVEZ","TransactionType":"CashIn","Amount":5560.0,"Denominations":[{"UnitValue":20.0000,"Count":53,"Currency":"USD"},{"UnitValue":100.0000,"Count":45,"Currency":"USD"}],"Register":"0","ChangePurchaseNumber":null,"DepositReferenceNumber":null}"#;
+mod common;
+use common::{GOOD, REQUIRED_FIELDS};
 
 const GOOD_AUDIT: &str = r#"{"PickupGroupId":0,"SerialNumber":"UT07761","RetrievedOn":"2018-12-07T08:26:37Z","TransactionDateTime":"2018-12-07T11:54:27","UserName":"JOSE CHAVEZ","TransactionType":"DoorOpened","Amount":0,"DoorName":"Storage vault open"}"#;
 
@@ -186,15 +187,7 @@ fn strings_must_be_strings() {
 
 #[test]
 fn missing_fields() {
-    for field in [
-        "PickupGroupId",
-        "SerialNumber",
-        "RetrievedOn",
-        "TransactionDateTime",
-        "UserName",
-        "TransactionType",
-        "Amount",
-    ] {
+    for field in REQUIRED_FIELDS {
         let e = item_error(&without(field));
         assert_kind(&e, "missing_field", Some(field));
         assert_eq!(

@@ -8,32 +8,17 @@ use serde_json::{Map, Value};
 use platformsync_domain::types::MessageKind;
 use platformsync_domain::upload::{ParsedUpload, parse_upload};
 
-const FIELDS: [&str; 18] = [
-    "PickupGroupId",
-    "SerialNumber",
-    "RetrievedOn",
-    "TransactionDateTime",
-    "UserName",
-    "TransactionType",
-    "Amount",
-    "Denominations",
-    "Register",
-    "ChangePurchaseNumber",
-    "DepositReferenceNumber",
-    "TubeCount",
-    "TubeColumn",
-    "DoorName",
-    "SequenceNumber",
-    "UnitValue",
-    "Count",
-    "Currency",
-];
+mod common;
+use common::{GOOD, OTHER_FIELDS, REQUIRED_FIELDS};
 
-const GOOD: &str = r#"{"PickupGroupId":61499281,"SerialNumber":"UT07761","RetrievedOn":"2018-12-07T08:26:37.437-06:00","TransactionDateTime":"2018-12-07T11:54:27-06:00","UserName":"JOSE CHAVEZ","TransactionType":"CashIn","Amount":5560.0,"Denominations":[{"UnitValue":20.0000,"Count":53,"Currency":"USD"},{"UnitValue":100.0000,"Count":45,"Currency":"USD"}],"Register":"0","ChangePurchaseNumber":null,"DepositReferenceNumber":null}"#;
+/// Every field name of the contract.
+fn fields() -> Vec<&'static str> {
+    [REQUIRED_FIELDS.as_slice(), OTHER_FIELDS.as_slice()].concat()
+}
 
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        3 => proptest::sample::select(&FIELDS[..]).prop_map(str::to_owned),
+        3 => proptest::sample::select(fields()).prop_map(str::to_owned),
         1 => "[A-Za-z]{0,6}",
         1 => any::<String>(),
     ]
@@ -79,7 +64,7 @@ fn mutated_item() -> impl Strategy<Value = Value> {
     let good: Map<String, Value> = serde_json::from_str(GOOD).unwrap_or_default();
     (
         prop::collection::vec((key(), json()), 0..3),
-        prop::collection::vec(proptest::sample::select(&FIELDS[..]), 0..2),
+        prop::collection::vec(proptest::sample::select(fields()), 0..2),
     )
         .prop_map(move |(set, remove)| {
             let mut m = good.clone();
