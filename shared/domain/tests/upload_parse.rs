@@ -91,6 +91,19 @@ fn assert_kind(err: &ItemError, code: &str, field: Option<&str>) {
     assert_eq!(err.field.as_deref(), field, "{err}");
 }
 
+/// `item` (between two good ones), refused with `code` naming `field`.
+fn refused_item(item: &str, code: &str, field: &str) {
+    assert_kind(&item_error(item), code, Some(field));
+}
+
+/// The good item with `field` written as `value`, refused with `code`
+/// naming `field`; the error.
+fn refused(field: &str, value: &str, code: &str) -> ItemError {
+    let err = item_error(&with(field, value));
+    assert_kind(&err, code, Some(field));
+    err
+}
+
 #[test]
 fn good_items_parse_exactly() {
     let parsed = upload(&[GOOD]);
@@ -106,18 +119,13 @@ fn good_items_parse_exactly() {
 
 #[test]
 fn wrong_type_amount_nan_string() {
-    let e = item_error(&with("Amount", r#""NaN""#));
-    assert_kind(&e, "wrong_type", Some("Amount"));
+    let e = refused("Amount", r#""NaN""#, "wrong_type");
     assert_eq!(
         e.to_string(),
         r#"Transactions[1].Amount: expected a JSON number, got string "NaN""#
     );
     for v in [r#""Infinity""#, r#""20.0""#, "true", "null", "[]", "{}"] {
-        assert_kind(
-            &item_error(&with("Amount", v)),
-            "wrong_type",
-            Some("Amount"),
-        );
+        refused("Amount", v, "wrong_type");
     }
 }
 
@@ -131,58 +139,22 @@ fn count_must_be_an_integer() {
             .contains("expected a JSON integer, got number 53.0")
     );
     let item = GOOD.replacen("\"Count\":45", "\"Count\":\"45\"", 1);
-    assert_kind(
-        &item_error(&item),
-        "wrong_type",
-        Some("Denominations[1].Count"),
-    );
+    refused_item(&item, "wrong_type", "Denominations[1].Count");
     let item = GOOD.replacen("\"Count\":45", "\"Count\":1e2", 1);
-    assert_kind(
-        &item_error(&item),
-        "wrong_type",
-        Some("Denominations[1].Count"),
-    );
+    refused_item(&item, "wrong_type", "Denominations[1].Count");
 }
 
 #[test]
 fn strings_must_be_strings() {
-    assert_kind(
-        &item_error(&with("UserName", "42")),
-        "wrong_type",
-        Some("UserName"),
-    );
-    assert_kind(
-        &item_error(&with("SerialNumber", "null")),
-        "wrong_type",
-        Some("SerialNumber"),
-    );
-    assert_kind(
-        &item_error(&with("Register", "0")),
-        "wrong_type",
-        Some("Register"),
-    );
-    assert_kind(
-        &item_error(&with("PickupGroupId", "\"1\"")),
-        "wrong_type",
-        Some("PickupGroupId"),
-    );
-    assert_kind(
-        &item_error(&with("Denominations", "{}")),
-        "wrong_type",
-        Some("Denominations"),
-    );
+    refused("UserName", "42", "wrong_type");
+    refused("SerialNumber", "null", "wrong_type");
+    refused("Register", "0", "wrong_type");
+    refused("PickupGroupId", "\"1\"", "wrong_type");
+    refused("Denominations", "{}", "wrong_type");
     let e = item_error(&with("Denominations", "[1]"));
     assert_kind(&e, "wrong_type", Some("Denominations[0]"));
-    assert_kind(
-        &item_error(&with("TransactionType", "true")),
-        "wrong_type",
-        Some("TransactionType"),
-    );
-    assert_kind(
-        &item_error(&with("TransactionType", "30.5")),
-        "wrong_type",
-        Some("TransactionType"),
-    );
+    refused("TransactionType", "true", "wrong_type");
+    refused("TransactionType", "30.5", "wrong_type");
 }
 
 #[test]
@@ -201,11 +173,7 @@ fn missing_fields() {
         assert!(parsed.items[0].result.is_ok(), "{field}");
     }
     let item = GOOD.replacen(r#","Currency":"USD"}"#, "}", 1);
-    assert_kind(
-        &item_error(&item),
-        "missing_field",
-        Some("Denominations[0].Currency"),
-    );
+    refused_item(&item, "missing_field", "Denominations[0].Currency");
 }
 
 #[test]
@@ -217,13 +185,9 @@ fn unknown_fields() {
     let item = GOOD
         .replacen("\"amount\"", "\"x\"", 1)
         .replacen("\"Amount\":", "\"amount\":", 1);
-    assert_kind(&item_error(&item), "unknown_field", Some("amount"));
+    refused_item(&item, "unknown_field", "amount");
     let item = GOOD.replacen("\"Count\":53", "\"Count\":53,\"Note\":1", 1);
-    assert_kind(
-        &item_error(&item),
-        "unknown_field",
-        Some("Denominations[0].Note"),
-    );
+    refused_item(&item, "unknown_field", "Denominations[0].Note");
 }
 
 #[test]
@@ -237,54 +201,50 @@ fn duplicate_fields() {
         "\"ChangePurchaseNumber\":null,\"ChangePurchaseNumber\":\"1\"",
         1,
     );
-    assert_kind(
-        &item_error(&item),
-        "duplicate_field",
-        Some("ChangePurchaseNumber"),
-    );
+    refused_item(&item, "duplicate_field", "ChangePurchaseNumber");
     let item = GOOD.replacen("\"Count\":53", "\"Count\":53,\"Count\":54", 1);
-    assert_kind(
-        &item_error(&item),
-        "duplicate_field",
-        Some("Denominations[0].Count"),
-    );
+    refused_item(&item, "duplicate_field", "Denominations[0].Count");
     // Escaped spelling of the same key is the same key.
     let item = GOOD.replacen(
         "\"Amount\":5560.0",
         "\"Amount\":5560.0,\"Amoun\\u0074\":1.0",
         1,
     );
-    assert_kind(&item_error(&item), "duplicate_field", Some("Amount"));
+    refused_item(&item, "duplicate_field", "Amount");
 }
 
 #[test]
 fn invalid_serial_timestamp_type() {
-    let e = item_error(&with("SerialNumber", "\"UT 07761\""));
-    assert_kind(&e, "invalid_serial", Some("SerialNumber"));
+    let e = refused("SerialNumber", "\"UT 07761\"", "invalid_serial");
     assert!(e.to_string().contains("UT 07761"));
-    let e = item_error(&with("TransactionDateTime", "\"2019-02-29T00:00:00\""));
-    assert_kind(&e, "invalid_timestamp", Some("TransactionDateTime"));
-    let e = item_error(&with("RetrievedOn", "\"2019-01-01T00:00:00\""));
-    assert_kind(&e, "invalid_timestamp", Some("RetrievedOn"));
-    let e = item_error(&with("RetrievedOn", "\"2019-01-01T00:00:00.12345678Z\""));
-    assert_kind(&e, "invalid_timestamp", Some("RetrievedOn"));
-    let e = item_error(&with("TransactionType", "\"CashOut\""));
-    assert_kind(&e, "unknown_type", Some("TransactionType"));
+    refused(
+        "TransactionDateTime",
+        "\"2019-02-29T00:00:00\"",
+        "invalid_timestamp",
+    );
+    refused(
+        "RetrievedOn",
+        "\"2019-01-01T00:00:00\"",
+        "invalid_timestamp",
+    );
+    refused(
+        "RetrievedOn",
+        "\"2019-01-01T00:00:00.12345678Z\"",
+        "invalid_timestamp",
+    );
+    let e = refused("TransactionType", "\"CashOut\"", "unknown_type");
     assert_eq!(
         e.to_string(),
         "Transactions[1].TransactionType: unknown transaction type \"CashOut\""
     );
-    let e = item_error(&with("TransactionType", "33"));
-    assert_kind(&e, "unknown_type", Some("TransactionType"));
+    let e = refused("TransactionType", "33", "unknown_type");
     assert!(e.to_string().contains("33"));
-    let e = item_error(&with("TransactionType", "-1"));
-    assert_kind(&e, "unknown_type", Some("TransactionType"));
+    refused("TransactionType", "-1", "unknown_type");
 }
 
 #[test]
 fn out_of_range_numbers() {
-    let e = item_error(&with("PickupGroupId", "9223372036854775808"));
-    assert_kind(&e, "out_of_range", Some("PickupGroupId"));
+    let e = refused("PickupGroupId", "9223372036854775808", "out_of_range");
     assert!(e.to_string().contains("9223372036854775808"), "{e}");
     assert!(
         upload(&[&with("PickupGroupId", "-9223372036854775808")]).items[0]
@@ -292,35 +252,24 @@ fn out_of_range_numbers() {
             .is_ok()
     );
     let forty = "1234567890123456789012345678901234567890";
-    let e = item_error(&with("Amount", forty));
-    assert_kind(&e, "out_of_range", Some("Amount"));
-    let e = item_error(&with("Amount", "0.00000000000000000000000000001"));
-    assert_kind(&e, "out_of_range", Some("Amount"));
+    refused("Amount", forty, "out_of_range");
+    refused("Amount", "0.00000000000000000000000000001", "out_of_range");
     let item = GOOD.replacen("\"Count\":53", "\"Count\":99999999999999999999", 1);
-    assert_kind(
-        &item_error(&item),
-        "out_of_range",
-        Some("Denominations[0].Count"),
-    );
+    refused_item(&item, "out_of_range", "Denominations[0].Count");
     let item = GOOD.replacen(
         "\"PickupGroupId\":61499281",
         "\"PickupGroupId\":1,\"SequenceNumber\":-1",
         1,
     );
-    assert_kind(&item_error(&item), "out_of_range", Some("SequenceNumber"));
+    refused_item(&item, "out_of_range", "SequenceNumber");
 }
 
 #[test]
 fn exponent_numbers_are_invalid_numbers() {
-    let e = item_error(&with("Amount", "1e400"));
-    assert_kind(&e, "invalid_number", Some("Amount"));
+    let e = refused("Amount", "1e400", "invalid_number");
     assert!(e.to_string().contains("1e400"), "{e}");
     let item = GOOD.replacen("20.0000", "2E1", 1);
-    assert_kind(
-        &item_error(&item),
-        "invalid_number",
-        Some("Denominations[0].UnitValue"),
-    );
+    refused_item(&item, "invalid_number", "Denominations[0].UnitValue");
 }
 
 #[test]
@@ -334,15 +283,10 @@ fn invalid_formats() {
         ("UserName", r#""   ""#),
     ];
     for (field, value) in cases {
-        let e = item_error(&with(field, value));
-        assert_kind(&e, "invalid_format", Some(field));
+        refused(field, value, "invalid_format");
     }
     let item = GOOD.replacen("\"USD\"", "\"usd\"", 1);
-    assert_kind(
-        &item_error(&item),
-        "invalid_format",
-        Some("Denominations[0].Currency"),
-    );
+    refused_item(&item, "invalid_format", "Denominations[0].Currency");
     let long = format!("\"{}\"", "x".repeat(129));
     assert_kind(
         &item_error(&with("UserName", &long)),
@@ -376,7 +320,7 @@ fn not_applicable_fields_of_the_other_kind() {
         "\"Register\":\"0\",\"DoorName\":\"Vault\"",
         1,
     );
-    assert_kind(&item_error(&item), "not_applicable", Some("DoorName"));
+    refused_item(&item, "not_applicable", "DoorName");
     let item = GOOD.replacen(
         "\"Register\":\"0\"",
         "\"Register\":\"0\",\"DoorName\":null",
