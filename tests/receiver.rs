@@ -38,6 +38,27 @@ async fn start(placement: Placement, name: &str, state_dir: Option<PathBuf>) -> 
     .unwrap()
 }
 
+/// A receiver expecting the key as `Authorization: Bearer` (the default
+/// placement).
+async fn start_bearer(state_dir: Option<PathBuf>) -> ReceiverHandle {
+    start(BEARER, "Authorization", state_dir).await
+}
+
+const BEARER: Placement = Placement::Header { bearer: true };
+
+/// `body` POSTed to `url` by `http` with the key as `Authorization: Bearer`.
+async fn send_bearer(
+    http: &reqwest::Client,
+    url: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(url)
+        .header("Authorization", format!("Bearer {KEY}"))
+        .body(body)
+        .send()
+        .await
+}
+
 fn payload(message_id: &str, kind: &str, n: usize) -> Value {
     let items: Vec<Value> = (0..n)
         .map(|i| json!({"SerialNumber": "UT07761", "TransactionType": "CashIn", "Amount": i}))
@@ -48,8 +69,7 @@ fn payload(message_id: &str, kind: &str, n: usize) -> Value {
 /// POSTs `body` to `path` with the key placed as `placement` says (or no key).
 /// A push with the key as `Authorization: Bearer` (the default placement).
 async fn push_bearer(r: &ReceiverHandle, path: &str, body: Value) -> (u16, Value) {
-    let bearer = Placement::Header { bearer: true };
-    push(r, path, body, bearer, "Authorization", Some(KEY)).await
+    push(r, path, body, BEARER, "Authorization", Some(KEY)).await
 }
 
 async fn push(
@@ -101,7 +121,7 @@ async fn summary(r: &ReceiverHandle) -> Summary {
 #[tokio::test]
 async fn key_is_checked_in_every_placement() {
     let cases = [
-        (Placement::Header { bearer: true }, "Authorization"),
+        (BEARER, "Authorization"),
         (Placement::Header { bearer: false }, "X-Api-Key"),
         (Placement::Query, "token"),
         (Placement::Body, "ApiKey"),
@@ -111,35 +131,21 @@ async fn key_is_checked_in_every_placement() {
         let r = start(placement, name, None).await;
         let id = uuid::Uuid::new_v4().to_string();
         let what = format!("{placement:?} {name}");
-        let (status, _) = push(
-            &r,
-            "/in",
-            payload(&id, "Transactions", 2),
-            placement,
-            name,
-            None,
-        )
-        .await;
+        let send = |key| {
+            push(
+                &r,
+                "/in",
+                payload(&id, "Transactions", 2),
+                placement,
+                name,
+                key,
+            )
+        };
+        let (status, _) = send(None).await;
         assert_eq!(status, 401, "{what}: no key");
-        let (status, _) = push(
-            &r,
-            "/in",
-            payload(&id, "Transactions", 2),
-            placement,
-            name,
-            Some("wrong"),
-        )
-        .await;
+        let (status, _) = send(Some("wrong")).await;
         assert_eq!(status, 401, "{what}: wrong key");
-        let (status, body) = push(
-            &r,
-            "/in",
-            payload(&id, "Transactions", 2),
-            placement,
-            name,
-            Some(KEY),
-        )
-        .await;
+        let (status, body) = send(Some(KEY)).await;
         assert_eq!(status, 200, "{what}: {body}");
         assert_eq!(body["status"], "recorded");
         let s = r.summary();
@@ -156,11 +162,8 @@ async fn key_is_checked_in_every_placement() {
     }
 
     // Bearer expected, raw key sent (and the reverse): refused.
-    let (bearer, raw) = (
-        Placement::Header { bearer: true },
-        Placement::Header { bearer: false },
-    );
-    for (expected, sent) in [(bearer, raw), (raw, bearer)] {
+    let raw = Placement::Header { bearer: false };
+    for (expected, sent) in [(BEARER, raw), (raw, BEARER)] {
         let r = start(expected, "Authorization", None).await;
         let body = payload("m", "Transactions", 1);
         let (status, _) = push(&r, "/", body, sent, "Authorization", Some(KEY)).await;
@@ -171,8 +174,7 @@ async fn key_is_checked_in_every_placement() {
 #[tokio::test]
 async fn repeated_message_id_is_answered_200_and_recorded_once() {
     let dir = temp_dir();
-    let h = Placement::Header { bearer: true };
-    let r = start(h, "Authorization", Some(dir.clone())).await;
+    let r = start_bearer(Some(dir.clone())).await;
     assert_eq!(
         std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
         r.ca_pem
@@ -187,13 +189,8 @@ async fn repeated_message_id_is_answered_200_and_recorded_once() {
     );
     let http = client(&r.ca_pem);
     for expected in ["recorded", "duplicate"] {
-        let resp = http
-            .post(format!("{}/acme/erp", r.url))
-            .header("Authorization", format!("Bearer {KEY}"))
-            .body(text.clone())
-            .send()
-            .await
-            .unwrap();
+        let url = format!("{}/acme/erp", r.url);
+        let resp = send_bearer(&http, &url, text.clone()).await.unwrap();
         assert_eq!(resp.status(), 200);
         let answer: Value = resp.json().await.unwrap();
         assert_eq!(answer["status"], expected);
@@ -217,7 +214,7 @@ async fn repeated_message_id_is_answered_200_and_recorded_once() {
     // trust ca.pem keep working.
     let old_ca = r.ca_pem.clone();
     r.shutdown().await;
-    let r = start(h, "Authorization", Some(dir.clone())).await;
+    let r = start_bearer(Some(dir.clone())).await;
     assert_eq!(r.ca_pem, old_ca);
     let (status, _) = push_bearer(&r, "/x", payload("n", "Transactions", 1)).await;
     assert_eq!(status, 200);
@@ -227,8 +224,7 @@ async fn repeated_message_id_is_answered_200_and_recorded_once() {
 
 #[tokio::test]
 async fn fails_n_times_then_recovers() {
-    let h = Placement::Header { bearer: true };
-    let r = start(h, "Authorization", None).await;
+    let r = start_bearer(None).await;
     control(&r, "fail", Some(json!({"count": 2, "status": 500}))).await;
     let id = uuid::Uuid::new_v4().to_string();
     let mut statuses = Vec::new();
@@ -253,8 +249,7 @@ async fn fails_n_times_then_recovers() {
 
 #[tokio::test]
 async fn fails_for_a_while_then_recovers() {
-    let h = Placement::Header { bearer: true };
-    let r = start(h, "Authorization", None).await;
+    let r = start_bearer(None).await;
     control(&r, "fail", Some(json!({"seconds": 1.0, "status": 503}))).await;
     let started = Instant::now();
     let mut failures = 0;
@@ -301,8 +296,7 @@ async fn fails_for_a_while_then_recovers() {
 
 #[tokio::test]
 async fn summary_counts_per_path_and_kind_and_reset_forgets() {
-    let h = Placement::Header { bearer: true };
-    let r = start(h, "Authorization", None).await;
+    let r = start_bearer(None).await;
     let send = |path: &'static str, kind: &'static str, n: usize| {
         let r = &r;
         async move {
@@ -351,25 +345,16 @@ async fn summary_counts_per_path_and_kind_and_reset_forgets() {
 
 #[tokio::test]
 async fn a_stopped_receiver_refuses_connections() {
-    let h = Placement::Header { bearer: true };
-    let r = start(h, "Authorization", None).await;
+    let r = start_bearer(None).await;
     let url = r.url.clone();
     let http = client(&r.ca_pem);
-    let ok = http
-        .post(format!("{url}/p"))
-        .header("Authorization", format!("Bearer {KEY}"))
-        .body(payload("a", "Transactions", 1).to_string())
-        .send()
+    let url = format!("{url}/p");
+    let ok = send_bearer(&http, &url, payload("a", "Transactions", 1).to_string())
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
     r.shutdown().await;
     // Even the kept-alive connection of that client is closed.
-    let err = http
-        .post(format!("{url}/p"))
-        .header("Authorization", format!("Bearer {KEY}"))
-        .body(payload("b", "Transactions", 1).to_string())
-        .send()
-        .await;
+    let err = send_bearer(&http, &url, payload("b", "Transactions", 1).to_string()).await;
     assert!(err.is_err(), "{err:?}");
 }

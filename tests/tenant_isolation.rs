@@ -189,15 +189,7 @@ async fn late_uploads_from_before_a_move_go_to_the_old_owner() {
     cli::ok(&stack, &["safe", "assign", "UT1", "--customer", "acme"]).await;
     cli::ok(
         &stack,
-        &[
-            "safe",
-            "assign",
-            "UT1",
-            "--customer",
-            "globex",
-            "--from",
-            "2026-06-10T12:00:00",
-        ],
+        &cli::args("safe assign UT1 --customer globex --from 2026-06-10T12:00:00"),
     )
     .await;
     // UT2: assigned before dates existed (only the OWNER item): acme's.
