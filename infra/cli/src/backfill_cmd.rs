@@ -41,7 +41,7 @@ use time::OffsetDateTime;
 use crate::ops::{Ops, sdk_error};
 use crate::progress::Progress;
 use crate::table;
-use crate::{Io, ReplayArgs, Target};
+use crate::{Cmd, ReplayArgs};
 
 /// How long a checkpoint is kept (a backfill is resumed within hours).
 const CHECKPOINT_DAYS: i64 = 30;
@@ -178,12 +178,8 @@ async fn save_checkpoint(
     Ok(())
 }
 
-pub(crate) async fn run(
-    target: &Target,
-    args: ReplayArgs,
-    json: bool,
-    io: &mut Io<'_>,
-) -> Result<()> {
+pub(crate) async fn run(cmd: Cmd<'_, '_>, args: ReplayArgs) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let from = crate::commands::assignment_bound(&args.from).context("--from")?;
     let to = crate::commands::assignment_bound(&args.to).context("--to")?;
     if from >= to {

@@ -18,8 +18,8 @@ use crate::ops::{KeySource, Ops};
 use crate::table::{self, or_dash};
 use crate::url_guard;
 use crate::{
-    CustomerCommand, EndpointAdd, EndpointCommand, EndpointTypeArg, EndpointUpdate, Io,
-    MessageTypeArg, PlacementArg, SafeCommand, SettingsArgs, Target,
+    Cmd, CustomerCommand, EndpointAdd, EndpointCommand, EndpointRef, EndpointTypeArg,
+    EndpointUpdate, Io, MessageTypeArg, PlacementArg, SafeCommand, SettingsArgs,
 };
 
 fn customer_id(s: &str) -> Result<CustomerId> {
@@ -28,6 +28,11 @@ fn customer_id(s: &str) -> Result<CustomerId> {
 
 fn endpoint_id(s: &str) -> Result<EndpointId> {
     Ok(EndpointId::parse(s)?)
+}
+
+/// `--customer` and `--id` as typed ids.
+fn typed_ref(r: &EndpointRef) -> Result<(CustomerId, EndpointId)> {
+    Ok((customer_id(&r.customer)?, endpoint_id(&r.id)?))
 }
 
 async fn existing_customer(ops: &Ops, id: &CustomerId) -> Result<Customer> {
@@ -68,12 +73,8 @@ fn valid_email(s: &str) -> bool {
         && !domain.contains('@')
 }
 
-pub(crate) async fn customer(
-    target: &Target,
-    command: CustomerCommand,
-    json: bool,
-    io: &mut Io<'_>,
-) -> Result<()> {
+pub(crate) async fn customer(cmd: Cmd<'_, '_>, command: CustomerCommand) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     match command {
         CustomerCommand::Add {
             id,
@@ -146,12 +147,8 @@ pub(crate) async fn customer(
     }
 }
 
-pub(crate) async fn safe(
-    target: &Target,
-    command: SafeCommand,
-    json: bool,
-    io: &mut Io<'_>,
-) -> Result<()> {
+pub(crate) async fn safe(cmd: Cmd<'_, '_>, command: SafeCommand) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     match command {
         SafeCommand::Assign {
             serials,
@@ -477,31 +474,29 @@ async fn all_endpoints(ops: &Ops) -> Result<Vec<EndpointSettings>> {
     Ok(all)
 }
 
-pub(crate) async fn endpoint(
-    target: &Target,
-    command: EndpointCommand,
-    json: bool,
-    io: &mut Io<'_>,
-) -> Result<()> {
+pub(crate) async fn endpoint(cmd: Cmd<'_, '_>, command: EndpointCommand) -> Result<()> {
     match command {
-        EndpointCommand::Add(args) => add(target, args, json, io).await,
-        EndpointCommand::Update(args) => update(target, args, json, io).await,
-        EndpointCommand::Signing(c) => crate::signing_cmd::run(target, c, json, io).await,
+        EndpointCommand::Add(args) => add(cmd, args).await,
+        EndpointCommand::Update(args) => update(cmd, args).await,
+        EndpointCommand::Signing(c) => {
+            crate::signing_cmd::run(cmd.target, c, cmd.json, cmd.io).await
+        }
         EndpointCommand::Disable { endpoint, dry_run } => {
-            crate::parked_cmd::disable(target, &endpoint, dry_run, json, io).await
+            crate::parked_cmd::disable(cmd, &endpoint, dry_run).await
         }
         EndpointCommand::Enable {
             endpoint,
             settle,
             dry_run,
-        } => crate::parked_cmd::enable(target, &endpoint, settle, dry_run, json, io).await,
+        } => crate::parked_cmd::enable(cmd, &endpoint, settle, dry_run).await,
         EndpointCommand::RotateKey {
             endpoint,
             key,
             dry_run,
-        } => crate::parked_cmd::rotate_key(target, &endpoint, &key, dry_run, json, io).await,
-        EndpointCommand::ClaimIds => claim_ids(target, json, io).await,
+        } => crate::parked_cmd::rotate_key(cmd, &endpoint, &key, dry_run).await,
+        EndpointCommand::ClaimIds => claim_ids(cmd).await,
         EndpointCommand::List { customer } => {
+            let Cmd { target, json, io } = cmd;
             let customer = customer.as_deref().map(customer_id).transpose()?;
             let ops = Ops::connect(target).await;
             let endpoints = match &customer {
@@ -545,6 +540,7 @@ pub(crate) async fn endpoint(
             )
         }
         EndpointCommand::Show { customer, id } => {
+            let Cmd { target, json, io } = cmd;
             let (customer, id) = (customer_id(&customer)?, endpoint_id(&id)?);
             let ops = Ops::connect(target).await;
             let e = existing_endpoint(&ops, &customer, &id).await?;
@@ -557,7 +553,8 @@ pub(crate) async fn endpoint(
 /// The one-time upgrade step for endpoints stored before ids were claimed.
 /// Shared ids are an error, not a listing: until they are renamed, only the
 /// holder may change the endpoint, and the other customer's pushes are at risk.
-async fn claim_ids(target: &Target, json: bool, io: &mut Io<'_>) -> Result<()> {
+async fn claim_ids(cmd: Cmd<'_, '_>) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let ops = Ops::connect(target).await;
     let shared = ops.config.claim_existing_endpoints().await?;
     if json {
@@ -662,11 +659,9 @@ fn show(
     Ok(())
 }
 
-async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) -> Result<()> {
-    let (customer, id) = (
-        customer_id(&args.endpoint.customer)?,
-        endpoint_id(&args.endpoint.id)?,
-    );
+async fn add(cmd: Cmd<'_, '_>, args: EndpointAdd) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
+    let (customer, id) = typed_ref(&args.endpoint)?;
     let Some(source) = KeySource::of(&args.key)? else {
         bail!("endpoint add needs the API key: --key-stdin or --key-file PATH");
     };
@@ -725,11 +720,9 @@ async fn add(target: &Target, args: EndpointAdd, json: bool, io: &mut Io<'_>) ->
     }
 }
 
-async fn update(target: &Target, args: EndpointUpdate, json: bool, io: &mut Io<'_>) -> Result<()> {
-    let (customer, id) = (
-        customer_id(&args.endpoint.customer)?,
-        endpoint_id(&args.endpoint.id)?,
-    );
+async fn update(cmd: Cmd<'_, '_>, args: EndpointUpdate) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
+    let (customer, id) = typed_ref(&args.endpoint)?;
     let source = KeySource::of(&args.key)?;
     let ops = Ops::connect(target).await;
     let mut e = existing_endpoint(&ops, &customer, &id).await?;

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::ops::Ops;
 use crate::table;
-use crate::{DecideArgs, HeldCommand, Io, Target};
+use crate::{Cmd, DecideArgs, HeldCommand, Io};
 
 fn store(ops: &Ops) -> HeldStore {
     HeldStore::new(ops.dynamodb.clone(), ops.names.transactions_table.clone())
@@ -100,12 +100,8 @@ fn operator(by: Option<String>) -> Result<String> {
         .context("say who decides: --by NAME")
 }
 
-pub(crate) async fn run(
-    target: &Target,
-    command: HeldCommand,
-    json: bool,
-    io: &mut Io<'_>,
-) -> Result<()> {
+pub(crate) async fn run(cmd: Cmd<'_, '_>, command: HeldCommand) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let ops = Ops::connect(target).await;
     let held = store(&ops);
     match command {

@@ -590,26 +590,36 @@ impl Io<'_> {
     }
 }
 
+/// What every command is given: the deployment, whether to print JSON
+/// (`--json`), and where to read and write.
+pub(crate) struct Cmd<'a, 'io> {
+    pub target: &'a Target,
+    pub json: bool,
+    pub io: &'a mut Io<'io>,
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
-    let json = cli.json;
+    let cmd = Cmd {
+        target: &cli.target,
+        json: cli.json,
+        io,
+    };
     match cli.command {
-        Command::Customer(c) => commands::customer(&cli.target, c, json, io).await,
-        Command::Safe(c) => commands::safe(&cli.target, c, json, io).await,
-        Command::Endpoint(c) => commands::endpoint(&cli.target, c, json, io).await,
-        Command::IngestKey(c) => ingest_key::run(&cli.target, c, json, io).await,
-        Command::Apikey(c) => api_key::run(&cli.target, c, json, io).await,
-        Command::Status => status::run(&cli.target, json, io).await,
-        Command::Simulate(args) => simulate_cmd::run(&cli.target, args, json, io).await,
-        Command::Expired(c) => parked_cmd::expired(&cli.target, c, json, io).await,
-        Command::Held(c) => held_cmd::run(&cli.target, c, json, io).await,
-        Command::Replay(args) => backfill_cmd::run(&cli.target, args, json, io).await,
+        Command::Customer(c) => commands::customer(cmd, c).await,
+        Command::Safe(c) => commands::safe(cmd, c).await,
+        Command::Endpoint(c) => commands::endpoint(cmd, c).await,
+        Command::IngestKey(c) => ingest_key::run(cmd.target, c, cmd.json, cmd.io).await,
+        Command::Apikey(c) => api_key::run(cmd.target, c, cmd.json, cmd.io).await,
+        Command::Status => status::run(cmd).await,
+        Command::Simulate(args) => simulate_cmd::run(cmd.target, args, cmd.json, cmd.io).await,
+        Command::Expired(c) => parked_cmd::expired(cmd, c).await,
+        Command::Held(c) => held_cmd::run(cmd, c).await,
+        Command::Replay(args) => backfill_cmd::run(cmd, args).await,
         Command::Attempts { endpoint, batch } => {
-            attempts_cmd::run(&cli.target, &endpoint, batch.as_deref(), json, io).await
+            attempts_cmd::run(cmd.target, &endpoint, batch.as_deref(), cmd.json, cmd.io).await
         }
-        Command::Manifest { customer, day } => {
-            manifest_cmd::run(&cli.target, &customer, &day, json, io).await
-        }
+        Command::Manifest { customer, day } => manifest_cmd::run(cmd, &customer, &day).await,
     }
 }
 

@@ -18,10 +18,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::Cmd;
 use crate::ops::Ops;
 use crate::progress::Progress;
 use crate::table;
-use crate::{Io, Target};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -71,13 +71,8 @@ fn totals(payload: &str) -> Result<Vec<(String, Decimal)>> {
         .collect()
 }
 
-pub(crate) async fn run(
-    target: &Target,
-    customer: &str,
-    day: &str,
-    json: bool,
-    io: &mut Io<'_>,
-) -> Result<()> {
+pub(crate) async fn run(cmd: Cmd<'_, '_>, customer: &str, day: &str) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let customer = CustomerId::parse(customer).map_err(anyhow::Error::msg)?;
     let day = crate::commands::assignment_bound(day).context("--day")?[..10].to_owned();
     let ops = Ops::connect(target).await;

@@ -20,7 +20,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::ops::Ops;
 use crate::table;
-use crate::{ExpiredCommand, Io, KeyArgs, Target};
+use crate::{Cmd, ExpiredCommand, KeyArgs};
 
 /// A parked batch as listed.
 #[derive(Debug, Serialize)]
@@ -135,12 +135,8 @@ async fn find_endpoint(ops: &Ops, endpoint: &str) -> Result<EndpointSettings> {
         .with_context(|| format!("no endpoint {id} is registered"))
 }
 
-pub(crate) async fn expired(
-    target: &Target,
-    command: ExpiredCommand,
-    json: bool,
-    io: &mut Io<'_>,
-) -> Result<()> {
+pub(crate) async fn expired(cmd: Cmd<'_, '_>, command: ExpiredCommand) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let ops = Ops::connect(target).await;
     let store = parked_store(&ops);
     let now = OffsetDateTime::now_utc();
@@ -324,13 +320,8 @@ async fn refuse_if_stopped(ops: &Ops, endpoint: &str) -> Result<()> {
 /// `endpoint disable`: the push function parks the endpoint's batches
 /// (within its settings cache time, `CONFIG_CACHE_SECONDS`, 30 s): nothing
 /// is lost, nothing is posted.
-pub(crate) async fn disable(
-    target: &Target,
-    endpoint: &str,
-    dry_run: bool,
-    json: bool,
-    io: &mut Io<'_>,
-) -> Result<()> {
+pub(crate) async fn disable(cmd: Cmd<'_, '_>, endpoint: &str, dry_run: bool) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let ops = Ops::connect(target).await;
     let mut settings = find_endpoint(&ops, endpoint).await?;
     let was = settings.enabled;
@@ -458,13 +449,12 @@ async fn replayable(
 /// replayed ones are handled, the endpoint is enabled with a write that
 /// fails if push parked another batch meanwhile (then the loop goes on).
 pub(crate) async fn enable(
-    target: &Target,
+    cmd: Cmd<'_, '_>,
     endpoint: &str,
     settle: u64,
     dry_run: bool,
-    json: bool,
-    io: &mut Io<'_>,
 ) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let ops = Ops::connect(target).await;
     let mut settings = find_endpoint(&ops, endpoint).await?;
     let store = parked_store(&ops);
@@ -615,13 +605,12 @@ pub(crate) async fn enable(
 /// cache time (at most 5 minutes; at once after a 401). Neither key is
 /// printed.
 pub(crate) async fn rotate_key(
-    target: &Target,
+    cmd: Cmd<'_, '_>,
     endpoint: &str,
     key: &KeyArgs,
     dry_run: bool,
-    json: bool,
-    io: &mut Io<'_>,
 ) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let source = crate::ops::KeySource::of(key)?.unwrap_or(crate::ops::KeySource::Stdin);
     let ops = Ops::connect(target).await;
     let settings = find_endpoint(&ops, endpoint).await?;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::ops::{Ops, sdk_error};
 use crate::table::{self, or_dash};
-use crate::{Io, Target};
+use crate::{Cmd, Io};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -286,7 +286,8 @@ async fn backlog(
     Ok(())
 }
 
-pub(crate) async fn run(target: &Target, json: bool, io: &mut Io<'_>) -> Result<()> {
+pub(crate) async fn run(cmd: Cmd<'_, '_>) -> Result<()> {
+    let Cmd { target, json, io } = cmd;
     let ops = Ops::connect(target).await;
     let mut customers = ops.config.customers().await?;
     customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
