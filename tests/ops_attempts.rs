@@ -1,12 +1,16 @@
 //! Issue 13, over the wire against the local stack: `attempts` shows every
-//! attempt of a failing then recovered endpoint; `manifest`'s totals equal
-//! the delivered transactions' sums (ledger items with keys and with a plan
+//! attempt of a failing then recovered endpoint (issue 16: the delivered one
+//! from the batch's ledger item, an earlier version's from its `TRY#` item);
+//! `manifest`'s totals equal the delivered transactions' sums (ledger items with keys and with a plan
 //! reference, resolved through the fan-out's plan).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
+
 use platformsync_aws::fanout_plans::{Plan, PlanStore, PlannedMessage};
-use platformsync_aws::ledger::{Delivery, Ledger};
+use platformsync_aws::ledger::{AttemptRecord, Delivery, Ledger, TRY_PREFIX};
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage, PlanRef};
 use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use platformsync_domain::record::{DeliveryStatus, RecordType, StoredTransaction};
@@ -99,6 +103,79 @@ async fn attempts_lists_every_attempt_of_a_failing_then_recovered_endpoint() {
         text.contains("OUTCOME") && text.contains("delivered"),
         "{text}"
     );
+
+    // Issue 16: the delivered POST is part of the batch's ledger item (one
+    // write); only the failed POSTs are `TRY#` items of their own.
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.config);
+    let table = stack.reference("DeliveryLedgerTable");
+    let items = dynamo
+        .query()
+        .table_name(&table)
+        .key_condition_expression("EndpointId = :e")
+        .expression_attribute_values(":e", AttributeValue::S("acme-att".into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let batch_id = |item: &HashMap<String, AttributeValue>| {
+        item["BatchId"].as_s().cloned().unwrap_or_default()
+    };
+    let tries = items
+        .iter()
+        .filter(|i| batch_id(i).starts_with(TRY_PREFIX))
+        .count();
+    assert_eq!(tries, posts - 1, "no TRY# item for the delivered POST");
+    let ledger_item = items
+        .iter()
+        .find(|i| batch_id(i) == batch.message_id.to_string())
+        .expect("the delivered batch's ledger item");
+    assert!(
+        ledger_item.contains_key("TriedAt") && ledger_item.contains_key("LatencyMs"),
+        "{ledger_item:?}"
+    );
+
+    // A batch recorded by the previous version (a ledger item without the
+    // folded POST, and a `TRY#` item for it) is listed once, in order.
+    let ledger = stack.ledger();
+    let old = uuid::Uuid::new_v4();
+    let at = time::OffsetDateTime::now_utc();
+    ledger
+        .record_delivery(&Delivery {
+            endpoint_id: &batch.endpoint_id,
+            message_id: old,
+            customer_id: &batch.customer_id,
+            kind: MessageKind::Transactions,
+            transaction_keys: &[],
+            attempts: 1,
+            first_attempt_at: at,
+            delivered_at: at,
+            split: false,
+        })
+        .await
+        .unwrap();
+    ledger
+        .record_attempt(
+            &AttemptRecord {
+                endpoint_id: batch.endpoint_id.clone(),
+                message_id: old,
+                attempt: 1,
+                at: "2099-01-01T00:00:00Z".into(),
+                outcome: "delivered".into(),
+                latency_ms: 7,
+                error: None,
+                transactions: 0,
+                parent_message_id: None,
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    let attempts = cli::json(&stack, &["attempts", "--endpoint", "acme-att"]).await;
+    let list = attempts.as_array().unwrap();
+    assert_eq!(list.len(), posts + 1, "{attempts}");
+    assert_eq!(list[posts]["MessageId"], old.to_string());
+    assert_eq!(list[posts]["LatencyMs"], 7);
 }
 
 fn stored(serial: &str, i: usize, day: &str, denominations: &str) -> StoredTransaction {
@@ -244,7 +321,7 @@ async fn the_manifest_totals_equal_the_delivered_transactions_sums() {
             dynamo.clone(),
             stack.reference("ConfigTable"),
         ))
-        .deliveries_of("acme-m2", &key(&a[4]))
+        .deliveries_of(&EndpointId::parse("acme-m2").unwrap(), &key(&a[4]))
         .await
         .unwrap();
     assert_eq!(resolved.len(), 1);
@@ -314,7 +391,7 @@ async fn attempts_shows_each_part_of_a_split_batch() {
     let ledger = stack.ledger();
     let until = Instant::now() + Duration::from_secs(60);
     while !ledger
-        .lookup("acme-split", &parent)
+        .lookup(&batch.endpoint_id, batch.message_id)
         .await
         .unwrap()
         .delivered

@@ -18,7 +18,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use platformsync_aws::health::HealthState;
 use platformsync_aws::ledger::Delivery;
 use platformsync_domain::batch::BatchMessage;
-use platformsync_domain::endpoint::EndpointSettings;
+use platformsync_domain::endpoint::{EndpointId, EndpointSettings};
 use platformsync_faults::{Fault, FaultProxy, Rule};
 use platformsync_tests::inbox::Inbox;
 use platformsync_tests::receiver::{Receiver, Reply, Request};
@@ -184,7 +184,7 @@ async fn a_delivered_batch_is_in_the_ledger_and_the_endpoint_is_healthy() {
     );
     let found = stack
         .ledger()
-        .deliveries_of("acme-prod", &keys[1])
+        .deliveries_of(&EndpointId::parse("acme-prod").unwrap(), &keys[1])
         .await
         .unwrap();
     assert_eq!(found.len(), 1);

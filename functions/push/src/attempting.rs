@@ -25,8 +25,8 @@ pub(crate) struct Tried {
     pub attempt: u32,
     pub started_at: OffsetDateTime,
     pub latency: Duration,
-    /// A real POST that delivered: its record is written beside the ledger
-    /// write (one round trip less after the POST), not yet.
+    /// A real POST that delivered: not on record yet; it becomes part of
+    /// the batch's ledger write (one write, not two).
     pub record_pending: bool,
     /// The retry jitter's seed and the batch's first attempt, from the state
     /// before this result is applied to it.
@@ -92,8 +92,8 @@ impl<P: Ports> Flow<P> {
             ),
         }
         // A real POST (not a resumed split): on record for `platformsync
-        // attempts`. Written beside the ledger write of a delivered batch
-        // (one round trip less after the POST), before anything else.
+        // attempts`. A failed one now, before anything else; a delivered
+        // one in the batch's ledger item.
         let latency = timer.elapsed();
         let posted = settings.is_some() && !splitting;
         let record_first = !matches!(result, AttemptResult::Delivered);

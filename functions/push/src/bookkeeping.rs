@@ -1,16 +1,20 @@
 //! What the flow reads and records: the whole event's ledger entries and
 //! endpoint states up front, the ledger check of one batch, the delivered
-//! batch's ledger entry and every attempt's record (support's view).
+//! batch's ledger entry with the POST that delivered it (one write), and
+//! every other attempt's record (support's view).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use platformsync_aws::health::Versioned;
-use platformsync_aws::ledger::{AttemptRecord, Delivery};
+use platformsync_aws::ledger::{AttemptRecord, DeliveredAttempt, Delivery, Recorded};
 use platformsync_delivery::incident::rfc3339;
+use platformsync_domain::batch::PlanRef;
+use platformsync_domain::endpoint::EndpointId;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
+use uuid::Uuid;
 
 use crate::attempting::Tried;
 use crate::flow::{Batch, Envelope, Flow, now};
@@ -38,7 +42,10 @@ impl<P: Ports> Flow<P> {
                     .get(name)
                     .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
             };
-            Some((field("EndpointId")?, field("MessageId")?))
+            Some((
+                EndpointId::parse(&field("EndpointId")?).ok()?,
+                Uuid::parse_str(&field("MessageId")?).ok()?,
+            ))
         };
         let heads: Vec<BatchKey> = messages.iter().filter_map(|m| head(&m.body)).collect();
         // A MessageId twice in one event (a batch parked twice and replayed
@@ -50,7 +57,7 @@ impl<P: Ports> Flow<P> {
         if heads.is_empty() {
             return Known::default();
         }
-        let mut endpoints: Vec<String> = heads.iter().map(|(e, _)| e.clone()).collect();
+        let mut endpoints: Vec<String> = heads.iter().map(|(e, _)| e.to_string()).collect();
         endpoints.sort();
         endpoints.dedup();
         let (lookups, health) = futures_util::future::join(
@@ -74,10 +81,14 @@ impl<P: Ports> Flow<P> {
     /// Step 1: a batch the ledger has (a redelivery after a crash) is
     /// acknowledged without a POST.
     pub(crate) async fn ledger_check(&self, b: &Batch<'_>, known: &Known) -> Result<(), Outcome> {
-        let key = (b.endpoint().to_owned(), b.message_id.clone());
+        let key = (b.meta.endpoint_id.clone(), b.meta.message_id);
         let lookup = match known.lookups.get(&key) {
             Some(lookup) => Ok(lookup.clone()),
-            None => self.ports.lookup(b.endpoint(), &b.message_id).await,
+            None => {
+                self.ports
+                    .lookup(&b.meta.endpoint_id, b.meta.message_id)
+                    .await
+            }
         };
         match lookup {
             Ok(lookup) if lookup.delivered => {
@@ -89,8 +100,8 @@ impl<P: Ports> Flow<P> {
         }
     }
 
-    /// The delivered batch in the ledger; its attempt record, when still to
-    /// write, beside it.
+    /// The delivered batch in the ledger, with the POST that delivered it
+    /// when that is still to record (`record_pending`).
     pub(crate) async fn record_delivered(
         &self,
         b: &Batch<'_>,
@@ -109,27 +120,53 @@ impl<P: Ports> Flow<P> {
             delivered_at: now(),
             split,
         };
+        let posted = record_pending.then(|| DeliveredAttempt {
+            attempt: tried.attempt.max(1),
+            at: tried.started_at,
+            latency_ms: millis(tried.latency),
+            parent_message_id: None,
+        });
         // The plan reference (when the fan-out planned it) is stored
         // instead of the keys: the plan already holds them.
-        let (recorded, ()) = futures_util::future::join(
-            self.ports
-                .record_delivery(&delivery, b.meta.plan_ref.as_ref()),
-            async {
-                if record_pending {
-                    self.record_tried(b, tried).await;
-                }
-            },
-        )
-        .await;
-        match recorded {
-            Ok(platformsync_aws::ledger::Recorded::New) => {}
-            Ok(platformsync_aws::ledger::Recorded::AlreadyThere) => {
+        self.record_delivery(&delivery, b.meta.plan_ref.as_ref(), posted.as_ref())
+            .await;
+    }
+
+    /// A delivered batch or split part in the ledger, once, with `posted`,
+    /// the POST that delivered it: one write. That POST gets a record of its
+    /// own only when the ledger item could not take it (another invocation
+    /// recorded the batch first, or the write failed), so that every POST
+    /// stays on record.
+    pub(crate) async fn record_delivery(
+        &self,
+        delivery: &Delivery<'_>,
+        plan_ref: Option<&PlanRef>,
+        posted: Option<&DeliveredAttempt>,
+    ) {
+        let recorded = self.ports.record_delivery(delivery, plan_ref, posted).await;
+        match &recorded {
+            Ok(Recorded::New) => return,
+            Ok(Recorded::AlreadyThere) => {
                 warn!("another invocation recorded this batch first: it was posted twice")
             }
             // Still acknowledged: it was delivered. Should SQS
             // redeliver it, the receiver drops the repeat by its
             // MessageId.
             Err(e) => error!(error = %e, "delivered, but the ledger write failed"),
+        }
+        if let Some(a) = posted {
+            let record = AttemptRecord {
+                endpoint_id: delivery.endpoint_id.clone(),
+                message_id: delivery.message_id,
+                attempt: a.attempt,
+                at: rfc3339(a.at),
+                outcome: "delivered".to_owned(),
+                latency_ms: a.latency_ms,
+                error: None,
+                transactions: u32::try_from(delivery.transaction_keys.len()).unwrap_or(u32::MAX),
+                parent_message_id: a.parent_message_id,
+            };
+            self.write_attempt(&record, a.at).await;
         }
     }
 
@@ -151,7 +188,7 @@ impl<P: Ports> Flow<P> {
     pub(crate) async fn record_attempt(
         &self,
         b: &Batch<'_>,
-        part: Option<(&str, usize)>,
+        part: Option<(Uuid, usize)>,
         attempt: u32,
         at: OffsetDateTime,
         latency: Duration,
@@ -164,24 +201,32 @@ impl<P: Ports> Flow<P> {
         };
         // A split part: under its own MessageId, naming the batch it is of.
         let (message_id, transactions, parent) = match part {
-            Some((id, len)) => (id.to_owned(), len, Some(b.message_id.clone())),
-            None => (b.message_id.clone(), b.keys.len(), None),
+            Some((id, len)) => (id, len, Some(b.meta.message_id)),
+            None => (b.meta.message_id, b.keys.len(), None),
         };
         let record = AttemptRecord {
-            endpoint_id: b.endpoint().to_owned(),
+            endpoint_id: b.meta.endpoint_id.clone(),
             message_id,
             attempt: attempt.max(1),
             at: rfc3339(at),
             outcome: outcome.to_owned(),
-            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            latency_ms: millis(latency),
             error,
             transactions: u32::try_from(transactions).unwrap_or(u32::MAX),
             parent_message_id: parent,
         };
-        if let Err(e) = self.ports.record_attempt(&record, at).await {
+        self.write_attempt(&record, at).await;
+    }
+
+    async fn write_attempt(&self, record: &AttemptRecord, at: OffsetDateTime) {
+        if let Err(e) = self.ports.record_attempt(record, at).await {
             warn!(error = %e, "the attempt record was not written");
         }
     }
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

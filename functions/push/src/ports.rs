@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use platformsync_aws::StoreError;
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_aws::health::{HealthStore, Saved, Versioned};
-use platformsync_aws::ledger::{AttemptRecord, Delivery, Ledger, Lookup, Recorded};
+use platformsync_aws::ledger::{
+    AttemptRecord, DeliveredAttempt, Delivery, Ledger, Lookup, Recorded,
+};
 use platformsync_aws::notifier::{Notification, NotificationKind, Notifier};
 use platformsync_aws::parked::{ParkBatch, ParkedStore};
 use platformsync_aws::redelivery::{DeadLetter, Redelivery};
@@ -47,32 +49,35 @@ pub struct NoticeInput {
 }
 
 /// `(endpoint, MessageId)` of a batch.
-pub type BatchKey = (String, String);
+pub type BatchKey = (EndpointId, Uuid);
 
 pub trait LedgerPort: Sync {
     fn lookup(
         &self,
-        endpoint_id: &str,
-        message_id: &str,
+        endpoint_id: &EndpointId,
+        message_id: Uuid,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
     /// A whole event's look-ups at once.
     fn lookup_many(
         &self,
         batches: &[BatchKey],
     ) -> impl Future<Output = Result<HashMap<BatchKey, Lookup>, StoreError>> + Send;
-    /// With `plan_ref`, the ledger stores the plan reference, not the keys.
+    /// With `plan_ref`, the ledger stores the plan reference, not the keys;
+    /// with `attempt`, the POST that delivered it (no `TRY#` record of its
+    /// own, unless [`Recorded::AlreadyThere`]).
     fn record_delivery(
         &self,
         delivery: &Delivery<'_>,
         plan_ref: Option<&PlanRef>,
+        attempt: Option<&DeliveredAttempt>,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     fn record_refused(
         &self,
-        endpoint_id: &str,
-        message_id: &str,
+        endpoint_id: &EndpointId,
+        message_id: Uuid,
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// One POST, for `platformsync attempts` (kept 30 days).
+    /// One failed or refused POST, for `platformsync attempts` (kept 30 days).
     fn record_attempt(
         &self,
         record: &AttemptRecord,
@@ -175,7 +180,11 @@ pub struct AwsPorts {
 }
 
 impl LedgerPort for AwsPorts {
-    async fn lookup(&self, endpoint_id: &str, message_id: &str) -> Result<Lookup, StoreError> {
+    async fn lookup(
+        &self,
+        endpoint_id: &EndpointId,
+        message_id: Uuid,
+    ) -> Result<Lookup, StoreError> {
         self.ledger.lookup(endpoint_id, message_id).await
     }
     async fn lookup_many(
@@ -188,9 +197,10 @@ impl LedgerPort for AwsPorts {
         &self,
         delivery: &Delivery<'_>,
         plan_ref: Option<&PlanRef>,
+        attempt: Option<&DeliveredAttempt>,
     ) -> Result<Recorded, StoreError> {
         self.ledger
-            .record_planned_delivery(delivery, plan_ref)
+            .record_delivered(delivery, plan_ref, attempt)
             .await
     }
     async fn record_attempt(
@@ -202,8 +212,8 @@ impl LedgerPort for AwsPorts {
     }
     async fn record_refused(
         &self,
-        endpoint_id: &str,
-        message_id: &str,
+        endpoint_id: &EndpointId,
+        message_id: Uuid,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         self.ledger
@@ -353,8 +363,11 @@ pub mod memory {
         pub health: Mutex<HashMap<String, Versioned>>,
         pub parked: Mutex<Vec<(String, String, String)>>,
         pub retries: Mutex<Vec<(String, Duration)>>,
-        /// Every attempt recorded.
+        /// Every attempt on record, in the order recorded: `TRY#` records
+        /// and the POSTs folded into ledger writes.
         pub attempt_log: Mutex<Vec<AttemptRecord>>,
+        /// `TRY#` writes alone (a delivered POST rides on its ledger write).
+        pub try_writes: Mutex<usize>,
         pub released: Mutex<Vec<String>>,
         pub deleted: Mutex<Vec<String>>,
         pub dead: Mutex<Vec<String>>,
@@ -436,13 +449,14 @@ pub mod memory {
     }
 
     impl LedgerPort for Memory {
-        async fn lookup(&self, _e: &str, message_id: &str) -> Result<Lookup, StoreError> {
+        async fn lookup(&self, _e: &EndpointId, message_id: Uuid) -> Result<Lookup, StoreError> {
             if *lock(&self.ledger_down) {
                 return Err(throttled());
             }
+            let id = message_id.to_string();
             Ok(Lookup {
-                delivered: lock(&self.delivered).iter().any(|d| d == message_id),
-                refused: lock(&self.refused_marks).iter().any(|d| d == message_id),
+                delivered: lock(&self.delivered).contains(&id),
+                refused: lock(&self.refused_marks).contains(&id),
                 attempts: None,
             })
         }
@@ -453,7 +467,7 @@ pub mod memory {
             *lock(&self.batch_lookups) += 1;
             let mut found = HashMap::new();
             for (e, m) in batches {
-                found.insert((e.clone(), m.clone()), self.lookup(e, m).await?);
+                found.insert((e.clone(), *m), self.lookup(e, *m).await?);
             }
             Ok(found)
         }
@@ -462,6 +476,7 @@ pub mod memory {
             record: &AttemptRecord,
             _at: OffsetDateTime,
         ) -> Result<(), StoreError> {
+            *lock(&self.try_writes) += 1;
             lock(&self.attempt_log).push(record.clone());
             Ok(())
         }
@@ -469,17 +484,36 @@ pub mod memory {
             &self,
             d: &Delivery<'_>,
             _plan_ref: Option<&PlanRef>,
+            attempt: Option<&DeliveredAttempt>,
         ) -> Result<Recorded, StoreError> {
-            lock(&self.delivered).push(d.message_id.to_string());
+            let id = d.message_id.to_string();
+            let mut delivered = lock(&self.delivered);
+            if delivered.contains(&id) {
+                return Ok(Recorded::AlreadyThere);
+            }
+            delivered.push(id);
+            if let Some(a) = attempt {
+                lock(&self.attempt_log).push(AttemptRecord {
+                    endpoint_id: d.endpoint_id.clone(),
+                    message_id: d.message_id,
+                    attempt: a.attempt,
+                    at: platformsync_delivery::incident::rfc3339(a.at),
+                    outcome: "delivered".into(),
+                    latency_ms: a.latency_ms,
+                    error: None,
+                    transactions: u32::try_from(d.transaction_keys.len()).unwrap_or(u32::MAX),
+                    parent_message_id: a.parent_message_id,
+                });
+            }
             Ok(Recorded::New)
         }
         async fn record_refused(
             &self,
-            _e: &str,
-            message_id: &str,
+            _e: &EndpointId,
+            message_id: Uuid,
             _at: OffsetDateTime,
         ) -> Result<(), StoreError> {
-            lock(&self.refused_marks).push(message_id.to_owned());
+            lock(&self.refused_marks).push(message_id.to_string());
             Ok(())
         }
     }

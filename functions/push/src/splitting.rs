@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use platformsync_aws::StoreError;
 use platformsync_aws::health::Versioned;
-use platformsync_aws::ledger::Delivery;
+use platformsync_aws::ledger::{DeliveredAttempt, Delivery};
 use platformsync_aws::parked::ParkBatch;
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchMessage};
 use platformsync_domain::endpoint::EndpointSettings;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::attempt::Posted;
 use crate::attempting::Tried;
+use crate::bookkeeping::millis;
 use crate::flow::{Batch, Flow, now};
 use crate::outcome::Outcome;
 use crate::policy::{AttemptResult, Effects, Next, ParkReason};
@@ -108,7 +109,7 @@ impl<P: Ports> Flow<P> {
             // recorded as done when the split ends, the part is replayable.
             let part_id = derived_message_id(b.meta.message_id, start, end);
             let part = part_id.to_string();
-            match self.ports.lookup(b.endpoint(), &part).await {
+            match self.ports.lookup(&b.meta.endpoint_id, part_id).await {
                 Ok(l) if l.delivered || l.refused => {
                     if l.delivered {
                         delivered += end - start;
@@ -120,6 +121,9 @@ impl<P: Ports> Flow<P> {
                 Ok(_) => {}
                 Err(e) => return SplitEnd::Ours(e),
             }
+            // The part's POST, when one was made: delivered, it rides on the
+            // part's ledger write.
+            let mut posted = None;
             let answer = if n == 1 {
                 // The batch is one transaction: it was refused already.
                 AttemptResult::Refused {
@@ -142,15 +146,24 @@ impl<P: Ports> Flow<P> {
                 // Each part's POST is an attempt support sees, numbered
                 // with the batch's attempt it belongs to.
                 let attempt = h.state.attempts_of(&b.message_id);
-                self.record_attempt(
-                    b,
-                    Some((&part, end - start)),
-                    attempt,
-                    at,
-                    timer.elapsed(),
-                    &answer,
-                )
-                .await;
+                if answer == AttemptResult::Delivered {
+                    posted = Some(DeliveredAttempt {
+                        attempt: attempt.max(1),
+                        at,
+                        latency_ms: millis(timer.elapsed()),
+                        parent_message_id: Some(b.meta.message_id),
+                    });
+                } else {
+                    self.record_attempt(
+                        b,
+                        Some((part_id, end - start)),
+                        attempt,
+                        at,
+                        timer.elapsed(),
+                        &answer,
+                    )
+                    .await;
+                }
                 answer
             };
             match answer {
@@ -168,9 +181,7 @@ impl<P: Ports> Flow<P> {
                         split: false,
                     };
                     // A part is not a planned message: it keeps its keys.
-                    if let Err(e) = self.ports.record_delivery(&delivery, None).await {
-                        error!(error = %e, part = %part, "part delivered, but the ledger write failed");
-                    }
+                    self.record_delivery(&delivery, None, posted.as_ref()).await;
                     delivered += end - start;
                     info!(part = %part, transactions = end - start, "part delivered");
                 }
@@ -180,7 +191,10 @@ impl<P: Ports> Flow<P> {
                         if let Err(e) = self.park_part(b, part_id, start, end, &error).await {
                             return SplitEnd::Ours(e);
                         }
-                        if let Err(e) = self.ports.record_refused(b.endpoint(), &part, now()).await
+                        if let Err(e) = self
+                            .ports
+                            .record_refused(&b.meta.endpoint_id, part_id, now())
+                            .await
                         {
                             return SplitEnd::Ours(e);
                         }
@@ -287,16 +301,19 @@ mod tests {
         // under its own MessageId, naming the batch it is of.
         let log = f.ports.attempt_log.lock().unwrap().clone();
         assert_eq!(log.len(), posts.len(), "{log:?}");
-        let parent = uuid::Uuid::from_u128(1).to_string();
+        let parent = uuid::Uuid::from_u128(1);
         for (record, post) in log.iter().zip(&posts) {
-            assert_eq!(record.message_id, post.0);
+            assert_eq!(record.message_id.to_string(), post.0);
             assert_eq!(record.transactions as usize, post.1);
             let is_part = record.message_id != parent;
             assert_eq!(record.parent_message_id.is_some(), is_part, "{record:?}");
             if is_part {
-                assert_eq!(record.parent_message_id.as_deref(), Some(parent.as_str()));
+                assert_eq!(record.parent_message_id, Some(parent));
             }
         }
+        // Issue 16: the three delivered parts' POSTs ride on their ledger
+        // writes; only the six refused POSTs are records of their own.
+        assert_eq!(*f.ports.try_writes.lock().unwrap(), 6);
         let outcomes: Vec<&str> = log.iter().map(|r| r.outcome.as_str()).collect();
         assert_eq!(
             outcomes,

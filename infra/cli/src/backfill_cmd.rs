@@ -197,7 +197,7 @@ pub(crate) async fn run(cmd: Cmd<'_, '_>, args: ReplayArgs) -> Result<()> {
             PlanStore::new(ops.dynamodb.clone(), ops.names.config_table.clone()),
         );
         let delivered: HashSet<String> = ledger
-            .delivered(endpoint.endpoint_id.as_str())
+            .delivered(&endpoint.endpoint_id)
             .await?
             .into_iter()
             .flat_map(|b| b.transaction_keys)

@@ -12,7 +12,7 @@ use platformsync_aws::fanout_plans::PlanStore;
 use platformsync_aws::ledger::Ledger;
 use platformsync_aws::transactions::TransactionStore;
 use platformsync_domain::dedup::StorageKey;
-use platformsync_domain::endpoint::CustomerId;
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use platformsync_domain::serial::SerialNumber;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,8 @@ pub(crate) async fn run(cmd: Cmd<'_, '_>, customer: &str, day: &str) -> Result<(
     // with the safe-local time): each transaction once.
     let mut keys: BTreeSet<StorageKey> = BTreeSet::new();
     for e in &endpoints {
-        for batch in ledger.delivered(e).await? {
+        let e = EndpointId::parse(e).map_err(anyhow::Error::msg)?;
+        for batch in ledger.delivered(&e).await? {
             for key in batch.transaction_keys {
                 if let Some((serial, sort)) = key.split_once('|')
                     && sort.starts_with(&day)

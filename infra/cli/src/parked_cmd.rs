@@ -384,6 +384,15 @@ fn step(parked: usize, awaiting_replayed: bool) -> Step {
     }
 }
 
+/// The ledger takes typed ids; parked items and flags hold their text.
+fn typed(endpoint: &str) -> Result<EndpointId> {
+    EndpointId::parse(endpoint).map_err(anyhow::Error::msg)
+}
+
+fn batch_id(message_id: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(message_id).with_context(|| format!("{message_id}: not a MessageId"))
+}
+
 /// Whether push has handled the replayed batch `message_id` (delivered,
 /// refused, or parked again), waiting up to `wait`. Only evidence of this
 /// replay counts: a batch is replayed only when the ledger has no delivery
@@ -397,7 +406,9 @@ async fn handled(
 ) -> Result<bool> {
     let until = std::time::Instant::now() + wait;
     loop {
-        let lookup = ledger.lookup(endpoint, message_id).await?;
+        let lookup = ledger
+            .lookup(&typed(endpoint)?, batch_id(message_id)?)
+            .await?;
         if lookup.delivered || lookup.refused {
             return Ok(true);
         }
@@ -433,7 +444,9 @@ async fn replayable(
         if p.reason == "refused" {
             continue;
         }
-        let seen = ledger.lookup(endpoint, &p.message_id).await?;
+        let seen = ledger
+            .lookup(&typed(endpoint)?, batch_id(&p.message_id)?)
+            .await?;
         if seen.delivered || seen.refused {
             store.remove(&p).await?;
             continue;

@@ -5,14 +5,24 @@
 //! |---|---|---|---|
 //! | delivered batch | endpoint id | the batch's `MessageId` | 400 days (TTL `ExpiresAt`) |
 //! | retry state of a pending batch (older push versions only) | endpoint id | `ATTEMPT#<MessageId>` | until delivered or expired; 30 days at most |
-//! | one delivery attempt | endpoint id | `TRY#<attempted at, ns, 20 digits>#<MessageId>` | [`ATTEMPT_LOG_RETENTION`] (TTL `ExpiresAt`) |
+//! | one failed or refused attempt | endpoint id | `TRY#<attempted at, ns, 20 digits>#<MessageId>` | [`ATTEMPT_LOG_RETENTION`] (TTL `ExpiresAt`) |
 //!
-//! **Attempts** ([`Ledger::record_attempt`], [`Ledger::attempts`]): every
-//! POST push makes is one small item (time, outcome, latency, the endpoint's
-//! redacted error; ~200 bytes, 1 write unit per attempt, so 0.001 units per
-//! transaction per attempt at 1,000-transaction batches), what support reads
-//! to a customer ("we tried at 09:14, your endpoint answered 503"). Kept
-//! 30 days by TTL. A failed write is logged, never fails the delivery.
+//! **Attempts** ([`Ledger::record_attempt`], [`Ledger::attempts`]): what
+//! support reads to a customer ("we tried at 09:14, your endpoint answered
+//! 503"). A failed or refused POST is one small item (time, outcome,
+//! latency, the endpoint's redacted error; ~230 bytes, 1 write unit), kept
+//! 30 days by TTL. The POST that delivered a batch is not an item of its
+//! own: its time (`TriedAt`, ns), latency (`LatencyMs`), attempt number
+//! (`Attempt`, only when it is not `Attempts`) and, for a split part,
+//! `ParentMessageId` are fields of the batch's ledger item
+//! ([`DeliveredAttempt`]), so a delivered batch costs one write, not two
+//! (issue 16); the item grows by ~35 bytes (a planned batch's ~300 bytes
+//! stay one write unit). Items written before have no such fields: their
+//! delivered POST is the `TRY#` item they came with. The price is on the
+//! read side: listing attempts reads the endpoint's whole ledger (its keys
+//! are `MessageId`s, not times), as `manifest` and `backfill` do; a tool's
+//! cost, paid when support asks, not on every delivery. A failed write of
+//! an attempt is logged, never fails the delivery.
 //!
 //! A delivered batch is written with `attribute_not_exists(BatchId)`: the
 //! first delivery wins, and the push function looks the batch up before
@@ -46,6 +56,8 @@ use crate::fanout_plans::PlanStore;
 use platformsync_domain::batch::PlanRef;
 use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use platformsync_domain::types::MessageKind;
+// A batch's `MessageId` is the domain's `Uuid` (`BatchMessage::message_id`,
+// and a split part's derived id): the ledger takes that type, not a string.
 use uuid::Uuid;
 
 /// Delivered batches are remembered this long (TTL): longer than any replay
@@ -68,8 +80,8 @@ pub const ATTEMPT_LOG_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AttemptRecord {
-    pub endpoint_id: String,
-    pub message_id: String,
+    pub endpoint_id: EndpointId,
+    pub message_id: Uuid,
     /// The batch's attempt number (1 = first).
     pub attempt: u32,
     /// RFC 3339.
@@ -84,8 +96,25 @@ pub struct AttemptRecord {
     /// For a part of a split batch: the batch it was split from (`attempts
     /// --batch <parent>` lists the parts' attempts with the parent's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_message_id: Option<String>,
+    pub parent_message_id: Option<Uuid>,
 }
+
+/// The POST that delivered a batch, kept on its ledger item instead of a
+/// `TRY#` item of its own (see the module's notes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredAttempt {
+    /// The batch's attempt number (for a split part: the attempt of the
+    /// batch it is part of).
+    pub attempt: u32,
+    /// When the POST started.
+    pub at: OffsetDateTime,
+    pub latency_ms: u64,
+    /// For a split part: the batch it was split from.
+    pub parent_message_id: Option<Uuid>,
+}
+
+/// Outcome of a delivered POST.
+const DELIVERED: &str = "delivered";
 
 /// `Outcome` of a split part the endpoint refused (parked, not delivered).
 const REFUSED: &str = "refused";
@@ -158,8 +187,119 @@ fn expires_at(now: OffsetDateTime, keep: Duration) -> i64 {
         .saturating_add(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn attempt_id(message_id: &str) -> String {
+fn attempt_id(message_id: &Uuid) -> String {
     format!("{ATTEMPT_PREFIX}{message_id}")
+}
+
+/// `at` in ns since the epoch: the order of attempts (`TRY#` keys, `TriedAt`).
+fn stamp(at: OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0)
+}
+
+fn from_stamp(ns: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The ledger item of a delivered batch; `attempt`, the POST that delivered
+/// it, folded in (a split parent, delivered by its parts, has none).
+fn delivery_item(
+    delivery: &Delivery<'_>,
+    plan_ref: Option<&PlanRef>,
+    attempt: Option<&DeliveredAttempt>,
+) -> Item {
+    let mut item = key(
+        delivery.endpoint_id.as_str(),
+        delivery.message_id.to_string(),
+    );
+    item.insert("CustomerId".into(), s(delivery.customer_id.as_str()));
+    item.insert("Kind".into(), s(delivery.kind.wire_name()));
+    item.insert("DeliveredAt".into(), s(rfc3339(delivery.delivered_at)));
+    item.insert(
+        "FirstAttemptAt".into(),
+        s(rfc3339(delivery.first_attempt_at)),
+    );
+    item.insert("Attempts".into(), n(delivery.attempts));
+    if delivery.split {
+        item.insert("Outcome".into(), s("split"));
+    }
+    item.insert(
+        "TransactionCount".into(),
+        n(delivery.transaction_keys.len()),
+    );
+    if let Some(plan_ref) = plan_ref {
+        // The plan holds the keys (and lives as long as this item).
+        item.insert("Plan".into(), s(plan_ref.plan.clone()));
+        item.insert("PlanIndex".into(), n(plan_ref.index));
+    } else if !delivery.transaction_keys.is_empty() {
+        // An empty string attribute is allowed today, but an absent one
+        // reads more honestly for an (unexpected) empty batch.
+        item.insert(
+            "TransactionKeys".into(),
+            s(delivery.transaction_keys.join("\n")),
+        );
+    }
+    if let Some(a) = attempt {
+        item.insert("TriedAt".into(), n(stamp(a.at)));
+        item.insert("LatencyMs".into(), n(a.latency_ms));
+        // Mostly the same as `Attempts`: stored only when it is not.
+        if a.attempt != delivery.attempts {
+            item.insert("Attempt".into(), n(a.attempt));
+        }
+        if let Some(parent) = &a.parent_message_id {
+            item.insert("ParentMessageId".into(), s(parent.to_string()));
+        }
+    }
+    item.insert(
+        "ExpiresAt".into(),
+        n(expires_at(delivery.delivered_at, DELIVERY_RETENTION)),
+    );
+    item
+}
+
+fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    text(item, name).and_then(|v| v.parse().ok())
+}
+
+fn uuid_of(item: &Item, name: &str) -> Option<Uuid> {
+    text(item, name).and_then(|v| Uuid::parse_str(&v).ok())
+}
+
+/// One attempt from an item of the endpoint's ledger, with its order: a
+/// `TRY#` item, or a delivered batch's item with its folded attempt. `None`
+/// for every other item (and for what it cannot read: support's view,
+/// never worth failing the listing for one odd item).
+fn attempt_of(endpoint_id: &EndpointId, item: &Item) -> Option<(u64, AttemptRecord)> {
+    let batch_id = text(item, "BatchId")?;
+    if let Some(rest) = batch_id.strip_prefix(TRY_PREFIX) {
+        let order = rest.split('#').next().and_then(|s| s.parse().ok())?;
+        let record = AttemptRecord {
+            endpoint_id: endpoint_id.clone(),
+            message_id: uuid_of(item, "MessageId")?,
+            attempt: number(item, "Attempt").unwrap_or_default(),
+            at: text(item, "At").unwrap_or_default(),
+            outcome: text(item, "Outcome").unwrap_or_default(),
+            latency_ms: number(item, "LatencyMs").unwrap_or_default(),
+            error: text(item, "Error"),
+            transactions: number(item, "TransactionCount").unwrap_or_default(),
+            parent_message_id: uuid_of(item, "ParentMessageId"),
+        };
+        return Some((order, record));
+    }
+    // A delivered batch of this version: its POST is folded in.
+    let tried_at: u64 = number(item, "TriedAt")?;
+    let attempts: u32 = number(item, "Attempts").unwrap_or(1);
+    let record = AttemptRecord {
+        endpoint_id: endpoint_id.clone(),
+        message_id: Uuid::parse_str(&batch_id).ok()?,
+        attempt: number(item, "Attempt").unwrap_or(attempts),
+        at: crate::dynamo::rfc3339(from_stamp(tried_at)),
+        outcome: DELIVERED.to_owned(),
+        latency_ms: number(item, "LatencyMs").unwrap_or_default(),
+        error: None,
+        transactions: number(item, "TransactionCount").unwrap_or_default(),
+        parent_message_id: uuid_of(item, "ParentMessageId"),
+    };
+    Some((tried_at, record))
 }
 
 /// The ledger table's key (parked batches share the table).
@@ -196,30 +336,14 @@ impl Ledger {
     /// The batch's delivery record and retry state, in one strongly
     /// consistent `BatchGetItem` (a delivery recorded a moment ago by another
     /// invocation must be seen).
-    pub async fn lookup(&self, endpoint_id: &str, message_id: &str) -> Result<Lookup, StoreError> {
-        let keys = KeysAndAttributes::builder()
-            .keys(key(endpoint_id, message_id.to_owned()))
-            .keys(key(endpoint_id, attempt_id(message_id)))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| self.malformed(message_id, e))?;
-        let mut lookup = Lookup::default();
-        for item in crate::dynamo::batch_get(&self.client, &self.table, keys).await? {
-            match item.get("BatchId") {
-                Some(AttributeValue::S(id)) if id == message_id => {
-                    if matches!(item.get("Outcome"), Some(AttributeValue::S(o)) if o == REFUSED) {
-                        lookup.refused = true;
-                    } else {
-                        lookup.delivered = true;
-                    }
-                }
-                Some(AttributeValue::S(id)) if id.starts_with(ATTEMPT_PREFIX) => {
-                    lookup.attempts = Some(self.attempt_state(&item, message_id)?);
-                }
-                _ => {}
-            }
-        }
-        Ok(lookup)
+    pub async fn lookup(
+        &self,
+        endpoint_id: &EndpointId,
+        message_id: Uuid,
+    ) -> Result<Lookup, StoreError> {
+        let batch = (endpoint_id.clone(), message_id);
+        let mut found = self.lookup_many(std::slice::from_ref(&batch)).await?;
+        Ok(found.remove(&batch).unwrap_or_default())
     }
 
     /// [`Ledger::lookup`] for many batches (`(endpoint, MessageId)`) in as
@@ -227,21 +351,20 @@ impl Ledger {
     /// push looks up a whole event's batches in one call.
     pub async fn lookup_many(
         &self,
-        batches: &[(String, String)],
-    ) -> Result<HashMap<(String, String), Lookup>, StoreError> {
-        let mut found: HashMap<(String, String), Lookup> = batches
+        batches: &[(EndpointId, Uuid)],
+    ) -> Result<HashMap<(EndpointId, Uuid), Lookup>, StoreError> {
+        let mut found: HashMap<(EndpointId, Uuid), Lookup> = batches
             .iter()
             .map(|b| (b.clone(), Lookup::default()))
             .collect();
-        let mut unique: Vec<&(String, String)> = found.keys().collect();
+        let mut unique: Vec<(EndpointId, Uuid)> = found.keys().cloned().collect();
         unique.sort();
-        let unique: Vec<(String, String)> = unique.into_iter().cloned().collect();
         for chunk in unique.chunks(50) {
             let mut keys = KeysAndAttributes::builder().consistent_read(true);
             for (endpoint, message_id) in chunk {
                 keys = keys
-                    .keys(key(endpoint, message_id.clone()))
-                    .keys(key(endpoint, attempt_id(message_id)));
+                    .keys(key(endpoint.as_str(), message_id.to_string()))
+                    .keys(key(endpoint.as_str(), attempt_id(message_id)));
             }
             let keys = keys
                 .build()
@@ -252,61 +375,41 @@ impl Ledger {
                 else {
                     continue;
                 };
-                if let Some(message_id) = id.strip_prefix(ATTEMPT_PREFIX) {
-                    let state = self.attempt_state(&item, message_id)?;
-                    if let Some(l) = found.get_mut(&(endpoint.clone(), message_id.to_owned())) {
-                        l.attempts = Some(state);
-                    }
-                } else if let Some(l) = found.get_mut(&(endpoint.clone(), id.clone())) {
-                    if matches!(item.get("Outcome"), Some(AttributeValue::S(o)) if o == REFUSED) {
-                        l.refused = true;
-                    } else {
-                        l.delivered = true;
-                    }
+                // Keys are built from typed ids above: what does not parse
+                // back is no item of this look-up.
+                let Ok(endpoint) = EndpointId::parse(endpoint) else {
+                    continue;
+                };
+                let (attempt, message_id) = match id.strip_prefix(ATTEMPT_PREFIX) {
+                    Some(rest) => (true, rest),
+                    None => (false, id.as_str()),
+                };
+                let Ok(message_id) = Uuid::parse_str(message_id) else {
+                    continue;
+                };
+                let Some(l) = found.get_mut(&(endpoint, message_id)) else {
+                    continue;
+                };
+                if attempt {
+                    l.attempts = Some(self.attempt_state(&item, &message_id)?);
+                } else if matches!(item.get("Outcome"), Some(AttributeValue::S(o)) if o == REFUSED)
+                {
+                    l.refused = true;
+                } else {
+                    l.delivered = true;
                 }
             }
         }
         Ok(found)
     }
 
-    fn attempt_state(&self, item: &Item, message_id: &str) -> Result<AttemptState, StoreError> {
+    fn attempt_state(&self, item: &Item, message_id: &Uuid) -> Result<AttemptState, StoreError> {
         match item.get("State") {
             Some(AttributeValue::S(json)) => {
                 serde_json::from_str(json).map_err(|e| self.malformed(&attempt_id(message_id), e))
             }
             _ => Err(self.malformed(&attempt_id(message_id), "no State attribute")),
         }
-    }
-
-    /// Stores the retry state after a failed attempt (overwriting the
-    /// previous one: one batch is attempted by one invocation at a time,
-    /// FIFO's group lock sees to that). The state holds no secret:
-    /// `last_error` is the HTTP client's redacted text.
-    pub async fn save_attempts(
-        &self,
-        endpoint_id: &str,
-        message_id: &str,
-        state: &AttemptState,
-    ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(state).map_err(|e| self.malformed(message_id, e))?;
-        let mut item = key(endpoint_id, attempt_id(message_id));
-        item.insert("State".into(), s(json));
-        item.insert("Attempts".into(), n(state.attempts));
-        item.insert(
-            "ExpiresAt".into(),
-            n(expires_at(OffsetDateTime::now_utc(), ATTEMPT_RETENTION)),
-        );
-        dynamo::put(&self.client, &self.table, item).await
-    }
-
-    /// Forgets the retry state (the batch was delivered or expired).
-    pub async fn clear_attempts(
-        &self,
-        endpoint_id: &str,
-        message_id: &str,
-    ) -> Result<(), StoreError> {
-        let key = key(endpoint_id, attempt_id(message_id));
-        dynamo::delete(&self.client, &self.table, key).await
     }
 
     /// Records a delivered batch, once: a conditional put on the batch id.
@@ -322,41 +425,20 @@ impl Ledger {
         delivery: &Delivery<'_>,
         plan_ref: Option<&PlanRef>,
     ) -> Result<Recorded, StoreError> {
-        let mut item = key(
-            delivery.endpoint_id.as_str(),
-            delivery.message_id.to_string(),
-        );
-        item.insert("CustomerId".into(), s(delivery.customer_id.as_str()));
-        item.insert("Kind".into(), s(delivery.kind.wire_name()));
-        item.insert("DeliveredAt".into(), s(rfc3339(delivery.delivered_at)));
-        item.insert(
-            "FirstAttemptAt".into(),
-            s(rfc3339(delivery.first_attempt_at)),
-        );
-        item.insert("Attempts".into(), n(delivery.attempts));
-        if delivery.split {
-            item.insert("Outcome".into(), s("split"));
-        }
-        item.insert(
-            "TransactionCount".into(),
-            n(delivery.transaction_keys.len()),
-        );
-        if let Some(plan_ref) = plan_ref {
-            // The plan holds the keys (and lives as long as this item).
-            item.insert("Plan".into(), s(plan_ref.plan.clone()));
-            item.insert("PlanIndex".into(), n(plan_ref.index));
-        } else if !delivery.transaction_keys.is_empty() {
-            // An empty string attribute is allowed today, but an absent one
-            // reads more honestly for an (unexpected) empty batch.
-            item.insert(
-                "TransactionKeys".into(),
-                s(delivery.transaction_keys.join("\n")),
-            );
-        }
-        item.insert(
-            "ExpiresAt".into(),
-            n(expires_at(delivery.delivered_at, DELIVERY_RETENTION)),
-        );
+        self.record_delivered(delivery, plan_ref, None).await
+    }
+
+    /// Records a delivered batch, once, with the POST that delivered it
+    /// (one write: no `TRY#` item for it). When the batch was recorded
+    /// before ([`Recorded::AlreadyThere`]), `attempt` is not written: the
+    /// caller records it as an attempt of its own.
+    pub async fn record_delivered(
+        &self,
+        delivery: &Delivery<'_>,
+        plan_ref: Option<&PlanRef>,
+        attempt: Option<&DeliveredAttempt>,
+    ) -> Result<Recorded, StoreError> {
+        let item = delivery_item(delivery, plan_ref, attempt);
         let written = dynamo::put_if(
             &self.client,
             &self.table,
@@ -377,11 +459,11 @@ impl Ledger {
     /// split resumed after a crash does not post it again.
     pub async fn record_refused(
         &self,
-        endpoint_id: &str,
-        message_id: &str,
+        endpoint_id: &EndpointId,
+        message_id: Uuid,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut item = key(endpoint_id, message_id.to_owned());
+        let mut item = key(endpoint_id.as_str(), message_id.to_string());
         item.insert("Outcome".into(), s(REFUSED));
         item.insert("RefusedAt".into(), s(rfc3339(at)));
         item.insert("ExpiresAt".into(), n(expires_at(at, DELIVERY_RETENTION)));
@@ -395,7 +477,7 @@ impl Ledger {
     /// its items name: for tools, not for the delivery path.
     pub async fn deliveries_of(
         &self,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
         transaction_key: &str,
     ) -> Result<Vec<DeliveredBatch>, StoreError> {
         Ok(self
@@ -406,25 +488,26 @@ impl Ledger {
             .collect())
     }
 
-    /// Records one attempt (see the module's notes).
+    /// Records one attempt as a `TRY#` item (see the module's notes): a
+    /// failed or refused POST, or a delivered one the ledger item could not
+    /// take ([`Ledger::record_delivered`]).
     pub async fn record_attempt(
         &self,
         record: &AttemptRecord,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let stamp = u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0);
         let mut item = key(
-            &record.endpoint_id,
-            format!("{TRY_PREFIX}{stamp:020}#{}", record.message_id),
+            record.endpoint_id.as_str(),
+            format!("{TRY_PREFIX}{:020}#{}", stamp(at), record.message_id),
         );
-        item.insert("MessageId".into(), s(&record.message_id));
+        item.insert("MessageId".into(), s(record.message_id.to_string()));
         item.insert("Attempt".into(), n(record.attempt));
         item.insert("At".into(), s(&record.at));
         item.insert("Outcome".into(), s(&record.outcome));
         item.insert("LatencyMs".into(), n(record.latency_ms));
         item.insert("TransactionCount".into(), n(record.transactions));
         if let Some(parent) = &record.parent_message_id {
-            item.insert("ParentMessageId".into(), s(parent));
+            item.insert("ParentMessageId".into(), s(parent.to_string()));
         }
         if let Some(error) = &record.error {
             // Bounded: an endpoint's error page is not kept whole.
@@ -435,55 +518,51 @@ impl Ledger {
         dynamo::put(&self.client, &self.table, item).await
     }
 
-    /// The endpoint's recorded attempts, oldest first; only those of
-    /// `message_id` and of its split parts when given.
+    /// The endpoint's attempts of the last [`ATTEMPT_LOG_RETENTION`], oldest
+    /// first: its `TRY#` items and its delivered batches' folded POSTs; only
+    /// those of `message_id` and of its split parts when given. Reads the
+    /// endpoint's whole ledger (the server filters, the read units are the
+    /// partition's): for tools, not for the delivery path.
     pub async fn attempts(
         &self,
-        endpoint_id: &str,
-        message_id: Option<&str>,
+        endpoint_id: &EndpointId,
+        message_id: Option<Uuid>,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let since = OffsetDateTime::now_utc() - ATTEMPT_LOG_RETENTION;
+        // Only the attributes an attempt needs: a batch's keys (up to
+        // ~75 KB) are not sent back.
         let query = self
             .client
             .query()
-            .key_condition_expression("EndpointId = :e AND begins_with(BatchId, :p)")
-            .expression_attribute_values(":e", s(endpoint_id))
-            .expression_attribute_values(":p", s(TRY_PREFIX));
+            .key_condition_expression("EndpointId = :e")
+            .filter_expression("begins_with(BatchId, :p) OR TriedAt >= :since")
+            .projection_expression(
+                "BatchId, MessageId, #attempt, Attempts, #at, Outcome, LatencyMs, \
+                 TransactionCount, ParentMessageId, #error, TriedAt",
+            )
+            // Reserved words in DynamoDB's expression language.
+            .expression_attribute_names("#attempt", "Attempt")
+            .expression_attribute_names("#at", "At")
+            .expression_attribute_names("#error", "Error")
+            .expression_attribute_values(":e", s(endpoint_id.as_str()))
+            .expression_attribute_values(":p", s(TRY_PREFIX))
+            .expression_attribute_values(":since", n(stamp(since)));
         let items = dynamo::query_all(&self.table, query).await?;
-        Ok(items
-            .iter()
-            .map(|item| AttemptRecord {
-                endpoint_id: endpoint_id.to_owned(),
-                message_id: text(item, "MessageId").unwrap_or_default(),
-                attempt: text(item, "Attempt")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_default(),
-                at: text(item, "At").unwrap_or_default(),
-                outcome: text(item, "Outcome").unwrap_or_default(),
-                latency_ms: text(item, "LatencyMs")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_default(),
-                error: text(item, "Error"),
-                transactions: text(item, "TransactionCount")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_default(),
-                parent_message_id: text(item, "ParentMessageId"),
-            })
-            .filter(|a| {
-                message_id
-                    .is_none_or(|m| a.message_id == m || a.parent_message_id.as_deref() == Some(m))
-            })
-            .collect())
+        Ok(in_order(endpoint_id, &items, message_id))
     }
 
     /// Every delivered batch of `endpoint_id` (refused markers, parked
     /// batches, attempts and retry states left out), its keys resolved
     /// through the plans. Each plan is read once.
-    pub async fn delivered(&self, endpoint_id: &str) -> Result<Vec<DeliveredBatch>, StoreError> {
+    pub async fn delivered(
+        &self,
+        endpoint_id: &EndpointId,
+    ) -> Result<Vec<DeliveredBatch>, StoreError> {
         let query = self
             .client
             .query()
             .key_condition_expression("EndpointId = :e")
-            .expression_attribute_values(":e", s(endpoint_id));
+            .expression_attribute_values(":e", s(endpoint_id.as_str()));
         let items = dynamo::query_all(&self.table, query).await?;
         let text = |item: &Item, name: &str| dynamo::text(item, name).unwrap_or_default();
         let mut plans: HashMap<String, crate::fanout_plans::Plan> = HashMap::new();
@@ -546,5 +625,202 @@ impl Ledger {
             });
         }
         Ok(out)
+    }
+}
+
+/// The attempts among `items` (of one endpoint), oldest first; only
+/// `message_id`'s and its parts' when given.
+fn in_order(
+    endpoint_id: &EndpointId,
+    items: &[Item],
+    message_id: Option<Uuid>,
+) -> Vec<AttemptRecord> {
+    let mut found: Vec<(u64, AttemptRecord)> = items
+        .iter()
+        .filter_map(|item| attempt_of(endpoint_id, item))
+        .filter(|(_, a)| {
+            message_id.is_none_or(|m| a.message_id == m || a.parent_message_id == Some(m))
+        })
+        .collect();
+    found.sort_by_key(|(order, _)| *order);
+    found.into_iter().map(|(_, a)| a).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    /// DynamoDB's item size: each attribute's name plus its value (a number
+    /// about one byte per two digits, plus one).
+    fn size(item: &Item) -> usize {
+        item.iter()
+            .map(|(name, v)| {
+                name.len()
+                    + match v {
+                        AttributeValue::S(s) => s.len(),
+                        AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+                        _ => 1,
+                    }
+            })
+            .sum()
+    }
+
+    fn endpoint() -> EndpointId {
+        EndpointId::parse("acme-prod").unwrap()
+    }
+
+    const T0: OffsetDateTime = datetime!(2026-11-29 08:00:00.123456789 UTC);
+
+    fn planned<'a>(
+        endpoint: &'a EndpointId,
+        customer: &'a CustomerId,
+        keys: &'a [String],
+    ) -> Delivery<'a> {
+        Delivery {
+            endpoint_id: endpoint,
+            message_id: Uuid::from_u128(0x1234),
+            customer_id: customer,
+            kind: MessageKind::Transactions,
+            transaction_keys: keys,
+            attempts: 3,
+            first_attempt_at: T0 - time::Duration::minutes(1),
+            delivered_at: T0 + time::Duration::milliseconds(52),
+            split: false,
+        }
+    }
+
+    fn plan_ref() -> PlanRef {
+        PlanRef {
+            plan: "UT00001|2026-01-01T00:00:00.0000000#sha:00000000000000000000000000000000".into(),
+            index: 7,
+        }
+    }
+
+    fn tried(parent: Option<Uuid>) -> DeliveredAttempt {
+        DeliveredAttempt {
+            attempt: 3,
+            at: T0,
+            latency_ms: 51,
+            parent_message_id: parent,
+        }
+    }
+
+    /// Issue 16: the delivered POST rides on the ledger write; a planned
+    /// 1,000-transaction batch's item stays one write unit (under 1 KB).
+    #[test]
+    fn the_delivered_attempt_is_part_of_the_ledger_item_and_it_stays_one_write_unit() {
+        let (e, c) = (endpoint(), CustomerId::parse("acme").unwrap());
+        let keys = vec![String::new(); 1000];
+        let d = planned(&e, &c, &keys);
+        let before = delivery_item(&d, Some(&plan_ref()), None);
+        let after = delivery_item(&d, Some(&plan_ref()), Some(&tried(None)));
+        assert_eq!(
+            after.len(),
+            before.len() + 2,
+            "TriedAt and LatencyMs: {after:?}"
+        );
+        assert_eq!(text(&after, "TriedAt").unwrap(), stamp(T0).to_string());
+        let (b, a) = (size(&before), size(&after));
+        assert!(a - b <= 40 && a < 1024, "before {b} B, after {a} B");
+        // And `attempts` reads it back as the delivered POST.
+        let (order, record) = attempt_of(&e, &after).unwrap();
+        assert_eq!(order, stamp(T0));
+        assert_eq!(
+            record,
+            AttemptRecord {
+                endpoint_id: e.clone(),
+                message_id: Uuid::from_u128(0x1234),
+                attempt: 3,
+                at: rfc3339(T0),
+                outcome: "delivered".into(),
+                latency_ms: 51,
+                error: None,
+                transactions: 1000,
+                parent_message_id: None,
+            }
+        );
+    }
+
+    /// A split part's item names its parent and, when it differs from the
+    /// part's own count, the batch's attempt number.
+    #[test]
+    fn a_delivered_part_keeps_its_parent_and_the_batchs_attempt_number() {
+        let (e, c) = (endpoint(), CustomerId::parse("acme").unwrap());
+        let keys = vec!["UT1|k".to_owned(); 2];
+        let mut d = planned(&e, &c, &keys);
+        d.attempts = 1;
+        let parent = Uuid::from_u128(9);
+        let item = delivery_item(&d, None, Some(&tried(Some(parent))));
+        let (_, record) = attempt_of(&e, &item).unwrap();
+        assert_eq!(record.attempt, 3);
+        assert_eq!(record.parent_message_id, Some(parent));
+        assert_eq!(record.transactions, 2);
+    }
+
+    /// Old items stay readable: a delivered batch without the folded fields
+    /// is no attempt (its POST is the `TRY#` item written with it), a split
+    /// parent neither; the listing merges `TRY#` items and folded POSTs by
+    /// time and filters a batch with its parts.
+    #[test]
+    fn attempts_merge_try_items_and_folded_posts_in_order() {
+        let (e, c) = (endpoint(), CustomerId::parse("acme").unwrap());
+        let keys = vec!["UT1|k".to_owned(); 4];
+        let parent = planned(&e, &c, &keys);
+        let old = delivery_item(&parent, None, None);
+        assert!(attempt_of(&e, &old).is_none());
+        let try_item = |at: OffsetDateTime, id: Uuid, outcome: &str, parent: Option<Uuid>| {
+            let mut item = key(e.as_str(), format!("{TRY_PREFIX}{:020}#{id}", stamp(at)));
+            item.insert("MessageId".into(), s(id.to_string()));
+            item.insert("Attempt".into(), n(1));
+            item.insert("At".into(), s(rfc3339(at)));
+            item.insert("Outcome".into(), s(outcome));
+            item.insert("Error".into(), s("HTTP 422"));
+            if let Some(p) = parent {
+                item.insert("ParentMessageId".into(), s(p.to_string()));
+            }
+            item
+        };
+        let batch = parent.message_id;
+        let part = Uuid::from_u128(77);
+        let mut part_delivery = planned(&e, &c, &keys[..2]);
+        part_delivery.message_id = part;
+        let part_tried = DeliveredAttempt {
+            at: T0 + time::Duration::seconds(2),
+            ..tried(Some(batch))
+        };
+        let other = Uuid::from_u128(5);
+        let mut other_delivery = planned(&e, &c, &keys);
+        other_delivery.message_id = other;
+        let items = vec![
+            // Query order: by BatchId, not by time.
+            delivery_item(&part_delivery, None, Some(&part_tried)),
+            delivery_item(&other_delivery, None, Some(&tried(None))),
+            try_item(
+                T0 + time::Duration::seconds(3),
+                Uuid::from_u128(78),
+                "refused",
+                Some(batch),
+            ),
+            try_item(T0 - time::Duration::seconds(1), batch, "refused", None),
+            old,
+        ];
+        let all = in_order(&e, &items, None);
+        let listed: Vec<(Uuid, &str)> = all
+            .iter()
+            .map(|a| (a.message_id, a.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (batch, "refused"),
+                (other, "delivered"),
+                (part, "delivered"),
+                (Uuid::from_u128(78), "refused"),
+            ]
+        );
+        let of_batch = in_order(&e, &items, Some(batch));
+        assert_eq!(of_batch.len(), 3, "{of_batch:?}");
+        assert!(of_batch.iter().all(|a| a.message_id != other));
     }
 }
