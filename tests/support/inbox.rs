@@ -1,7 +1,7 @@
 //! A queue subscribed to the notifications topic: what SNS delivered, as a
 //! subscriber would see it.
 
-use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use aws_sdk_sqs::types::Message;
 
 /// An SQS queue subscribed to an SNS topic.
 pub struct Inbox {
@@ -28,16 +28,9 @@ impl Inbox {
             .expect("inbox queue created")
             .queue_url
             .expect("a queue has a URL");
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
+        let arn = platformsync_bootstrap::queue_arn(&sqs, &url)
             .await
-            .expect("inbox queue attributes")
-            .attributes
-            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-            .expect("a queue has an ARN");
+            .unwrap_or_else(|e| panic!("inbox queue: {e}"));
         let mut subscribe = aws_sdk_sns::Client::new(config)
             .subscribe()
             .topic_arn(topic_arn)

@@ -323,6 +323,33 @@ async fn create_table(
     })
 }
 
+/// The ARN of a queue could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the ARN of queue {url}: {message}")]
+pub struct QueueArnError {
+    pub url: String,
+    pub message: String,
+}
+
+/// The ARN of the queue at `url`: SQS answers a create with the URL only,
+/// while a subscription or an event source names the queue by its ARN.
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, QueueArnError> {
+    let error = |message: String| QueueArnError {
+        url: url.to_owned(),
+        message,
+    };
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| error(sdk_error(e)))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| error("GetQueueAttributes returned no QueueArn".to_owned()))
+}
+
 async fn create_queue(sqs: &aws_sdk_sqs::Client, spec: &QueueSpec) -> Result<Physical, String> {
     let attributes: HashMap<QueueAttributeName, String> = spec
         .attributes
@@ -366,17 +393,7 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, spec: &QueueSpec) -> Result<Phy
         }
         Err(e) => return Err(sdk_error(e)),
     };
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(sdk_error)?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .ok_or("GetQueueAttributes returned no QueueArn")?;
+    let arn = queue_arn(sqs, &url).await.map_err(|e| e.to_string())?;
     Ok(Physical {
         reference: url.clone(),
         attributes: BTreeMap::from([
