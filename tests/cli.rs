@@ -208,48 +208,29 @@ async fn customers_safes_and_endpoints_with_keys_in_secrets_manager() {
     let bad_key = format!("never-{}", uuid::Uuid::new_v4());
     let bad_file = cli::key_file(&bad_key);
     let bad = bad_file.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--url", "http://plain.example.com"], "https"),
+    let cases = [
+        ("--url http://plain.example.com", "https"),
         (
-            vec!["--url", "https://x.example", "--whitelist", "CashOut"],
+            "--url https://x.example --whitelist CashOut",
             "not a transaction or audit type",
         ),
         (
-            vec!["--url", "https://x.example", "--max-batch-size", "1001"],
+            "--url https://x.example --max-batch-size 1001",
             "max batch size",
         ),
         (
-            vec!["--url", "https://x.example", "--payload-version", "7"],
+            "--url https://x.example --payload-version 7",
             "payload version",
         ),
         (
-            vec![
-                "--url",
-                "https://x.example",
-                "--key-placement",
-                "metadata",
-                "--key-name",
-                "MessageId",
-            ],
+            "--url https://x.example --key-placement metadata --key-name MessageId",
             "collide",
         ),
-        (
-            vec!["--url", "https://x.example", "--metadata", "novalue"],
-            "KEY=VALUE",
-        ),
+        ("--url https://x.example --metadata novalue", "KEY=VALUE"),
     ];
     for (extra, needle) in cases {
-        let mut args = vec![
-            "endpoint",
-            "add",
-            "--customer",
-            "acme",
-            "--id",
-            "acme-bad",
-            "--key-file",
-            bad,
-        ];
-        args.extend(extra);
+        let line = format!("endpoint add --customer acme --id acme-bad --key-file {bad} {extra}");
+        let args = cli::args(&line);
         let outcome = cli::run(s, &args, "").await;
         assert!(!outcome.all_text().contains(&bad_key));
         let e = outcome.error();
@@ -599,20 +580,8 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
     let stack = deploy_with_acme().await;
     let s = &stack;
     let key = format!("k-{}", uuid::Uuid::new_v4().simple());
-    let add = |id: &'static str, url: &'static str, extra: &'static [&'static str]| {
-        let mut args = vec![
-            "endpoint",
-            "add",
-            "--customer",
-            "acme",
-            "--id",
-            id,
-            "--url",
-            url,
-            "--key-stdin",
-        ];
-        args.extend_from_slice(extra);
-        args
+    let add = |id: &str, url: &str, extra: &str| {
+        format!("endpoint add --customer acme --id {id} --url {url} --key-stdin {extra}")
     };
     for (url, needle) in [
         ("https://169.254.169.254/", "instance metadata service"),
@@ -629,7 +598,7 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
         ("https://hooks.acme.example:25/push", "port 25"),
         ("https://hooks.acme.example:80/push", "port 80"),
     ] {
-        let outcome = cli::run(s, &add("acme-bad", url, &[]), &key).await;
+        let outcome = cli::run(s, &cli::args(&add("acme-bad", url, "")), &key).await;
         assert!(!outcome.all_text().contains(&key));
         let e = outcome.error();
         assert!(e.contains(needle) && e.contains("refused"), "{url}: {e}");
@@ -647,7 +616,7 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
         ("acme-8443", "https://hooks.acme.example:8443/push"),
         ("acme-local", "https://127.0.0.1:45678/in"),
     ] {
-        cli::run(s, &add(id, url, &[]), &key).await.ok();
+        cli::run(s, &cli::args(&add(id, url, "")), &key).await.ok();
     }
     cli::refused(
         s,
@@ -667,11 +636,11 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
     // Legacy codes become names; names stay as given.
     let outcome = cli::run(
         s,
-        &add(
+        &cli::args(&add(
             "acme-codes",
             "https://codes.acme.example/push",
-            &["--whitelist", "30,ValidatedCashIn,DoorOpened,91", "--json"],
-        ),
+            "--whitelist 30,ValidatedCashIn,DoorOpened,91 --json",
+        )),
         &key,
     )
     .await;
@@ -684,7 +653,7 @@ async fn endpoint_urls_are_vetted_and_legacy_whitelist_codes_stored_as_names() {
     );
     let e = cli::run(
         s,
-        &add("acme-bad", "https://x.example", &["--whitelist", "999"]),
+        &cli::args(&add("acme-bad", "https://x.example", "--whitelist 999")),
         &key,
     )
     .await
