@@ -48,6 +48,21 @@ fn safes_of(items: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// Customer acme owning every safe of `all`, with one endpoint `id` at the
+/// receiver's `path`, batches of `max_batch_size` at most.
+async fn acme_owns_all(
+    p: &Pipeline,
+    all: &[serde_json::Value],
+    id: &str,
+    path: &str,
+    max_batch_size: &str,
+) {
+    let flags = ["--max-batch-size", max_batch_size];
+    p.register("acme", &safes_of(all), &[(id, path, &flags)])
+        .await
+        .unwrap();
+}
+
 /// A transaction's identity: safe and safe time (unique in generated data).
 fn identity(t: &serde_json::Value) -> String {
     format!(
@@ -196,14 +211,7 @@ async fn a_failing_endpoint_recovers_and_gets_everything_once_in_batch_order() {
     );
     let p = pipeline(&[]).await;
     let all = transactions(200, 3, 5);
-    let serials = safes_of(&all);
-    p.register(
-        "acme",
-        &serials,
-        &[("acme-flaky", "/flaky", &["--max-batch-size", "50"])],
-    )
-    .await
-    .unwrap();
+    acme_owns_all(&p, &all, "acme-flaky", "/flaky", "50").await;
     // Down for the first attempts; the endpoint's first retry comes after 2 s.
     p.receiver.fail_for(Duration::from_secs(5), 503);
     let r = p.upload(upload_body(&all)).await.unwrap();
@@ -257,14 +265,7 @@ async fn an_endpoint_that_never_recovers_ends_parked_with_two_notifications() {
     let inbox = Inbox::subscribe(&p.sdk, topic, &name, true).await;
 
     let all = transactions(120, 2, 9);
-    let serials = safes_of(&all);
-    p.register(
-        "acme",
-        &serials,
-        &[("acme-down", "/down", &["--max-batch-size", "50"])],
-    )
-    .await
-    .unwrap();
+    acme_owns_all(&p, &all, "acme-down", "/down", "50").await;
     p.receiver.fail_for(Duration::from_secs(3600), 500);
     assert_eq!(p.upload(upload_body(&all)).await.unwrap().status, 200);
 
@@ -333,14 +334,7 @@ async fn an_endpoint_that_never_recovers_ends_parked_with_two_notifications() {
 async fn a_runner_killed_mid_run_loses_nothing() {
     let mut p = pipeline(&[]).await;
     let all = transactions(600, 5, 13);
-    let serials = safes_of(&all);
-    p.register(
-        "acme",
-        &serials,
-        &[("acme-all", "/all", &["--max-batch-size", "40"])],
-    )
-    .await
-    .unwrap();
+    acme_owns_all(&p, &all, "acme-all", "/all", "40").await;
     // A slow endpoint keeps batches in flight when the runner dies.
     p.receiver.slow(Duration::from_millis(300));
     for chunk in all.chunks(200) {
