@@ -1,19 +1,17 @@
 //! The configuration table on the local stack: customers, endpoints, safes.
 
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
-use platformsync_tests::Stack;
+use platformsync_tests::{Stack, endpoint_settings};
 
 fn endpoint(customer: &str, id: &str) -> EndpointSettings {
-    serde_json::from_value(serde_json::json!({
-        "EndpointId": id,
-        "CustomerId": customer,
-        "Url": "https://hooks.example.com/push",
-        "ApiKeySecret": format!("platformsync/test/endpoints/{id}"),
+    let key_secret = format!("platformsync/test/endpoints/{id}");
+    let settings = serde_json::json!({
         "Whitelist": ["ValidatedCashIn"],
         "Metadata": {"Site": "north"},
         "MaxBatchSize": 250,
-    }))
-    .unwrap()
+    });
+    let url = "https://hooks.example.com/push";
+    endpoint_settings(customer, id, url, &key_secret, &settings)
 }
 
 #[tokio::test]
@@ -29,18 +27,13 @@ async fn customers_endpoints_and_safes_round_trip() {
         })
         .await
         .unwrap();
-    config
-        .put_endpoint(&endpoint("acme", "acme-erp"))
-        .await
-        .unwrap();
-    config
-        .put_endpoint(&endpoint("acme", "acme-test"))
-        .await
-        .unwrap();
-    config
-        .put_endpoint(&endpoint("other", "other-1"))
-        .await
-        .unwrap();
+    for (customer, id) in [
+        ("acme", "acme-erp"),
+        ("acme", "acme-test"),
+        ("other", "other-1"),
+    ] {
+        config.put_endpoint(&endpoint(customer, id)).await.unwrap();
+    }
     config.assign_safe("UT07761", "acme").await.unwrap();
 
     assert_eq!(

@@ -15,7 +15,7 @@ use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::testdata;
 use platformsync_domain::types::MessageKind;
-use platformsync_tests::{Stack, apigw, streams};
+use platformsync_tests::{Stack, apigw, endpoint_settings, streams};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,16 +34,9 @@ struct EndpointCase {
 }
 
 fn endpoint(id: &str, customer: &str, extra: serde_json::Value) -> EndpointSettings {
-    let mut value = json!({
-        "EndpointId": id,
-        "CustomerId": customer,
-        "Url": format!("https://{id}.example.com/push"),
-        "ApiKeySecret": format!("platformsync/test/endpoints/{id}"),
-    });
-    if let (Some(base), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-        base.extend(extra.clone());
-    }
-    serde_json::from_value(value).unwrap()
+    let url = format!("https://{id}.example.com/push");
+    let key_secret = format!("platformsync/test/endpoints/{id}");
+    endpoint_settings(customer, id, &url, &key_secret, &extra)
 }
 
 /// Two customers, three live endpoints of different whitelists, message
@@ -392,6 +385,32 @@ async fn fans_out_2500_records_of_7_safes_to_exactly_the_expected_batches_once()
     assert_eq!(kinds.len(), 2);
 }
 
+/// What SQS answers when it takes `forward` and refuses the entries
+/// `refused` (their ids) with `code`: `forward` sent through `sqs`, the rest
+/// reported failed.
+async fn forward_refusing(
+    sqs: &SqsTransport,
+    forward: &[RequestEntry<'_>],
+    refused: impl IntoIterator<Item = String>,
+    sender_fault: bool,
+    code: &str,
+) -> Result<BatchReply, RequestError> {
+    let mut reply = if forward.is_empty() {
+        BatchReply::default()
+    } else {
+        sqs.send_message_batch(forward).await?
+    };
+    reply
+        .failed
+        .extend(refused.into_iter().map(|id| EntryError {
+            id,
+            sender_fault,
+            code: code.into(),
+            message: "injected".into(),
+        }));
+    Ok(reply)
+}
+
 /// Forwards to SQS, but fails every third entry it sees on its first
 /// attempt, as SQS does with an entry-level `InternalError`.
 struct EveryThirdFailsOnce {
@@ -412,23 +431,12 @@ impl SendMessageBatch for EveryThirdFailsOnce {
             let first_time = !self.failed.lock().unwrap().contains(&e.batch.dedup_id);
             if n % 3 == 2 && first_time {
                 self.failed.lock().unwrap().insert(e.batch.dedup_id.clone());
-                injected.push(EntryError {
-                    id: e.id.to_owned(),
-                    sender_fault: false,
-                    code: "InternalError".into(),
-                    message: "injected".into(),
-                });
+                injected.push(e.id.to_owned());
             } else {
                 forward.push(*e);
             }
         }
-        let mut reply = if forward.is_empty() {
-            BatchReply::default()
-        } else {
-            self.sqs.send_message_batch(&forward).await?
-        };
-        reply.failed.extend(injected);
-        Ok(reply)
+        forward_refusing(&self.sqs, &forward, injected, false, "InternalError").await
     }
 }
 
@@ -484,18 +492,8 @@ impl SendMessageBatch for GroupFails {
         let (bad, good): (Vec<RequestEntry<'_>>, Vec<RequestEntry<'_>>) = entries
             .iter()
             .partition(|e| failing && e.batch.group_id.as_str() == self.group);
-        let mut reply = if good.is_empty() {
-            BatchReply::default()
-        } else {
-            self.sqs.send_message_batch(&good).await?
-        };
-        reply.failed.extend(bad.iter().map(|e| EntryError {
-            id: e.id.to_owned(),
-            sender_fault: false,
-            code: "ServiceUnavailable".into(),
-            message: "injected".into(),
-        }));
-        Ok(reply)
+        let refused = bad.iter().map(|e| e.id.to_owned());
+        forward_refusing(&self.sqs, &good, refused, false, "ServiceUnavailable").await
     }
 }
 
@@ -754,18 +752,7 @@ impl SendMessageBatch for RefusesOne {
             .filter(|e| Some(e.id) != bad_id.as_deref())
             .copied()
             .collect();
-        let mut reply = if good.is_empty() {
-            BatchReply::default()
-        } else {
-            self.sqs.send_message_batch(&good).await?
-        };
-        reply.failed.extend(bad_id.map(|id| EntryError {
-            id,
-            sender_fault: true,
-            code: "InvalidMessageContents".into(),
-            message: "injected".into(),
-        }));
-        Ok(reply)
+        forward_refusing(&self.sqs, &good, bad_id, true, "InvalidMessageContents").await
     }
 }
 

@@ -222,12 +222,9 @@ async fn replay_keeps_order_and_a_rotated_key_is_used_on_the_next_attempt() {
 async fn a_key_rotated_with_the_cli_is_used_on_the_next_attempt() {
     let (stack, receiver) = Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-key", "key-one").await;
     let push = stack.push(&receiver, |_| {});
-    stack
-        .enqueue(&transactions_batch(CUSTOMER, "acme-key", 1, 30))
-        .await;
-    stack
-        .deliver_until(&push, Duration::from_secs(20), || receiver.count() == 1)
-        .await;
+    let batch = transactions_batch(CUSTOMER, "acme-key", 1, 30);
+    let wait = Duration::from_secs(20);
+    stack.deliver_batch(&push, &batch, &receiver, 1, wait).await;
 
     let rotated = cli::run(
         &stack,
@@ -243,17 +240,10 @@ async fn a_key_rotated_with_the_cli_is_used_on_the_next_attempt() {
     rotated.ok();
 
     receiver.queue([platformsync_tests::receiver::Reply::status(401)]);
-    stack
-        .enqueue(&transactions_batch(CUSTOMER, "acme-key", 1, 31))
-        .await;
-    stack
-        .deliver_until(&push, Duration::from_secs(20), || receiver.count() == 3)
-        .await;
-    let auth: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
-        .collect();
+    let batch = transactions_batch(CUSTOMER, "acme-key", 1, 31);
+    let wait = Duration::from_secs(20);
+    stack.deliver_batch(&push, &batch, &receiver, 3, wait).await;
+    let auth = receiver.headers("authorization");
     assert_eq!(auth, ["Bearer key-one", "Bearer key-one", "Bearer key-two"]);
 }
 

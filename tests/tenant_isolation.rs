@@ -7,18 +7,24 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use platformsync_aws::config_table::EndpointWriteError;
-use platformsync_domain::batch::BatchMessage;
 use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
 use platformsync_tests::cli;
-use platformsync_tests::{Stack, streams};
+use platformsync_tests::{Stack, batch_of, streams};
 use serde_json::json;
 
-#[tokio::test]
-async fn two_customers_registering_one_endpoint_id_at_once_one_wins_and_keeps_its_key() {
+/// A fresh deployment with customers acme and globex, added as an operator
+/// would.
+async fn deploy_with_acme_and_globex() -> Stack {
     let stack = Stack::deploy().await;
     for c in ["acme", "globex"] {
         cli::ok(&stack, &["customer", "add", "--id", c, "--name", c]).await;
     }
+    stack
+}
+
+#[tokio::test]
+async fn two_customers_registering_one_endpoint_id_at_once_one_wins_and_keeps_its_key() {
+    let stack = deploy_with_acme_and_globex().await;
     let store = stack.config_store();
     // Several ids, so both orders of the race get a chance to happen.
     for round in 0..6 {
@@ -171,10 +177,7 @@ fn day(keys: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn late_uploads_from_before_a_move_go_to_the_old_owner() {
-    let stack = Stack::deploy().await;
-    for c in ["acme", "globex"] {
-        cli::ok(&stack, &["customer", "add", "--id", c, "--name", c]).await;
-    }
+    let stack = deploy_with_acme_and_globex().await;
     let store = stack.config_store();
     for (id, customer) in [("acme-erp", "acme"), ("globex-erp", "globex")] {
         let e: EndpointSettings = serde_json::from_value(json!({
@@ -241,8 +244,7 @@ async fn late_uploads_from_before_a_move_go_to_the_old_owner() {
 
 #[tokio::test]
 async fn push_sends_the_key_named_after_the_endpoint_not_the_one_its_record_names() {
-    use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry};
-    use platformsync_domain::types::MessageKind;
+    use platformsync_domain::batch::BatchEntry;
     use platformsync_tests::receiver::Receiver;
 
     let stack = Stack::deploy().await;
@@ -272,19 +274,11 @@ async fn push_sends_the_key_named_after_the_endpoint_not_the_one_its_record_name
         store.put_endpoint(&e).await.unwrap();
     }
     let time = "2026-01-10T08:00:00";
-    let batch = BatchMessage {
-        version: BATCH_MESSAGE_VERSION,
-        message_id: uuid::Uuid::new_v4(),
-        endpoint_id: EndpointId::parse("globex-erp").unwrap(),
-        customer_id: CustomerId::parse("globex").unwrap(),
-        kind: MessageKind::Transactions,
-        created_at: "2026-01-10T09:00:00Z".into(),
-        items: vec![BatchEntry {
-            key: BatchEntry::key_of("UT1", &format!("{time}.0000000#sha:01")),
-            payload: serde_json::value::RawValue::from_string(tx("UT1", 1, time)).unwrap(),
-        }],
-        plan_ref: None,
+    let item = BatchEntry {
+        key: BatchEntry::key_of("UT1", &format!("{time}.0000000#sha:01")),
+        payload: serde_json::value::RawValue::from_string(tx("UT1", 1, time)).unwrap(),
     };
+    let batch = batch_of("globex", "globex-erp", vec![item]);
     stack.enqueue(&batch).await;
     let push = stack.push(&receiver, |_| {});
     stack

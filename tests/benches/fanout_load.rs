@@ -16,7 +16,7 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::testdata;
-use platformsync_tests::{Stack, streams};
+use platformsync_tests::{Stack, endpoint_settings, streams};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -37,16 +37,9 @@ struct Scenario {
 }
 
 fn endpoint(id: &str, customer: &str, extra: &serde_json::Value) -> EndpointSettings {
-    let mut value = json!({
-        "EndpointId": id,
-        "CustomerId": customer,
-        "Url": format!("https://{id}.example.com/push"),
-        "ApiKeySecret": format!("platformsync/bench/endpoints/{id}"),
-    });
-    if let (Some(base), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
-        base.extend(extra.clone());
-    }
-    serde_json::from_value(value).expect("valid endpoint")
+    let url = format!("https://{id}.example.com/push");
+    let key_secret = format!("platformsync/bench/endpoints/{id}");
+    endpoint_settings(customer, id, &url, &key_secret, extra)
 }
 
 #[tokio::main]
@@ -161,18 +154,8 @@ async fn main() {
         }
         let elapsed = started.elapsed().as_secs_f64();
         let queued = stack
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(stack.reference("DeliveryQueue"))
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or_default();
+            .delivery_queue_count(&[QueueAttributeName::ApproximateNumberOfMessages])
+            .await;
         assert_eq!(queued, messages, "the queue holds exactly what was sent");
         let avg_kb = average_message_kb(&stack).await;
         let (plan_bytes, plan_wcu) = plan_writes(&stack).await;

@@ -43,6 +43,12 @@ pub fn transactions_batch(
             }
         })
         .collect();
+    batch_of(customer, endpoint_id, items)
+}
+
+/// A batch of transactions `items` for `customer`'s `endpoint_id`, as the
+/// fan-out would enqueue it, under a fresh `MessageId`.
+pub fn batch_of(customer: &str, endpoint_id: &str, items: Vec<BatchEntry>) -> BatchMessage {
     BatchMessage {
         version: BATCH_MESSAGE_VERSION,
         message_id: uuid::Uuid::new_v4(),
@@ -68,45 +74,56 @@ pub fn transactions_batches(
         .collect()
 }
 
+/// Endpoint `id` of `customer` at `url`, its key in secret `key_secret`,
+/// with the settings in `extra` (`{"MaxBatchSize": 5}`...) on top.
+pub fn endpoint_settings(
+    customer: &str,
+    id: &str,
+    url: &str,
+    key_secret: &str,
+    extra: &Value,
+) -> EndpointSettings {
+    let mut settings = json!({
+        "EndpointId": id,
+        "CustomerId": customer,
+        "Url": url,
+        "ApiKeySecret": key_secret,
+    });
+    if let (Some(s), Some(extra)) = (settings.as_object_mut(), extra.as_object()) {
+        s.extend(extra.clone());
+    }
+    serde_json::from_value(settings).expect("valid endpoint settings")
+}
+
 impl Stack {
+    /// A DynamoDB client of this deployment's SDK configuration.
+    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.config)
+    }
+
     /// The configuration table (customers, safes, endpoints) of this deployment.
     pub fn config_store(&self) -> ConfigStore {
-        ConfigStore::new(
-            aws_sdk_dynamodb::Client::new(&self.config),
-            self.reference("ConfigTable"),
-        )
+        ConfigStore::new(self.dynamodb(), self.reference("ConfigTable"))
     }
 
     /// The transactions table of this deployment.
     pub fn transaction_store(&self) -> TransactionStore {
-        TransactionStore::new(
-            aws_sdk_dynamodb::Client::new(&self.config),
-            self.reference("TransactionsTable"),
-        )
+        TransactionStore::new(self.dynamodb(), self.reference("TransactionsTable"))
     }
 
     /// The delivery ledger (delivered batches, attempts) of this deployment.
     pub fn ledger(&self) -> Ledger {
-        Ledger::new(
-            aws_sdk_dynamodb::Client::new(&self.config),
-            self.reference("DeliveryLedgerTable"),
-        )
+        Ledger::new(self.dynamodb(), self.reference("DeliveryLedgerTable"))
     }
 
     /// Endpoint health (incidents, last delivery), kept in the config table.
     pub fn health_store(&self) -> HealthStore {
-        HealthStore::new(
-            aws_sdk_dynamodb::Client::new(&self.config),
-            self.reference("ConfigTable"),
-        )
+        HealthStore::new(self.dynamodb(), self.reference("ConfigTable"))
     }
 
     /// Parked batches, kept in the delivery ledger table.
     pub fn parked_store(&self) -> ParkedStore {
-        ParkedStore::new(
-            aws_sdk_dynamodb::Client::new(&self.config),
-            self.reference("DeliveryLedgerTable"),
-        )
+        ParkedStore::new(self.dynamodb(), self.reference("DeliveryLedgerTable"))
     }
 
     /// Stores (or overwrites) customer `id`, told of failures at `recipients`.
@@ -159,17 +176,7 @@ impl Stack {
         extra: Value,
     ) -> EndpointSettings {
         let secret = self.store_endpoint_key(id, key).await;
-        let mut settings = json!({
-            "EndpointId": id,
-            "CustomerId": customer,
-            "Url": url,
-            "ApiKeySecret": secret,
-        });
-        if let (Some(s), Some(extra)) = (settings.as_object_mut(), extra.as_object()) {
-            s.extend(extra.clone());
-        }
-        let settings: EndpointSettings =
-            serde_json::from_value(settings).expect("valid endpoint settings");
+        let settings = endpoint_settings(customer, id, url, &secret, &extra);
         self.config_store()
             .put_endpoint(&settings)
             .await
@@ -318,6 +325,21 @@ impl Stack {
         seen
     }
 
+    /// Queues `batch` and runs `push` until `receiver` has had exactly
+    /// `posts` POSTs in all; panics after `timeout`.
+    pub async fn deliver_batch(
+        &self,
+        push: &push::Push,
+        batch: &BatchMessage,
+        receiver: &Receiver,
+        posts: usize,
+        timeout: Duration,
+    ) {
+        self.enqueue(batch).await;
+        self.deliver_until(push, timeout, || receiver.count() == posts)
+            .await;
+    }
+
     /// `polls` more receives (1 s each) handed to `push`: whatever is still
     /// queued (a replay's re-send, a retry) is delivered too.
     pub async fn deliver_rest(&self, push: &push::Push, polls: usize) {
@@ -365,25 +387,16 @@ impl Stack {
     /// polls come back empty: per message group (endpoint), its messages in
     /// the order the group delivered them.
     pub async fn drain_deliveries(&self) -> BTreeMap<String, Vec<BatchMessage>> {
-        let sqs = &self.clients.sqs;
-        let url = self.reference("DeliveryQueue");
         let mut received: BTreeMap<String, Vec<BatchMessage>> = BTreeMap::new();
         let mut empty_polls = 0;
         while empty_polls < 2 {
-            let out = sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-                .send()
-                .await
-                .expect("receive from the delivery queue");
-            if out.messages().is_empty() {
+            let messages = self.receive_deliveries(0).await;
+            if messages.is_empty() {
                 empty_polls += 1;
                 continue;
             }
             empty_polls = 0;
-            for m in out.messages() {
+            for m in &messages {
                 let group = m
                     .attributes()
                     .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
@@ -392,12 +405,7 @@ impl Stack {
                 let body: BatchMessage = serde_json::from_str(m.body().unwrap_or_default())
                     .expect("a delivery message is a batch");
                 received.entry(group).or_default().push(body);
-                sqs.delete_message()
-                    .queue_url(&url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delivery message deleted");
+                self.delete_delivery(m).await;
             }
         }
         received

@@ -134,7 +134,7 @@ pub mod inbox;
 
 /// DynamoDB item sizes and write units, for the benchmarks.
 pub mod item_size;
-pub use fixtures::{transactions_batch, transactions_batches};
+pub use fixtures::{batch_of, endpoint_settings, transactions_batch, transactions_batches};
 
 /// Building API Gateway HTTP API (payload 2.0) events, as API Gateway and the
 /// local runner hand them to a function.
@@ -275,6 +275,30 @@ impl Stack {
             .unwrap_or_default()
     }
 
+    /// The delivery queue's message count: the sum of the approximate
+    /// counts `kinds` (`ApproximateNumberOfMessages` for the visible ones,
+    /// `...NotVisible` for those in flight), as SQS reports them.
+    pub async fn delivery_queue_count(
+        &self,
+        kinds: &[aws_sdk_sqs::types::QueueAttributeName],
+    ) -> usize {
+        let attributes = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(self.reference("DeliveryQueue"))
+            .set_attribute_names(Some(kinds.to_vec()))
+            .send()
+            .await
+            .expect("delivery queue attributes")
+            .attributes
+            .unwrap_or_default();
+        kinds
+            .iter()
+            .filter_map(|kind| attributes.get(kind)?.parse::<usize>().ok())
+            .sum()
+    }
+
     /// What Lambda does with a partial batch response: deletes every message
     /// not reported as failed.
     pub async fn delete_acknowledged(
@@ -291,15 +315,20 @@ impl Stack {
             if failed.contains(&m.message_id().unwrap_or_default()) {
                 continue;
             }
-            self.clients
-                .sqs
-                .delete_message()
-                .queue_url(self.reference("DeliveryQueue"))
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("acknowledged message deleted");
+            self.delete_delivery(m).await;
         }
+    }
+
+    /// Deletes message `m`, received from the delivery queue.
+    pub async fn delete_delivery(&self, m: &aws_sdk_sqs::types::Message) {
+        self.clients
+            .sqs
+            .delete_message()
+            .queue_url(self.reference("DeliveryQueue"))
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
+            .send()
+            .await
+            .expect("delivery message deleted");
     }
 
     /// Runs `push` on `messages` as Lambda would: the event in, the

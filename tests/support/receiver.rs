@@ -313,6 +313,15 @@ impl Receiver {
             .clone()
     }
 
+    /// Header `name` of every recorded request, in arrival order (empty
+    /// where a request had none).
+    pub fn headers(&self, name: &str) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r.header(name).unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// Requests read so far (recorded or not).
     pub fn count(&self) -> usize {
         self.shared.count.load(Ordering::SeqCst)
