@@ -45,8 +45,6 @@ impl<P: Ports> Flow<P> {
                 deduplication_id: &b.message_id,
                 reason: "retention",
                 last_error: Some(&error),
-                attempts: 0,
-                first_attempt_at: None,
                 endpoint_id: Some(b.endpoint()),
                 customer_id: Some(b.customer()),
             };

@@ -40,8 +40,6 @@ impl<P: Ports> Flow<P> {
             deduplication_id: &env.id,
             reason: "malformed",
             last_error: Some(reason),
-            attempts: 0,
-            first_attempt_at: None,
             endpoint_id: None,
             customer_id: None,
         };

@@ -3,8 +3,9 @@
 //! once, and move a batch to the dead-letter queue.
 //!
 //! The dead-letter queue keeps what push cannot read (a malformed body,
-//! `Reason = malformed`) for 14 days; batches push stops trying are parked in
-//! DynamoDB instead ([`crate::parked`]). A moved message keeps its body (the
+//! `Reason = malformed`) and what our own failures held for 12 days
+//! (`Reason = retention`) for 14 days; batches push stops trying are parked
+//! in DynamoDB instead ([`crate::parked`]), with their attempts. A moved message keeps its body (the
 //! batch, which never holds a token), its group (the endpoint, so a replay
 //! keeps the order) and gets as deduplication id the batch's `MessageId` (a
 //! move retried after a crash is not doubled). Its message attributes say
@@ -12,10 +13,8 @@
 //!
 //! | attribute | value |
 //! |---|---|
-//! | `Reason` | `expired` (retry window over) or `malformed` (not a batch this version can read) |
-//! | `LastError` | latest failure, redacted by the HTTP client (no token, no query string) |
-//! | `Attempts` | attempts made |
-//! | `FirstAttemptAt` | RFC 3339; the window was measured from here |
+//! | `Reason` | `malformed` (not a batch this version can read) or `retention` (our own failures, 12 days) |
+//! | `LastError` | the parse error, or our latest failure |
 //! | `EndpointId`, `CustomerId` | when known |
 
 use aws_sdk_sqs::Client;
@@ -39,11 +38,10 @@ pub struct DeadLetter<'a> {
     pub group_id: &'a str,
     /// The batch's `MessageId` (the SQS message id for a malformed body).
     pub deduplication_id: &'a str,
-    /// `expired` or `malformed`.
+    /// `malformed` or `retention` (never an attempt's outcome: those batches
+    /// are parked).
     pub reason: &'a str,
     pub last_error: Option<&'a str>,
-    pub attempts: u32,
-    pub first_attempt_at: Option<&'a str>,
     pub endpoint_id: Option<&'a str>,
     pub customer_id: Option<&'a str>,
 }
@@ -55,14 +53,15 @@ pub struct Redelivery {
     dead_letter_url: String,
 }
 
-fn attribute(value: &str, data_type: &str) -> Result<MessageAttributeValue, StoreError> {
+/// A string attribute `name` (named in the error should SQS's builder refuse it).
+fn attribute(name: &str, value: &str) -> Result<MessageAttributeValue, StoreError> {
     MessageAttributeValue::builder()
-        .data_type(data_type)
+        .data_type("String")
         .string_value(value.chars().take(MAX_ATTRIBUTE_CHARS).collect::<String>())
         .build()
         .map_err(|e| StoreError::Malformed {
             resource: "sqs message attribute".into(),
-            key: data_type.to_owned(),
+            key: name.to_owned(),
             message: e.to_string(),
         })
 }
@@ -200,21 +199,16 @@ impl Redelivery {
             .message_body(letter.body)
             .message_group_id(letter.group_id)
             .message_deduplication_id(letter.deduplication_id)
-            .message_attributes("Reason", attribute(letter.reason, "String")?)
-            .message_attributes(
-                "Attempts",
-                attribute(&letter.attempts.to_string(), "Number")?,
-            );
+            .message_attributes("Reason", attribute("Reason", letter.reason)?);
         // SQS refuses empty attribute values: absent ones are left out.
         let optional = [
             ("LastError", letter.last_error),
-            ("FirstAttemptAt", letter.first_attempt_at),
             ("EndpointId", letter.endpoint_id),
             ("CustomerId", letter.customer_id),
         ];
         for (name, value) in optional {
             if let Some(value) = value.filter(|v| !v.is_empty()) {
-                request = request.message_attributes(name, attribute(value, "String")?);
+                request = request.message_attributes(name, attribute(name, value)?);
             }
         }
         request
