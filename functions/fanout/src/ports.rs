@@ -157,10 +157,7 @@ impl TransactionsPort for Option<TransactionStore> {
             Some(store) => store.get_many(keys).await,
             None => Err(StoreError::Malformed {
                 resource: "TRANSACTIONS_TABLE".into(),
-                key: keys
-                    .first()
-                    .map(|k| format!("{}|{}", k.partition, k.sort))
-                    .unwrap_or_default(),
+                key: keys.first().map(StorageKey::to_string).unwrap_or_default(),
                 message: "not configured".into(),
             }),
         }

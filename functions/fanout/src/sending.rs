@@ -15,7 +15,6 @@ use platformsync_aws::fanout_plans::{Found, Parked, Plan};
 use platformsync_domain::batch::BatchEntry;
 use platformsync_domain::dedup::StorageKey;
 use platformsync_domain::record::StoredTransaction;
-use platformsync_domain::serial::SerialNumber;
 use std::collections::{BTreeSet, HashMap};
 use tracing::{error, warn};
 
@@ -223,12 +222,7 @@ where
         // back, and is reported missing below.
         let wanted: Vec<(&str, StorageKey)> = keys
             .iter()
-            .filter_map(|k| {
-                let (serial, sort) = k.split_once('|')?;
-                let partition = SerialNumber::parse(serial).ok()?;
-                let sort = sort.to_owned();
-                Some((*k, StorageKey { partition, sort }))
-            })
+            .filter_map(|k| Some((*k, k.parse().ok()?)))
             .collect();
         let storage_keys: Vec<StorageKey> = wanted.iter().map(|(_, k)| k.clone()).collect();
         let mut stored = self

@@ -25,16 +25,8 @@ fn store(ops: &Ops) -> HeldStore {
 
 /// `SERIAL|SORTKEY` into the transaction's key.
 fn split_key(key: &str) -> Result<StorageKey> {
-    let (serial, sort) = key
-        .split_once('|')
-        .filter(|(s, k)| !s.is_empty() && !k.is_empty())
-        .with_context(|| {
-            format!("{key:?} is not a transaction key (SERIAL|SORTKEY, as `held list` prints it)")
-        })?;
-    Ok(StorageKey {
-        partition: SerialNumber::parse(serial).with_context(|| format!("in key {key:?}"))?,
-        sort: sort.to_owned(),
-    })
+    key.parse()
+        .map_err(|e| anyhow::anyhow!("{e}, as `held list` prints it"))
 }
 
 /// A held (or decided) transaction as `--json` prints it; `Payload` only

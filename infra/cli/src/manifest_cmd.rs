@@ -114,18 +114,15 @@ pub(crate) async fn run(cmd: Cmd<'_, '_>, customer: &str, day: &str) -> Result<(
     for chunk in keys.chunks(100) {
         let found = store.get_many(chunk).await?;
         for key in chunk {
-            let t = found.get(key).with_context(|| {
-                format!(
-                    "delivered transaction {}|{} is not stored",
-                    key.partition, key.sort
-                )
-            })?;
+            let t = found
+                .get(key)
+                .with_context(|| format!("delivered transaction {key} is not stored"))?;
             let entry = per_safe
                 .entry(key.partition.as_str().to_owned())
                 .or_default();
             entry.0 += 1;
-            for (currency, amount) in totals(&t.payload)
-                .with_context(|| format!("transaction {}|{}", key.partition, key.sort))?
+            for (currency, amount) in
+                totals(&t.payload).with_context(|| format!("transaction {key}"))?
             {
                 *entry.1.entry(currency).or_default() += amount;
             }

@@ -7,6 +7,7 @@
 //! keys, so a replayed stream batch makes the same message, and it stays the
 //! same on every retry.
 
+use crate::dedup::KEY_SEPARATOR;
 use crate::endpoint::{CustomerId, EndpointId};
 use crate::types::MessageKind;
 use serde::{Deserialize, Serialize};
@@ -56,9 +57,10 @@ pub struct BatchEntry {
 }
 
 impl BatchEntry {
-    /// The key of the transaction stored under `serial` and `sort_key`.
+    /// The key of the transaction stored under `serial` and `sort_key`
+    /// (a [`StorageKey`](crate::dedup::StorageKey)'s text, from its parts).
     pub fn key_of(serial: &str, sort_key: &str) -> String {
-        format!("{serial}|{sort_key}")
+        format!("{serial}{KEY_SEPARATOR}{sort_key}")
     }
 }
 

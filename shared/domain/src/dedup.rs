@@ -25,7 +25,7 @@ use std::fmt;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::serial::SerialNumber;
+use crate::serial::{SerialError, SerialNumber};
 use crate::transaction::{AuditTransaction, Transaction};
 use crate::upload::UploadItem;
 
@@ -89,6 +89,53 @@ impl fmt::Display for DedupKey {
 pub struct StorageKey {
     pub partition: SerialNumber,
     pub sort: String,
+}
+
+/// What separates the serial from the sort key in a key's text. A serial
+/// number holds no `|`, so the first one splits.
+pub const KEY_SEPARATOR: char = '|';
+
+/// Why a key's text (`SERIAL|SORTKEY`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageKeyError {
+    #[error("{received:?} is not a transaction key (SERIAL|SORTKEY)")]
+    Shape { received: String },
+    #[error("in key {received:?}: {source}")]
+    Serial {
+        received: String,
+        source: SerialError,
+    },
+}
+
+/// `SERIAL|SORTKEY`: how operators, batch messages and fan-out plans name a
+/// stored transaction. The one spelling of a key as text; [`str::parse`]
+/// reads it back.
+impl fmt::Display for StorageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{KEY_SEPARATOR}{}", self.partition, self.sort)
+    }
+}
+
+impl std::str::FromStr for StorageKey {
+    type Err = StorageKeyError;
+
+    /// Both parts must be there; the serial is read as [`SerialNumber::parse`] reads it.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (serial, sort) = text
+            .split_once(KEY_SEPARATOR)
+            .filter(|(serial, sort)| !serial.is_empty() && !sort.is_empty())
+            .ok_or_else(|| StorageKeyError::Shape {
+                received: text.to_owned(),
+            })?;
+        let partition = SerialNumber::parse(serial).map_err(|source| StorageKeyError::Serial {
+            received: text.to_owned(),
+            source,
+        })?;
+        Ok(StorageKey {
+            partition,
+            sort: sort.to_owned(),
+        })
+    }
 }
 
 impl StorageKey {
@@ -258,6 +305,33 @@ mod tests {
     use super::*;
     use crate::money::Amount;
     use crate::upload::parse_upload;
+
+    #[test]
+    fn a_key_is_written_and_read_as_serial_bar_sort_key() {
+        let key = StorageKey {
+            partition: SerialNumber::parse("UT07761").unwrap(),
+            sort: "2018-12-07T11:54:27.0000000#sha:ab|x".into(),
+        };
+        let text = key.to_string();
+        assert_eq!(text, "UT07761|2018-12-07T11:54:27.0000000#sha:ab|x");
+        assert_eq!(text.parse::<StorageKey>(), Ok(key));
+        // The serial is read as everywhere else: trimmed, upper-cased.
+        let lower: StorageKey = "ut1|s".parse().unwrap();
+        assert_eq!(lower.partition.as_str(), "UT1");
+        for bad in ["", "UT1", "UT1|", "|s"] {
+            assert_eq!(
+                bad.parse::<StorageKey>(),
+                Err(StorageKeyError::Shape {
+                    received: bad.into()
+                }),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            "U T1|s".parse::<StorageKey>(),
+            Err(StorageKeyError::Serial { .. })
+        ));
+    }
 
     fn item(json: &str) -> UploadItem {
         let body = format!(r#"{{"Transactions":[{json}]}}"#);

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::batch::BatchEntry;
 use crate::dedup::StorageKey;
 use crate::quality::HoldReason;
 use crate::serial::SerialNumber;
@@ -157,7 +156,7 @@ impl StoredTransaction {
 
     /// `SERIAL|SORTKEY`: how operators and batch messages name it.
     pub fn key(&self) -> String {
-        BatchEntry::key_of(self.serial_number.as_str(), &self.sort_key)
+        self.storage_key().to_string()
     }
 }
 
