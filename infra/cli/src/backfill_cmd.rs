@@ -111,7 +111,7 @@ async fn window(
         .safes()
         .await?
         .into_iter()
-        .map(|s| s.serial_number)
+        .map(|s| s.serial_number.to_string())
         .collect();
     // Safes the customer owned once but no longer: their dated periods.
     serials.extend(
@@ -162,13 +162,13 @@ async fn checkpoint(ops: &Ops, id: &str) -> Result<Option<String>> {
 async fn save_checkpoint(
     ops: &Ops,
     id: &str,
-    endpoint: &str,
+    endpoint: &EndpointId,
     last_key: &str,
     message_id: &str,
 ) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     let checkpoint = BackfillCheckpoint {
-        endpoint_id: endpoint.to_owned(),
+        endpoint_id: endpoint.clone(),
         last_key: last_key.to_owned(),
         last_message_id: message_id.to_owned(),
         updated_at: crate::rfc3339(now),
@@ -311,7 +311,7 @@ pub(crate) async fn run(cmd: Cmd<'_, '_>, args: ReplayArgs) -> Result<()> {
             save_checkpoint(
                 &ops,
                 &id,
-                endpoint.endpoint_id.as_str(),
+                &endpoint.endpoint_id,
                 last,
                 &message_id.to_string(),
             )

@@ -113,7 +113,7 @@ pub(crate) async fn customer(cmd: Cmd<'_, '_>, command: CustomerCommand) -> Resu
             let ops = Ops::connect(target).await;
             let mut customers = ops.config.customers().await?;
             customers.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
-            let mut safes: HashMap<String, usize> = HashMap::new();
+            let mut safes: HashMap<CustomerId, usize> = HashMap::new();
             for s in ops.config.safes().await? {
                 *safes.entry(s.customer_id).or_default() += 1;
             }
@@ -121,7 +121,7 @@ pub(crate) async fn customer(cmd: Cmd<'_, '_>, command: CustomerCommand) -> Resu
             let mut out = Vec::new();
             for c in &customers {
                 let endpoints = ops.config.endpoints_of(&c.customer_id).await?.len();
-                let safe_count = safes.get(c.customer_id.as_str()).copied().unwrap_or(0);
+                let safe_count = safes.get(&c.customer_id).copied().unwrap_or(0);
                 rows.push(vec![
                     c.customer_id.to_string(),
                     c.name.clone(),
@@ -197,13 +197,13 @@ pub(crate) async fn safe(cmd: Cmd<'_, '_>, command: SafeCommand) -> Result<()> {
             let ops = Ops::connect(target).await;
             let mut safes = ops.config.safes().await?;
             if let Some(c) = &customer {
-                safes.retain(|s| s.customer_id == c.as_str());
+                safes.retain(|s| s.customer_id == *c);
             }
             safes.sort_by(|a, b| {
                 (&a.customer_id, &a.serial_number).cmp(&(&b.customer_id, &b.serial_number))
             });
             table::list(io.out, json, &safes, &["SERIAL", "CUSTOMER"], |s| {
-                vec![s.serial_number.clone(), s.customer_id.clone()]
+                vec![s.serial_number.to_string(), s.customer_id.to_string()]
             })
         }
     }

@@ -21,7 +21,7 @@ use crate::StoreError;
 use crate::dynamo::{self, Item, n, pk_sk as pk_sk_key, s};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
-use platformsync_domain::endpoint::{Customer, CustomerId, EndpointSettings};
+use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
 use platformsync_domain::serial::SerialNumber;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -71,8 +71,8 @@ pub enum EndpointWriteError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SafeOwner {
-    pub serial_number: String,
-    pub customer_id: String,
+    pub serial_number: SerialNumber,
+    pub customer_id: CustomerId,
 }
 
 /// A safe's journal progress, for sequence-gap detection.
@@ -93,7 +93,7 @@ pub struct SequenceRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct BackfillCheckpoint {
-    pub endpoint_id: String,
+    pub endpoint_id: EndpointId,
     pub last_key: String,
     pub last_message_id: String,
     /// RFC 3339.

@@ -65,6 +65,13 @@ macro_rules! id_type {
                 f.write_str(&self.0)
             }
         }
+
+        /// The id as written: checks read ids off records and flags as text.
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
     };
 }
 
@@ -302,6 +309,14 @@ pub fn normalize_whitelist_entry(entry: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_compare_with_their_text() {
+        let id = CustomerId::parse("acme").unwrap();
+        assert_eq!(id, "acme");
+        assert_ne!(id, "globex");
+        assert_ne!(EndpointId::parse("ep-1").unwrap(), "EP-1");
+    }
 
     fn endpoint() -> EndpointSettings {
         serde_json::from_value(serde_json::json!({
