@@ -3,7 +3,16 @@
 //! ```text
 //! cargo run -p platformsync-coldstart --release -- [--runs N] [--template PATH]
 //!     [--only BIN,...] [--bin BIN] [--env BIN:KEY=VALUE ...] [--no-build]
+//!     [--print-env BIN]
 //! ```
+//!
+//! `--print-env BIN` prints the environment BIN would get (`KEY=VALUE`
+//! lines, the Runtime API and AWS endpoints on a closed loopback port) and
+//! exits, to profile one init by hand: the function builds its clients,
+//! fails its first `next` and exits, e.g.
+//! `env -i $(coldstart --print-env push) valgrind --tool=callgrind <binary>`
+//! on a build with symbols (`CARGO_PROFILE_RELEASE_STRIP=false
+//! CARGO_PROFILE_RELEASE_DEBUG=1`).
 //!
 //! `--bin` adds a binary `template.yaml` does not declare (give it its
 //! variables with `--env`); `--env '*:KEY=VALUE'` sets a variable for every
@@ -66,6 +75,7 @@ struct Args {
     extra_bins: Vec<String>,
     extra_env: Vec<(String, String, String)>,
     build: bool,
+    print_env: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -76,6 +86,7 @@ fn parse_args() -> Result<Args> {
         extra_bins: Vec::new(),
         extra_env: Vec::new(),
         build: true,
+        print_env: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -98,10 +109,11 @@ fn parse_args() -> Result<Args> {
                 args.extra_env.push((bin.into(), k.into(), val.into()));
             }
             "--no-build" => args.build = false,
+            "--print-env" => args.print_env = Some(value()?),
             "-h" | "--help" => {
                 println!(
                     "coldstart [--runs N] [--template PATH] [--only BIN,..] \
-                     [--bin BIN] [--env BIN:KEY=VALUE] [--no-build]"
+                     [--bin BIN] [--env BIN:KEY=VALUE] [--no-build] [--print-env BIN]"
                 );
                 std::process::exit(0);
             }
@@ -158,6 +170,19 @@ fn main() -> Result<()> {
         if !matched {
             bail!("--env for {bin}, which is not measured");
         }
+    }
+    if let Some(bin) = &args.print_env {
+        let s = subjects
+            .iter()
+            .find(|s| &s.bin == bin)
+            .ok_or_else(|| anyhow!("--print-env {bin}: no such binary"))?;
+        // Port 9 (discard) on loopback: nothing listens, so the first
+        // request fails at once and the function exits after its init.
+        let closed = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+        for (k, v) in lambda_env(s, closed, closed) {
+            println!("{k}={v}");
+        }
+        return Ok(());
     }
     if let Some(only) = &args.only {
         subjects.retain(|s| s.bin == HELLO || only.contains(&s.bin));
