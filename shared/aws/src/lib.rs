@@ -56,4 +56,4 @@ pub use aws_types::SdkConfig;
 pub use error::StoreError;
 
 mod sdk;
-pub use sdk::{http_client, sdk_config, sdk_config_with_retries};
+pub use sdk::{OnFirstUse, http_client, on_first_use, sdk_config, sdk_config_with_retries};

@@ -41,7 +41,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
-use std::sync::OnceLock;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 /// Loads the shared SDK configuration; build every client from it, once, at
 /// cold start. The SDK's standard retry mode, 3 attempts per call.
@@ -179,6 +179,21 @@ impl EnvServiceConfig {
     }
 }
 
+/// A client built on its first use instead of at cold start.
+///
+/// Building an SDK client parses its crate's partition table (~0.4 M
+/// instructions, docs/benchmarks.md, cold init) once per service. For a
+/// client most containers never call (push's SNS client: notifications
+/// only), that work is better never done; a client every invocation needs is
+/// built at init, where it is paid once per container and not inside a
+/// caller's request.
+pub type OnFirstUse<C> = Arc<LazyLock<C, Box<dyn FnOnce() -> C + Send>>>;
+
+/// Wraps `make` so that it runs on the first dereference.
+pub fn on_first_use<C>(make: impl FnOnce() -> C + Send + 'static) -> OnFirstUse<C> {
+    Arc::new(LazyLock::new(Box::new(make)))
+}
+
 /// The SDK's HTTP client for this process: rustls with ring, trusting the
 /// process's one root store. Shared by every `SdkConfig` (and so every
 /// client), which also share its connection pool.
@@ -188,7 +203,7 @@ pub fn http_client() -> SharedHttpClient {
         .get_or_init(|| {
             // The SDK's trust store takes PEM: the process's roots, already
             // read and checked, never the system's files a second time.
-            let trust = TrustStore::empty().with_pem_certificate(platformsync_tls::roots().pem());
+            let trust = TrustStore::empty().with_pem_certificate(platformsync_tls::roots_pem());
             let tls = TlsContext::builder()
                 .with_trust_store(trust)
                 .build()
@@ -302,6 +317,22 @@ mod tests {
         assert_eq!(e.region.as_deref(), Some("us-east-1"));
         assert!(e.credentials.is_none());
         assert!(e.endpoint_url.is_none());
+    }
+
+    #[test]
+    fn a_client_on_first_use_is_built_once_when_first_used() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let built = Arc::new(AtomicUsize::new(0));
+        let counter = built.clone();
+        let client = on_first_use(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            "client"
+        });
+        assert_eq!(built.load(Ordering::SeqCst), 0, "not built before use");
+        let shared = client.clone();
+        assert_eq!(**client, "client");
+        assert_eq!(**shared, "client");
+        assert_eq!(built.load(Ordering::SeqCst), 1, "built once, shared by clones");
     }
 
     #[test]
