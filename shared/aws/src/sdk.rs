@@ -332,7 +332,11 @@ mod tests {
         let shared = client.clone();
         assert_eq!(**client, "client");
         assert_eq!(**shared, "client");
-        assert_eq!(built.load(Ordering::SeqCst), 1, "built once, shared by clones");
+        assert_eq!(
+            built.load(Ordering::SeqCst),
+            1,
+            "built once, shared by clones"
+        );
     }
 
     #[test]
