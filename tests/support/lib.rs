@@ -106,6 +106,7 @@ impl Stack {
             write_concurrency: 16,
             max_body_bytes: ingest::MAX_BODY_BYTES,
             quality: Default::default(),
+            deadline_margin: std::time::Duration::from_secs(4),
         }
     }
 

@@ -8,7 +8,7 @@ use platformsync_aws::apigw;
 use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::ingest_key::KeyMatch;
 use platformsync_aws::transactions::Insertion;
-use platformsync_aws::{SdkConfig, StoreError};
+use platformsync_aws::{Calls, SdkConfig, StoreError};
 use platformsync_domain::record::RejectRecord;
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::upload::{UploadError, parse_upload};
@@ -49,19 +49,33 @@ impl Ingest {
     pub async fn from_env() -> Result<Self, InitError> {
         let reader = Reader::from_env(Function::Ingest);
         let settings = Settings::load(&reader)?;
-        let attempts = Settings::sdk_max_attempts(&reader)?;
-        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
+        let sdk = platformsync_aws::sdk_config_for(&Calls::from_knobs(&reader)?).await;
         Ok(Self::new(&sdk, settings))
     }
 
-    /// Handles one request; never fails: every outcome is an HTTP answer.
+    /// Handles one request with the function's full timeout ahead (tests,
+    /// the local runner); see [`Ingest::handle_before`].
     pub async fn handle(&self, req: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        self.handle_before(req, Instant::now() + FUNCTION_TIMEOUT)
+            .await
+    }
+
+    /// Handles one request; never fails: every outcome is an HTTP answer,
+    /// ours and not a timeout's, given before `deadline` (the Lambda
+    /// deadline): writes still running `DEADLINE_MARGIN_SECONDS` before it
+    /// are answered "not stored, re-send" (503).
+    pub async fn handle_before(
+        &self,
+        req: ApiGatewayV2httpRequest,
+        deadline: Instant,
+    ) -> ApiGatewayV2httpResponse {
+        let budget = Budget::before(deadline, self.settings.deadline_margin);
         let upload_id = uuid::Uuid::new_v4().to_string();
         let request_id = req.request_context.request_id.clone().unwrap_or_default();
         let span = info_span!("upload", upload_id = %upload_id, request_id = %request_id);
         async {
             let started = Instant::now();
-            let resp = self.process(&req, &upload_id).await;
+            let resp = self.process(&req, &upload_id, budget).await;
             info!(
                 status = resp.status_code,
                 duration_ms = started.elapsed().as_millis() as u64,
@@ -77,6 +91,7 @@ impl Ingest {
         &self,
         req: &ApiGatewayV2httpRequest,
         upload_id: &str,
+        budget: Budget,
     ) -> ApiGatewayV2httpResponse {
         if apigw::path(req) != "/v1/uploads" {
             let hint = "no such route; SafeSync posts to /v1/uploads";
@@ -113,7 +128,7 @@ impl Ingest {
         };
         let plan = plan::plan(&parsed, upload_id, now, &self.settings.quality);
         let started = Instant::now();
-        let (status, response) = self.store(upload_id, &plan).await;
+        let (status, response) = self.store(upload_id, &plan, budget).await;
         answer::record_metrics(&response, started.elapsed());
         info!(
             items = parsed.items.len(),
@@ -184,11 +199,11 @@ impl Ingest {
     }
 
     /// Keeps the rejects, writes each new item once, and tallies the answer.
-    async fn store(&self, upload_id: &str, plan: &Plan) -> (u16, UploadResponse) {
+    async fn store(&self, upload_id: &str, plan: &Plan, budget: Budget) -> (u16, UploadResponse) {
         let mut answer = Answer::new(upload_id);
 
         let records: Vec<RejectRecord> = plan.rejects.iter().map(|r| r.record.clone()).collect();
-        let kept = self.clients.rejects.put_all(&records).await;
+        let kept = budget.write(self.clients.rejects.put_all(&records)).await;
         for reject in &plan.rejects {
             answer.rejected(reject.item, reject.reason.clone());
         }
@@ -199,7 +214,7 @@ impl Ingest {
             }
         }
 
-        let results = self.write_all(plan).await;
+        let results = self.write_all(plan, budget).await;
         let mut new_serials = Vec::new();
         for (write, result) in plan.writes.iter().zip(&results) {
             match result {
@@ -218,21 +233,30 @@ impl Ingest {
             answer.repeat(repeat.item, results[repeat.first_write].as_ref().err());
         }
 
-        let unowned = self.count_unowned(&new_serials).await;
-        let gaps = sequences::track(&self.clients.config, plan).await;
+        // Advisory: an answer without them beats no answer.
+        let unowned = budget
+            .advise(self.count_unowned(&new_serials))
+            .await
+            .flatten();
+        let gaps = budget
+            .advise(sequences::track(&self.clients.config, plan))
+            .await
+            .unwrap_or_default();
         answer.finish(unowned, gaps)
     }
 
     /// One conditional put per planned write, a bounded number at once; one
-    /// result per write, in plan order.
-    async fn write_all(&self, plan: &Plan) -> Vec<Result<Insertion, StoreError>> {
+    /// result per write, in plan order. A write not done by the budget's end
+    /// is `OutOfTime` (it may still land: the re-sent item is then a
+    /// duplicate, which the conditional put reports as such).
+    async fn write_all(&self, plan: &Plan, budget: Budget) -> Vec<Result<Insertion, NotStored>> {
         // The futures are collected before they are streamed: a closure over
         // borrowed items inside the stream makes the handler future !Send
         // (rust-lang/rust#102211), and servers must be able to spawn it.
         let writes: Vec<_> = plan
             .writes
             .iter()
-            .map(|w| self.clients.transactions.insert_new(&w.record))
+            .map(|w| budget.write(self.clients.transactions.insert_new(&w.record)))
             .collect();
         stream::iter(writes)
             .buffered(self.settings.write_concurrency)
@@ -260,9 +284,87 @@ impl Ingest {
     }
 }
 
+/// The function's timeout in template.yaml (29 s: API Gateway gives up at
+/// 30): the deadline of a call without one.
+const FUNCTION_TIMEOUT: Duration = Duration::from_secs(29);
+
+/// Why an item was not stored: SafeSync re-sends it either way.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotStored {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("storage did not answer in time")]
+    OutOfTime,
+}
+
+/// How long an upload's work may run so that SafeSync gets our answer, not
+/// API Gateway's timeout.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// Writes still running now are answered "not stored, re-send".
+    writes_until: Instant,
+    /// The advisory reads after them (owners, sequence gaps) stop here.
+    advice_until: Instant,
+}
+
+impl Budget {
+    fn before(deadline: Instant, margin: Duration) -> Budget {
+        Budget {
+            writes_until: deadline.checked_sub(margin).unwrap_or(deadline),
+            advice_until: deadline.checked_sub(margin / 2).unwrap_or(deadline),
+        }
+    }
+
+    async fn write<T>(
+        &self,
+        write: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, NotStored> {
+        match tokio::time::timeout_at(self.writes_until.into(), write).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(NotStored::OutOfTime),
+        }
+    }
+
+    async fn advise<T>(&self, read: impl Future<Output = T>) -> Option<T> {
+        let answer = tokio::time::timeout_at(self.advice_until.into(), read).await;
+        if answer.is_err() {
+            warn!("advisory read cut short by the deadline");
+        }
+        answer.ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_stop_at_the_margin_and_advice_at_half_of_it() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let budget = Budget::before(deadline, Duration::from_secs(4));
+        let slow = |secs| async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            Ok::<_, StoreError>(secs)
+        };
+        assert_eq!(budget.write(slow(5)).await.ok(), Some(5));
+        let cut = budget.write(slow(7)).await;
+        assert!(matches!(cut, Err(NotStored::OutOfTime)), "{cut:?}");
+        assert!(
+            tokio::time::Instant::now()
+                >= tokio::time::Instant::from_std(deadline) - Duration::from_secs(4)
+        );
+        // Half the margin is left for the advisory reads after the writes.
+        assert_eq!(budget.advise(async { 1 }).await, Some(1));
+        assert_eq!(budget.advise(slow(60)).await.map(|r| r.ok()), None);
+        assert!(tokio::time::Instant::now() <= tokio::time::Instant::from_std(deadline));
+    }
+
+    #[test]
+    fn a_margin_longer_than_the_time_left_means_now() {
+        let deadline = Instant::now();
+        let budget = Budget::before(deadline, Duration::from_secs(3600 * 24 * 365 * 1000));
+        assert!(budget.writes_until <= deadline);
+    }
 
     /// The local runner and any tokio server must be able to spawn the
     /// handler: its future has to be `Send`.

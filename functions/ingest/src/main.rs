@@ -16,7 +16,8 @@ async fn main() -> Result<(), Error> {
     let ingest = &ingest;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Error>(ingest.handle(event.payload).await)
+            let deadline = platformsync_aws::lambda::deadline(event.context.deadline());
+            Ok::<_, Error>(ingest.handle_before(event.payload, deadline).await)
         },
     ))
     .await

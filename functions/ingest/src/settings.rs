@@ -3,6 +3,7 @@
 use platformsync_aws::config::{Function, Reader, knob};
 use platformsync_aws::env::EnvError;
 use platformsync_domain::quality::QualityPolicy;
+use std::time::Duration;
 
 /// A synchronous Lambda invocation's request payload is at most 6 MB; a body
 /// over it gets 413 before any work.
@@ -27,6 +28,9 @@ pub struct Settings {
     pub write_concurrency: usize,
     pub max_body_bytes: usize,
     pub quality: QualityPolicy,
+    /// Writes still running this long before the Lambda deadline are
+    /// answered "not stored, re-send" (`DEADLINE_MARGIN_SECONDS`).
+    pub deadline_margin: Duration,
 }
 
 impl Settings {
@@ -54,12 +58,8 @@ impl Settings {
             write_concurrency: reader.count(&knob::WRITE_CONCURRENCY)? as usize,
             max_body_bytes: MAX_BODY_BYTES,
             quality,
+            deadline_margin: reader.duration(&knob::DEADLINE_MARGIN_SECONDS)?,
         })
-    }
-
-    /// Attempts per AWS call (the SDK's standard retry mode).
-    pub fn sdk_max_attempts(reader: &Reader<'_>) -> Result<u32, EnvError> {
-        reader.count(&knob::AWS_MAX_ATTEMPTS)
     }
 }
 

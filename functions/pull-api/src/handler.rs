@@ -2,13 +2,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use platformsync_aws::SdkConfig;
 use platformsync_aws::api_keys::{ApiKeyStore, Verified};
 use platformsync_aws::apigw;
 use platformsync_aws::assignments::AssignmentStore;
 use platformsync_aws::config::{Function, Reader, knob};
 use platformsync_aws::env::EnvError;
 use platformsync_aws::metrics::Metrics;
+use platformsync_aws::{Calls, SdkConfig};
 use platformsync_domain::types::MessageKind;
 use secrecy::SecretString;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -87,8 +87,7 @@ impl PullApi {
     pub async fn from_env() -> Result<Self, InitError> {
         let reader = Reader::from_env(Function::PullApi);
         let settings = Settings::load(&reader)?;
-        let attempts = reader.count(&knob::AWS_MAX_ATTEMPTS)?;
-        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
+        let sdk = platformsync_aws::sdk_config_for(&Calls::from_knobs(&reader)?).await;
         Ok(Self::new(&sdk, settings))
     }
 

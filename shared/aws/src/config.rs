@@ -237,10 +237,11 @@ knobs! {
         doc: "Time allowed when no Lambda deadline is known (the local runner, tests); keep it below the function's timeout.",
     }
     DEADLINE_MARGIN_SECONDS {
-        functions: &[Fanout, StreamRecovery],
-        unit: Unit::Seconds, default: DefaultValue::Number(10),
+        functions: &[Ingest, Fanout, StreamRecovery],
+        unit: Unit::Seconds,
+        default: DefaultValue::PerFunction(&[(Ingest, 4), (Fanout, 10), (StreamRecovery, 10)]),
         min: 0, max: 300, local_only: false,
-        doc: "No AWS request starts closer than this to the deadline: one request's worst case plus the answer, so at least `AWS_OPERATION_TIMEOUT_MS` (an error otherwise).",
+        doc: "Fan-out: no AWS request starts closer than this to the deadline: one request's worst case plus the answer, so at least `AWS_OPERATION_TIMEOUT_MS` (an error otherwise). Ingest: writes still running this long before the deadline are answered \"not stored, re-send\" (503), and the advisory reads after them (owners, sequence gaps) stop at half of it, so SafeSync gets our answer rather than API Gateway's timeout.",
     }
     SEND_ATTEMPTS {
         functions: &[Fanout, StreamRecovery],
@@ -317,16 +318,16 @@ knobs! {
         doc: "Attempts per AWS call in the SDK's standard retry mode (exponential backoff with jitter), within the operation timeout. Ingest retries throttled puts longest, so an upload is answered 503 only when DynamoDB stays unavailable.",
     }
     AWS_OPERATION_TIMEOUT_MS {
-        functions: &[Fanout, StreamRecovery, Push],
+        functions: &[Ingest, PullApi, Fanout, StreamRecovery, Push],
         unit: Unit::Milliseconds,
-        default: DefaultValue::PerFunction(&[(Fanout, 8000), (StreamRecovery, 8000), (Push, 5000)]),
+        default: DefaultValue::PerFunction(&[(Ingest, 10_000), (PullApi, 10_000), (Fanout, 8000), (StreamRecovery, 8000), (Push, 5000)]),
         min: 100, max: 60_000, local_only: false,
-        doc: "Every AWS call, its retries included. Push: the calls after a POST fit the 20 s kept for bookkeeping. Fan-out: below `DEADLINE_MARGIN_SECONDS`, so no request outlives the invocation.",
+        doc: "Every AWS call, its retries included. Push: the calls after a POST fit the 20 s kept for bookkeeping. Fan-out: below `DEADLINE_MARGIN_SECONDS`, so no request outlives the invocation. Ingest and pull API: a call that cannot finish is answered 503 well inside API Gateway's 30 s.",
     }
     AWS_ATTEMPT_TIMEOUT_MS {
-        functions: &[Fanout, StreamRecovery, Push],
+        functions: &[Ingest, PullApi, Fanout, StreamRecovery, Push],
         unit: Unit::Milliseconds,
-        default: DefaultValue::PerFunction(&[(Fanout, 3000), (StreamRecovery, 3000), (Push, 2000)]),
+        default: DefaultValue::PerFunction(&[(Ingest, 3000), (PullApi, 3000), (Fanout, 3000), (StreamRecovery, 3000), (Push, 2000)]),
         min: 100, max: 60_000, local_only: false,
         doc: "One try of an AWS call (at most the operation timeout).",
     }

@@ -42,22 +42,79 @@ use aws_types::SdkConfig;
 use aws_types::region::Region;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
+
+use crate::config::{Knob, Reader, knob};
+use crate::env::EnvError;
 
 /// Loads the shared SDK configuration; build every client from it, once, at
 /// cold start. The SDK's standard retry mode, 3 attempts per call.
 pub async fn sdk_config() -> SdkConfig {
-    load(RetryConfig::standard()).await
+    load(RetryConfig::standard(), None).await
+}
+
+/// How hard and how long the SDK tries each call: the function's
+/// `AWS_MAX_ATTEMPTS`, `AWS_OPERATION_TIMEOUT_MS` and `AWS_ATTEMPT_TIMEOUT_MS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    /// Attempts in the SDK's standard retry mode (backoff with jitter).
+    pub max_attempts: u32,
+    /// One call, its retries included.
+    pub operation_timeout: Duration,
+    /// One try of a call.
+    pub attempt_timeout: Duration,
+}
+
+impl Calls {
+    /// The knobs [`Calls::from_knobs`] reads.
+    pub const KNOBS: [&'static Knob; 3] = [
+        &knob::AWS_MAX_ATTEMPTS,
+        &knob::AWS_OPERATION_TIMEOUT_MS,
+        &knob::AWS_ATTEMPT_TIMEOUT_MS,
+    ];
+
+    /// The function's knobs (defaults and bounds in [`crate::config`]).
+    pub fn from_knobs(reader: &Reader<'_>) -> Result<Calls, EnvError> {
+        Ok(Calls {
+            max_attempts: reader.count(&knob::AWS_MAX_ATTEMPTS)?,
+            operation_timeout: reader.duration(&knob::AWS_OPERATION_TIMEOUT_MS)?,
+            attempt_timeout: reader.duration(&knob::AWS_ATTEMPT_TIMEOUT_MS)?,
+        })
+    }
+
+    fn timeouts(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_timeout(self.operation_timeout)
+            .operation_attempt_timeout(self.attempt_timeout)
+            .build()
+    }
+}
+
+/// The shared SDK configuration with every call bounded as `calls` says.
+pub async fn sdk_config_for(calls: &Calls) -> SdkConfig {
+    let retry = RetryConfig::standard().with_max_attempts(calls.max_attempts);
+    load(retry, Some(calls.timeouts())).await
 }
 
 /// Like [`sdk_config`], with the SDK's standard retry mode (exponential
 /// backoff with jitter on throttling and transient errors) allowed
 /// `max_attempts` attempts per call instead of the default 3.
 pub async fn sdk_config_with_retries(max_attempts: u32) -> SdkConfig {
-    load(RetryConfig::standard().with_max_attempts(max_attempts)).await
+    load(
+        RetryConfig::standard().with_max_attempts(max_attempts),
+        None,
+    )
+    .await
 }
 
-async fn load(retry: RetryConfig) -> SdkConfig {
-    let env = Environment::read(|name| std::env::var(name).ok());
+/// aws-config's default connect timeout: a black-holed connection fails in
+/// 3.1 s and is retried, instead of hanging until the function times out.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3_100);
+
+async fn load(retry: RetryConfig, timeouts: Option<TimeoutConfig>) -> SdkConfig {
+    let mut env = Environment::read(|name| std::env::var(name).ok());
+    env.timeouts = timeouts;
     match env.credentials.clone() {
         Some(credentials) => env.config(credentials, retry),
         None => without_env_credentials(env, retry).await,
@@ -65,9 +122,10 @@ async fn load(retry: RetryConfig) -> SdkConfig {
 }
 
 #[cfg(feature = "default-chain")]
-async fn without_env_credentials(_env: Environment, retry: RetryConfig) -> SdkConfig {
+async fn without_env_credentials(env: Environment, retry: RetryConfig) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry)
+        .timeout_config(env.timeouts())
         .http_client(http_client())
         .load()
         .await
@@ -92,6 +150,8 @@ struct Environment {
     credentials: Option<Credentials>,
     endpoint_url: Option<String>,
     ignore_endpoint_urls: bool,
+    /// `None`: only the connect timeout.
+    timeouts: Option<TimeoutConfig>,
 }
 
 impl Environment {
@@ -114,21 +174,23 @@ impl Environment {
             credentials,
             endpoint_url: var("AWS_ENDPOINT_URL").filter(|_| !ignore_endpoint_urls),
             ignore_endpoint_urls,
+            timeouts: None,
         }
+    }
+
+    fn timeouts(&self) -> TimeoutConfig {
+        self.timeouts.clone().unwrap_or_else(|| {
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build()
+        })
     }
 
     fn builder(&self, retry: RetryConfig) -> aws_types::sdk_config::Builder {
         let mut builder = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .retry_config(retry)
-            // aws-config's default: a black-holed connection fails in 3.1 s
-            // and is retried, instead of hanging until the function times
-            // out (ingest and pull-api set no operation timeout).
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_millis(3_100))
-                    .build(),
-            )
+            .timeout_config(self.timeouts())
             .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
             .time_source(SharedTimeSource::default())
             .http_client(http_client())
@@ -304,6 +366,30 @@ mod tests {
         assert_eq!(conf.retry_config().map(|r| r.max_attempts()), Some(8));
         assert!(conf.credentials_provider().is_some());
         assert!(conf.http_client().is_some());
+    }
+
+    #[test]
+    fn calls_bound_every_call_and_keep_the_connect_timeout() {
+        use crate::config::Function;
+        let vars = env(&[("AWS_OPERATION_TIMEOUT_MS", "7000")]);
+        let reader = Reader::with_lookup(Function::Ingest, vars);
+        let calls = Calls::from_knobs(&reader).expect("knobs in bounds");
+        assert_eq!(calls.max_attempts, 8, "ingest's default");
+        assert_eq!(calls.operation_timeout, Duration::from_secs(7));
+        assert_eq!(calls.attempt_timeout, Duration::from_secs(3));
+        let mut e = Environment::read(env(&[("AWS_REGION", "eu-west-1")]));
+        e.timeouts = Some(calls.timeouts());
+        let conf = e.config(
+            Credentials::new("a", "b", None, None, "test"),
+            RetryConfig::standard(),
+        );
+        let t = conf.timeout_config().expect("timeouts set");
+        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(7)));
+        assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        let without = Environment::read(env(&[])).timeouts();
+        assert_eq!(without.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(without.operation_timeout(), None);
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! Ingest when our own storage fails, made to happen over the wire (the
+//! fault proxy in front of the local stack): SafeSync always gets our
+//! answer, in time, and re-sending the upload stores every transaction
+//! exactly once.
+
+use aws_config::retry::RetryConfig;
+use platformsync_domain::serial::SerialNumber;
+use platformsync_domain::testdata;
+use platformsync_faults::{Fault, Rule};
+use platformsync_tests::{Stack, apigw, config_through, fault_proxy};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const PATH: &str = "/v1/uploads";
+
+/// Every stored transaction of the upload's safes, by dedup key.
+async fn stored_keys(stack: &Stack, body: &[u8]) -> BTreeMap<String, usize> {
+    let upload: Value = serde_json::from_slice(body).unwrap();
+    let serials: BTreeSet<String> = upload["Transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["SerialNumber"].as_str().unwrap().to_uppercase())
+        .collect();
+    let store = stack.transaction_store();
+    let mut keys = BTreeMap::new();
+    for serial in serials {
+        let serial = SerialNumber::parse(&serial).unwrap();
+        for t in store.for_safe(&serial).await.unwrap() {
+            *keys.entry(t.dedup_key).or_insert(0) += 1;
+        }
+    }
+    keys
+}
+
+#[tokio::test]
+async fn storage_that_hangs_is_answered_503_before_the_deadline_and_the_resend_stores_each_once() {
+    let stack = Stack::deploy().await;
+    let key = stack.ingest_key().await;
+    let proxy = fault_proxy().await;
+    let through = stack.through(&proxy).await;
+    let mut settings = stack.ingest_settings();
+    settings.deadline_margin = Duration::from_secs(3);
+    let ingest = ingest::Ingest::new(&through, settings);
+    let body = testdata::upload_json(40, 4, 7);
+
+    // Every conditional put hangs for longer than the invocation has; the
+    // proxy then forwards it anyway, as a request AWS received may still be
+    // carried out after the client gave up.
+    proxy.add_rule(Rule::new(
+        "dynamodb",
+        "PutItem",
+        Fault::Hang {
+            seconds: 20.0,
+            forward: true,
+        },
+    ));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(6);
+    let resp = ingest
+        .handle_before(apigw::post(PATH, &body, Some(&key)), deadline)
+        .await;
+    let answered = Instant::now();
+    let answer = apigw::json(&resp);
+    assert_eq!(resp.status_code, 503, "{answer}");
+    assert!(
+        answered <= deadline,
+        "answered {:?} after the deadline",
+        answered - deadline
+    );
+    let failed = answer["Failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 40, "every item is reported: {answer}");
+    assert!(
+        failed.iter().all(|f| f["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer in time")),
+        "{answer}"
+    );
+    assert_eq!(answer["Accepted"], 0, "{answer}");
+
+    // Storage recovers; SafeSync re-sends the same upload.
+    proxy.clear();
+    let resp = ingest.handle(apigw::post(PATH, &body, Some(&key))).await;
+    let answer = apigw::json(&resp);
+    assert_eq!(resp.status_code, 200, "{answer}");
+    let accepted = answer["Accepted"].as_u64().unwrap();
+    let duplicates = answer["Duplicates"].as_u64().unwrap();
+    assert_eq!(
+        accepted + duplicates,
+        40,
+        "each item stored now or by a hung put that landed: {answer}"
+    );
+
+    // Give the hung puts time to land (they were forwarded after 20 s), then
+    // count: each transaction is stored exactly once.
+    let landing = started + Duration::from_secs(22);
+    tokio::time::sleep(landing.saturating_duration_since(Instant::now())).await;
+    let stored = stored_keys(&stack, &body).await;
+    assert_eq!(stored.len(), 40, "every transaction is stored");
+    assert!(stored.values().all(|&n| n == 1), "none twice: {stored:?}");
+}
+
+#[tokio::test]
+async fn throttling_for_a_while_is_absorbed_by_the_retries() {
+    let stack = Stack::deploy().await;
+    let key = stack.ingest_key().await;
+    let proxy = fault_proxy().await;
+    // Ingest's SDK retries, as its AWS_MAX_ATTEMPTS default sets them.
+    let through = config_through(&proxy, |loader| {
+        loader.retry_config(RetryConfig::standard().with_max_attempts(8))
+    })
+    .await;
+    let ingest = ingest::Ingest::new(&through, stack.ingest_settings());
+    let body = testdata::upload_json(30, 3, 11);
+
+    proxy.add_rule(
+        Rule::new("dynamodb", "PutItem", Fault::Throttle).for_duration(Duration::from_secs(2)),
+    );
+    let resp = ingest.handle(apigw::post(PATH, &body, Some(&key))).await;
+    let answer = apigw::json(&resp);
+    assert_eq!(resp.status_code, 200, "{answer}");
+    assert_eq!(answer["Accepted"], 30, "{answer}");
+    let stats = proxy.stats();
+    assert!(
+        stats.failed("dynamodb", "PutItem") > 0,
+        "puts were throttled: {stats:?}"
+    );
+    let stored = stored_keys(&stack, &body).await;
+    assert_eq!(stored.len(), 30);
+    assert!(stored.values().all(|&n| n == 1), "none twice: {stored:?}");
+}
