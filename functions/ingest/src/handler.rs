@@ -6,9 +6,8 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use futures_util::{StreamExt, stream};
 use platformsync_aws::apigw;
 use platformsync_aws::config::{Function, Reader};
-use platformsync_aws::ingest_key::KeyMatch;
 use platformsync_aws::transactions::Insertion;
-use platformsync_aws::{Calls, SdkConfig, StoreError};
+use platformsync_aws::{Calls, SdkConfig};
 use platformsync_domain::record::RejectRecord;
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::upload::{UploadError, parse_upload};
@@ -18,6 +17,8 @@ use time::OffsetDateTime;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::answer::{self, Answer, refuse};
+use crate::auth;
+use crate::budget::{Budget, FUNCTION_TIMEOUT, NotStored};
 use crate::clients::Clients;
 use crate::plan::{self, Plan};
 use crate::response::UploadResponse;
@@ -100,7 +101,7 @@ impl Ingest {
         if apigw::method(req) != ::http::Method::POST {
             return refuse(405, "method_not_allowed", "use POST", None);
         }
-        if let Some(resp) = self.authenticate(req).await {
+        if let Some(resp) = auth::authenticate(&self.clients.keys, req).await {
             return resp;
         }
         let body = match apigw::body_bytes(req) {
@@ -142,37 +143,6 @@ impl Ingest {
             "upload stored"
         );
         apigw::json(status, &response)
-    }
-
-    /// `None` when the caller presented the ingest key.
-    async fn authenticate(
-        &self,
-        req: &ApiGatewayV2httpRequest,
-    ) -> Option<ApiGatewayV2httpResponse> {
-        let Some(presented) = apigw::presented_key(req) else {
-            warn!("upload without an ingest key");
-            let hint = "present the ingest key as x-api-key or Authorization: Bearer";
-            return Some(refuse(401, "unauthorized", hint, None));
-        };
-        match self.clients.keys.verify(presented).await {
-            Ok(KeyMatch::Current) => None,
-            Ok(KeyMatch::Previous) => {
-                // Accepted: the key was rotated and SafeSync has not switched
-                // yet. It stops working at the next rotation.
-                info!("upload with the previous ingest key (AWSPREVIOUS)");
-                None
-            }
-            Ok(KeyMatch::None) => {
-                warn!("upload with a wrong ingest key");
-                let message = "the ingest key is not valid";
-                Some(refuse(401, "unauthorized", message, None))
-            }
-            Err(e) => {
-                error!(error = %e, "cannot read the ingest key");
-                let message = "cannot verify the ingest key now; retry later";
-                Some(refuse(503, "unavailable", message, None))
-            }
-        }
     }
 
     /// Keeps a refused body for support (best effort: SafeSync got a 400 and
@@ -284,87 +254,9 @@ impl Ingest {
     }
 }
 
-/// The function's timeout in template.yaml (29 s: API Gateway gives up at
-/// 30): the deadline of a call without one.
-const FUNCTION_TIMEOUT: Duration = Duration::from_secs(29);
-
-/// Why an item was not stored: SafeSync re-sends it either way.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum NotStored {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("storage did not answer in time")]
-    OutOfTime,
-}
-
-/// How long an upload's work may run so that SafeSync gets our answer, not
-/// API Gateway's timeout.
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    /// Writes still running now are answered "not stored, re-send".
-    writes_until: Instant,
-    /// The advisory reads after them (owners, sequence gaps) stop here.
-    advice_until: Instant,
-}
-
-impl Budget {
-    fn before(deadline: Instant, margin: Duration) -> Budget {
-        Budget {
-            writes_until: deadline.checked_sub(margin).unwrap_or(deadline),
-            advice_until: deadline.checked_sub(margin / 2).unwrap_or(deadline),
-        }
-    }
-
-    async fn write<T>(
-        &self,
-        write: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, NotStored> {
-        match tokio::time::timeout_at(self.writes_until.into(), write).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(NotStored::OutOfTime),
-        }
-    }
-
-    async fn advise<T>(&self, read: impl Future<Output = T>) -> Option<T> {
-        let answer = tokio::time::timeout_at(self.advice_until.into(), read).await;
-        if answer.is_err() {
-            warn!("advisory read cut short by the deadline");
-        }
-        answer.ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn writes_stop_at_the_margin_and_advice_at_half_of_it() {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let budget = Budget::before(deadline, Duration::from_secs(4));
-        let slow = |secs| async move {
-            tokio::time::sleep(Duration::from_secs(secs)).await;
-            Ok::<_, StoreError>(secs)
-        };
-        assert_eq!(budget.write(slow(5)).await.ok(), Some(5));
-        let cut = budget.write(slow(7)).await;
-        assert!(matches!(cut, Err(NotStored::OutOfTime)), "{cut:?}");
-        assert!(
-            tokio::time::Instant::now()
-                >= tokio::time::Instant::from_std(deadline) - Duration::from_secs(4)
-        );
-        // Half the margin is left for the advisory reads after the writes.
-        assert_eq!(budget.advise(async { 1 }).await, Some(1));
-        assert_eq!(budget.advise(slow(60)).await.map(|r| r.ok()), None);
-        assert!(tokio::time::Instant::now() <= tokio::time::Instant::from_std(deadline));
-    }
-
-    #[test]
-    fn a_margin_longer_than_the_time_left_means_now() {
-        let deadline = Instant::now();
-        let budget = Budget::before(deadline, Duration::from_secs(3600 * 24 * 365 * 1000));
-        assert!(budget.writes_until <= deadline);
-    }
 
     /// The local runner and any tokio server must be able to spawn the
     /// handler: its future has to be `Send`.

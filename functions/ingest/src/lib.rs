@@ -18,12 +18,15 @@
 //!    per-item statuses if anything could not be stored, so SafeSync re-sends
 //!    the whole upload (everything already stored is then a duplicate).
 //!
-//! `handler` is that flow; `settings` what it reads from the environment,
+//! `handler` is that flow; `auth` the key check; `budget` how long its writes may run before the
+//! Lambda deadline; `settings` what it reads from the environment,
 //! `clients` the stores it talks to, `answer` the policy of what SafeSync is
 //! told, `sequences` the advisory journal tracking, `plan` the pure
 //! classification, `http` and `response` the wire.
 
 mod answer;
+mod auth;
+mod budget;
 mod clients;
 mod handler;
 pub mod plan;
