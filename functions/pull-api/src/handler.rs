@@ -5,8 +5,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use platformsync_aws::api_keys::{ApiKeyStore, Verified};
 use platformsync_aws::apigw;
 use platformsync_aws::assignments::AssignmentStore;
-use platformsync_aws::config::{Function, Reader, knob};
-use platformsync_aws::env::EnvError;
+use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::metrics::Metrics;
 use platformsync_aws::{Calls, SdkConfig};
 use platformsync_domain::types::MessageKind;
@@ -17,36 +16,9 @@ use crate::paging::{self, Match, Page};
 use crate::ranges::key_ranges;
 use crate::request::{self, Paging, PullRequest};
 use crate::response;
+use crate::settings::{InitError, Settings};
 use crate::store::TransactionRanges;
 use crate::token::{self, PageToken};
-
-/// How the function is configured (from `template.yaml`'s environment).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub transactions_table: String,
-    pub config_table: String,
-}
-
-impl Settings {
-    /// The settings from the process environment (Lambda).
-    pub fn from_env() -> Result<Self, EnvError> {
-        Self::load(&Reader::from_env(Function::PullApi))
-    }
-
-    /// The settings from `reader`, through the knob table.
-    pub fn load(reader: &Reader<'_>) -> Result<Self, EnvError> {
-        Ok(Self {
-            transactions_table: reader.text(&knob::TRANSACTIONS_TABLE)?,
-            config_table: reader.text(&knob::CONFIG_TABLE)?,
-        })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Env(#[from] EnvError),
-}
 
 /// What this container's reads of the transactions table cost so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -29,7 +29,9 @@ pub mod paging;
 pub mod ranges;
 pub mod request;
 pub mod response;
+mod settings;
 pub mod store;
 pub mod token;
 
-pub use handler::{InitError, PullApi, Settings, Stats};
+pub use handler::{PullApi, Stats};
+pub use settings::{InitError, Settings};
