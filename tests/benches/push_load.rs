@@ -4,8 +4,8 @@
 //! Delivers `EVENTS` SQS events of 10 batches (10 endpoints, one batch each,
 //! as Lambda hands a FIFO batch over) of 1,000 transactions through
 //! `Push::handle`: the event's ledger look-ups and endpoint states (one call
-//! each), render, POST, ledger and attempt records per batch (the health
-//! item only when it changes). In the same run, posts the same bodies with a bare
+//! each), render, POST, one ledger write per batch with the delivered POST
+//! folded in (the health item only when it changes). In the same run, posts the same bodies with a bare
 //! `reqwest` client at the same concurrency (10 POSTs in flight). Prints both
 //! rates, their ratio (target >= 0.8) and the process's peak RSS (VmHWM,
 //! target <= 40 MB) with the baseline before the push run.
