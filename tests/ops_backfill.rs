@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use platformsync_domain::record::DeliveryStatus::{self, Deliverable, Held};
 use platformsync_domain::record::{RecordType, StoredTransaction};
-use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::MessageKind;
-use platformsync_tests::Stack;
 use platformsync_tests::cli;
 use platformsync_tests::receiver::Receiver;
+use platformsync_tests::{Stack, stored_transaction};
 use serde_json::{Value, json};
 
 const SERIAL: &str = "UT66601";
@@ -26,21 +25,13 @@ fn stored(
     ty: &str,
 ) -> StoredTransaction {
     let time = format!("2026-01-10T{minute:02}:00:{i:02}");
-    StoredTransaction {
-        serial_number: SerialNumber::parse(SERIAL).unwrap(),
-        sort_key: format!("{time}.0000000#sha:{minute:08x}{i:024x}"),
-        dedup_key: format!("sha:{minute:08x}{i:024x}"),
-        record_type: RecordType::parse(MessageKind::from_wire_name(kind).unwrap(), ty).unwrap(),
-        status,
-        hold_reasons: vec![],
-        payload: format!(
-            r#"{{"PickupGroupId":{},"SerialNumber":"{SERIAL}","RetrievedOn":"2026-01-10T09:00:00Z","TransactionDateTime":"{time}","UserName":"clerk","TransactionType":"{ty}","Amount":10.0,"Denominations":[{{"UnitValue":10.0000,"Count":1,"Currency":"USD"}}]}}"#,
-            minute * 100 + i as u32
-        ),
-        sequence_number: None,
-        upload_id: "u1".into(),
-        received_at: time::macros::datetime!(2026-01-10 09:00:01 UTC),
-    }
+    let payload = format!(
+        r#"{{"PickupGroupId":{},"SerialNumber":"{SERIAL}","RetrievedOn":"2026-01-10T09:00:00Z","TransactionDateTime":"{time}","UserName":"clerk","TransactionType":"{ty}","Amount":10.0,"Denominations":[{{"UnitValue":10.0000,"Count":1,"Currency":"USD"}}]}}"#,
+        minute * 100 + i as u32
+    );
+    let record_type = RecordType::parse(MessageKind::from_wire_name(kind).unwrap(), ty).unwrap();
+    let hash = format!("{minute:08x}{i:024x}");
+    stored_transaction(SERIAL, &time, &hash, record_type, status, payload)
 }
 
 /// PickupGroupId of every transaction the receiver got, with repeats.

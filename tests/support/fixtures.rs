@@ -14,6 +14,8 @@ use platformsync_aws::parked::ParkedStore;
 use platformsync_aws::transactions::TransactionStore;
 use platformsync_domain::batch::{BATCH_MESSAGE_VERSION, BatchEntry, BatchMessage};
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::record::{DeliveryStatus, RecordType, StoredTransaction};
+use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::types::MessageKind;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -93,6 +95,31 @@ pub fn endpoint_settings(
         s.extend(extra.clone());
     }
     serde_json::from_value(settings).expect("valid endpoint settings")
+}
+
+/// A transaction of safe `serial` at safe time `time`
+/// (`2026-01-10T08:00:01`) as ingest stores it: `hash` its dedup hash,
+/// `record_type` and `status` as given, no hold notes, `payload` its item.
+pub fn stored_transaction(
+    serial: &str,
+    time: &str,
+    hash: &str,
+    record_type: RecordType,
+    status: DeliveryStatus,
+    payload: String,
+) -> StoredTransaction {
+    StoredTransaction {
+        serial_number: SerialNumber::parse(serial).expect("a valid serial number"),
+        sort_key: format!("{time}.0000000#sha:{hash}"),
+        dedup_key: format!("sha:{hash}"),
+        record_type,
+        status,
+        hold_reasons: vec![],
+        payload,
+        sequence_number: None,
+        upload_id: "u1".into(),
+        received_at: time::macros::datetime!(2026-01-10 09:00:01 UTC),
+    }
 }
 
 impl Stack {

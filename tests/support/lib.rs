@@ -135,7 +135,9 @@ pub mod inbox;
 
 /// DynamoDB item sizes and write units, for the benchmarks.
 pub mod item_size;
-pub use fixtures::{batch_of, endpoint_settings, transactions_batch, transactions_batches};
+pub use fixtures::{
+    batch_of, endpoint_settings, stored_transaction, transactions_batch, transactions_batches,
+};
 
 /// Building API Gateway HTTP API (payload 2.0) events, as API Gateway and the
 /// local runner hand them to a function.
