@@ -6,16 +6,35 @@
 use std::time::{Duration, Instant};
 
 use platformsync_domain::endpoint::{CustomerId, EndpointId};
-use platformsync_tests::receiver::Request;
+use platformsync_tests::receiver::{Receiver, Request};
 use platformsync_tests::{Stack, cli, transactions_batch, transactions_batches};
 use serde_json::{Value, json};
 
 const CUSTOMER: &str = "acme";
 
+/// A fresh deployment with acme's endpoint `endpoint_id` at a local
+/// receiver, disabled, and push reading endpoint settings afresh on every
+/// invocation.
+async fn disabled_endpoint(endpoint_id: &str) -> (Stack, Receiver, push::Push) {
+    let (stack, receiver) = Stack::deploy_with_endpoint(CUSTOMER, &[], endpoint_id, "tok-1").await;
+    let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
+    disable(&stack, endpoint_id).await;
+    (stack, receiver, push)
+}
+
 /// `endpoint disable` of `endpoint_id`; the command's answer.
 async fn disable(stack: &Stack, endpoint_id: &str) -> Value {
     let line = format!("endpoint disable --endpoint {endpoint_id}");
     cli::json(stack, &cli::args(&line)).await
+}
+
+/// `rotate`, an `endpoint rotate-key` command line, from `old_key` to
+/// `new_key` (given on standard input); neither key is printed.
+async fn rotate_key(stack: &Stack, rotate: &str, old_key: &str, new_key: &str) {
+    let rotated = cli::run(stack, &cli::args(rotate), &format!("{new_key}\n")).await;
+    let text = format!("{}{}", rotated.out, rotated.err);
+    assert!(!text.contains(new_key) && !text.contains(old_key), "{text}");
+    rotated.ok();
 }
 
 /// Runs `endpoint enable` for `endpoint_id` (`--settle 0`: the resuming ends
@@ -103,10 +122,12 @@ async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
     assert_eq!(shown["TransactionKeys"], json!(keys));
 
     // Replaying to a disabled endpoint would only park again: refused.
-    let refused = cli::run(&stack, &["expired", "replay", "--endpoint", "acme-ops"], "")
-        .await
-        .error();
-    assert!(refused.contains("disabled"), "{refused}");
+    cli::refused(
+        &stack,
+        &["expired", "replay", "--endpoint", "acme-ops"],
+        "disabled",
+    )
+    .await;
     let dry = cli::json(
         &stack,
         &["endpoint", "enable", "--endpoint", "acme-ops", "--dry-run"],
@@ -149,22 +170,14 @@ async fn replay_keeps_order_and_a_rotated_key_is_used_on_the_next_attempt() {
     let (stack, receiver) =
         Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-rot", "old-key-1").await;
     let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
-    disable(&stack, "acme-rot").await;
+    cli::ok(&stack, &["endpoint", "disable", "--endpoint", "acme-rot"]).await;
     let batches = transactions_batches(CUSTOMER, "acme-rot", 1, 10..13);
     stack.park_backlog(&push, "acme-rot", &batches).await;
     let store = stack.parked_store();
     let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
-    let err = cli::run(
-        &stack,
-        &cli::args(&format!(
-            "expired replay --endpoint acme-rot --id {}",
-            ids[1]
-        )),
-        "",
-    )
-    .await
-    .error();
-    assert!(err.contains("overtake"), "{err}");
+    let second = &ids[1];
+    let line = format!("expired replay --endpoint acme-rot --id {second}");
+    cli::refused(&stack, &cli::args(&line), "overtake").await;
 
     // Enabled by settings only (no replay), then `expired replay`.
     let mut settings = stack
@@ -179,18 +192,8 @@ async fn replay_keeps_order_and_a_rotated_key_is_used_on_the_next_attempt() {
     settings.enabled = true;
     stack.config_store().put_endpoint(&settings).await.unwrap();
 
-    let rotated = cli::run(
-        &stack,
-        &["--json", "endpoint", "rotate-key", "--endpoint", "acme-rot"],
-        "new-key-2\n",
-    )
-    .await;
-    let text = format!("{}{}", rotated.out, rotated.err);
-    assert!(
-        !text.contains("new-key-2") && !text.contains("old-key-1"),
-        "{text}"
-    );
-    rotated.ok();
+    let rotate = "--json endpoint rotate-key --endpoint acme-rot";
+    rotate_key(&stack, rotate, "old-key-1", "new-key-2").await;
 
     let dry = cli::json(
         &stack,
@@ -226,18 +229,8 @@ async fn a_key_rotated_with_the_cli_is_used_on_the_next_attempt() {
     let wait = Duration::from_secs(20);
     stack.deliver_batch(&push, &batch, &receiver, 1, wait).await;
 
-    let rotated = cli::run(
-        &stack,
-        &["endpoint", "rotate-key", "--endpoint", "acme-key"],
-        "key-two\n",
-    )
-    .await;
-    let text = format!("{}{}", rotated.out, rotated.err);
-    assert!(
-        !text.contains("key-one") && !text.contains("key-two"),
-        "{text}"
-    );
-    rotated.ok();
+    let rotate = "endpoint rotate-key --endpoint acme-key";
+    rotate_key(&stack, rotate, "key-one", "key-two").await;
 
     receiver.queue([platformsync_tests::receiver::Reply::status(401)]);
     let batch = transactions_batch(CUSTOMER, "acme-key", 1, 31);
@@ -258,9 +251,7 @@ async fn a_key_rotated_with_the_cli_is_used_on_the_next_attempt() {
 async fn enable_under_live_traffic_delivers_everything_once_in_order() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let (stack, receiver) = Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-live", "tok-1").await;
-    let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
-    disable(&stack, "acme-live").await;
+    let (stack, receiver, push) = disabled_endpoint("acme-live").await;
 
     let backlog = transactions_batches(CUSTOMER, "acme-live", 3, 0..4);
     let live = transactions_batches(CUSTOMER, "acme-live", 3, 4..16);
@@ -361,9 +352,7 @@ async fn enable_under_live_traffic_delivers_everything_once_in_order() {
 async fn enable_replays_only_the_backlog_not_refused_parts_or_delivered_batches() {
     use platformsync_aws::parked::ParkBatch;
 
-    let (stack, receiver) = Stack::deploy_with_endpoint(CUSTOMER, &[], "acme-mixed", "tok-1").await;
-    let push = stack.push(&receiver, |s| s.config_cache = Duration::ZERO);
-    disable(&stack, "acme-mixed").await;
+    let (stack, receiver, push) = disabled_endpoint("acme-mixed").await;
 
     let batches = transactions_batches(CUSTOMER, "acme-mixed", 2, 0..3);
     stack.park_backlog(&push, "acme-mixed", &batches).await;

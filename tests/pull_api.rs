@@ -360,15 +360,7 @@ async fn filters_keys_and_ownership_periods() {
     .await;
     let moved = cli::ok(
         &stack,
-        &[
-            "safe",
-            "assign",
-            "UT2",
-            "--customer",
-            "globex",
-            "--from",
-            "2026-06-10T12:00:00",
-        ],
+        &cli::args("safe assign UT2 --customer globex --from 2026-06-10T12:00:00"),
     )
     .await;
     assert!(moved.contains("(was acme)"), "{moved}");
@@ -664,21 +656,14 @@ async fn keys_missing_wrong_or_revoked_get_401() {
     // Another customer cannot revoke acme's key.
     customer(&stack, "globex").await;
     let other_id = other.split('_').nth(1).unwrap();
-    let e = cli::run(
+    cli::refused(
         &stack,
-        &[
-            "apikey",
-            "revoke",
-            "--customer",
-            "globex",
-            "--key-id",
-            other_id,
-        ],
-        "",
+        &cli::args(&format!(
+            "apikey revoke --customer globex --key-id {other_id}"
+        )),
+        "no API key",
     )
-    .await
-    .error();
-    assert!(e.contains("no API key"), "{e}");
+    .await;
     assert_eq!(status(Some(other)).await, 200);
 }
 
@@ -824,15 +809,7 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
     config.assign_safe("UT9", "acme").await.unwrap();
     let out = cli::ok(
         &stack,
-        &[
-            "safe",
-            "assign",
-            "UT9",
-            "--customer",
-            "globex",
-            "--from",
-            "2026-06-10",
-        ],
+        &cli::args("safe assign UT9 --customer globex --from 2026-06-10"),
     )
     .await;
     assert!(out.contains("(was acme)"), "{out}");
@@ -845,15 +822,7 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
     // Backdated between the two: initech from 2026-06-05 until globex's start.
     let out = cli::ok(
         &stack,
-        &[
-            "safe",
-            "assign",
-            "UT9",
-            "--customer",
-            "initech",
-            "--from",
-            "2026-06-05",
-        ],
+        &cli::args("safe assign UT9 --customer initech --from 2026-06-05"),
     )
     .await;
     assert!(out.contains("(was acme)"), "{out}");
@@ -874,15 +843,7 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
     // merges acme's two.
     cli::ok(
         &stack,
-        &[
-            "safe",
-            "assign",
-            "UT9",
-            "--customer",
-            "acme",
-            "--from",
-            "2026-06-05",
-        ],
+        &cli::args("safe assign UT9 --customer acme --from 2026-06-05"),
     )
     .await;
     assert!(periods("initech").await.is_empty());

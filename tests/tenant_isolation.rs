@@ -333,10 +333,12 @@ async fn endpoints_stored_before_claims_existed_get_claimed_and_old_sharing_is_r
         shared.contains("1 endpoint id(s) are used by two customers"),
         "{shared}"
     );
-    let listed = cli::run(&stack, &["--json", "endpoint", "claim-ids"], "")
-        .await
-        .error();
-    assert!(listed.contains("used by two customers"), "{listed}");
+    cli::refused(
+        &stack,
+        &["--json", "endpoint", "claim-ids"],
+        "used by two customers",
+    )
+    .await;
     let conflicts = store.claim_existing_endpoints().await.unwrap();
     assert_eq!(
         conflicts,
