@@ -115,19 +115,13 @@ async fn every_template_resource_exists_locally_as_declared() {
                     }
                     None => assert!(redrive.is_none(), "{id}: unexpected redrive policy"),
                 }
-                if let Some(v) = q.attributes.get("VisibilityTimeout") {
-                    assert_eq!(
-                        attrs.get(&QueueAttributeName::VisibilityTimeout),
-                        Some(v),
-                        "{id}: visibility"
-                    );
-                }
-                if let Some(v) = q.attributes.get("MessageRetentionPeriod") {
-                    assert_eq!(
-                        attrs.get(&QueueAttributeName::MessageRetentionPeriod),
-                        Some(v),
-                        "{id}: retention"
-                    );
+                for (name, what) in [
+                    (QueueAttributeName::VisibilityTimeout, "visibility"),
+                    (QueueAttributeName::MessageRetentionPeriod, "retention"),
+                ] {
+                    if let Some(v) = q.attributes.get(name.as_str()) {
+                        assert_eq!(attrs.get(&name), Some(v), "{id}: {what}");
+                    }
                 }
             }
             LocalResource::Topic(t) => {

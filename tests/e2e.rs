@@ -63,6 +63,17 @@ async fn acme_owns_all(
         .unwrap();
 }
 
+/// Waits (150 s at most) until `path` got as many transactions as `all`
+/// holds; then every one of them arrived there exactly once (`what`).
+async fn all_arrive_once(p: &Pipeline, all: &[serde_json::Value], path: &str, what: &str) {
+    let arrived = p
+        .wait_until(Duration::from_secs(150), |p| count_on(p, path) >= all.len())
+        .await;
+    assert!(arrived, "not delivered in time: {:?}", p.receiver.summary());
+    let expected: BTreeSet<String> = all.iter().map(identity).collect();
+    assert_eq!(received_once(p, path), expected, "{what}");
+}
+
 /// A transaction's identity: safe and safe time (unique in generated data).
 fn identity(t: &serde_json::Value) -> String {
     format!(
@@ -217,18 +228,7 @@ async fn a_failing_endpoint_recovers_and_gets_everything_once_in_batch_order() {
     let r = p.upload(upload_body(&all)).await.unwrap();
     assert_eq!(r.body["Accepted"], 200, "{}", r.body);
 
-    let arrived = p
-        .wait_until(Duration::from_secs(150), |p| {
-            count_on(p, "/flaky") >= all.len()
-        })
-        .await;
-    assert!(arrived, "not delivered in time: {:?}", p.receiver.summary());
-    let expected: BTreeSet<String> = all.iter().map(identity).collect();
-    assert_eq!(
-        received_once(&p, "/flaky"),
-        expected,
-        "each transaction once"
-    );
+    all_arrive_once(&p, &all, "/flaky", "each transaction once").await;
     let summary = p.receiver.summary();
     assert!(
         summary.injected_failures >= 1,
@@ -350,17 +350,6 @@ async fn a_runner_killed_mid_run_loses_nothing() {
     p.receiver.slow(Duration::ZERO);
     p.start_runner().await.unwrap();
 
-    let arrived = p
-        .wait_until(Duration::from_secs(150), |p| {
-            count_on(p, "/all") >= all.len()
-        })
-        .await;
-    assert!(arrived, "not delivered in time: {:?}", p.receiver.summary());
-    let expected: BTreeSet<String> = all.iter().map(identity).collect();
-    assert_eq!(
-        received_once(&p, "/all"),
-        expected,
-        "everything arrived, each once"
-    );
+    all_arrive_once(&p, &all, "/all", "everything arrived, each once").await;
     p.stop().await;
 }
