@@ -103,13 +103,19 @@ async fn push(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn control(r: &ReceiverHandle, path: &str, body: Option<Value>) -> Value {
+/// A POST of `body` to `path`, or a GET without one, with no key.
+async fn request(r: &ReceiverHandle, path: &str, body: Option<String>) -> reqwest::Response {
     let http = client(&r.ca_pem);
-    let url = format!("{}/_control/{path}", r.url);
-    let resp = match body {
-        Some(b) => http.post(url).body(b.to_string()).send().await.unwrap(),
+    let url = format!("{}{path}", r.url);
+    match body {
+        Some(b) => http.post(url).body(b).send().await.unwrap(),
         None => http.get(url).send().await.unwrap(),
-    };
+    }
+}
+
+async fn control(r: &ReceiverHandle, path: &str, body: Option<Value>) -> Value {
+    let control = format!("/_control/{path}");
+    let resp = request(r, &control, body.map(|b| b.to_string())).await;
     assert_eq!(resp.status(), 200, "control {path}");
     resp.json().await.unwrap()
 }
@@ -284,13 +290,8 @@ async fn fails_for_a_while_then_recovers() {
     control(&r, "slow", Some(json!({"seconds": 0}))).await;
 
     // Bad control requests are refused with a reason.
-    let http = client(&r.ca_pem);
-    let resp = http
-        .post(format!("{}/_control/fail", r.url))
-        .body(r#"{"count": 1, "seconds": 2}"#)
-        .send()
-        .await
-        .unwrap();
+    let both = r#"{"count": 1, "seconds": 2}"#.to_owned();
+    let resp = request(&r, "/_control/fail", Some(both)).await;
     assert_eq!(resp.status(), 400);
 }
 
@@ -334,12 +335,7 @@ async fn summary_counts_per_path_and_kind_and_reset_forgets() {
     control(&r, "reset", Some(json!({}))).await;
     assert_eq!(summary(&r).await, Summary::default());
     // GET on a push path is not a push.
-    let http = client(&r.ca_pem);
-    let resp = http
-        .get(format!("{}/acme/erp", r.url))
-        .send()
-        .await
-        .unwrap();
+    let resp = request(&r, "/acme/erp", None).await;
     assert_eq!(resp.status(), 405);
 }
 
