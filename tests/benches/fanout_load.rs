@@ -184,20 +184,7 @@ async fn main() {
 /// The plan items written (`PLAN#…` in the config table): their total size
 /// and the write units their puts cost (one per started KB per item).
 async fn plan_writes(stack: &Stack) -> (usize, usize) {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let items: Vec<_> = stack
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(stack.reference("ConfigTable"))
-        .filter_expression("begins_with(PK, :p)")
-        .expression_attribute_values(":p", AttributeValue::S("PLAN#".into()))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .expect("scan plans");
+    let items = platformsync_tests::item_size::scan(stack, "ConfigTable", Some("PLAN#")).await;
     let (bytes, units) = platformsync_tests::item_size::bytes_and_write_units(&items);
     (bytes, units)
 }

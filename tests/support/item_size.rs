@@ -36,3 +36,28 @@ pub fn bytes_and_write_units(items: &[HashMap<String, AttributeValue>]) -> (usiz
     }
     (bytes, units)
 }
+
+/// Every item of the deployment's table `logical_id` whose `PK` begins with
+/// `pk_prefix` (every item without one), read with a paginated `Scan`.
+pub async fn scan(
+    stack: &crate::Stack,
+    logical_id: &str,
+    pk_prefix: Option<&str>,
+) -> Vec<HashMap<String, AttributeValue>> {
+    let mut scan = stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(stack.reference(logical_id));
+    if let Some(prefix) = pk_prefix {
+        scan = scan
+            .filter_expression("begins_with(PK, :p)")
+            .expression_attribute_values(":p", AttributeValue::S(prefix.to_owned()));
+    }
+    scan.into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("scan of {logical_id}: {e}"))
+}
