@@ -558,12 +558,14 @@ impl Ledger {
         &self,
         endpoint_id: &EndpointId,
     ) -> Result<Vec<DeliveredBatch>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("EndpointId = :e")
-            .expression_attribute_values(":e", s(endpoint_id.as_str()));
-        let items = dynamo::query_all(&self.table, query).await?;
+        let items = dynamo::query_items(
+            &self.client,
+            &self.table,
+            "EndpointId = :e",
+            [(":e", s(endpoint_id.as_str()))],
+            false,
+        )
+        .await?;
         let text = |item: &Item, name: &str| dynamo::text(item, name).unwrap_or_default();
         let mut plans: HashMap<String, crate::fanout_plans::Plan> = HashMap::new();
         let mut out = Vec::new();
