@@ -4,7 +4,6 @@
 //! `manifest`'s totals equal the delivered transactions' sums (ledger items with keys and with a plan
 //! reference, resolved through the fan-out's plan).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -106,29 +105,20 @@ async fn attempts_lists_every_attempt_of_a_failing_then_recovered_endpoint() {
 
     // Issue 16: the delivered POST is part of the batch's ledger item (one
     // write); only the failed POSTs are `TRY#` items of their own.
-    let dynamo = aws_sdk_dynamodb::Client::new(&stack.config);
-    let table = stack.reference("DeliveryLedgerTable");
-    let items = dynamo
-        .query()
-        .table_name(&table)
-        .key_condition_expression("EndpointId = :e")
-        .expression_attribute_values(":e", AttributeValue::S("acme-att".into()))
+    assert_eq!(
+        try_items(&stack, "acme-att").await,
+        posts - 1,
+        "no TRY# item for the delivered POST"
+    );
+    let ledger_item = aws_sdk_dynamodb::Client::new(&stack.config)
+        .get_item()
+        .table_name(stack.reference("DeliveryLedgerTable"))
+        .key("EndpointId", AttributeValue::S("acme-att".into()))
+        .key("BatchId", AttributeValue::S(batch.message_id.to_string()))
         .send()
         .await
         .unwrap()
-        .items
-        .unwrap_or_default();
-    let batch_id = |item: &HashMap<String, AttributeValue>| {
-        item["BatchId"].as_s().cloned().unwrap_or_default()
-    };
-    let tries = items
-        .iter()
-        .filter(|i| batch_id(i).starts_with(TRY_PREFIX))
-        .count();
-    assert_eq!(tries, posts - 1, "no TRY# item for the delivered POST");
-    let ledger_item = items
-        .iter()
-        .find(|i| batch_id(i) == batch.message_id.to_string())
+        .item
         .expect("the delivered batch's ledger item");
     assert!(
         ledger_item.contains_key("TriedAt") && ledger_item.contains_key("LatencyMs"),
@@ -439,4 +429,24 @@ async fn attempts_shows_each_part_of_a_split_batch() {
     assert_eq!(delivered, 3, "all but the refused transaction delivered");
     let text = cli::ok(&stack, &["attempts", "--endpoint", "acme-split"]).await;
     assert!(text.contains("PART OF") && text.contains(&parent), "{text}");
+    // Issue 16: a delivered part's POST is on its ledger item; only the
+    // refused POSTs are `TRY#` items.
+    let refused = list.iter().filter(|a| a["Outcome"] == "refused").count();
+    assert_eq!(try_items(&stack, "acme-split").await, refused);
+}
+
+/// How many `TRY#` (attempt) items the endpoint's ledger holds.
+async fn try_items(stack: &Stack, endpoint: &str) -> usize {
+    aws_sdk_dynamodb::Client::new(&stack.config)
+        .query()
+        .table_name(stack.reference("DeliveryLedgerTable"))
+        .key_condition_expression("EndpointId = :e AND begins_with(BatchId, :p)")
+        .expression_attribute_values(":e", AttributeValue::S(endpoint.into()))
+        .expression_attribute_values(":p", AttributeValue::S(TRY_PREFIX.into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .len()
 }
