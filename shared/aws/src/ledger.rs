@@ -10,14 +10,14 @@
 //! **Attempts** ([`Ledger::record_attempt`], [`Ledger::attempts`]): what
 //! support reads to a customer ("we tried at 09:14, your endpoint answered
 //! 503"). A failed or refused POST is one small item (time, outcome,
-//! latency, the endpoint's redacted error; ~230 bytes, 1 write unit), kept
+//! latency, the endpoint's redacted error; ~231 bytes, 1 write unit), kept
 //! 30 days by TTL. The POST that delivered a batch is not an item of its
 //! own: its time (`TriedAt`, ns), latency (`LatencyMs`), attempt number
 //! (`Attempt`, only when it is not `Attempts`) and, for a split part,
 //! `ParentMessageId` are fields of the batch's ledger item
 //! ([`DeliveredAttempt`]), so a delivered batch costs one write, not two
-//! (issue 16); the item grows by ~35 bytes (a planned batch's ~300 bytes
-//! stay one write unit). Items written before have no such fields: their
+//! (issue 16); the item grows by 29 bytes (a planned batch's: 306 -> 335,
+//! still one write unit; a split part adds 60 for its parent and attempt). Items written before have no such fields: their
 //! delivered POST is the `TRY#` item they came with. The price is on the
 //! read side: listing attempts reads the endpoint's whole ledger (its keys
 //! are `MessageId`s, not times), as `manifest` and `backfill` do; a tool's
