@@ -100,11 +100,12 @@ impl Push {
                 .timeout_config(timeouts.clone())
                 .build(),
         );
-        let sns = aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(sdk)
-                .timeout_config(timeouts)
-                .build(),
-        );
+        // Built on the first notification, not here: most containers never
+        // send one (docs/benchmarks.md, cold init).
+        let sns_config = aws_sdk_sns::config::Builder::from(sdk)
+            .timeout_config(timeouts)
+            .build();
+        let sns = move || aws_sdk_sns::Client::from_conf(sns_config);
         let timing = Timing {
             attempt_timeout: settings.attempt_timeout,
             after_attempt: AFTER_ATTEMPT,
@@ -128,7 +129,7 @@ impl Push {
             ledger: Ledger::new(dynamodb.clone(), &settings.ledger_table),
             health: HealthStore::new(dynamodb.clone(), &settings.config_table),
             parked: ParkedStore::new(dynamodb, &settings.ledger_table),
-            notifier: Notifier::new(sns, &settings.topic_arn),
+            notifier: Notifier::on_first_use(sns, &settings.topic_arn),
             queue: Redelivery::new(sqs, &settings.queue_url, &settings.dead_letter_url),
             config_cache: settings.config_cache,
             window: human(settings.retry_window),

@@ -27,6 +27,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use crate::StoreError;
+use crate::sdk::{OnFirstUse, on_first_use};
 
 /// SNS subjects: at most 100 printable ASCII characters, no line breaks.
 const MAX_SUBJECT: usize = 100;
@@ -252,7 +253,7 @@ impl Notification {
 
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    client: Client,
+    client: OnFirstUse<Client>,
     topic_arn: String,
 }
 
@@ -270,8 +271,18 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, StoreError> {
 
 impl Notifier {
     pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+        Self::on_first_use(move || client, topic_arn)
+    }
+
+    /// A notifier whose client `make` builds on the first notification:
+    /// most containers never send one, so they never pay for the client
+    /// (its endpoint tables are parsed when it is built).
+    pub fn on_first_use(
+        make: impl FnOnce() -> Client + Send + 'static,
+        topic_arn: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: on_first_use(make),
             topic_arn: topic_arn.into(),
         }
     }
