@@ -12,7 +12,18 @@
 //!
 //! Events are built directly (fake receipt handles: a delivered batch needs
 //! no queue call), so the run measures the function, not the emulator's
-//! ReceiveMessage. Run with `make bench-push` or
+//! ReceiveMessage.
+//!
+//! Then **the function alone**: this binary starts itself again as a child
+//! process that is only the push function, built as Lambda builds it
+//! (`Push::from_env`, the template's environment for `PushFunction` resolved
+//! against this deployment, plus the local receiver's CA and loopback), and
+//! hands it the same events one at a time as the Lambda runtime would (the
+//! event's JSON read whole, deserialised, handled, both kept until the
+//! answer). The child prints its peak RSS (VmHWM) after init and after the
+//! events: the function's own figure, without the receiver or the test
+//! data (an upper bound: the child's code is this bench binary, larger than
+//! the function's). Run with `make bench-push` or
 //! `infra/scripts/with-stack.sh cargo bench -p platformsync-tests --bench push_load`.
 
 use std::time::{Duration, Instant};
@@ -95,8 +106,15 @@ fn event(event: usize) -> (SqsEvent, Vec<BatchMessage>) {
     (sqs, batches)
 }
 
+/// Set (to a directory of event files) in the child that is only the push
+/// function.
+const ALONE: &str = "PUSH_LOAD_ALONE";
+
 #[tokio::main]
 async fn main() {
+    if let Some(dir) = std::env::var_os(ALONE) {
+        return push_alone(std::path::Path::new(&dir)).await;
+    }
     // The bare loop's reqwest is built without a crypto provider of its own
     // (the workspace's one provider is ring, as in the functions): the same
     // one here, so both sides encrypt alike.
@@ -161,6 +179,14 @@ async fn main() {
         baseline_kb as f64 / 1024.0,
         vm_hwm_kb() as f64 / 1024.0
     );
+    receiver.set_default(Reply::ok());
+    let (init_kb, peak_kb) = alone_round(&stack, &receiver).await;
+    println!(
+        "the push function alone (its own process, Push::from_env, {EVENTS} events of {ENDPOINTS} x {PER_BATCH}): \
+         peak RSS {:.1} MB after init, {:.1} MB after the events (target <= 40 MB)",
+        init_kb as f64 / 1024.0,
+        peak_kb as f64 / 1024.0
+    );
     println!("receiver requests: {}", receiver.count());
     let (items, bytes, units, with_keys) = ledger_writes(&stack).await;
     let transactions = (2 * EVENTS + 1) * ENDPOINTS * PER_BATCH;
@@ -207,6 +233,72 @@ async fn push_round(push: &push::Push) -> f64 {
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
     (EVENTS * ENDPOINTS * PER_BATCH) as f64 / elapsed.as_secs_f64()
+}
+
+/// Runs the events through a child process that is only the push function;
+/// its peak RSS after init and after the events, in KB.
+async fn alone_round(stack: &Stack, receiver: &Receiver) -> (u64, u64) {
+    let dir = std::env::temp_dir().join(format!("push-alone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("event directory");
+    for n in 0..EVENTS {
+        // New MessageIds: these batches are not yet in the ledger.
+        let (sqs, _) = event(n);
+        let bytes = serde_json::to_vec(&sqs).expect("event serialises");
+        std::fs::write(dir.join(format!("event-{n}.json")), bytes).expect("event file");
+    }
+    let ca = dir.join("receiver-ca.pem");
+    std::fs::write(&ca, receiver.ca_pem()).expect("CA file");
+    let template = platformsync_tests::template();
+    let specs = template
+        .functions(&stack.deployment.resolver(&template))
+        .expect("template functions");
+    let spec = specs
+        .iter()
+        .find(|f| f.binary == "push")
+        .expect("the template declares push");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this binary"));
+    child
+        .envs(&spec.environment)
+        .env("PLATFORMSYNC_EXTRA_CA_FILE", &ca)
+        .env("PLATFORMSYNC_ALLOW_CIDRS", "127.0.0.0/8")
+        .env(ALONE, &dir);
+    // Waited for off the runtime: the receiver answering the child runs on it.
+    let output = tokio::task::spawn_blocking(move || child.output())
+        .await
+        .expect("the wait for the child")
+        .expect("the child runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the push child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figure = |name: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the child printed no {name}: {stdout}"))
+    };
+    (figure("init_kb="), figure("peak_kb="))
+}
+
+/// The child: the push function as Lambda runs it, on the event files of
+/// `dir`, one invocation at a time.
+async fn push_alone(dir: &std::path::Path) {
+    let push = push::Push::from_env()
+        .await
+        .expect("push builds from its environment");
+    println!("init_kb={}", vm_hwm_kb());
+    for n in 0..EVENTS {
+        let body = std::fs::read(dir.join(format!("event-{n}.json"))).expect("event file");
+        let event: SqsEvent = serde_json::from_slice(&body).expect("an SQS event");
+        let response = push.handle(event).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        drop(body);
+    }
+    println!("peak_kb={}", vm_hwm_kb());
 }
 
 fn bodies(batches: &[BatchMessage]) -> Vec<Vec<u8>> {
