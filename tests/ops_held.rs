@@ -96,21 +96,12 @@ async fn a_released_transaction_is_delivered_once_and_a_discarded_one_never() {
         again.contains("not held") && again.contains("Released"),
         "{again}"
     );
-    cli::ok(
-        &stack,
-        &cli::args(&format!(
-            "held discard --key {key_b} --by ops-anna --reason 'test transaction from the site'"
-        )),
-    )
-    .await;
-    cli::refused(
-        &stack,
-        &cli::args(&format!(
-            "held release --key {key_b} --by ops-bob --reason 'changed my mind'"
-        )),
-        "Discarded",
-    )
-    .await;
+    let discard = format!(
+        "held discard --key {key_b} --by ops-anna --reason 'test transaction from the site'"
+    );
+    cli::ok(&stack, &cli::args(&discard)).await;
+    let release = format!("held release --key {key_b} --by ops-bob --reason 'changed my mind'");
+    cli::refused(&stack, &cli::args(&release), "Discarded").await;
     let shown = cli::json(&stack, &["held", "show", "--key", &key_b]).await;
     assert_eq!(shown["Status"], "Discarded");
     assert_eq!(shown["DecidedBy"], "ops-anna");

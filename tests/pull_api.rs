@@ -358,11 +358,8 @@ async fn filters_keys_and_ownership_periods() {
         &["safe", "assign", "UT1", "UT2", "--customer", "acme"],
     )
     .await;
-    let moved = cli::ok(
-        &stack,
-        &cli::args("safe assign UT2 --customer globex --from 2026-06-10T12:00:00"),
-    )
-    .await;
+    let assign = "safe assign UT2 --customer globex --from 2026-06-10T12:00:00";
+    let moved = cli::ok(&stack, &cli::args(assign)).await;
     assert!(moved.contains("(was acme)"), "{moved}");
     let history = cli::ok(&stack, &["safe", "history", "UT2"]).await;
     assert!(
@@ -656,14 +653,8 @@ async fn keys_missing_wrong_or_revoked_get_401() {
     // Another customer cannot revoke acme's key.
     customer(&stack, "globex").await;
     let other_id = other.split('_').nth(1).unwrap();
-    cli::refused(
-        &stack,
-        &cli::args(&format!(
-            "apikey revoke --customer globex --key-id {other_id}"
-        )),
-        "no API key",
-    )
-    .await;
+    let revoke = format!("apikey revoke --customer globex --key-id {other_id}");
+    cli::refused(&stack, &cli::args(&revoke), "no API key").await;
     assert_eq!(status(Some(other)).await, 200);
 }
 
@@ -807,11 +798,8 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
 
     // Assigned before assignments had dates: only the OWNER item.
     config.assign_safe("UT9", "acme").await.unwrap();
-    let out = cli::ok(
-        &stack,
-        &cli::args("safe assign UT9 --customer globex --from 2026-06-10"),
-    )
-    .await;
+    let assign = "safe assign UT9 --customer globex --from 2026-06-10";
+    let out = cli::ok(&stack, &cli::args(assign)).await;
     assert!(out.contains("(was acme)"), "{out}");
     assert_eq!(
         periods("acme").await,
@@ -820,11 +808,8 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
     assert_eq!(periods("globex").await, ["UT9 2026-06-10.."]);
 
     // Backdated between the two: initech from 2026-06-05 until globex's start.
-    let out = cli::ok(
-        &stack,
-        &cli::args("safe assign UT9 --customer initech --from 2026-06-05"),
-    )
-    .await;
+    let assign = "safe assign UT9 --customer initech --from 2026-06-05";
+    let out = cli::ok(&stack, &cli::args(assign)).await;
     assert!(out.contains("(was acme)"), "{out}");
     assert_eq!(
         periods("acme").await,
@@ -841,11 +826,8 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
 
     // Replacing that assignment with acme's removes initech's period and
     // merges acme's two.
-    cli::ok(
-        &stack,
-        &cli::args("safe assign UT9 --customer acme --from 2026-06-05"),
-    )
-    .await;
+    let assign = "safe assign UT9 --customer acme --from 2026-06-05";
+    cli::ok(&stack, &cli::args(assign)).await;
     assert!(periods("initech").await.is_empty());
     assert_eq!(
         periods("acme").await,
