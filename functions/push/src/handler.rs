@@ -170,7 +170,9 @@ impl Push {
     /// its bookkeeping fit before `deadline` (the Lambda deadline).
     pub async fn handle_before(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let started = Instant::now();
-        let envelopes: Vec<Envelope> = event.records.iter().map(envelope).collect();
+        // The bodies move into the envelopes: a 1,000-transaction batch is
+        // ~430 KB, ten of them an event; a copy would double the peak.
+        let envelopes: Vec<Envelope> = event.records.into_iter().map(envelope).collect();
         let outcomes = self.flow.run(&envelopes, deadline).await;
 
         let mut failed = Vec::new();
@@ -194,12 +196,12 @@ impl Push {
 }
 
 /// The flow's view of an SQS message.
-fn envelope(m: &SqsMessage) -> Envelope {
+fn envelope(mut m: SqsMessage) -> Envelope {
     Envelope {
-        id: m.message_id.clone().unwrap_or_default(),
-        receipt: m.receipt_handle.clone(),
+        id: m.message_id.take().unwrap_or_default(),
+        receipt: m.receipt_handle.take(),
         group: m.attributes.get("MessageGroupId").cloned(),
-        body: m.body.clone().unwrap_or_default(),
+        body: m.body.take().unwrap_or_default(),
         receive_count: m
             .attributes
             .get("ApproximateReceiveCount")
@@ -236,7 +238,8 @@ mod tests {
             .insert("ApproximateReceiveCount".into(), "3".into());
         m.attributes
             .insert("SentTimestamp".into(), "1767225600000".into());
-        let e = envelope(&m);
+        let e = envelope(m.clone());
+        assert_eq!(e.body, "{}");
         assert_eq!(e.sent_at.map(|t| t.unix_timestamp()), Some(1_767_225_600));
         assert_eq!((e.id.as_str(), e.receipt.as_deref()), ("m-1", Some("r-1")));
         assert_eq!((e.group.as_deref(), e.receive_count), (Some("ep"), 3));
@@ -246,7 +249,7 @@ mod tests {
         a.data_type = Some("String".into());
         m.message_attributes.insert("Replayed".into(), a);
         assert!(
-            envelope(&m).replayed,
+            envelope(m).replayed,
             "a batch replayed from the parked store"
         );
     }
