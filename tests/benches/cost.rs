@@ -51,7 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use platformsync_domain::testdata;
 use platformsync_faults::{Exchange, FaultProxy};
 use platformsync_tests::receiver::{Receiver, Reply};
@@ -627,23 +627,7 @@ async fn run(
         let resp = push.handle(push::sqs_event(&queue_arn, &messages)).await;
         record(&mut functions, "PushFunction", t.elapsed());
         handed_back += resp.batch_item_failures.len();
-        let failed: Vec<&str> = resp
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
-        let done: Vec<DeleteMessageBatchRequestEntry> = messages
-            .iter()
-            .filter(|m| m.message_id().is_some_and(|id| !failed.contains(&id)))
-            .enumerate()
-            .filter_map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .set_receipt_handle(m.receipt_handle().map(str::to_owned))
-                    .build()
-                    .ok()
-            })
-            .collect();
+        let done = push::acknowledged(&messages, &resp);
         if !done.is_empty() {
             sqs.delete_message_batch()
                 .queue_url(&queue_url)

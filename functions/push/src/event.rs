@@ -3,11 +3,13 @@
 //! Lambda's event source mapping receives from the delivery queue and hands
 //! the function an [`SqsEvent`]; tests and the local runner receive with
 //! `ReceiveMessage` themselves and convert with [`sqs_event`], so the handler
-//! runs exactly as on Lambda.
+//! runs exactly as on Lambda, then delete what Lambda would delete after the
+//! answer ([`acknowledged`]).
 
 use std::collections::HashMap;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 
 /// Lambda's shape of `messages` received from the queue `queue_arn`.
 ///
@@ -60,10 +62,54 @@ pub fn sqs_event(queue_arn: &str, messages: &[aws_sdk_sqs::types::Message]) -> S
     event
 }
 
+/// What Lambda deletes after the function answered `response` for
+/// `messages` (`ReportBatchItemFailures`): every message it did not name,
+/// as `DeleteMessageBatch` entries (at most 10 messages, as received).
+pub fn acknowledged(
+    messages: &[Message],
+    response: &SqsBatchResponse,
+) -> Vec<DeleteMessageBatchRequestEntry> {
+    let failed = |id: &str| {
+        response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier == id)
+    };
+    messages
+        .iter()
+        .filter(|m| m.message_id().is_some_and(|id| !failed(id)))
+        .enumerate()
+        .filter_map(|(i, m)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .set_receipt_handle(m.receipt_handle().map(str::to_owned))
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+
+    #[test]
+    fn acknowledged_are_the_messages_the_answer_does_not_name() {
+        let m = |id: &str| {
+            Message::builder()
+                .message_id(id)
+                .receipt_handle(format!("r-{id}"))
+                .build()
+        };
+        let messages = [m("a"), m("b"), m("c")];
+        let response = platformsync_aws::lambda::sqs_response(["b"]);
+        let entries = acknowledged(&messages, &response);
+        let deleted: Vec<&str> = entries.iter().map(|e| e.receipt_handle()).collect();
+        assert_eq!(deleted, ["r-a", "r-c"]);
+        let none = platformsync_aws::lambda::sqs_response(["a", "b", "c"]);
+        assert!(acknowledged(&messages, &none).is_empty());
+    }
 
     #[test]
     fn keeps_ids_body_and_group() {

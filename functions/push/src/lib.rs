@@ -102,7 +102,7 @@ mod splitting;
 #[cfg(test)]
 mod testing;
 
-pub use event::sqs_event;
+pub use event::{acknowledged, sqs_event};
 pub use handler::{InitError, Push};
 pub use outcome::Outcome;
 pub use parsing::parse_batch;

@@ -6,10 +6,7 @@
 //! comes back after its visibility timeout.
 
 use crate::functions::Function;
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-};
-use std::collections::HashSet;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -68,29 +65,13 @@ pub async fn run(src: QueueSource, sqs: aws_sdk_sqs::Client, mut shutdown: watch
             "received"
         );
         let event = push::sqs_event(&src.queue_arn, &messages);
-        let failed: HashSet<String> = match src.function.sqs(event).await {
-            Ok(response) => response
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect(),
+        let done = match src.function.sqs(event).await {
+            Ok(response) => push::acknowledged(&messages, &response),
             Err(e) => {
                 error!(function = %src.function.logical_id, error = %e, "function error: no message deleted");
                 continue;
             }
         };
-        let done: Vec<DeleteMessageBatchRequestEntry> = messages
-            .iter()
-            .filter(|m| m.message_id().is_some_and(|id| !failed.contains(id)))
-            .enumerate()
-            .filter_map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .set_receipt_handle(m.receipt_handle().map(str::to_owned))
-                    .build()
-                    .ok()
-            })
-            .collect();
         if done.is_empty() {
             continue;
         }
