@@ -9,7 +9,10 @@
 use aws_lambda_events::dynamodb::Event;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-#[tokio::main]
+// One thread: at 256-512 MB a function has a fraction of one vCPU, so a
+// multi-threaded scheduler adds threads to start, not work done in parallel
+// (ARCHITECTURE.md, decisions; docs/benchmarks.md, cold init).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     // JSON logs at Lambda's log level, a plain level filter (no env-filter regex).
     platformsync_aws::logging::init_lambda();
