@@ -20,11 +20,13 @@ use platformsync_domain::endpoint::EndpointId;
 use platformsync_faults::{Fault, Rule};
 use platformsync_tests::receiver::{Receiver, Reply, Request};
 use platformsync_tests::{Emulator, Stack, skip_on, transactions_batch, transactions_batches};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use given::{
-    CUSTOMER, LOCALSTACK_RELEASES_THE_GROUP, RECIPIENT, Scenario, add_endpoint, attribute,
-    dead_letters, group_of, ledger_item, notifications, poll_concurrently, receive_count, text,
+    CUSTOMER, LOCALSTACK_RELEASES_THE_GROUP, RECIPIENT, Scenario, add_endpoint,
+    assert_one_content_per_message_id, attribute, dead_letters, group_of, head_retried_once, keys,
+    ledger_item, message_ids, notifications, poll_concurrently, posted_ids, posted_transactions,
+    receive_count, text,
 };
 
 // ---------------------------------------------------------------- tests
@@ -59,7 +61,7 @@ async fn a_delivered_batch_is_in_the_ledger_and_the_endpoint_is_healthy() {
         .expect("ledger has the batch");
     assert_eq!(text(&item, "TransactionCount"), "3");
     assert_eq!(text(&item, "Attempts"), "1");
-    let keys: Vec<String> = b.items.iter().map(|e| e.key.clone()).collect();
+    let keys = keys(&b);
     assert_eq!(text(&item, "TransactionKeys"), keys.join("\n"));
     assert!(
         text(&item, "ExpiresAt").parse::<i64>().unwrap()
@@ -218,27 +220,14 @@ async fn after_recovery_each_batch_is_delivered_once_and_in_order() {
         "queue drained"
     );
 
-    let posted: Vec<String> = s
-        .receiver
-        .requests()
-        .iter()
-        .map(Request::message_id)
-        .collect();
-    let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
     // The first batch failed once; nothing overtook it; each delivered once.
-    let mut expected = vec![ids[0].clone()];
-    expected.extend(ids.iter().cloned());
-    assert_eq!(posted, expected);
+    assert_eq!(s.posted(), head_retried_once(&batches));
     // Later batches were handed back, not attempted, while the first waited.
     assert!(received.iter().any(|m| receive_count(m) >= 2));
 
     // One failure is not sustained failure (issue 11: hysteresis): the
     // customer is not told "failing" and then "recovered" for one 503.
-    let kinds: Vec<String> = notifications(&s.inbox)
-        .await
-        .iter()
-        .map(|n| attribute(n, "kind"))
-        .collect();
+    let kinds = s.notification_kinds().await;
     assert!(kinds.is_empty(), "{kinds:?}");
 }
 
@@ -308,8 +297,7 @@ async fn an_endpoint_that_never_recovers_expires_into_the_parked_store() {
         !last_error.contains("tok-never"),
         "token in the parked item"
     );
-    let keys: Vec<String> = b.items.iter().map(|e| e.key.clone()).collect();
-    assert_eq!(p.transaction_keys, keys);
+    assert_eq!(p.transaction_keys, keys(&b));
     assert_eq!(
         s.stack.parked_store().body(p).await.unwrap(),
         serde_json::to_string(&b).unwrap(),
@@ -471,7 +459,7 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
         settings.probe_interval = Duration::from_secs(3600);
     });
     let batches = s.batches(3, 0..24);
-    let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
+    let ids = message_ids(&batches);
     s.enqueue(&batches).await;
 
     let parking = Duration::from_secs(WINDOW + BOUND + 10);
@@ -498,13 +486,11 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
         "only the head is attempted"
     );
     assert!((4..=8).contains(&posted.len()), "{} POSTs", posted.len());
-    let kept: Vec<String> = s
-        .parked()
-        .await
-        .iter()
-        .map(|p| p.message_id.clone())
-        .collect();
-    assert_eq!(kept, ids, "none disappeared; kept in queue order");
+    assert_eq!(
+        s.parked_ids().await,
+        ids,
+        "none disappeared; kept in queue order"
+    );
     assert!(
         s.stack.receive_deliveries(1).await.is_empty(),
         "queue empty"
@@ -523,12 +509,11 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
         posts_before,
         "parked without an attempt"
     );
-    let kinds: Vec<String> = notifications(&s.inbox)
-        .await
-        .iter()
-        .map(|n| attribute(n, "kind"))
-        .collect();
-    assert_eq!(kinds, ["failing", "expired"], "one of each per incident");
+    assert_eq!(
+        s.notification_kinds().await,
+        ["failing", "expired"],
+        "one of each per incident"
+    );
 
     // The endpoint works again: operations enable it and replay.
     s.receiver.set_default(Reply::ok());
@@ -547,21 +532,12 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
             s.receiver.count() >= posts_before + total
         })
         .await;
-    let delivered: Vec<String> = s.receiver.requests()[posts_before..]
-        .iter()
-        .map(Request::message_id)
-        .collect();
-    let mut expected = ids.clone();
-    expected.extend(late.iter().map(|b| b.message_id.to_string()));
+    let delivered = posted_ids(&s.receiver.requests()[posts_before..]);
+    let expected = [ids, message_ids(&late)].concat();
     assert_eq!(delivered, expected, "every batch once, in order");
     assert!(s.stack.receive_deliveries(2).await.is_empty());
     assert_eq!(s.receiver.count(), posts_before + total, "no repeat");
-    let kinds: Vec<String> = notifications(&s.inbox)
-        .await
-        .iter()
-        .map(|n| attribute(n, "kind"))
-        .collect();
-    assert_eq!(kinds, ["recovered"]);
+    assert_eq!(s.notification_kinds().await, ["recovered"]);
     assert_eq!(
         s.stack.health_store().get("acme-dead").await.unwrap().state,
         HealthState::Healthy
@@ -616,17 +592,13 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
         received.iter().all(|m| receive_count(m) < MAX_RECEIVES),
         "receives stay below maxReceiveCount"
     );
-    let posted: Vec<String> = s
-        .receiver
-        .requests()
-        .iter()
-        .map(Request::message_id)
-        .collect();
-    let mut expected = vec![batches[0].message_id.to_string()];
-    expected.extend(batches.iter().map(|b| b.message_id.to_string()));
-    assert_eq!(posted, expected, "delivered once each, in order");
+    assert_eq!(
+        s.posted(),
+        head_retried_once(&batches),
+        "delivered once each, in order"
+    );
     assert!(
-        notifications(&s.inbox).await.is_empty(),
+        s.notification_kinds().await.is_empty(),
         "no customer notice"
     );
     assert!(s.parked().await.is_empty());
@@ -662,18 +634,11 @@ async fn secrets_manager_failures_of_ours_are_not_attempts() {
     )
     .await;
     assert!(proxy.stats().failed("secretsmanager", "GetSecretValue") >= 3);
-    assert_eq!(
-        s.receiver
-            .requests()
-            .iter()
-            .map(Request::message_id)
-            .collect::<Vec<_>>(),
-        [b.message_id.to_string()]
-    );
+    assert_eq!(s.posted(), [b.message_id.to_string()]);
     let health = s.stack.health_store().get("acme-prod").await.unwrap();
     assert_eq!(health.state, HealthState::Healthy);
     assert!(health.incident_id.is_none(), "never an incident");
-    assert!(notifications(&s.inbox).await.is_empty());
+    assert!(s.notification_kinds().await.is_empty());
     assert!(s.parked().await.is_empty());
 }
 
@@ -703,13 +668,12 @@ async fn a_flapping_endpoint_sends_at_most_one_failing_and_one_recovered_notice(
         .filter(|(i, _)| i % 3 != 2)
         .map(|(_, r)| r.message_id())
         .collect();
-    let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
-    assert_eq!(ok, ids, "each batch delivered once, in order");
-    let kinds: Vec<String> = notifications(&s.inbox)
-        .await
-        .iter()
-        .map(|n| attribute(n, "kind"))
-        .collect();
+    assert_eq!(
+        ok,
+        message_ids(&batches),
+        "each batch delivered once, in order"
+    );
+    let kinds = s.notification_kinds().await;
     let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
     assert!(
         count("failing") <= 1 && count("recovered") <= 1,
@@ -768,9 +732,7 @@ async fn a_slow_endpoint_does_not_hold_up_a_healthy_one() {
         latencies[latencies.len() / 2]
     );
     assert!(p99 < Duration::from_secs(2), "p99 {p99:?}: {latencies:?}");
-    let ids: Vec<String> = fast.iter().map(|b| b.message_id.to_string()).collect();
-    let got: Vec<String> = healthy.requests().iter().map(Request::message_id).collect();
-    assert_eq!(got, ids, "once each, in order");
+    assert_eq!(s.posted(), message_ids(&fast), "once each, in order");
 }
 
 // ---------------------------------------------------------------- issue 18: the endpoint's health drives the delays
@@ -796,7 +758,7 @@ async fn a_success_resets_the_escalation() {
     })
     .await;
     let r = s.receiver.requests();
-    let ids: Vec<String> = r.iter().map(Request::message_id).collect();
+    let ids = posted_ids(&r);
     let (a, b) = (
         batches[0].message_id.to_string(),
         batches[1].message_id.to_string(),
@@ -841,18 +803,7 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
     };
     // Delivered (200) requests: every transaction but the refused one, once,
     // in order.
-    let delivered: Vec<String> = requests
-        .iter()
-        .filter(|r| !refused_body(r))
-        .flat_map(|r| {
-            r.json()["Transactions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["TransactionDateTime"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let delivered = posted_transactions(requests.iter().filter(|r| !refused_body(r)));
     let mut expected: Vec<String> = Vec::new();
     for seed in 0..3 {
         for i in 0..8 {
@@ -869,12 +820,7 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
         3
     );
     // A MessageId never carries different content.
-    let mut bodies: HashMap<String, Value> = HashMap::new();
-    for r in &requests {
-        let body = r.json();
-        let previous = bodies.entry(r.message_id()).or_insert_with(|| body.clone());
-        assert_eq!(previous["Transactions"], body["Transactions"]);
-    }
+    assert_one_content_per_message_id(&requests);
     let kept = s.parked().await;
     assert_eq!(kept.len(), 1, "{kept:?}");
     let p = &kept[0];
@@ -885,12 +831,7 @@ async fn a_refused_batch_is_split_and_only_the_refused_transaction_is_parked() {
     );
     assert_eq!(p.parent_message_id.as_deref(), Some(whole.as_str()));
     assert_eq!(p.transaction_keys, [batches[1].items[5].key.clone()]);
-    let kinds: Vec<String> = notifications(&s.inbox)
-        .await
-        .iter()
-        .map(|n| attribute(n, "kind"))
-        .collect();
-    assert_eq!(kinds, ["refused"]);
+    assert_eq!(s.notification_kinds().await, ["refused"]);
 }
 
 /// Issue 11: a disabled endpoint's batches are parked, not retried; enabled
@@ -919,16 +860,9 @@ async fn a_disabled_endpoint_is_parked_not_retried_and_replayed_when_enabled() {
             s.receiver.count() >= batches.len()
         })
         .await;
-    let posted: Vec<String> = s
-        .receiver
-        .requests()
-        .iter()
-        .map(Request::message_id)
-        .collect();
-    let ids: Vec<String> = batches.iter().map(|b| b.message_id.to_string()).collect();
-    assert_eq!(posted, ids);
+    assert_eq!(s.posted(), message_ids(&batches));
     assert!(
-        notifications(&s.inbox).await.is_empty(),
+        s.notification_kinds().await.is_empty(),
         "staff disabled it: no notice"
     );
 }
@@ -963,30 +897,13 @@ async fn an_expired_endpoint_is_probed_once_per_interval_and_a_successful_probe_
         s.receiver.count() >= attempts + 2
     })
     .await;
-    let posted: Vec<String> = s.receiver.requests()[attempts..]
-        .iter()
-        .map(Request::message_id)
-        .collect();
+    let posted = posted_ids(&s.receiver.requests()[attempts..]);
+    assert_eq!(posted, message_ids(&b[2..]));
+    assert_eq!(s.parked_ids().await, message_ids(&b[..2]));
     assert_eq!(
-        posted,
-        [b[2].message_id.to_string(), b[3].message_id.to_string()]
+        s.notification_kinds().await,
+        ["failing", "expired", "recovered"]
     );
-    let kept: Vec<String> = s
-        .parked()
-        .await
-        .iter()
-        .map(|p| p.message_id.clone())
-        .collect();
-    assert_eq!(
-        kept,
-        [b[0].message_id.to_string(), b[1].message_id.to_string()]
-    );
-    let kinds: Vec<String> = notifications(&s.inbox)
-        .await
-        .iter()
-        .map(|n| attribute(n, "kind"))
-        .collect();
-    assert_eq!(kinds, ["failing", "expired", "recovered"]);
 }
 
 // ---------------------------------------------------------------- the given
@@ -1007,7 +924,7 @@ mod given {
     use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
     use platformsync_faults::FaultProxy;
     use platformsync_tests::inbox::Inbox;
-    use platformsync_tests::receiver::Receiver;
+    use platformsync_tests::receiver::{Receiver, Request};
     use platformsync_tests::{Stack, transactions_batch, transactions_batches};
     use serde_json::{Value, json};
 
@@ -1114,6 +1031,30 @@ mod given {
                 .expect("parked batches listed")
         }
 
+        /// The `MessageId`s of the endpoint's parked batches, in its order.
+        pub async fn parked_ids(&self) -> Vec<String> {
+            self.parked()
+                .await
+                .into_iter()
+                .map(|p| p.message_id)
+                .collect()
+        }
+
+        /// The `MessageId` of every POST the receiver got, in arrival order.
+        pub fn posted(&self) -> Vec<String> {
+            posted_ids(&self.receiver.requests())
+        }
+
+        /// The `kind` of every notification acme got so far, in the order
+        /// they were published (drains the inbox).
+        pub async fn notification_kinds(&self) -> Vec<String> {
+            notifications(&self.inbox)
+                .await
+                .iter()
+                .map(|n| attribute(n, "kind"))
+                .collect()
+        }
+
         /// Runs `push` over the queue until `count` batches of the endpoint
         /// are parked in all; panics after `timeout`. The parked batches.
         pub async fn deliver_until_parked(
@@ -1206,6 +1147,59 @@ mod given {
                 .send()
                 .await
                 .expect("redrive policy set");
+        }
+    }
+
+    /// The `MessageId`s of `batches`, in order.
+    pub fn message_ids(batches: &[BatchMessage]) -> Vec<String> {
+        batches.iter().map(|b| b.message_id.to_string()).collect()
+    }
+
+    /// What a receiver gets when the head of `batches` failed once and
+    /// nothing overtook it: the head, then every batch once, in order.
+    pub fn head_retried_once(batches: &[BatchMessage]) -> Vec<String> {
+        let ids = message_ids(batches);
+        [&ids[..1], &ids[..]].concat()
+    }
+
+    /// The keys of `batch`'s transactions, in order.
+    pub fn keys(batch: &BatchMessage) -> Vec<String> {
+        batch.items.iter().map(|e| e.key.clone()).collect()
+    }
+
+    /// `Metadata.MessageId` of each of `requests`, in order.
+    pub fn posted_ids(requests: &[Request]) -> Vec<String> {
+        requests.iter().map(Request::message_id).collect()
+    }
+
+    /// The `TransactionDateTime` of every transaction `requests` carried,
+    /// in the order they were posted.
+    pub fn posted_transactions<'a>(requests: impl IntoIterator<Item = &'a Request>) -> Vec<String> {
+        requests
+            .into_iter()
+            .flat_map(|r| {
+                r.json()["Transactions"]
+                    .as_array()
+                    .expect("a push payload has Transactions")
+                    .iter()
+                    .map(|t| {
+                        let time = t["TransactionDateTime"].as_str();
+                        time.expect("a transaction has a TransactionDateTime")
+                            .to_owned()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Fails when one `MessageId` carried different transactions in two
+    /// of `requests` (a retry must repeat its batch exactly).
+    pub fn assert_one_content_per_message_id(requests: &[Request]) {
+        let mut bodies: HashMap<String, Value> = HashMap::new();
+        for r in requests {
+            let body = r.json();
+            let previous = bodies.entry(r.message_id()).or_insert_with(|| body.clone());
+            assert_eq!(previous["Transactions"], body["Transactions"]);
         }
     }
 
