@@ -1,6 +1,7 @@
-//! Hello-world Lambda: the cold-init baseline. Same runtime wiring as the
-//! functions' `main.rs` (tokio multi-thread, the runtime's default tracing
-//! subscriber), no clients, no configuration.
+//! Hello-world Lambda: the cold-init baseline, as lambda_runtime's own
+//! example writes it (`#[tokio::main]`, multi-threaded; the runtime's default
+//! tracing subscriber), no clients, no configuration. `hello-lambda-1t` is
+//! the same on one thread, as the functions run.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
