@@ -57,5 +57,6 @@ pub use error::StoreError;
 
 mod sdk;
 pub use sdk::{
-    Calls, OnFirstUse, http_client, on_first_use, sdk_config, sdk_config_for, sdk_config_with_retries,
+    Calls, OnFirstUse, http_client, on_first_use, sdk_config, sdk_config_for,
+    sdk_config_with_retries,
 };
