@@ -520,34 +520,38 @@ impl Ledger {
 
     /// The endpoint's attempts of the last [`ATTEMPT_LOG_RETENTION`], oldest
     /// first: its `TRY#` items and its delivered batches' folded POSTs; only
-    /// those of `message_id` and of its split parts when given. Reads the
-    /// endpoint's whole ledger (the server filters, the read units are the
-    /// partition's): for tools, not for the delivery path.
+    /// those of `message_id` and of its split parts when given. Two queries
+    /// ([`AttemptQuery`]): the `TRY#` key range, and the endpoint's whole
+    /// ledger filtered on `TriedAt` (the read units are the partition's):
+    /// for tools, not for the delivery path.
     pub async fn attempts(
         &self,
         endpoint_id: &EndpointId,
         message_id: Option<Uuid>,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let since = OffsetDateTime::now_utc() - ATTEMPT_LOG_RETENTION;
-        // Only the attributes an attempt needs: a batch's keys (up to
-        // ~75 KB) are not sent back.
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("EndpointId = :e")
-            .filter_expression("begins_with(BatchId, :p) OR TriedAt >= :since")
-            .projection_expression(
-                "BatchId, MessageId, #attempt, Attempts, #at, Outcome, LatencyMs, \
-                 TransactionCount, ParentMessageId, #error, TriedAt",
-            )
-            // Reserved words in DynamoDB's expression language.
-            .expression_attribute_names("#attempt", "Attempt")
-            .expression_attribute_names("#at", "At")
-            .expression_attribute_names("#error", "Error")
-            .expression_attribute_values(":e", s(endpoint_id.as_str()))
-            .expression_attribute_values(":p", s(TRY_PREFIX))
-            .expression_attribute_values(":since", n(stamp(since)));
-        let items = dynamo::query_all(&self.table, query).await?;
+        let since = stamp(OffsetDateTime::now_utc() - ATTEMPT_LOG_RETENTION);
+        let mut items = Vec::new();
+        for q in [AttemptQuery::tried(), AttemptQuery::folded()] {
+            // Only the attributes an attempt needs: a batch's keys (up to
+            // ~75 KB) are not sent back.
+            let mut query = self
+                .client
+                .query()
+                .key_condition_expression(q.key_condition)
+                .set_filter_expression(q.filter.map(str::to_owned))
+                .projection_expression(ATTEMPT_ATTRIBUTES)
+                // Reserved words in DynamoDB's expression language.
+                .expression_attribute_names("#attempt", "Attempt")
+                .expression_attribute_names("#at", "At")
+                .expression_attribute_names("#error", "Error")
+                .expression_attribute_values(":e", s(endpoint_id.as_str()));
+            // DynamoDB refuses a value no expression uses.
+            query = match q.filter {
+                Some(_) => query.expression_attribute_values(":since", n(since)),
+                None => query.expression_attribute_values(":p", s(TRY_PREFIX)),
+            };
+            items.extend(dynamo::query_all(&self.table, query).await?);
+        }
         Ok(in_order(endpoint_id, &items, message_id))
     }
 
@@ -632,6 +636,39 @@ impl Ledger {
 
 /// The attempts among `items` (of one endpoint), oldest first; only
 /// `message_id`'s and its parts' when given.
+/// The attributes an attempt listing reads (`#` names are reserved words).
+const ATTEMPT_ATTRIBUTES: &str = "BatchId, MessageId, #attempt, Attempts, #at, Outcome, \
+     LatencyMs, TransactionCount, ParentMessageId, #error, TriedAt";
+
+/// One of the two queries of [`Ledger::attempts`]. DynamoDB refuses a
+/// filter that names a key attribute (`EndpointId`, `BatchId`), so the
+/// `TRY#` items are a key range of their own and the folded POSTs a filter
+/// on `TriedAt`; a unit test holds this, as the local emulators do not.
+#[derive(Debug, Clone, Copy)]
+struct AttemptQuery {
+    key_condition: &'static str,
+    filter: Option<&'static str>,
+}
+
+impl AttemptQuery {
+    /// The `TRY#` items (each expires with its TTL).
+    fn tried() -> AttemptQuery {
+        AttemptQuery {
+            key_condition: "EndpointId = :e AND begins_with(BatchId, :p)",
+            filter: None,
+        }
+    }
+
+    /// Delivered batches whose POST is folded in, of the retention window.
+    /// `TRY#` items carry no `TriedAt`, so none is read twice.
+    fn folded() -> AttemptQuery {
+        AttemptQuery {
+            key_condition: "EndpointId = :e",
+            filter: Some("TriedAt >= :since"),
+        }
+    }
+}
+
 fn in_order(
     endpoint_id: &EndpointId,
     items: &[Item],
@@ -645,6 +682,15 @@ fn in_order(
         })
         .collect();
     found.sort_by_key(|(order, _)| *order);
+    // A delivered POST recorded twice (its ledger write was applied, the
+    // answer lost, the SDK's retry found the item and push wrote a `TRY#`
+    // as well) is one POST: same message, same time.
+    found.dedup_by(|(order, a), (kept_order, kept)| {
+        order == kept_order
+            && a.message_id == kept.message_id
+            && a.outcome == DELIVERED
+            && kept.outcome == DELIVERED
+    });
     found.into_iter().map(|(_, a)| a).collect()
 }
 
@@ -824,5 +870,40 @@ mod tests {
         let of_batch = in_order(&e, &items, Some(batch));
         assert_eq!(of_batch.len(), 3, "{of_batch:?}");
         assert!(of_batch.iter().all(|a| a.message_id != other));
+
+        // Our own ledger write applied, its answer lost, the SDK's retry
+        // saw the item: the same POST folded in and as a `TRY#` is listed
+        // once; a second, later POST of the same batch stays.
+        let mut twice = vec![
+            delivery_item(&other_delivery, None, Some(&tried(None))),
+            try_item(tried(None).at, other, "delivered", None),
+        ];
+        assert_eq!(in_order(&e, &twice, None).len(), 1);
+        twice.push(try_item(
+            tried(None).at + time::Duration::seconds(9),
+            other,
+            "delivered",
+            None,
+        ));
+        assert_eq!(in_order(&e, &twice, None).len(), 2);
+    }
+
+    #[test]
+    fn attempt_queries_filter_no_key_attribute() {
+        // DynamoDB answers a filter on EndpointId or BatchId with a
+        // ValidationException; moto and LocalStack accept it, so only this
+        // test would notice.
+        for q in [AttemptQuery::tried(), AttemptQuery::folded()] {
+            if let Some(filter) = q.filter {
+                assert!(
+                    !filter.contains("EndpointId") && !filter.contains("BatchId"),
+                    "{filter}"
+                );
+                assert!(!filter.contains(":p"), "only used values are sent");
+            } else {
+                assert!(q.key_condition.contains(":p"));
+            }
+            assert!(q.key_condition.starts_with("EndpointId = :e"));
+        }
     }
 }
