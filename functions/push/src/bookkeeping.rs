@@ -134,9 +134,10 @@ impl<P: Ports> Flow<P> {
 
     /// A delivered batch or split part in the ledger, once, with `posted`,
     /// the POST that delivered it: one write. That POST gets a record of its
-    /// own only when the ledger item could not take it (another invocation
-    /// recorded the batch first, or the write failed), so that every POST
-    /// stays on record.
+    /// own only when the ledger item is another's (another invocation
+    /// recorded the batch first), so that every POST stays on record. When
+    /// the write failed, the POST is logged instead: a second write after a
+    /// failed one would run past the time kept for bookkeeping.
     pub(crate) async fn record_delivery(
         &self,
         delivery: &Delivery<'_>,
@@ -146,13 +147,24 @@ impl<P: Ports> Flow<P> {
         let recorded = self.ports.record_delivery(delivery, plan_ref, posted).await;
         match &recorded {
             Ok(Recorded::New) => return,
+            // Or our own write, applied with its answer lost and found by
+            // the SDK's retry: `attempts` lists such a POST once.
             Ok(Recorded::AlreadyThere) => {
                 warn!("another invocation recorded this batch first: it was posted twice")
             }
             // Still acknowledged: it was delivered. Should SQS
             // redeliver it, the receiver drops the repeat by its
             // MessageId.
-            Err(e) => error!(error = %e, "delivered, but the ledger write failed"),
+            Err(e) => {
+                error!(
+                    error = %e,
+                    attempt = posted.map(|a| a.attempt),
+                    at = posted.map(|a| rfc3339(a.at)),
+                    latency_ms = posted.map(|a| a.latency_ms),
+                    "delivered, but the ledger write failed"
+                );
+                return;
+            }
         }
         if let Some(a) = posted {
             let record = AttemptRecord {
@@ -256,6 +268,21 @@ mod tests {
         f.run(&again, deadline()).await;
         assert_eq!(*f.ports.saves.lock().unwrap(), 2);
         assert_eq!(f.ports.state("ep").consecutive_failures, 1);
+    }
+
+    /// A delivered batch whose ledger write fails is still acknowledged, and
+    /// its POST goes to the log, not to a second write: after a failed write
+    /// a second one would run past the time kept for bookkeeping.
+    #[tokio::test]
+    async fn a_failed_ledger_write_costs_no_second_write() {
+        let f = flow(Memory::default());
+        *f.ports.ledger_writes_down.lock().unwrap() = true;
+        let envs = [envelope(0, 2)];
+        let out = f.run(&envs, deadline()).await;
+        assert_eq!(out[0].1, Outcome::Delivered);
+        assert_eq!(f.ports.posts().len(), 1);
+        assert_eq!(*f.ports.try_writes.lock().unwrap(), 0);
+        assert_eq!(f.ports.deleted().len(), 1, "acknowledged");
     }
 
     /// A MessageId twice in one event: the second is looked up when its turn

@@ -379,6 +379,8 @@ pub mod memory {
         pub posts: Mutex<Vec<(String, usize)>>,
         /// Fail every ledger lookup (our outage).
         pub ledger_down: Mutex<bool>,
+        /// Fail every delivery record (a ledger write that timed out).
+        pub ledger_writes_down: Mutex<bool>,
         /// Calls of `lookup_many` and of the single `load`.
         pub batch_lookups: Mutex<usize>,
         pub single_loads: Mutex<usize>,
@@ -486,6 +488,9 @@ pub mod memory {
             _plan_ref: Option<&PlanRef>,
             attempt: Option<&DeliveredAttempt>,
         ) -> Result<Recorded, StoreError> {
+            if *lock(&self.ledger_writes_down) {
+                return Err(throttled());
+            }
             let id = d.message_id.to_string();
             let mut delivered = lock(&self.delivered);
             if delivered.contains(&id) {
