@@ -58,9 +58,26 @@ impl Settings {
             write_concurrency: reader.count(&knob::WRITE_CONCURRENCY)? as usize,
             max_body_bytes: MAX_BODY_BYTES,
             quality,
-            deadline_margin: reader.duration(&knob::DEADLINE_MARGIN_SECONDS)?,
+            deadline_margin: deadline_margin(reader)?,
         })
     }
+}
+
+/// Between zero (writes cut at the deadline itself: the Lambda times out
+/// and SafeSync gets API Gateway's 5xx, not our 503) and the function's
+/// timeout (every upload cut before it starts).
+fn deadline_margin(reader: &Reader<'_>) -> Result<Duration, EnvError> {
+    let margin = reader.duration(&knob::DEADLINE_MARGIN_SECONDS)?;
+    if margin.is_zero() || margin >= crate::budget::FUNCTION_TIMEOUT {
+        return Err(EnvError::Invalid {
+            name: knob::DEADLINE_MARGIN_SECONDS.name,
+            reason: format!(
+                "{margin:?}: ingest needs at least 1 s and less than its {:?} timeout",
+                crate::budget::FUNCTION_TIMEOUT
+            ),
+        });
+    }
+    Ok(margin)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +112,26 @@ mod tests {
         assert_eq!(s.quality.future_margin, time::Duration::hours(1));
         assert_eq!(s.quality.retrieved_max_age, None);
         assert_eq!(s.rejects_table, "r");
+    }
+
+    #[test]
+    fn the_deadline_margin_lies_inside_the_function_timeout() {
+        assert_eq!(
+            load(TABLES).unwrap().deadline_margin,
+            Duration::from_secs(4)
+        );
+        for bad in ["0", "29", "300"] {
+            let mut vars = TABLES.to_vec();
+            vars.push(("DEADLINE_MARGIN_SECONDS", bad));
+            let e = load(&vars).unwrap_err().to_string();
+            assert!(e.contains("DEADLINE_MARGIN_SECONDS"), "{bad}: {e}");
+        }
+        let mut vars = TABLES.to_vec();
+        vars.push(("DEADLINE_MARGIN_SECONDS", "28"));
+        assert_eq!(
+            load(&vars).unwrap().deadline_margin,
+            Duration::from_secs(28)
+        );
     }
 
     #[test]

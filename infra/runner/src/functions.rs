@@ -69,7 +69,12 @@ impl Function {
     /// An HTTP API request; a function error becomes API Gateway's 502/503.
     pub async fn http(&self, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let result = match &self.handler {
-            Handler::Ingest(f) => self.within_timeout(f.handle(event)).await,
+            // The deadline of the template's timeout, as Lambda gives it:
+            // ingest answers its own 503 before the runner's timer would.
+            Handler::Ingest(f) => {
+                let deadline = std::time::Instant::now() + self.timeout;
+                self.within_timeout(f.handle_before(event, deadline)).await
+            }
             Handler::PullApi(f) => self.within_timeout(f.handle(event)).await,
             _ => Err(InvokeError::WrongEvent(self.logical_id.clone())),
         };

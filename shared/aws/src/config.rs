@@ -241,7 +241,7 @@ knobs! {
         unit: Unit::Seconds,
         default: DefaultValue::PerFunction(&[(Ingest, 4), (Fanout, 10), (StreamRecovery, 10)]),
         min: 0, max: 300, local_only: false,
-        doc: "Fan-out: no AWS request starts closer than this to the deadline: one request's worst case plus the answer, so at least `AWS_OPERATION_TIMEOUT_MS` (an error otherwise). Ingest: writes still running this long before the deadline are answered \"not stored, re-send\" (503), and the advisory reads after them (owners, sequence gaps) stop at half of it, so SafeSync gets our answer rather than API Gateway's timeout.",
+        doc: "Fan-out: no AWS request starts closer than this to the deadline: one request's worst case plus the answer, so at least `AWS_OPERATION_TIMEOUT_MS` (an error otherwise). Ingest (1 s to under its 29 s timeout, an error otherwise): writes still running this long before the deadline are answered \"not stored, re-send\" (503), and the advisory reads after them (owners, sequence gaps) stop at half of it, so SafeSync gets our answer rather than API Gateway's timeout.",
     }
     SEND_ATTEMPTS {
         functions: &[Fanout, StreamRecovery],
