@@ -100,12 +100,7 @@ impl Push {
                 .timeout_config(timeouts.clone())
                 .build(),
         );
-        // Built on the first notification, not here: most containers never
-        // send one (docs/benchmarks.md, cold init).
-        let sns_config = aws_sdk_sns::config::Builder::from(sdk)
-            .timeout_config(timeouts)
-            .build();
-        let sns = move || aws_sdk_sns::Client::from_conf(sns_config);
+        let sns = sns_client(sdk, timeouts);
         let timing = Timing {
             attempt_timeout: settings.attempt_timeout,
             after_attempt: AFTER_ATTEMPT,
@@ -195,6 +190,18 @@ impl Push {
     }
 }
 
+/// The SNS client, to be built on the first notification, not at cold
+/// start: most containers never send one (docs/benchmarks.md, cold init).
+fn sns_client(
+    sdk: &SdkConfig,
+    timeouts: aws_sdk_sns::config::timeout::TimeoutConfig,
+) -> impl FnOnce() -> aws_sdk_sns::Client + Send + 'static {
+    let config = aws_sdk_sns::config::Builder::from(sdk)
+        .timeout_config(timeouts)
+        .build();
+    move || aws_sdk_sns::Client::from_conf(config)
+}
+
 /// The flow's view of an SQS message.
 fn envelope(mut m: SqsMessage) -> Envelope {
     Envelope {
@@ -251,6 +258,26 @@ mod tests {
         assert!(
             envelope(m).replayed,
             "a batch replayed from the parked store"
+        );
+    }
+
+    /// Building an SDK client panics on a configuration it cannot use; built
+    /// lazily, that would be at a notification, inside a handler. The
+    /// functions' own `SdkConfig` builds it.
+    #[tokio::test]
+    async fn the_sns_client_builds_from_the_functions_sdk_config() {
+        let sdk = platformsync_aws::sdk_config().await;
+        let timeouts = aws_sdk_sns::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .build();
+        let client = sns_client(&sdk, timeouts)();
+        assert_eq!(
+            client
+                .config()
+                .timeout_config()
+                .and_then(|t| t.operation_timeout()),
+            Some(Duration::from_secs(5))
         );
     }
 
