@@ -99,29 +99,12 @@ fn report(name: &str, receiver: &Receiver, batches: &[BatchMessage], started: In
 /// Messages visible or in flight in the delivery queue.
 async fn queued(stack: &Stack) -> usize {
     use aws_sdk_sqs::types::QueueAttributeName as A;
-    let out = stack
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(stack.reference("DeliveryQueue"))
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .send()
+    stack
+        .delivery_queue_count(&[
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ])
         .await
-        .expect("queue attributes");
-    let attrs = out.attributes.unwrap_or_default();
-    [
-        A::ApproximateNumberOfMessages,
-        A::ApproximateNumberOfMessagesNotVisible,
-    ]
-    .iter()
-    .map(|a| {
-        attrs
-            .get(a)
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0)
-    })
-    .sum()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
