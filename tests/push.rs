@@ -563,8 +563,8 @@ async fn dynamodb_throttled_for_longer_than_the_window_is_never_charged_to_the_c
             settings.lateness_tolerance = Duration::from_secs(1);
             settings.our_backoff_base = Duration::from_secs(1);
             settings.our_backoff_cap = Duration::from_secs(8);
-            settings.aws_operation_timeout = Duration::from_secs(3);
-            settings.aws_attempt_timeout = Duration::from_secs(1);
+            settings.calls.operation_timeout = Duration::from_secs(3);
+            settings.calls.attempt_timeout = Duration::from_secs(1);
         })
         .await;
     let batches = s.batches(2, 0..3);

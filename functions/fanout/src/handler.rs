@@ -47,8 +47,7 @@ impl Fanout<SqsTransport> {
     pub async fn from_env() -> Result<Self, InitError> {
         let reader = Reader::from_env(Function::Fanout);
         let settings = Settings::load(&reader)?;
-        let attempts = Settings::sdk_max_attempts(&reader)?;
-        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
+        let sdk = platformsync_aws::sdk_config_for(&settings.calls).await;
         Ok(Self::new(&sdk, settings))
     }
 }

@@ -1,5 +1,6 @@
 //! How the fan-out is configured (from `template.yaml`'s environment).
 
+use platformsync_aws::Calls;
 use platformsync_aws::config::{Function, Reader, knob};
 use platformsync_aws::delivery_queue::RetryPolicy;
 use platformsync_aws::env::EnvError;
@@ -20,13 +21,11 @@ pub struct Settings {
     pub time_budget: Duration,
     /// No AWS request starts closer than this to the deadline
     /// (`DEADLINE_MARGIN_SECONDS`, default 10): one request's worst case
-    /// (`aws_operation_timeout`) plus the answer.
+    /// (`calls.operation_timeout`) plus the answer.
     pub deadline_margin: Duration,
-    /// Every AWS call, its retries included (`AWS_OPERATION_TIMEOUT_MS`,
-    /// default 8 s).
-    pub aws_operation_timeout: Duration,
-    /// One try of an AWS call (`AWS_ATTEMPT_TIMEOUT_MS`, default 3 s).
-    pub aws_attempt_timeout: Duration,
+    /// Attempts and timeouts of every AWS call (`AWS_MAX_ATTEMPTS` 3,
+    /// `AWS_OPERATION_TIMEOUT_MS` 8 s, `AWS_ATTEMPT_TIMEOUT_MS` 3 s).
+    pub calls: Calls,
     /// Attempts per message within one invocation, the first included
     /// (`SEND_ATTEMPTS`, default 5). Beyond them the batch is retried by
     /// Lambda, from the plan.
@@ -52,8 +51,7 @@ impl Settings {
             config_cache_ttl: knob::CONFIG_CACHE_SECONDS.default_duration_for(fanout),
             time_budget: knob::TIME_BUDGET_SECONDS.default_duration_for(fanout),
             deadline_margin: knob::DEADLINE_MARGIN_SECONDS.default_duration_for(fanout),
-            aws_operation_timeout: knob::AWS_OPERATION_TIMEOUT_MS.default_duration_for(fanout),
-            aws_attempt_timeout: knob::AWS_ATTEMPT_TIMEOUT_MS.default_duration_for(fanout),
+            calls: Calls::defaults_for(fanout),
             send_attempts: knob::SEND_ATTEMPTS.default_for(fanout).unwrap_or(1) as u32,
             send_backoff: Duration::from_millis(100),
         }
@@ -76,33 +74,25 @@ impl Settings {
         settings.config_cache_ttl = reader.duration(&knob::CONFIG_CACHE_SECONDS)?;
         settings.time_budget = reader.duration(&knob::TIME_BUDGET_SECONDS)?;
         settings.deadline_margin = reader.duration(&knob::DEADLINE_MARGIN_SECONDS)?;
-        settings.aws_operation_timeout = reader.duration(&knob::AWS_OPERATION_TIMEOUT_MS)?;
-        settings.aws_attempt_timeout = reader.duration(&knob::AWS_ATTEMPT_TIMEOUT_MS)?;
+        settings.calls = Calls::from_knobs(reader)?;
         settings.send_attempts = reader.count(&knob::SEND_ATTEMPTS)?;
         // The margin exists to let one request finish before the deadline.
-        if settings.deadline_margin < settings.aws_operation_timeout {
+        if settings.deadline_margin < settings.calls.operation_timeout {
             return Err(EnvError::Invalid {
                 name: knob::DEADLINE_MARGIN_SECONDS.name,
                 reason: format!(
                     "{:?} is less than AWS_OPERATION_TIMEOUT_MS ({:?})",
-                    settings.deadline_margin, settings.aws_operation_timeout
+                    settings.deadline_margin, settings.calls.operation_timeout
                 ),
             });
         }
         Ok(settings)
     }
 
-    /// Attempts per AWS call (the SDK's standard retry mode).
-    pub fn sdk_max_attempts(reader: &Reader<'_>) -> Result<u32, EnvError> {
-        reader.count(&knob::AWS_MAX_ATTEMPTS)
-    }
-
-    /// The SDK clients' timeouts.
-    pub(crate) fn timeouts(&self) -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
-        aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-            .operation_timeout(self.aws_operation_timeout)
-            .operation_attempt_timeout(self.aws_attempt_timeout)
-            .build()
+    /// The SDK clients' timeouts (the `SdkConfig` of `from_env` carries
+    /// them too; tests hand the function their own).
+    pub fn timeouts(&self) -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+        self.calls.timeouts()
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
@@ -138,8 +128,8 @@ mod tests {
         assert_eq!(s.config_cache_ttl, Duration::from_secs(30));
         assert_eq!(s.time_budget, Duration::from_secs(50));
         assert_eq!(s.deadline_margin, Duration::from_secs(10));
-        assert_eq!(s.aws_operation_timeout, Duration::from_secs(8));
-        assert_eq!(s.aws_attempt_timeout, Duration::from_secs(3));
+        assert_eq!(s.calls.operation_timeout, Duration::from_secs(8));
+        assert_eq!(s.calls.attempt_timeout, Duration::from_secs(3));
         assert_eq!(s.send_attempts, 5);
         assert_eq!(s.transactions_table.as_deref(), Some("t"));
         // Stream-recovery is configured by the same knobs.

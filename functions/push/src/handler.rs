@@ -81,10 +81,7 @@ impl Push {
         })?;
         // Every AWS call is bounded: a slow ledger write cannot run the
         // invocation into its timeout (and the batch into a blind re-POST).
-        let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-            .operation_timeout(settings.aws_operation_timeout)
-            .operation_attempt_timeout(settings.aws_attempt_timeout)
-            .build();
+        let timeouts = settings.calls.timeouts();
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(sdk)
                 .timeout_config(timeouts.clone())
@@ -145,8 +142,7 @@ impl Push {
         let settings = Settings::load(&reader)?;
         // The SDK's standard retry mode absorbs short throttling, within the
         // operation timeout.
-        let attempts = Settings::sdk_max_attempts(&reader)?;
-        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
+        let sdk = platformsync_aws::sdk_config_for(&settings.calls).await;
         Self::new(&sdk, settings)
     }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use platformsync_aws::Calls;
 use platformsync_aws::config::{Function, Reader, knob};
 use platformsync_aws::env::EnvError;
 use platformsync_delivery::ssrf::AllowList;
@@ -40,10 +41,9 @@ pub struct Settings {
     /// ... up to this (`OUR_BACKOFF_CAP_SECONDS`, 30 min): at most ~700
     /// receives in the queue's 14 days, below maxReceiveCount (1000).
     pub our_backoff_cap: Duration,
-    /// Every AWS call, retries included (`AWS_OPERATION_TIMEOUT_MS`, 5 s).
-    pub aws_operation_timeout: Duration,
-    /// One try of an AWS call (`AWS_ATTEMPT_TIMEOUT_MS`, 2 s).
-    pub aws_attempt_timeout: Duration,
+    /// Attempts and timeouts of every AWS call (`AWS_MAX_ATTEMPTS` 4,
+    /// `AWS_OPERATION_TIMEOUT_MS` 5 s, `AWS_ATTEMPT_TIMEOUT_MS` 2 s).
+    pub calls: Calls,
     /// One POST, connect to response (`ATTEMPT_TIMEOUT_SECONDS`, 180 s).
     pub attempt_timeout: Duration,
     /// How long endpoint settings are cached (`CONFIG_CACHE_SECONDS`, 30 s).
@@ -85,9 +85,7 @@ impl Settings {
                 .default_duration_for(Function::Push),
             our_backoff_base: knob::OUR_BACKOFF_BASE_SECONDS.default_duration_for(Function::Push),
             our_backoff_cap: knob::OUR_BACKOFF_CAP_SECONDS.default_duration_for(Function::Push),
-            aws_operation_timeout: knob::AWS_OPERATION_TIMEOUT_MS
-                .default_duration_for(Function::Push),
-            aws_attempt_timeout: knob::AWS_ATTEMPT_TIMEOUT_MS.default_duration_for(Function::Push),
+            calls: Calls::defaults_for(Function::Push),
             attempt_timeout: knob::ATTEMPT_TIMEOUT_SECONDS.default_duration_for(Function::Push),
             config_cache: DEFAULT_CONFIG_CACHE,
             extra_ca_pem: None,
@@ -115,8 +113,7 @@ impl Settings {
         settings.lateness_tolerance = reader.duration(&knob::LATENESS_TOLERANCE_SECONDS)?;
         settings.our_backoff_base = reader.duration(&knob::OUR_BACKOFF_BASE_SECONDS)?;
         settings.our_backoff_cap = reader.duration(&knob::OUR_BACKOFF_CAP_SECONDS)?;
-        settings.aws_operation_timeout = reader.duration(&knob::AWS_OPERATION_TIMEOUT_MS)?;
-        settings.aws_attempt_timeout = reader.duration(&knob::AWS_ATTEMPT_TIMEOUT_MS)?;
+        settings.calls = Calls::from_knobs(reader)?;
         settings.attempt_timeout = reader.duration(&knob::ATTEMPT_TIMEOUT_SECONDS)?;
         settings.config_cache = reader.duration(&knob::CONFIG_CACHE_SECONDS)?;
         if let Some(prefix) = reader.optional_text(&knob::ENDPOINT_SECRET_PREFIX)? {
@@ -142,11 +139,6 @@ impl Settings {
             })?;
         }
         Ok(settings)
-    }
-
-    /// Attempts per AWS call (the SDK's standard retry mode).
-    pub fn sdk_max_attempts(reader: &Reader<'_>) -> Result<u32, EnvError> {
-        reader.count(&knob::AWS_MAX_ATTEMPTS)
     }
 }
 
@@ -207,7 +199,7 @@ mod loader_tests {
             platformsync_http::client::DEFAULT_ATTEMPT_TIMEOUT
         );
         assert_eq!(s.config_cache, Duration::from_secs(30));
-        assert_eq!(s.aws_operation_timeout, Duration::from_secs(5));
+        assert_eq!(s.calls.operation_timeout, Duration::from_secs(5));
         assert_eq!(s.our_backoff_cap, Duration::from_secs(1800));
         assert_eq!(s.endpoint_secret_prefix, "platformsync/dev/endpoints/");
         assert!(s.allow.is_empty() && s.extra_ca_pem.is_none());
@@ -228,7 +220,7 @@ mod loader_tests {
         ])
         .unwrap();
         assert_eq!(s.retry_window, Duration::from_secs(10));
-        assert_eq!(s.aws_attempt_timeout, Duration::from_millis(750));
+        assert_eq!(s.calls.attempt_timeout, Duration::from_millis(750));
         let e = load(&[("ATTEMPT_TIMEOUT_SECONDS", "0")]).unwrap_err();
         assert!(e.to_string().contains("ATTEMPT_TIMEOUT_SECONDS"), "{e}");
         let e = load(&[("PLATFORMSYNC_ALLOW_CIDRS", "not-a-range")]).unwrap_err();

@@ -102,8 +102,12 @@ impl StreamRecovery {
     pub fn new(sdk: &SdkConfig, settings: fanout::Settings) -> Self {
         let time_budget = settings.time_budget;
         Self {
+            streams: aws_sdk_dynamodbstreams::Client::from_conf(
+                aws_sdk_dynamodbstreams::config::Builder::from(sdk)
+                    .timeout_config(settings.timeouts())
+                    .build(),
+            ),
             fanout: Fanout::new(sdk, settings),
-            streams: aws_sdk_dynamodbstreams::Client::new(sdk),
             time_budget,
         }
     }
@@ -112,8 +116,8 @@ impl StreamRecovery {
     pub async fn from_env() -> Result<Self, InitError> {
         let reader = Reader::from_env(Function::StreamRecovery);
         let settings = fanout::Settings::load(&reader)?;
-        let attempts = fanout::Settings::sdk_max_attempts(&reader)?;
-        let sdk = platformsync_aws::sdk_config_with_retries(attempts).await;
+        // Every client bounded, the Streams client too.
+        let sdk = platformsync_aws::sdk_config_for(&settings.calls).await;
         Ok(Self::new(&sdk, settings))
     }
 

@@ -56,7 +56,4 @@ pub use aws_types::SdkConfig;
 pub use error::StoreError;
 
 mod sdk;
-pub use sdk::{
-    Calls, OnFirstUse, http_client, on_first_use, sdk_config, sdk_config_for,
-    sdk_config_with_retries,
-};
+pub use sdk::{Calls, OnFirstUse, http_client, on_first_use, sdk_config, sdk_config_for};

@@ -44,7 +44,7 @@ use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
-use crate::config::{Knob, Reader, knob};
+use crate::config::{Function, Knob, Reader, knob};
 use crate::env::EnvError;
 
 /// Loads the shared SDK configuration; build every client from it, once, at
@@ -73,6 +73,15 @@ impl Calls {
         &knob::AWS_ATTEMPT_TIMEOUT_MS,
     ];
 
+    /// The knobs' defaults for `function`.
+    pub fn defaults_for(function: Function) -> Calls {
+        Calls {
+            max_attempts: knob::AWS_MAX_ATTEMPTS.default_for(function).unwrap_or(3) as u32,
+            operation_timeout: knob::AWS_OPERATION_TIMEOUT_MS.default_duration_for(function),
+            attempt_timeout: knob::AWS_ATTEMPT_TIMEOUT_MS.default_duration_for(function),
+        }
+    }
+
     /// The function's knobs (defaults and bounds in [`crate::config`]).
     pub fn from_knobs(reader: &Reader<'_>) -> Result<Calls, EnvError> {
         Ok(Calls {
@@ -82,7 +91,9 @@ impl Calls {
         })
     }
 
-    fn timeouts(&self) -> TimeoutConfig {
+    /// The timeouts, for a client built from an `SdkConfig` that does not
+    /// carry them (tests hand the functions their own).
+    pub fn timeouts(&self) -> TimeoutConfig {
         TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .operation_timeout(self.operation_timeout)
@@ -95,17 +106,6 @@ impl Calls {
 pub async fn sdk_config_for(calls: &Calls) -> SdkConfig {
     let retry = RetryConfig::standard().with_max_attempts(calls.max_attempts);
     load(retry, Some(calls.timeouts())).await
-}
-
-/// Like [`sdk_config`], with the SDK's standard retry mode (exponential
-/// backoff with jitter on throttling and transient errors) allowed
-/// `max_attempts` attempts per call instead of the default 3.
-pub async fn sdk_config_with_retries(max_attempts: u32) -> SdkConfig {
-    load(
-        RetryConfig::standard().with_max_attempts(max_attempts),
-        None,
-    )
-    .await
 }
 
 /// aws-config's default connect timeout: a black-holed connection fails in
@@ -370,13 +370,17 @@ mod tests {
 
     #[test]
     fn calls_bound_every_call_and_keep_the_connect_timeout() {
-        use crate::config::Function;
         let vars = env(&[("AWS_OPERATION_TIMEOUT_MS", "7000")]);
         let reader = Reader::with_lookup(Function::Ingest, vars);
         let calls = Calls::from_knobs(&reader).expect("knobs in bounds");
         assert_eq!(calls.max_attempts, 8, "ingest's default");
         assert_eq!(calls.operation_timeout, Duration::from_secs(7));
         assert_eq!(calls.attempt_timeout, Duration::from_secs(3));
+        let defaults = Calls::defaults_for(Function::Ingest);
+        assert_eq!(
+            (defaults.max_attempts, defaults.operation_timeout),
+            (8, Duration::from_secs(10))
+        );
         let mut e = Environment::read(env(&[("AWS_REGION", "eu-west-1")]));
         e.timeouts = Some(calls.timeouts());
         let conf = e.config(
