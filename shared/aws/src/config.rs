@@ -315,7 +315,14 @@ knobs! {
         unit: Unit::Count,
         default: DefaultValue::PerFunction(&[(Ingest, 8), (PullApi, 5), (Fanout, 3), (StreamRecovery, 3), (Push, 4)]),
         min: 1, max: 10, local_only: false,
-        doc: "Attempts per AWS call in the SDK's standard retry mode (exponential backoff with jitter), within the operation timeout. Ingest retries throttled puts longest, so an upload is answered 503 only when DynamoDB stays unavailable.",
+        doc: "Attempts per AWS call in the SDK's standard retry mode (exponential backoff with jitter), within the operation timeout. Ingest retries throttled puts longest, so an upload is answered 503 only when DynamoDB stays unavailable. The SDK also keeps a retry quota per process and service (500 tokens: a retried throttle costs 5, a retried timeout 10, a success gives them back): once spent, calls are not retried until successes refill it, and ingest answers the items \"not stored, re-send\".",
+    }
+    AWS_MAX_BACKOFF_MS {
+        functions: &[Ingest, PullApi, Fanout, StreamRecovery, Push],
+        unit: Unit::Milliseconds,
+        default: DefaultValue::Number(2000),
+        min: 100, max: 20_000, local_only: false,
+        doc: "The longest pause between two attempts of an AWS call (the SDK's own is 20 s, doubling from 1 s with jitter). Kept well under the operation timeout, so a call throttled at the end of a short burst is tried again instead of sleeping past its timeout.",
     }
     AWS_OPERATION_TIMEOUT_MS {
         functions: &[Ingest, PullApi, Fanout, StreamRecovery, Push],

@@ -54,11 +54,14 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 /// How hard and how long the SDK tries each call: the function's
-/// `AWS_MAX_ATTEMPTS`, `AWS_OPERATION_TIMEOUT_MS` and `AWS_ATTEMPT_TIMEOUT_MS`.
+/// `AWS_MAX_ATTEMPTS`, `AWS_MAX_BACKOFF_MS`, `AWS_OPERATION_TIMEOUT_MS` and
+/// `AWS_ATTEMPT_TIMEOUT_MS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Calls {
     /// Attempts in the SDK's standard retry mode (backoff with jitter).
     pub max_attempts: u32,
+    /// The longest pause between two attempts.
+    pub max_backoff: Duration,
     /// One call, its retries included.
     pub operation_timeout: Duration,
     /// One try of a call.
@@ -67,8 +70,9 @@ pub struct Calls {
 
 impl Calls {
     /// The knobs [`Calls::from_knobs`] reads.
-    pub const KNOBS: [&'static Knob; 3] = [
+    pub const KNOBS: [&'static Knob; 4] = [
         &knob::AWS_MAX_ATTEMPTS,
+        &knob::AWS_MAX_BACKOFF_MS,
         &knob::AWS_OPERATION_TIMEOUT_MS,
         &knob::AWS_ATTEMPT_TIMEOUT_MS,
     ];
@@ -77,6 +81,7 @@ impl Calls {
     pub fn defaults_for(function: Function) -> Calls {
         Calls {
             max_attempts: knob::AWS_MAX_ATTEMPTS.default_for(function).unwrap_or(3) as u32,
+            max_backoff: knob::AWS_MAX_BACKOFF_MS.default_duration_for(function),
             operation_timeout: knob::AWS_OPERATION_TIMEOUT_MS.default_duration_for(function),
             attempt_timeout: knob::AWS_ATTEMPT_TIMEOUT_MS.default_duration_for(function),
         }
@@ -86,9 +91,17 @@ impl Calls {
     pub fn from_knobs(reader: &Reader<'_>) -> Result<Calls, EnvError> {
         Ok(Calls {
             max_attempts: reader.count(&knob::AWS_MAX_ATTEMPTS)?,
+            max_backoff: reader.duration(&knob::AWS_MAX_BACKOFF_MS)?,
             operation_timeout: reader.duration(&knob::AWS_OPERATION_TIMEOUT_MS)?,
             attempt_timeout: reader.duration(&knob::AWS_ATTEMPT_TIMEOUT_MS)?,
         })
+    }
+
+    /// The SDK's standard retry mode with these attempts and pauses.
+    pub fn retry(&self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts)
+            .with_max_backoff(self.max_backoff)
     }
 
     /// The timeouts, for a client built from an `SdkConfig` that does not
@@ -104,8 +117,7 @@ impl Calls {
 
 /// The shared SDK configuration with every call bounded as `calls` says.
 pub async fn sdk_config_for(calls: &Calls) -> SdkConfig {
-    let retry = RetryConfig::standard().with_max_attempts(calls.max_attempts);
-    load(retry, Some(calls.timeouts())).await
+    load(calls.retry(), Some(calls.timeouts())).await
 }
 
 /// aws-config's default connect timeout: a black-holed connection fails in
@@ -381,6 +393,18 @@ mod tests {
             (defaults.max_attempts, defaults.operation_timeout),
             (8, Duration::from_secs(10))
         );
+        let retry = calls.retry();
+        assert_eq!(retry.max_attempts(), 8);
+        assert_eq!(retry.max_backoff(), Duration::from_secs(2));
+        // The SDK's 20 s pause would outlast the operation timeout: a call
+        // throttled at the end of a burst would time out, not be retried.
+        for function in Function::ALL {
+            let d = Calls::defaults_for(function);
+            assert!(
+                d.max_backoff * 2 <= d.operation_timeout,
+                "{function:?}: {d:?}"
+            );
+        }
         let mut e = Environment::read(env(&[("AWS_REGION", "eu-west-1")]));
         e.timeouts = Some(calls.timeouts());
         let conf = e.config(
