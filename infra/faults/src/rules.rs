@@ -10,7 +10,8 @@ use crate::classify::{Call, canonical_service};
 /// What an injected failure looks like to the client.
 ///
 /// JSON: `"throttle"`, `"internal"`, `"unavailable"`, `"access_denied"`,
-/// `"kms"`, `{"hang": {"seconds": 5}}` or `{"hang": {"seconds": 5, "forward": false}}`.
+/// `"kms"`, `{"hang": {"seconds": 5}}`, `{"hang": {"seconds": 5, "forward": false}}`
+/// or `{"lose_answer": {"seconds": 5}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
@@ -34,6 +35,10 @@ pub enum Fault {
         #[serde(default = "yes")]
         forward: bool,
     },
+    /// Forwards the request at once (the emulator carries it out), then
+    /// holds the answer for `seconds` and closes the connection without it:
+    /// a write that landed while its client timed out and retried.
+    LoseAnswer { seconds: f64 },
     /// Any other error, in the service's protocol: `__type`/`x-amzn-ErrorType`
     /// (JSON) or `<Code>` (query) `code`, with `status`. `query_code` is the
     /// code of SQS's `x-amzn-query-error` header, which the SQS SDK reports
@@ -152,7 +157,7 @@ impl Rule {
         {
             return Err(format!("for_seconds must be >= 0, got {s}"));
         }
-        if let Fault::Hang { seconds, .. } = self.fault
+        if let Fault::Hang { seconds, .. } | Fault::LoseAnswer { seconds } = self.fault
             && !ok(seconds)
         {
             return Err(format!("hang seconds must be >= 0, got {seconds}"));

@@ -123,9 +123,10 @@ pub(crate) async fn serve(
     }
 }
 
-/// An error makes hyper close the connection without an answer (a dropped hang).
+/// An error makes hyper close the connection without an answer (a dropped
+/// hang, a lost answer).
 #[derive(Debug, thiserror::Error)]
-#[error("request dropped by a hang rule")]
+#[error("answer dropped by a fault rule")]
 struct Dropped;
 
 async fn handle(
@@ -193,6 +194,17 @@ async fn handle(
                 forward(&task_shared, &service, parts, body).await
             });
             task.await.map_err(|e| Box::new(e) as BoxError)
+        }
+        Some(Fault::LoseAnswer { seconds }) => {
+            // Detached for the same reason as a forwarded hang: the client
+            // giving up must not cancel the request upstream.
+            let task_shared = shared.clone();
+            let service = call.service.clone();
+            let carried_out =
+                tokio::spawn(async move { forward(&task_shared, &service, parts, body).await });
+            let _answer = carried_out.await;
+            tokio::time::sleep(crate::rules::seconds(seconds)).await;
+            Err(Box::new(Dropped))
         }
         Some(fault) => {
             let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);

@@ -58,7 +58,7 @@ pub fn shape(service: &str, fault: &Fault) -> Option<ErrorShape> {
     const SQS: &str = "com.amazonaws.sqs";
     const SM: &str = "com.amazonaws.secretsmanager";
     match (service, fault) {
-        (_, Fault::Hang { .. }) => None,
+        (_, Fault::Hang { .. } | Fault::LoseAnswer { .. }) => None,
 
         (
             _,

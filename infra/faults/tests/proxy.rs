@@ -363,6 +363,27 @@ async fn a_dropped_hang_never_reaches_the_emulator() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_lands_the_write_and_the_client_sees_no_answer() {
+    let Some(proxy) = proxy().await else { return };
+    let setup = aws_sdk_dynamodb::Client::new(&config(&proxy, 1, None).await);
+    let table = table(&setup).await;
+    let ddb =
+        aws_sdk_dynamodb::Client::new(&config(&proxy, 1, Some(Duration::from_millis(500))).await);
+    proxy.add_rule(Rule::new("dynamodb", "PutItem", Fault::LoseAnswer { seconds: 5.0 }).times(1));
+    let err = ddb
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("landed".into()))
+        .send()
+        .await
+        .expect_err("no answer");
+    assert!(matches!(err, SdkError::TimeoutError(_)), "{err:?}");
+    // Carried out before the client gave up: already there, no waiting.
+    assert!(exists(&setup, &table, "landed").await);
+    assert_eq!(proxy.stats().failed("dynamodb", "PutItem"), 1);
+}
+
+#[tokio::test]
 async fn secrets_manager_kms_failure_is_decryption_failure() {
     let Some(proxy) = proxy().await else { return };
     let sm = aws_sdk_secretsmanager::Client::new(&config(&proxy, 3, None).await);
