@@ -153,3 +153,42 @@ async fn throttling_for_a_while_is_absorbed_by_the_retries() {
     assert_eq!(stored.len(), 20);
     assert_eq!(stored.values().sum::<usize>(), 20, "{stored:?}");
 }
+
+#[tokio::test]
+async fn a_put_whose_answer_was_lost_is_accepted_not_reported_as_a_duplicate() {
+    let _quota = RETRY_QUOTA.lock().await;
+    let stack = Stack::deploy().await;
+    let key = stack.ingest_key().await;
+    let proxy = fault_proxy().await;
+    let calls = Calls::from_knobs(&Reader::with_lookup(Function::Ingest, |_| None))
+        .expect("ingest's defaults");
+    let through = config_through(&proxy, |loader| {
+        loader
+            .retry_config(calls.retry())
+            .timeout_config(calls.timeouts())
+    })
+    .await;
+    let ingest = ingest::Ingest::new(&through, stack.ingest_settings());
+    let body = testdata::upload_json(5, 1, 3);
+
+    // The first put is carried out but its answer never comes: the SDK's
+    // attempt times out and it tries again, finding the item there.
+    proxy.add_rule(Rule::new("dynamodb", "PutItem", Fault::LoseAnswer { seconds: 10.0 }).times(1));
+    let resp = ingest.handle(apigw::post(PATH, &body, Some(&key))).await;
+    let answer = apigw::json(&resp);
+    assert_eq!(proxy.stats().failed("dynamodb", "PutItem"), 1, "{answer}");
+    assert_eq!(resp.status_code, 200, "{answer}");
+    assert_eq!(
+        answer["Accepted"], 5,
+        "the landed put is this upload's: {answer}"
+    );
+    assert_eq!(answer["Duplicates"], 0, "{answer}");
+
+    // SafeSync sending the same upload again is told they are duplicates.
+    proxy.clear();
+    let resp = ingest.handle(apigw::post(PATH, &body, Some(&key))).await;
+    let answer = apigw::json(&resp);
+    assert_eq!(answer["Duplicates"], 5, "{answer}");
+    let stored = stored_keys(&stack, &body).await;
+    assert_eq!(stored.values().sum::<usize>(), 5, "{stored:?}");
+}

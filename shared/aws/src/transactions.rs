@@ -13,7 +13,8 @@
 use crate::StoreError;
 use crate::dynamo::{self, Item, s};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::KeysAndAttributes;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnValuesOnConditionCheckFailure};
 use platformsync_domain::dedup::StorageKey;
 use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::serial::SerialNumber;
@@ -26,6 +27,9 @@ pub(crate) fn key(at: &StorageKey) -> Item {
         ("SortKey".to_owned(), s(at.sort.as_str())),
     ])
 }
+
+/// The attribute naming the upload that stored an item.
+const UPLOAD_ID: &str = "UploadId";
 
 /// The outcome of a conditional insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +54,41 @@ impl TransactionStore {
     }
 
     /// Stores `record` unless its key exists: one write unit, no read.
+    ///
+    /// The SDK retries a put whose answer it did not get (a timed-out
+    /// attempt, a dropped connection); when that attempt had landed, the
+    /// retry finds the item there. The failed condition returns the item
+    /// (free: the write unit is spent either way), and an item written by
+    /// this same upload is this put's own: `Stored`, not a duplicate that
+    /// SafeSync would be told it had sent before.
     pub async fn insert_new(&self, record: &StoredTransaction) -> Result<Insertion, StoreError> {
         let item = dynamo::encode(&self.table, &record.sort_key, record)?;
-        Ok(
-            if dynamo::put_if_absent(&self.client, &self.table, item, "SortKey").await? {
-                Insertion::Stored
-            } else {
-                Insertion::Duplicate
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(SortKey)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Insertion::Stored),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(there)) => {
+                    let writer = there
+                        .item()
+                        .and_then(|old| old.get(UPLOAD_ID))
+                        .and_then(|v| v.as_s().ok());
+                    Ok(if writer == Some(&record.upload_id) {
+                        Insertion::Stored
+                    } else {
+                        Insertion::Duplicate
+                    })
+                }
+                _ => Err(StoreError::sdk("PutItem", &self.table, e)),
             },
-        )
+        }
     }
 
     /// The items stored under `keys`, by key; one `BatchGetItem` per 100
