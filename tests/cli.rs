@@ -12,6 +12,7 @@ use platformsync_domain::quality::{QualityPolicy, check};
 use platformsync_domain::types::{AuditType, TransactionType};
 use platformsync_domain::upload::parse_upload;
 use platformsync_tests::cli;
+use platformsync_tests::ids;
 use platformsync_tests::{Stack, apigw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -441,8 +442,8 @@ async fn status_reports_queues_health_and_deliveries_robustly() {
     put_item(&dynamo, &s.reference("ConfigTable"), health).await;
     platformsync_aws::parked::ParkedStore::new(dynamo.clone(), ledger.clone())
         .park(&platformsync_aws::parked::ParkBatch {
-            endpoint_id: "acme-b",
-            customer_id: "acme",
+            endpoint_id: &ids::endpoint("acme-b"),
+            customer_id: &ids::customer("acme"),
             message_id: "m-parked",
             kind: "Transactions",
             created_at: "2024-05-02T09:00:00Z",

@@ -1,6 +1,7 @@
 //! The configuration table on the local stack: customers, endpoints, safes.
 
 use platformsync_domain::endpoint::{Customer, CustomerId, EndpointId, EndpointSettings};
+use platformsync_tests::ids;
 use platformsync_tests::{Stack, endpoint_settings};
 
 fn endpoint(customer: &str, id: &str) -> EndpointSettings {
@@ -34,7 +35,10 @@ async fn customers_endpoints_and_safes_round_trip() {
     ] {
         config.put_endpoint(&endpoint(customer, id)).await.unwrap();
     }
-    config.assign_safe("UT07761", "acme").await.unwrap();
+    config
+        .assign_safe(&ids::safe("UT07761"), &ids::customer("acme"))
+        .await
+        .unwrap();
 
     assert_eq!(
         config.customer(&acme).await.unwrap().unwrap().name,

@@ -8,6 +8,7 @@
 use platformsync_domain::testdata;
 use platformsync_pipeline::{Pipeline, PipelineOptions};
 use platformsync_receiver::ReceivedBatch;
+use platformsync_tests::ids;
 use platformsync_tests::inbox::Inbox;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -280,7 +281,7 @@ async fn an_endpoint_that_never_recovers_ends_parked_with_two_notifications() {
     let started = std::time::Instant::now();
     while expired.len() < all.len() && started.elapsed() < Duration::from_secs(120) {
         expired.clear();
-        for kept in parked.list("acme-down").await.unwrap() {
+        for kept in parked.list(&ids::endpoint("acme-down")).await.unwrap() {
             assert_eq!(kept.reason, "expired");
             let body = parked.body(&kept).await.unwrap();
             let batch: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -15,6 +15,7 @@ use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::testdata;
 use platformsync_domain::types::MessageKind;
+use platformsync_tests::ids;
 use platformsync_tests::{Stack, apigw, endpoint_settings, streams};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -103,7 +104,10 @@ impl World {
         let mut owners = BTreeMap::new();
         for (i, serial) in testdata::serials(SAFES, seed).into_iter().enumerate() {
             let customer = if i < 4 { "acme" } else { "globex" };
-            config.assign_safe(&serial, customer).await.unwrap();
+            config
+                .assign_safe(&ids::safe(&serial), &ids::customer(customer))
+                .await
+                .unwrap();
             owners.insert(serial, customer.to_owned());
         }
 

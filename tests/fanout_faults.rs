@@ -18,6 +18,7 @@ use platformsync_domain::batch::BatchMessage;
 use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::testdata;
 use platformsync_faults::{Fault, FaultProxy, Rule};
+use platformsync_tests::ids;
 use platformsync_tests::{Stack, streams};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -57,7 +58,10 @@ impl World {
             config.put_endpoint(&endpoint(id, size)).await.unwrap();
         }
         for serial in testdata::serials(SAFES, seed) {
-            config.assign_safe(&serial, "acme").await.unwrap();
+            config
+                .assign_safe(&ids::safe(&serial), &ids::customer("acme"))
+                .await
+                .unwrap();
         }
         let body = testdata::upload_json(transactions, SAFES, seed);
         stack.upload(&body).await;

@@ -7,6 +7,7 @@ use platformsync_domain::record::{DeliveryStatus, StoredTransaction};
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::testdata;
 use platformsync_domain::upload::parse_upload;
+use platformsync_tests::ids;
 use platformsync_tests::{Stack, apigw};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -414,7 +415,10 @@ async fn uploads_without_the_ingest_key_are_refused_and_store_nothing() {
 async fn sequence_gaps_are_reported_and_unowned_safes_counted() {
     let api = Api::deploy().await;
     let config = api.stack.config_store();
-    config.assign_safe("UT00001", "cust-1").await.unwrap();
+    config
+        .assign_safe(&ids::safe("UT00001"), &ids::customer("cust-1"))
+        .await
+        .unwrap();
     let mut other = valid(50);
     other["SerialNumber"] = json!("CT57679");
 

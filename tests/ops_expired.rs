@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use platformsync_domain::endpoint::{CustomerId, EndpointId};
+use platformsync_tests::ids;
 use platformsync_tests::receiver::{Receiver, Request};
 use platformsync_tests::{Stack, cli, transactions_batch, transactions_batches};
 use serde_json::{Value, json};
@@ -135,7 +136,7 @@ async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
     .await;
     assert_eq!(dry["WouldReplay"], json!(ids));
     assert_eq!(
-        store.list("acme-ops").await.unwrap().len(),
+        store.list(&ids::endpoint("acme-ops")).await.unwrap().len(),
         3,
         "dry run sends nothing"
     );
@@ -146,7 +147,11 @@ async fn disable_keeps_the_backlog_and_enable_delivers_it_once_in_order() {
     assert_eq!(enabled["Replayed"], json!(ids));
     assert_eq!(enabled["Resuming"], false);
     assert!(
-        store.list("acme-ops").await.unwrap().is_empty(),
+        store
+            .list(&ids::endpoint("acme-ops"))
+            .await
+            .unwrap()
+            .is_empty(),
         "removed once queued"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -201,10 +206,19 @@ async fn replay_keeps_order_and_a_rotated_key_is_used_on_the_next_attempt() {
     )
     .await;
     assert_eq!(dry[0]["Queued"], json!(ids));
-    assert_eq!(store.list("acme-rot").await.unwrap().len(), 3);
+    assert_eq!(
+        store.list(&ids::endpoint("acme-rot")).await.unwrap().len(),
+        3
+    );
     let done = cli::json(&stack, &["expired", "replay", "--all"]).await;
     assert_eq!(done[0]["Queued"], json!(ids));
-    assert!(store.list("acme-rot").await.unwrap().is_empty());
+    assert!(
+        store
+            .list(&ids::endpoint("acme-rot"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     stack
         .deliver_until(&push, Duration::from_secs(30), || receiver.count() >= 3)
@@ -332,9 +346,15 @@ async fn enable_under_live_traffic_delivers_everything_once_in_order() {
         }
     }
     assert_eq!(seen.len(), all.len() * 3);
-    assert!(store.list("acme-live").await.unwrap().is_empty());
+    assert!(
+        store
+            .list(&ids::endpoint("acme-live"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let health = stack.health_store();
-    let h = health.load("acme-live").await.unwrap();
+    let h = health.load(&ids::endpoint("acme-live")).await.unwrap();
     assert!(!h.resuming, "enabled, not resuming");
     assert!(
         h.parked_seq > 0,
@@ -366,8 +386,8 @@ async fn enable_replays_only_the_backlog_not_refused_parts_or_delivered_batches(
     let parent = batches[2].message_id.to_string();
     store
         .park(&ParkBatch {
-            endpoint_id: "acme-mixed",
-            customer_id: CUSTOMER,
+            endpoint_id: &ids::endpoint("acme-mixed"),
+            customer_id: &ids::customer(CUSTOMER),
             message_id: &refused_id,
             kind: "Transactions",
             created_at: &refused.created_at,
@@ -395,7 +415,7 @@ async fn enable_replays_only_the_backlog_not_refused_parts_or_delivered_batches(
     let posted: Vec<String> = receiver.requests().iter().map(|r| r.message_id()).collect();
     assert_eq!(posted, replayed);
     let left: Vec<(String, String)> = store
-        .list("acme-mixed")
+        .list(&ids::endpoint("acme-mixed"))
         .await
         .unwrap()
         .into_iter()

@@ -15,6 +15,7 @@ use platformsync_domain::record::StoredTransaction;
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::testdata;
 use platformsync_tests::cli;
+use platformsync_tests::ids;
 use platformsync_tests::{Stack, apigw};
 use pull_api::{PullApi, Settings};
 use serde::Deserialize;
@@ -780,7 +781,7 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
         let store = &store;
         async move {
             store
-                .periods_of(c, None)
+                .periods_of(&ids::customer(c), None)
                 .await
                 .unwrap()
                 .into_iter()
@@ -797,7 +798,10 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
     };
 
     // Assigned before assignments had dates: only the OWNER item.
-    config.assign_safe("UT9", "acme").await.unwrap();
+    config
+        .assign_safe(&ids::safe("UT9"), &ids::customer("acme"))
+        .await
+        .unwrap();
     let assign = "safe assign UT9 --customer globex --from 2026-06-10";
     let out = cli::ok(&stack, &cli::args(assign)).await;
     assert!(out.contains("(was acme)"), "{out}");
@@ -836,8 +840,11 @@ async fn backdated_and_legacy_assignments_rewrite_the_periods() {
 
     // A safe assigned before dates, assigned again to its owner: its history
     // starts at its first transaction.
-    config.assign_safe("UT8", "globex").await.unwrap();
-    assert!(store.history("UT8").await.unwrap().is_empty());
+    config
+        .assign_safe(&ids::safe("UT8"), &ids::customer("globex"))
+        .await
+        .unwrap();
+    assert!(store.history(&ids::safe("UT8")).await.unwrap().is_empty());
     cli::ok(&stack, &["safe", "assign", "UT8", "--customer", "globex"]).await;
     assert_eq!(
         periods("globex").await,

@@ -18,6 +18,7 @@ use aws_sdk_sqs::types::Message;
 use platformsync_aws::health::HealthState;
 use platformsync_domain::endpoint::EndpointId;
 use platformsync_faults::{Fault, Rule};
+use platformsync_tests::ids;
 use platformsync_tests::receiver::{Receiver, Reply, Request};
 use platformsync_tests::{Emulator, Stack, skip_on, transactions_batch, transactions_batches};
 use serde_json::json;
@@ -76,7 +77,12 @@ async fn a_delivered_batch_is_in_the_ledger_and_the_endpoint_is_healthy() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].message_id, b.message_id.to_string());
 
-    let health = s.stack.health_store().get("acme-prod").await.unwrap();
+    let health = s
+        .stack
+        .health_store()
+        .get(&ids::endpoint("acme-prod"))
+        .await
+        .unwrap();
     assert_eq!(health.state, HealthState::Healthy);
     assert!(health.last_delivered_at.is_some() && health.incident_id.is_none());
     assert!(
@@ -144,7 +150,7 @@ async fn failed_attempts_are_retried_after_the_visibility_delay() {
         assert_eq!(response.batch_item_failures.len(), 1, "{id}: {response:?}");
         assert_eq!(receiver.count(), 1, "{id}");
         // The retry state is the endpoint's (its incident), not the batch's.
-        let health = stack.health_store().get(id).await.unwrap();
+        let health = stack.health_store().get(&ids::endpoint(id)).await.unwrap();
         assert_eq!(health.state, HealthState::Failing, "{id}");
         let last_error = health.last_error.unwrap_or_default();
         assert!(last_error.contains(expected_error), "{id}: {last_error}");
@@ -520,7 +526,7 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
     assert!(
         s.stack
             .health_store()
-            .resume("acme-dead", CUSTOMER)
+            .resume(&ids::endpoint("acme-dead"), &ids::customer(CUSTOMER))
             .await
             .unwrap(),
         "it was expired"
@@ -539,7 +545,12 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
     assert_eq!(s.receiver.count(), posts_before + total, "no repeat");
     assert_eq!(s.notification_kinds().await, ["recovered"]);
     assert_eq!(
-        s.stack.health_store().get("acme-dead").await.unwrap().state,
+        s.stack
+            .health_store()
+            .get(&ids::endpoint("acme-dead"))
+            .await
+            .unwrap()
+            .state,
         HealthState::Healthy
     );
 }
@@ -635,7 +646,12 @@ async fn secrets_manager_failures_of_ours_are_not_attempts() {
     .await;
     assert!(proxy.stats().failed("secretsmanager", "GetSecretValue") >= 3);
     assert_eq!(s.posted(), [b.message_id.to_string()]);
-    let health = s.stack.health_store().get("acme-prod").await.unwrap();
+    let health = s
+        .stack
+        .health_store()
+        .get(&ids::endpoint("acme-prod"))
+        .await
+        .unwrap();
     assert_eq!(health.state, HealthState::Healthy);
     assert!(health.incident_id.is_none(), "never an incident");
     assert!(s.notification_kinds().await.is_empty());
@@ -923,6 +939,7 @@ mod given {
     use platformsync_domain::batch::BatchMessage;
     use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
     use platformsync_faults::FaultProxy;
+    use platformsync_tests::ids;
     use platformsync_tests::inbox::Inbox;
     use platformsync_tests::receiver::{Receiver, Request};
     use platformsync_tests::{Stack, transactions_batch, transactions_batches};
@@ -1026,7 +1043,7 @@ mod given {
         pub async fn parked(&self) -> Vec<Parked> {
             self.stack
                 .parked_store()
-                .list(self.endpoint)
+                .list(&ids::endpoint(self.endpoint))
                 .await
                 .expect("parked batches listed")
         }
@@ -1083,7 +1100,7 @@ mod given {
             self.stack
                 .parked_store()
                 .replay(
-                    self.endpoint,
+                    &ids::endpoint(self.endpoint),
                     &self.stack.clients.sqs,
                     &self.stack.reference("DeliveryQueue"),
                 )

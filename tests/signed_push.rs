@@ -14,6 +14,7 @@ use platformsync_receiver::{
     Receiver as Reference, Signature, SignatureCheck,
 };
 use platformsync_tests::cli;
+use platformsync_tests::ids;
 use platformsync_tests::receiver::{Receiver, Reply, Request};
 use platformsync_tests::{Stack, transactions_batch};
 use serde_json::json;
@@ -333,7 +334,11 @@ async fn a_signing_endpoint_without_a_signing_secret_is_our_failure_not_an_attem
     let response = stack.run_push(&push, &messages).await;
     assert_eq!(response.batch_item_failures.len(), 1, "kept for later");
     assert_eq!(receiver.count(), 0, "nothing unsigned is sent");
-    let health = stack.health_store().get("acme-broken").await.unwrap();
+    let health = stack
+        .health_store()
+        .get(&ids::endpoint("acme-broken"))
+        .await
+        .unwrap();
     assert_eq!(
         health.state,
         platformsync_aws::health::HealthState::Healthy,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use platformsync_aws::config_table::EndpointWriteError;
 use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
 use platformsync_tests::cli;
+use platformsync_tests::ids;
 use platformsync_tests::{Stack, batch_of, streams};
 use serde_json::json;
 
@@ -76,8 +77,8 @@ async fn two_customers_registering_one_endpoint_id_at_once_one_wins_and_keeps_it
             "round {round}: the winner's key is untouched"
         );
         assert_eq!(
-            store.endpoint_owner(&id).await.unwrap().as_deref(),
-            Some(winner)
+            store.endpoint_owner(&ids::endpoint(&id)).await.unwrap(),
+            Some(ids::customer(winner))
         );
         let eid = EndpointId::parse(&id).unwrap();
         for c in ["acme", "globex"] {
@@ -196,7 +197,10 @@ async fn late_uploads_from_before_a_move_go_to_the_old_owner() {
     )
     .await;
     // UT2: assigned before dates existed (only the OWNER item): acme's.
-    store.assign_safe("UT2", "acme").await.unwrap();
+    store
+        .assign_safe(&ids::safe("UT2"), &ids::customer("acme"))
+        .await
+        .unwrap();
 
     let fanout = stack.fanout();
     // Before the move is fanned out at all, the safe's new owner uploads...
@@ -345,8 +349,11 @@ async fn endpoints_stored_before_claims_existed_get_claimed_and_old_sharing_is_r
         [("erp".to_owned(), "globex".to_owned(), "acme".to_owned())]
     );
     assert_eq!(
-        store.endpoint_owner("globex-1").await.unwrap().as_deref(),
-        Some("globex")
+        store
+            .endpoint_owner(&ids::endpoint("globex-1"))
+            .await
+            .unwrap(),
+        Some(ids::customer("globex"))
     );
     // Idempotent; and a newcomer cannot take a legacy id any more.
     assert_eq!(store.claim_existing_endpoints().await.unwrap(), conflicts);

@@ -54,6 +54,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use platformsync_domain::testdata;
 use platformsync_faults::{Exchange, FaultProxy};
+use platformsync_tests::ids;
 use platformsync_tests::receiver::{Receiver, Reply};
 use platformsync_tests::{Stack, apigw, streams};
 use serde_json::{Value, json};
@@ -518,7 +519,7 @@ async fn run(
     let config = stack.config_store();
     for serial in testdata::serials(SAFES, 29) {
         config
-            .assign_safe(&serial, "acme")
+            .assign_safe(&ids::safe(&serial), &ids::customer("acme"))
             .await
             .expect("safe assigned");
     }

@@ -16,6 +16,7 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use platformsync_domain::endpoint::EndpointSettings;
 use platformsync_domain::testdata;
+use platformsync_tests::ids;
 use platformsync_tests::{Stack, endpoint_settings, streams};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -125,7 +126,7 @@ async fn main() {
         }
         for (i, serial) in testdata::serials(SAFES, 17).iter().enumerate() {
             config
-                .assign_safe(serial, (scenario.owner)(i))
+                .assign_safe(&ids::safe(serial), &ids::customer((scenario.owner)(i)))
                 .await
                 .expect("safe assigned");
         }

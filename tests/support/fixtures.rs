@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::receiver::Receiver;
-use crate::{Stack, apigw};
+use crate::{Stack, apigw, ids};
 
 /// A batch of `n` cash-in transactions of safe UT07761 for `customer`'s
 /// `endpoint_id`, as the fan-out would enqueue it, under a fresh
@@ -247,7 +247,7 @@ impl Stack {
             .add_endpoint(customer, endpoint_id, url, key, extra)
             .await;
         self.config_store()
-            .assign_safe(serial, customer)
+            .assign_safe(&ids::safe(serial), &ids::customer(customer))
             .await
             .expect("safe assigned");
         settings
@@ -398,8 +398,9 @@ impl Stack {
         }
         let store = self.parked_store();
         let until = Instant::now() + Duration::from_secs(30);
+        let endpoint = ids::endpoint(endpoint_id);
         while store
-            .list(endpoint_id)
+            .list(&endpoint)
             .await
             .expect("parked batches listed")
             .len()

@@ -130,6 +130,25 @@ pub mod cli;
 /// Customers, endpoints, uploads and delivery loops on a stack.
 mod fixtures;
 
+/// Typed ids from the literals tests write (a literal that is not one is
+/// the test's own mistake: these panic).
+pub mod ids {
+    use platformsync_domain::endpoint::{CustomerId, EndpointId};
+    use platformsync_domain::serial::SerialNumber;
+
+    pub fn customer(id: &str) -> CustomerId {
+        CustomerId::parse(id).expect("a customer id")
+    }
+
+    pub fn endpoint(id: &str) -> EndpointId {
+        EndpointId::parse(id).expect("an endpoint id")
+    }
+
+    pub fn safe(serial: &str) -> SerialNumber {
+        SerialNumber::parse(serial).expect("a serial number")
+    }
+}
+
 /// A queue subscribed to an SNS topic (the notifications a customer gets).
 pub mod inbox;
 

@@ -18,6 +18,7 @@ use platformsync_aws::StoreError;
 use platformsync_aws::assignments::{AssignmentStore, Ownership};
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_domain::endpoint::{CustomerId, EndpointSettings};
+use platformsync_domain::serial::SerialNumber;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -144,10 +145,12 @@ impl ConfigCache {
             let owned: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
             let found: Vec<(String, Ownership)> = stream::iter(owned)
                 .map(|serial| async move {
-                    self.assignments
-                        .ownership(&serial)
-                        .await
-                        .map(|o| (serial, o))
+                    // Not a serial number: no safe, no owner (its records
+                    // are counted unowned), and nothing to read.
+                    let Ok(safe) = SerialNumber::parse(&serial) else {
+                        return Ok((serial, Ownership::default()));
+                    };
+                    self.assignments.ownership(&safe).await.map(|o| (serial, o))
                 })
                 .buffer_unordered(SAFE_READ_CONCURRENCY)
                 .try_collect()

@@ -8,6 +8,7 @@ use platformsync_aws::assignments::AssignmentStore;
 use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::metrics::Metrics;
 use platformsync_aws::{Calls, SdkConfig};
+use platformsync_domain::endpoint::CustomerId;
 use platformsync_domain::types::MessageKind;
 use secrecy::SecretString;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -128,7 +129,7 @@ impl PullApi {
 
         let periods = self
             .assignments
-            .periods_of(&customer, filters.serial.as_deref())
+            .periods_of(&customer, filters.serial.as_ref())
             .await
             .map_err(|e| {
                 error!(error = %e, "cannot read the customer's safes");
@@ -185,7 +186,7 @@ impl PullApi {
     }
 
     /// The customer whose key was presented.
-    async fn authenticate(&self, req: &ApiGatewayV2httpRequest) -> Result<String, Refusal> {
+    async fn authenticate(&self, req: &ApiGatewayV2httpRequest) -> Result<CustomerId, Refusal> {
         let unauthorized = || {
             refuse(
                 401,
@@ -225,7 +226,7 @@ impl PullApi {
     fn position(
         &self,
         parsed: &PullRequest,
-        customer: &str,
+        customer: &CustomerId,
         kind: MessageKind,
     ) -> Result<(request::Filters, u32, u32, Option<PageToken>), Refusal> {
         match &parsed.paging {

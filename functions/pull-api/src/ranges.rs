@@ -41,7 +41,7 @@ pub fn key_ranges(periods: &[Period], filters: &Filters, cursor: Option<&Cursor>
         if filters
             .serial
             .as_ref()
-            .is_some_and(|s| *s != p.serial_number)
+            .is_some_and(|s| s.as_str() != p.serial_number)
         {
             continue;
         }
@@ -89,6 +89,7 @@ pub fn contains(range: &KeyRange, serial: &str, sort_key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platformsync_domain::serial::SerialNumber;
 
     const T: &str = "T00:00:00.0000000";
 
@@ -112,33 +113,33 @@ mod tests {
     #[test]
     fn periods_are_cut_by_the_filters() {
         let periods = vec![
-            period("B", "01-01", None),
-            period("A", "01-01", Some("03-01")),
-            period("A", "05-01", None),
+            period("UTB", "01-01", None),
+            period("UTA", "01-01", Some("03-01")),
+            period("UTA", "05-01", None),
         ];
         let all = key_ranges(&periods, &Filters::default(), None);
         assert_eq!(
             all,
             vec![
                 KeyRange {
-                    serial: "A".into(),
+                    serial: "UTA".into(),
                     lo: t("01-01"),
                     hi: Some(t("03-01"))
                 },
                 KeyRange {
-                    serial: "A".into(),
+                    serial: "UTA".into(),
                     lo: t("05-01"),
                     hi: None
                 },
                 KeyRange {
-                    serial: "B".into(),
+                    serial: "UTB".into(),
                     lo: t("01-01"),
                     hi: None
                 },
             ]
         );
         let filters = Filters {
-            serial: Some("A".into()),
+            serial: Some(SerialNumber::parse("UTA").unwrap()),
             from: Some(t("02-01")),
             to: Some(t("04-01")),
             types: vec![],
@@ -146,7 +147,7 @@ mod tests {
         assert_eq!(
             key_ranges(&periods, &filters, None),
             vec![KeyRange {
-                serial: "A".into(),
+                serial: "UTA".into(),
                 lo: t("02-01"),
                 hi: Some(t("03-01"))
             }]
@@ -156,50 +157,50 @@ mod tests {
     #[test]
     fn bounds_select_by_time() {
         let r = KeyRange {
-            serial: "A".into(),
+            serial: "UTA".into(),
             lo: t("02-01"),
             hi: Some(t("03-01")),
         };
-        assert!(contains(&r, "A", &key("02-01", "1")), "From is inclusive");
-        assert!(contains(&r, "A", &key("02-29", "9")));
+        assert!(contains(&r, "UTA", &key("02-01", "1")), "From is inclusive");
+        assert!(contains(&r, "UTA", &key("02-29", "9")));
         assert!(
-            !contains(&r, "A", &key("03-01", "0")),
+            !contains(&r, "UTA", &key("03-01", "0")),
             "an end is exclusive"
         );
-        assert!(!contains(&r, "A", &key("01-31", "9")));
-        assert!(!contains(&r, "B", &key("02-02", "1")));
+        assert!(!contains(&r, "UTA", &key("01-31", "9")));
+        assert!(!contains(&r, "UTB", &key("02-02", "1")));
     }
 
     #[test]
     fn a_cursor_resumes_right_after_its_item() {
         let periods = vec![
-            period("A", "01-01", None),
-            period("B", "01-01", None),
-            period("C", "01-01", None),
+            period("UTA", "01-01", None),
+            period("UTB", "01-01", None),
+            period("UTC", "01-01", None),
         ];
         let cursor = Cursor {
-            serial: "B".into(),
+            serial: "UTB".into(),
             sort_key: key("02-01", "00000000000000000007"),
         };
         let ranges = key_ranges(&periods, &Filters::default(), Some(&cursor));
         assert_eq!(ranges.len(), 2, "A is done");
-        assert_eq!(ranges[0].serial, "B");
-        assert!(!contains(&ranges[0], "B", &cursor.sort_key));
+        assert_eq!(ranges[0].serial, "UTB");
+        assert!(!contains(&ranges[0], "UTB", &cursor.sort_key));
         assert!(contains(
             &ranges[0],
-            "B",
+            "UTB",
             &key("02-01", "00000000000000000008")
         ));
         assert_eq!(ranges[1].lo, t("01-01"));
         // A cursor at the end of a bounded period leaves nothing of it.
-        let bounded = vec![period("B", "01-01", Some("02-01"))];
+        let bounded = vec![period("UTB", "01-01", Some("02-01"))];
         let end = Cursor {
-            serial: "B".into(),
+            serial: "UTB".into(),
             sort_key: key("01-31", "1"),
         };
         assert!(key_ranges(&bounded, &Filters::default(), Some(&end)).len() == 1);
         let past = Cursor {
-            serial: "B".into(),
+            serial: "UTB".into(),
             sort_key: t("02-01"),
         };
         assert!(key_ranges(&bounded, &Filters::default(), Some(&past)).is_empty());

@@ -24,7 +24,7 @@ pub const PARAMETERS: [&str; 7] = [
 /// transactions table's sort-key prefix (safe-local, offset dropped).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
-    pub serial: Option<String>,
+    pub serial: Option<SerialNumber>,
     /// Inclusive.
     pub from: Option<String>,
     /// Exclusive.
@@ -134,7 +134,7 @@ pub fn parse(kind: MessageKind, query: &str) -> Result<PullRequest, BadRequest> 
         match param {
             "SerialNumber" => {
                 let serial = SerialNumber::parse(&value).map_err(|e| bad(param, e.to_string()))?;
-                filters.serial = Some(serial.as_str().to_owned());
+                filters.serial = Some(serial);
                 given.filters = true;
             }
             "From" => {
@@ -218,7 +218,10 @@ mod tests {
             "serialnumber=ut01234&From=2024-06-01&To=2024-06-02T12%3A30%3A00.5-06%3A00\
              &TransactionType=ValidatedCashIn,Servicing&TransactionType=cashin&Page=2&PageSize=50",
         );
-        assert_eq!(r.filters.serial.as_deref(), Some("UT01234"));
+        assert_eq!(
+            r.filters.serial.as_ref().map(SerialNumber::as_str),
+            Some("UT01234")
+        );
         assert_eq!(
             r.filters.from.as_deref(),
             Some("2024-06-01T00:00:00.0000000")

@@ -12,6 +12,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use platformsync_domain::endpoint::CustomerId;
+use platformsync_domain::serial::SerialNumber;
+
 use crate::ranges::Cursor;
 use crate::request::{Filters, MAX_PAGE_SIZE};
 
@@ -46,7 +49,7 @@ struct Wire {
 /// What a token carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageToken {
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub kind: String,
     pub filters: Filters,
     pub page_size: u32,
@@ -67,9 +70,9 @@ pub enum TokenError {
 pub fn encode(t: &PageToken) -> String {
     let wire = Wire {
         v: VERSION,
-        c: t.customer_id.clone(),
+        c: t.customer_id.to_string(),
         k: t.kind.clone(),
-        s: t.filters.serial.clone(),
+        s: t.filters.serial.as_ref().map(SerialNumber::to_string),
         f: t.filters.from.clone(),
         t: t.filters.to.clone(),
         y: t.filters.types.clone(),
@@ -84,7 +87,7 @@ pub fn encode(t: &PageToken) -> String {
 }
 
 /// Decodes a token and checks it was issued to `customer_id` for `kind`.
-pub fn decode(raw: &str, customer_id: &str, kind: &str) -> Result<PageToken, TokenError> {
+pub fn decode(raw: &str, customer_id: &CustomerId, kind: &str) -> Result<PageToken, TokenError> {
     if raw.len() > MAX_LEN {
         return Err(TokenError::Malformed);
     }
@@ -95,14 +98,15 @@ pub fn decode(raw: &str, customer_id: &str, kind: &str) -> Result<PageToken, Tok
     if w.v != VERSION || !(1..=MAX_PAGE_SIZE).contains(&w.n) || w.b.is_empty() {
         return Err(TokenError::Malformed);
     }
-    if w.c != customer_id || w.k != kind {
+    if *customer_id != w.c.as_str() || w.k != kind {
         return Err(TokenError::NotYours);
     }
+    let serial = w.s.as_deref().map(SerialNumber::parse).transpose();
     Ok(PageToken {
-        customer_id: w.c,
+        customer_id: customer_id.clone(),
         kind: w.k,
         filters: Filters {
-            serial: w.s,
+            serial: serial.map_err(|_| TokenError::Malformed)?,
             from: w.f,
             to: w.t,
             types: w.y,
@@ -121,12 +125,16 @@ pub fn decode(raw: &str, customer_id: &str, kind: &str) -> Result<PageToken, Tok
 mod tests {
     use super::*;
 
+    fn customer(id: &str) -> CustomerId {
+        CustomerId::parse(id).unwrap()
+    }
+
     fn token() -> PageToken {
         PageToken {
-            customer_id: "acme".into(),
+            customer_id: customer("acme"),
             kind: "Transactions".into(),
             filters: Filters {
-                serial: Some("UT1".into()),
+                serial: Some(SerialNumber::parse("UT1").unwrap()),
                 from: Some("2024-01-01T00:00:00.0000000".into()),
                 to: None,
                 types: vec!["CashIn".into()],
@@ -150,23 +158,23 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             "URL-safe: {raw}"
         );
-        assert_eq!(decode(&raw, "acme", "Transactions").unwrap(), t);
+        assert_eq!(decode(&raw, &customer("acme"), "Transactions").unwrap(), t);
     }
 
     #[test]
     fn refused_tokens() {
         let raw = encode(&token());
         assert_eq!(
-            decode(&raw, "other", "Transactions"),
+            decode(&raw, &customer("other"), "Transactions"),
             Err(TokenError::NotYours)
         );
         assert_eq!(
-            decode(&raw, "acme", "AuditTransactions"),
+            decode(&raw, &customer("acme"), "AuditTransactions"),
             Err(TokenError::NotYours)
         );
         for bad in ["", "!!", "e30", &raw[..raw.len() - 4], &"A".repeat(5000)] {
             assert_eq!(
-                decode(bad, "acme", "Transactions"),
+                decode(bad, &customer("acme"), "Transactions"),
                 Err(TokenError::Malformed),
                 "{bad}"
             );
@@ -174,7 +182,7 @@ mod tests {
         let mut zero = token();
         zero.page_size = 0;
         assert_eq!(
-            decode(&encode(&zero), "acme", "Transactions"),
+            decode(&encode(&zero), &customer("acme"), "Transactions"),
             Err(TokenError::Malformed)
         );
     }

@@ -26,7 +26,7 @@ use crate::ports::{BatchKey, Ports};
 #[derive(Debug, Default)]
 pub(crate) struct Known {
     pub lookups: HashMap<BatchKey, platformsync_aws::ledger::Lookup>,
-    pub health: HashMap<String, Versioned>,
+    pub health: HashMap<EndpointId, Versioned>,
 }
 
 impl<P: Ports> Flow<P> {
@@ -57,7 +57,7 @@ impl<P: Ports> Flow<P> {
         if heads.is_empty() {
             return Known::default();
         }
-        let mut endpoints: Vec<String> = heads.iter().map(|(e, _)| e.to_string()).collect();
+        let mut endpoints: Vec<EndpointId> = heads.iter().map(|(e, _)| e.clone()).collect();
         endpoints.sort();
         endpoints.dedup();
         let (lookups, health) = futures_util::future::join(

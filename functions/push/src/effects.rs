@@ -163,8 +163,8 @@ impl<P: Ports> Flow<P> {
         let incident = h.state.incident.as_ref();
         let input = NoticeInput {
             kind,
-            customer_id: b.customer().to_owned(),
-            endpoint_id: b.endpoint().to_owned(),
+            customer_id: b.customer().clone(),
+            endpoint_id: b.endpoint().clone(),
             incident_id: incident.map(|i| i.id()).unwrap_or_default(),
             failing_since: h
                 .state

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use platformsync_aws::health::Versioned;
 use platformsync_domain::batch::BatchMessage;
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tracing::{Instrument, error, info_span};
@@ -78,11 +79,11 @@ pub(crate) struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    pub fn endpoint(&self) -> &str {
-        self.meta.endpoint_id.as_str()
+    pub fn endpoint(&self) -> &EndpointId {
+        &self.meta.endpoint_id
     }
-    pub fn customer(&self) -> &str {
-        self.meta.customer_id.as_str()
+    pub fn customer(&self) -> &CustomerId {
+        &self.meta.customer_id
     }
 }
 

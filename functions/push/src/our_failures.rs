@@ -41,7 +41,7 @@ impl<P: Ports> Flow<P> {
             let error = e.to_string();
             let letter = DeadLetter {
                 body: &b.env.body,
-                group_id: b.endpoint(),
+                group_id: b.endpoint().as_str(),
                 deduplication_id: &b.message_id,
                 reason: "retention",
                 last_error: Some(&error),

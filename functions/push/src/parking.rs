@@ -76,6 +76,7 @@ impl<P: Ports> Flow<P> {
 mod tests {
     use crate::bookkeeping::Known;
     use crate::testing::*;
+    use platformsync_domain::endpoint::EndpointId;
 
     /// The replay loop flipped the endpoint after push read it as resuming:
     /// the counted park fails, push reloads and delivers the batch instead
@@ -84,7 +85,8 @@ mod tests {
     async fn a_batch_meeting_the_flip_is_delivered_not_stranded() {
         let f = flow(Memory::default());
         f.ports.set_resuming("ep", true);
-        let mut health = Some(f.ports.load("ep").await.unwrap());
+        let ep = EndpointId::parse("ep").unwrap();
+        let mut health = Some(f.ports.load(&ep).await.unwrap());
         f.ports.set_resuming("ep", false);
         let env = envelope(0, 1);
         let out = f

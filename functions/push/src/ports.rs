@@ -38,8 +38,8 @@ pub struct Outgoing<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeInput {
     pub kind: NotificationKind,
-    pub customer_id: String,
-    pub endpoint_id: String,
+    pub customer_id: CustomerId,
+    pub endpoint_id: EndpointId,
     pub incident_id: String,
     pub failing_since: String,
     pub message_id: String,
@@ -86,17 +86,19 @@ pub trait LedgerPort: Sync {
 }
 
 pub trait HealthPort: Sync {
-    fn load(&self, endpoint_id: &str)
-    -> impl Future<Output = Result<Versioned, StoreError>> + Send;
+    fn load(
+        &self,
+        endpoint_id: &EndpointId,
+    ) -> impl Future<Output = Result<Versioned, StoreError>> + Send;
     /// A whole event's endpoints at once.
     fn load_many(
         &self,
-        endpoint_ids: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, Versioned>, StoreError>> + Send;
+        endpoint_ids: &[EndpointId],
+    ) -> impl Future<Output = Result<HashMap<EndpointId, Versioned>, StoreError>> + Send;
     fn save(
         &self,
-        endpoint_id: &str,
-        customer_id: &str,
+        endpoint_id: &EndpointId,
+        customer_id: &CustomerId,
         state: &EndpointState,
         version: u64,
     ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
@@ -223,19 +225,19 @@ impl LedgerPort for AwsPorts {
 }
 
 impl HealthPort for AwsPorts {
-    async fn load(&self, endpoint_id: &str) -> Result<Versioned, StoreError> {
+    async fn load(&self, endpoint_id: &EndpointId) -> Result<Versioned, StoreError> {
         self.health.load(endpoint_id).await
     }
     async fn load_many(
         &self,
-        endpoint_ids: &[String],
-    ) -> Result<HashMap<String, Versioned>, StoreError> {
+        endpoint_ids: &[EndpointId],
+    ) -> Result<HashMap<EndpointId, Versioned>, StoreError> {
         self.health.load_many(endpoint_ids).await
     }
     async fn save(
         &self,
-        endpoint_id: &str,
-        customer_id: &str,
+        endpoint_id: &EndpointId,
+        customer_id: &CustomerId,
         state: &EndpointState,
         version: u64,
     ) -> Result<Saved, StoreError> {
@@ -273,29 +275,28 @@ impl QueuePort for AwsPorts {
 
 impl NoticePort for AwsPorts {
     async fn notify(&self, notice: &NoticeInput) -> Result<(), StoreError> {
-        let customer = match CustomerId::parse(&notice.customer_id) {
-            Ok(id) => self.config.customer(&id).await.unwrap_or_else(|e| {
+        let customer = self
+            .config
+            .customer(&notice.customer_id)
+            .await
+            .unwrap_or_else(|e| {
                 // Support still hears about it; the recipients list is missing.
                 tracing::warn!(error = %e, "could not read the customer for the notification");
                 None
-            }),
-            Err(_) => None,
-        };
-        let endpoint = match (
-            CustomerId::parse(&notice.customer_id),
-            EndpointId::parse(&notice.endpoint_id),
-        ) {
-            (Ok(c), Ok(e)) => self.endpoint(&c, &e).await.ok().flatten(),
-            _ => None,
-        }
-        .and_then(|e| check_url(&e.url).ok())
-        .map(|u| u.redacted())
-        .unwrap_or_else(|| "(settings unavailable)".to_owned());
+            });
+        let endpoint = self
+            .endpoint(&notice.customer_id, &notice.endpoint_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|e| check_url(&e.url).ok())
+            .map(|u| u.redacted())
+            .unwrap_or_else(|| "(settings unavailable)".to_owned());
         let notification = Notification {
             kind: notice.kind,
-            customer_id: notice.customer_id.clone(),
+            customer_id: notice.customer_id.to_string(),
             customer_name: customer.as_ref().map(|c| c.name.clone()),
-            endpoint_id: notice.endpoint_id.clone(),
+            endpoint_id: notice.endpoint_id.to_string(),
             endpoint,
             recipients: customer
                 .map(|c| c.notification_recipients)
@@ -360,7 +361,7 @@ pub mod memory {
     pub struct Memory {
         pub delivered: Mutex<Vec<String>>,
         pub refused_marks: Mutex<Vec<String>>,
-        pub health: Mutex<HashMap<String, Versioned>>,
+        pub health: Mutex<HashMap<EndpointId, Versioned>>,
         pub parked: Mutex<Vec<(String, String, String)>>,
         pub retries: Mutex<Vec<(String, Duration)>>,
         /// Every attempt on record, in the order recorded: `TRY#` records
@@ -415,7 +416,7 @@ pub mod memory {
         }
         pub fn set_state(&self, endpoint: &str, state: EndpointState) {
             lock(&self.health).insert(
-                endpoint.into(),
+                EndpointId::parse(endpoint).expect("an endpoint id"),
                 Versioned {
                     state,
                     version: 7,
@@ -426,7 +427,9 @@ pub mod memory {
         /// `endpoint enable` starts (or ends) the endpoint's resuming.
         pub fn set_resuming(&self, endpoint: &str, resuming: bool) {
             let mut map = lock(&self.health);
-            let v = map.entry(endpoint.into()).or_default();
+            let v = map
+                .entry(EndpointId::parse(endpoint).expect("an endpoint id"))
+                .or_default();
             v.resuming = resuming;
             v.version += 1;
         }
@@ -524,7 +527,7 @@ pub mod memory {
     }
 
     impl HealthPort for Memory {
-        async fn load(&self, endpoint_id: &str) -> Result<Versioned, StoreError> {
+        async fn load(&self, endpoint_id: &EndpointId) -> Result<Versioned, StoreError> {
             *lock(&self.single_loads) += 1;
             Ok(lock(&self.health)
                 .get(endpoint_id)
@@ -533,8 +536,8 @@ pub mod memory {
         }
         async fn load_many(
             &self,
-            endpoint_ids: &[String],
-        ) -> Result<HashMap<String, Versioned>, StoreError> {
+            endpoint_ids: &[EndpointId],
+        ) -> Result<HashMap<EndpointId, Versioned>, StoreError> {
             let map = lock(&self.health);
             Ok(endpoint_ids
                 .iter()
@@ -543,8 +546,8 @@ pub mod memory {
         }
         async fn save(
             &self,
-            endpoint_id: &str,
-            _c: &str,
+            endpoint_id: &EndpointId,
+            _c: &CustomerId,
             state: &EndpointState,
             version: u64,
         ) -> Result<Saved, StoreError> {

@@ -38,10 +38,7 @@ pub(crate) async fn run(
         ApiKeyCommand::Create { customer, label } => {
             let customer = existing_customer(&ops, &customer).await?;
             let label = label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
-            let (key, record) = ops
-                .api_keys
-                .create(customer.as_str(), &now(), label)
-                .await?;
+            let (key, record) = ops.api_keys.create(&customer, &now(), label).await?;
             if json {
                 return table::json(
                     io.out,
@@ -64,7 +61,7 @@ pub(crate) async fn run(
         }
         ApiKeyCommand::List { customer } => {
             let customer = existing_customer(&ops, &customer).await?;
-            let keys = ops.api_keys.list(customer.as_str()).await?;
+            let keys = ops.api_keys.list(&customer).await?;
             if json {
                 let out: Vec<_> = keys
                     .iter()
@@ -96,11 +93,7 @@ pub(crate) async fn run(
         ApiKeyCommand::Revoke { customer, key_id } => {
             let customer = CustomerId::parse(&customer)?;
             let key_id = key_id.trim().to_ascii_lowercase();
-            if !ops
-                .api_keys
-                .revoke(customer.as_str(), &key_id, &now())
-                .await?
-            {
+            if !ops.api_keys.revoke(&customer, &key_id, &now()).await? {
                 bail!(
                     "customer {customer} has no API key {key_id} (see `platformsync apikey list`)"
                 );

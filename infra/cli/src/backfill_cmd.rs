@@ -87,16 +87,6 @@ fn chunk_message_id(backfill: &str, keys: &[String]) -> uuid::Uuid {
     uuid::Builder::from_custom_bytes(first16).into_uuid()
 }
 
-async fn find_endpoint(ops: &Ops, endpoint: &str) -> Result<EndpointSettings> {
-    let id = EndpointId::parse(endpoint).map_err(anyhow::Error::msg)?;
-    for c in ops.config.customers().await? {
-        if let Some(e) = ops.config.endpoint(&c.customer_id, &id).await? {
-            return Ok(e);
-        }
-    }
-    bail!("no endpoint {id} is registered")
-}
-
 /// Every transaction of the window the endpoint's customer owned and the
 /// endpoint wants, in safe then time order.
 async fn window(
@@ -116,7 +106,7 @@ async fn window(
     // Safes the customer owned once but no longer: their dated periods.
     serials.extend(
         ops.assignments
-            .periods_of(customer, None)
+            .periods_of(&endpoint.customer_id, None)
             .await?
             .into_iter()
             .map(|p| p.serial_number),
@@ -126,11 +116,11 @@ async fn window(
     let store = TransactionStore::new(ops.dynamodb.clone(), ops.names.transactions_table.clone());
     let mut out = Vec::new();
     for serial in serials {
+        let serial = SerialNumber::parse(&serial).with_context(|| format!("safe {serial:?}"))?;
         let ownership = ops.assignments.ownership(&serial).await?;
         if !ownership.owners_ever().any(|c| c == customer) {
             continue;
         }
-        let serial = SerialNumber::parse(&serial).with_context(|| format!("safe {serial:?}"))?;
         for t in store.between(&serial, from, to).await? {
             // `to` is exclusive.
             if t.sort_key.as_str() >= to || !t.status.is_pushable() {
@@ -186,7 +176,8 @@ pub(crate) async fn run(cmd: Cmd<'_, '_>, args: ReplayArgs) -> Result<()> {
         bail!("--from must be before --to (the window is [from, to))");
     }
     let ops = Ops::connect(target).await;
-    let endpoint = find_endpoint(&ops, &args.endpoint).await?;
+    let id = EndpointId::parse(&args.endpoint).map_err(anyhow::Error::msg)?;
+    let endpoint = ops.find_endpoint(&id).await?;
     let id = backfill_id(endpoint.endpoint_id.as_str(), &from, &to, args.force);
 
     let mut txs = window(&ops, &endpoint, &from, &to).await?;

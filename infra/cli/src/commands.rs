@@ -173,7 +173,7 @@ pub(crate) async fn safe(cmd: Cmd<'_, '_>, command: SafeCommand) -> Result<()> {
             let serial = SerialNumber::parse(&serial)
                 .map_err(|e| anyhow::anyhow!("serial number {serial:?}: {e}"))?;
             let ops = Ops::connect(target).await;
-            let history = ops.assignments.history(serial.as_str()).await?;
+            let history = ops.assignments.history(&serial).await?;
             let periods = platformsync_aws::assignments::periods(&history);
             table::list(
                 io.out,
@@ -267,17 +267,15 @@ pub(crate) async fn assign(
         .iter()
         .map(|s| SerialNumber::parse(s).with_context(|| format!("serial number {s:?}")))
         .collect::<Result<Vec<_>>>()?;
-    let before: HashMap<String, String> = ops
-        .config
-        .safe_owners(&parsed)
-        .await?
-        .into_iter()
-        .map(|(serial, customer)| (serial.as_str().to_owned(), customer))
-        .collect();
+    let before = ops.config.safe_owners(&parsed).await?;
     let assigned_at = crate::rfc3339(time::OffsetDateTime::now_utc());
     let mut out = Vec::new();
-    for serial in serials {
-        let legacy = before.get(serial).map(String::as_str);
+    for serial in &parsed {
+        let legacy = before
+            .get(serial)
+            .map(|c| CustomerId::parse(c))
+            .transpose()
+            .with_context(|| format!("the stored owner of safe {serial}"))?;
         let effective = match from {
             Some(f) => f.to_owned(),
             None if legacy.is_none() && ops.assignments.history(serial).await?.is_empty() => {
@@ -287,14 +285,16 @@ pub(crate) async fn assign(
         };
         let done = ops
             .assignments
-            .assign(serial, customer.as_str(), &effective, &assigned_at, legacy)
+            .assign(serial, customer, &effective, &assigned_at, legacy.as_ref())
             .await
             .with_context(|| format!("assigning safe {serial}"))?;
-        ops.config.assign_safe(serial, &done.latest).await?;
+        let latest = CustomerId::parse(&done.latest)
+            .with_context(|| format!("the latest owner of safe {serial}"))?;
+        ops.config.assign_safe(serial, &latest).await?;
         let previous = done
             .previous
             .as_deref()
-            .or(legacy)
+            .or(legacy.as_ref().map(CustomerId::as_str))
             .filter(|p| *p != customer.as_str());
         if !json {
             let shown = shown_bound(&effective);
@@ -304,7 +304,7 @@ pub(crate) async fn assign(
             }
         }
         out.push(json!({
-            "SerialNumber": serial,
+            "SerialNumber": serial.as_str(),
             "CustomerId": customer,
             "From": effective,
             "PreviousCustomerId": previous,
@@ -704,7 +704,7 @@ async fn add(cmd: Cmd<'_, '_>, args: EndpointAdd) -> Result<()> {
     // id is refused here, before the key is touched), then the key, then
     // the settings (stored settings always have a key).
     ops.config.claim_endpoint_id(&customer, &id).await?;
-    let version = ops.store_key(&e.api_key_secret, id.as_str(), &key).await?;
+    let version = ops.store_key(&e.api_key_secret, &id, &key).await?;
     ops.config.put_endpoint(&e).await?;
     if json {
         let mut v = serde_json::to_value(&e)?;
@@ -758,7 +758,7 @@ async fn update(cmd: Cmd<'_, '_>, args: EndpointUpdate) -> Result<()> {
         );
     }
     let version = match &key {
-        Some(key) => Some(ops.store_key(&e.api_key_secret, id.as_str(), key).await?),
+        Some(key) => Some(ops.store_key(&e.api_key_secret, &id, key).await?),
         None => None,
     };
     if e != before {

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use platformsync_aws::api_keys::ApiKeyStore;
 use platformsync_aws::assignments::AssignmentStore;
 use platformsync_aws::config_table::ConfigStore;
+use platformsync_domain::endpoint::{EndpointId, EndpointSettings};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{KeyArgs, Target};
@@ -102,7 +103,7 @@ impl Ops {
     pub async fn store_key(
         &self,
         secret_id: &str,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
         key: &SecretString,
     ) -> Result<String> {
         let created = self
@@ -158,6 +159,29 @@ impl Ops {
             }
             Err(e) => Err(sdk_error(e, &format!("DescribeSecret {secret_id}"))),
         }
+    }
+
+    /// The endpoint `id`, whichever customer has it: the id's claim names
+    /// the owner (one read); endpoints registered before claims existed are
+    /// found among every customer's.
+    pub async fn find_endpoint(&self, id: &EndpointId) -> Result<EndpointSettings> {
+        if let Some(owner) = self.config.endpoint_owner(id).await?
+            && let Some(found) = self.config.endpoint(&owner, id).await?
+        {
+            return Ok(found);
+        }
+        for c in self.config.customers().await? {
+            if let Some(found) = self
+                .config
+                .endpoints_of(&c.customer_id)
+                .await?
+                .into_iter()
+                .find(|e| &e.endpoint_id == id)
+            {
+                return Ok(found);
+            }
+        }
+        bail!("no endpoint {id} is registered")
     }
 
     /// The delivery queue's URL: given, or looked up by the stage's name.

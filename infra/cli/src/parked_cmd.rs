@@ -110,29 +110,15 @@ async fn all_endpoints(ops: &Ops) -> Result<Vec<EndpointSettings>> {
 }
 
 /// The endpoints a command is about: one (`--endpoint`) or all.
-async fn endpoint_ids(ops: &Ops, endpoint: Option<&str>) -> Result<Vec<String>> {
+async fn endpoint_ids(ops: &Ops, endpoint: Option<&str>) -> Result<Vec<EndpointId>> {
     match endpoint {
-        Some(e) => Ok(vec![
-            EndpointId::parse(e)
-                .map_err(anyhow::Error::msg)?
-                .to_string(),
-        ]),
+        Some(e) => Ok(vec![typed(e)?]),
         None => Ok(all_endpoints(ops)
             .await?
             .into_iter()
-            .map(|e| e.endpoint_id.to_string())
+            .map(|e| e.endpoint_id)
             .collect()),
     }
-}
-
-/// The endpoint's settings, found by id across customers.
-async fn find_endpoint(ops: &Ops, endpoint: &str) -> Result<EndpointSettings> {
-    let id = EndpointId::parse(endpoint).map_err(anyhow::Error::msg)?;
-    all_endpoints(ops)
-        .await?
-        .into_iter()
-        .find(|e| e.endpoint_id == id)
-        .with_context(|| format!("no endpoint {id} is registered"))
 }
 
 pub(crate) async fn expired(cmd: Cmd<'_, '_>, command: ExpiredCommand) -> Result<()> {
@@ -175,7 +161,7 @@ pub(crate) async fn expired(cmd: Cmd<'_, '_>, command: ExpiredCommand) -> Result
             )
         }
         ExpiredCommand::Show { endpoint, id } => {
-            let parked = store.list(&endpoint).await?;
+            let parked = store.list(&typed(&endpoint)?).await?;
             let p = parked
                 .iter()
                 .find(|p| p.id == id || p.message_id == id)
@@ -298,8 +284,8 @@ pub(crate) async fn expired(cmd: Cmd<'_, '_>, command: ExpiredCommand) -> Result
 
 /// Batches replayed to a disabled or still expired endpoint are parked
 /// again at once: say what to do instead.
-async fn refuse_if_stopped(ops: &Ops, endpoint: &str) -> Result<()> {
-    let settings = find_endpoint(ops, endpoint).await?;
+async fn refuse_if_stopped(ops: &Ops, endpoint: &EndpointId) -> Result<()> {
+    let settings = ops.find_endpoint(endpoint).await?;
     if !settings.enabled {
         bail!(
             "endpoint {endpoint} is disabled: `platformsync endpoint enable --endpoint {endpoint}` \
@@ -322,8 +308,9 @@ async fn refuse_if_stopped(ops: &Ops, endpoint: &str) -> Result<()> {
 /// is lost, nothing is posted.
 pub(crate) async fn disable(cmd: Cmd<'_, '_>, endpoint: &str, dry_run: bool) -> Result<()> {
     let Cmd { target, json, io } = cmd;
+    let endpoint = &typed(endpoint)?;
     let ops = Ops::connect(target).await;
-    let mut settings = find_endpoint(&ops, endpoint).await?;
+    let mut settings = ops.find_endpoint(endpoint).await?;
     let was = settings.enabled;
     if !dry_run && was {
         settings.enabled = false;
@@ -384,7 +371,7 @@ fn step(parked: usize, awaiting_replayed: bool) -> Step {
     }
 }
 
-/// The ledger takes typed ids; parked items and flags hold their text.
+/// An endpoint id from a flag.
 fn typed(endpoint: &str) -> Result<EndpointId> {
     EndpointId::parse(endpoint).map_err(anyhow::Error::msg)
 }
@@ -400,15 +387,13 @@ fn batch_id(message_id: &str) -> Result<uuid::Uuid> {
 async fn handled(
     ledger: &Ledger,
     store: &ParkedStore,
-    endpoint: &str,
+    endpoint: &EndpointId,
     message_id: &str,
     wait: std::time::Duration,
 ) -> Result<bool> {
     let until = std::time::Instant::now() + wait;
     loop {
-        let lookup = ledger
-            .lookup(&typed(endpoint)?, batch_id(message_id)?)
-            .await?;
+        let lookup = ledger.lookup(endpoint, batch_id(message_id)?).await?;
         if lookup.delivered || lookup.refused {
             return Ok(true);
         }
@@ -437,16 +422,14 @@ async fn handled(
 async fn replayable(
     ledger: &Ledger,
     store: &ParkedStore,
-    endpoint: &str,
+    endpoint: &EndpointId,
 ) -> Result<Vec<platformsync_aws::parked::Parked>> {
     let mut out = Vec::new();
     for p in store.list(endpoint).await? {
         if p.reason == "refused" {
             continue;
         }
-        let seen = ledger
-            .lookup(&typed(endpoint)?, batch_id(&p.message_id)?)
-            .await?;
+        let seen = ledger.lookup(endpoint, batch_id(&p.message_id)?).await?;
         if seen.delivered || seen.refused {
             store.remove(&p).await?;
             continue;
@@ -468,8 +451,9 @@ pub(crate) async fn enable(
     dry_run: bool,
 ) -> Result<()> {
     let Cmd { target, json, io } = cmd;
+    let endpoint = &typed(endpoint)?;
     let ops = Ops::connect(target).await;
-    let mut settings = find_endpoint(&ops, endpoint).await?;
+    let mut settings = ops.find_endpoint(endpoint).await?;
     let store = parked_store(&ops);
     // Refused parts are not the enable loop's (see `replayable`).
     let waiting: Vec<_> = store
@@ -498,7 +482,7 @@ pub(crate) async fn enable(
     // Resuming before enabled: a push that sees the endpoint enabled sees
     // it resuming too, and parks new batches behind the backlog.
     let was_expired = health
-        .start_resuming(endpoint, settings.customer_id.as_str())
+        .start_resuming(endpoint, &settings.customer_id)
         .await?;
     if !settings.enabled {
         settings.enabled = true;
@@ -625,8 +609,9 @@ pub(crate) async fn rotate_key(
 ) -> Result<()> {
     let Cmd { target, json, io } = cmd;
     let source = crate::ops::KeySource::of(key)?.unwrap_or(crate::ops::KeySource::Stdin);
+    let endpoint = &typed(endpoint)?;
     let ops = Ops::connect(target).await;
-    let settings = find_endpoint(&ops, endpoint).await?;
+    let settings = ops.find_endpoint(endpoint).await?;
     let new_key = io.read_key(&source)?;
     let secret = ops.names.endpoint_secret(&settings.endpoint_id);
     let version = if dry_run {

@@ -15,7 +15,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use platformsync_delivery::signing::{DEFAULT_GRACE_SECONDS, EndpointSecret, SigningSecret};
-use platformsync_domain::endpoint::{CustomerId, EndpointId, EndpointSettings};
+use platformsync_domain::endpoint::{EndpointId, EndpointSettings};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -190,26 +190,7 @@ pub(crate) async fn with_key(
 
 async fn find_endpoint(ops: &Ops, endpoint: &str) -> Result<EndpointSettings> {
     let id = EndpointId::parse(endpoint).map_err(anyhow::Error::msg)?;
-    // The id claim names the owner; endpoints registered before claims
-    // existed are found among every customer's.
-    if let Some(owner) = ops.config.endpoint_owner(id.as_str()).await? {
-        let owner = CustomerId::parse(&owner).map_err(anyhow::Error::msg)?;
-        if let Some(found) = ops.config.endpoint(&owner, &id).await? {
-            return Ok(found);
-        }
-    }
-    for c in ops.config.customers().await? {
-        if let Some(found) = ops
-            .config
-            .endpoints_of(&c.customer_id)
-            .await?
-            .into_iter()
-            .find(|e| e.endpoint_id == id)
-        {
-            return Ok(found);
-        }
-    }
-    bail!("no endpoint {id} is registered")
+    ops.find_endpoint(&id).await
 }
 
 /// A new secret of 32 bytes from two v4 UUIDs (`getrandom`, the OS's

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
+use platformsync_domain::endpoint::EndpointId;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -158,7 +159,7 @@ async fn queue(ops: &Ops, name: String, url: Option<String>) -> QueueStatus {
     status
 }
 
-async fn health(ops: &Ops, endpoint_id: &str) -> Result<Option<Value>> {
+async fn health(ops: &Ops, endpoint_id: &EndpointId) -> Result<Option<Value>> {
     let out = ops
         .dynamodb
         .get_item()
@@ -176,14 +177,14 @@ async fn health(ops: &Ops, endpoint_id: &str) -> Result<Option<Value>> {
 }
 
 /// Delivered batches, transactions, the latest delivery, and retry states.
-async fn ledger(ops: &Ops, endpoint_id: &str, status: &mut EndpointStatus) -> Result<()> {
+async fn ledger(ops: &Ops, endpoint_id: &EndpointId, status: &mut EndpointStatus) -> Result<()> {
     // The transaction keys of each batch can be large: leave them out.
     let items: Vec<HashMap<String, AttributeValue>> = ops
         .dynamodb
         .query()
         .table_name(&ops.names.ledger_table)
         .key_condition_expression("EndpointId = :e")
-        .expression_attribute_values(":e", AttributeValue::S(endpoint_id.to_owned()))
+        .expression_attribute_values(":e", AttributeValue::S(endpoint_id.to_string()))
         .projection_expression(
             "BatchId, CustomerId, Kind, DeliveredAt, FirstAttemptAt, Attempts, TransactionCount, Outcome",
         )
@@ -223,7 +224,7 @@ async fn ledger(ops: &Ops, endpoint_id: &str, status: &mut EndpointStatus) -> Re
 /// The incident, the parked batches and the oldest undelivered batch.
 async fn backlog(
     ops: &Ops,
-    endpoint_id: &str,
+    endpoint_id: &EndpointId,
     status: &mut EndpointStatus,
     now: time::OffsetDateTime,
 ) -> Result<()> {
@@ -316,14 +317,14 @@ pub(crate) async fn run(cmd: Cmd<'_, '_>) -> Result<()> {
             enabled: e.enabled,
             ..Default::default()
         };
-        match health(&ops, e.endpoint_id.as_str()).await {
+        match health(&ops, &e.endpoint_id).await {
             Ok(h) => s.health = h,
             Err(err) => s.errors.push(format!("{err:#}")),
         }
-        if let Err(err) = ledger(&ops, e.endpoint_id.as_str(), &mut s).await {
+        if let Err(err) = ledger(&ops, &e.endpoint_id, &mut s).await {
             s.errors.push(format!("{err:#}"));
         }
-        if let Err(err) = backlog(&ops, e.endpoint_id.as_str(), &mut s, now).await {
+        if let Err(err) = backlog(&ops, &e.endpoint_id, &mut s, now).await {
             s.errors.push(format!("{err:#}"));
         }
         rows.push(s);

@@ -26,6 +26,7 @@
 use crate::StoreError;
 use crate::dynamo::{self, Item, s};
 use aws_sdk_dynamodb::Client;
+use platformsync_domain::endpoint::CustomerId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -79,7 +80,7 @@ pub fn parse(presented: &str) -> Option<(&str, &str)> {
 #[serde(rename_all = "PascalCase")]
 pub struct ApiKeyRecord {
     pub key_id: String,
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     /// Hex.
     pub salt: String,
     /// Hex SHA-256(salt || secret).
@@ -107,7 +108,7 @@ impl ApiKeyRecord {
 
 /// A new key: the record to store and the key to show once.
 pub fn generate(
-    customer_id: &str,
+    customer_id: &CustomerId,
     created_at: &str,
     label: Option<String>,
 ) -> (SecretString, ApiKeyRecord) {
@@ -116,7 +117,7 @@ pub fn generate(
     let salt = random_bytes(16);
     let record = ApiKeyRecord {
         key_id: key_id.clone(),
-        customer_id: customer_id.to_owned(),
+        customer_id: customer_id.clone(),
         salt: hex::encode(&salt),
         hash: hex::encode(hash(&salt, &secret)),
         created_at: created_at.to_owned(),
@@ -133,7 +134,7 @@ pub fn generate(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
     /// A valid key of this customer.
-    Customer(String),
+    Customer(CustomerId),
     /// Unknown, malformed, wrong secret or revoked: all look alike to the caller.
     Refused,
 }
@@ -157,7 +158,7 @@ impl ApiKeyStore {
     /// it once) and its record.
     pub async fn create(
         &self,
-        customer_id: &str,
+        customer_id: &CustomerId,
         created_at: &str,
         label: Option<String>,
     ) -> Result<(SecretString, ApiKeyRecord), StoreError> {
@@ -197,7 +198,8 @@ impl ApiKeyStore {
     }
 
     /// A customer's keys (revoked ones too): a scan, for the ops CLI only.
-    pub async fn list(&self, customer_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    pub async fn list(&self, customer_id: &CustomerId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let customer_id = customer_id.as_str();
         let scan = self
             .client
             .scan()
@@ -214,7 +216,7 @@ impl ApiKeyStore {
     /// customer. Revoking twice keeps the first time.
     pub async fn revoke(
         &self,
-        customer_id: &str,
+        customer_id: &CustomerId,
         key_id: &str,
         revoked_at: &str,
     ) -> Result<bool, StoreError> {
@@ -226,7 +228,7 @@ impl ApiKeyStore {
             .update_expression("SET RevokedAt = if_not_exists(RevokedAt, :at)")
             .condition_expression("attribute_exists(PK) AND CustomerId = :c")
             .expression_attribute_values(":at", s(revoked_at))
-            .expression_attribute_values(":c", s(customer_id))
+            .expression_attribute_values(":c", s(customer_id.as_str()))
             .send()
             .await;
         match result {
@@ -241,9 +243,13 @@ impl ApiKeyStore {
 mod tests {
     use super::*;
 
+    fn acme() -> CustomerId {
+        CustomerId::parse("acme").unwrap()
+    }
+
     #[test]
     fn a_generated_key_verifies_and_only_it() {
-        let (key, record) = generate("acme", "2026-01-01T00:00:00Z", None);
+        let (key, record) = generate(&acme(), "2026-01-01T00:00:00Z", None);
         let (id, secret) = parse(key.expose_secret()).unwrap();
         assert_eq!(id, record.key_id);
         assert!(record.matches(secret));
@@ -264,8 +270,8 @@ mod tests {
 
     #[test]
     fn keys_and_salts_differ() {
-        let (k1, r1) = generate("acme", "", None);
-        let (k2, r2) = generate("acme", "", None);
+        let (k1, r1) = generate(&acme(), "", None);
+        let (k2, r2) = generate(&acme(), "", None);
         assert_ne!(k1.expose_secret(), k2.expose_secret());
         assert_ne!(r1.salt, r2.salt);
         assert_ne!(r1.key_id, r2.key_id);

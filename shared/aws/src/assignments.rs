@@ -32,6 +32,8 @@ use crate::StoreError;
 use crate::dynamo::{self, s};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use platformsync_domain::endpoint::CustomerId;
+use platformsync_domain::serial::SerialNumber;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -183,8 +185,8 @@ impl AssignmentStore {
     }
 
     /// A safe's assignments, oldest first.
-    pub async fn history(&self, serial: &str) -> Result<Vec<Assignment>, StoreError> {
-        let pk = keys::assignment(serial, "").0;
+    pub async fn history(&self, serial: &SerialNumber) -> Result<Vec<Assignment>, StoreError> {
+        let pk = keys::assignment(serial.as_str(), "").0;
         let mut history: Vec<Assignment> =
             dynamo::query_prefix(&self.client, &self.table, &pk, ASSIGN_PREFIX, true).await?;
         history.sort_by(|a, b| a.from.cmp(&b.from));
@@ -195,8 +197,8 @@ impl AssignmentStore {
     /// `OWNER` item sort next to each other, so one key range holds both).
     /// Eventually consistent: the fan-out caches the answer for longer
     /// anyway, and reads several safes at once.
-    pub async fn ownership(&self, serial: &str) -> Result<Ownership, StoreError> {
-        let pk = keys::assignment(serial, "").0;
+    pub async fn ownership(&self, serial: &SerialNumber) -> Result<Ownership, StoreError> {
+        let pk = keys::assignment(serial.as_str(), "").0;
         let items = dynamo::query_items(
             &self.client,
             &self.table,
@@ -235,10 +237,10 @@ impl AssignmentStore {
     /// safes.
     pub async fn periods_of(
         &self,
-        customer_id: &str,
-        serial: Option<&str>,
+        customer_id: &CustomerId,
+        serial: Option<&SerialNumber>,
     ) -> Result<Vec<Period>, StoreError> {
-        let pk = keys::period(customer_id, "", "").0;
+        let pk = keys::period(customer_id.as_str(), "", "").0;
         let prefix = match serial {
             Some(s) => format!("{PERIOD_PREFIX}{s}#"),
             None => PERIOD_PREFIX.to_owned(),
@@ -259,16 +261,18 @@ impl AssignmentStore {
     /// transaction.
     pub async fn assign(
         &self,
-        serial: &str,
-        customer_id: &str,
+        safe: &SerialNumber,
+        customer: &CustomerId,
         from: &str,
         assigned_at: &str,
-        legacy_owner: Option<&str>,
+        legacy_owner: Option<&CustomerId>,
     ) -> Result<Assigned, StoreError> {
+        let (serial, customer_id) = (safe.as_str(), customer.as_str());
+        let legacy_owner = legacy_owner.map(CustomerId::as_str);
         if from.len() != BOUND_LEN {
             return Err(self.malformed(serial, format!("assignment bound {from:?}")));
         }
-        let stored = self.history(serial).await?;
+        let stored = self.history(safe).await?;
         let mut history = stored.clone();
         let mut writes: Vec<Assignment> = Vec::new();
         if history.is_empty()

@@ -224,11 +224,13 @@ impl ConfigStore {
             {
                 // Cancelled: the claim's condition, or a conflicting
                 // transaction. Only the claim's owner tells which.
-                match self.endpoint_owner(id).await? {
-                    Some(owner) if owner != customer => Err(EndpointWriteError::Taken {
-                        endpoint_id: id.to_owned(),
-                        owner,
-                    }),
+                match self.endpoint_owner(&endpoint.endpoint_id).await? {
+                    Some(owner) if owner != endpoint.customer_id => {
+                        Err(EndpointWriteError::Taken {
+                            endpoint_id: id.to_owned(),
+                            owner: owner.into(),
+                        })
+                    }
                     _ => Err(StoreError::sdk("TransactWriteItems", &self.table, e).into()),
                 }
             }
@@ -261,9 +263,9 @@ impl ConfigStore {
         Err(EndpointWriteError::Taken {
             endpoint_id: id.to_owned(),
             owner: self
-                .endpoint_owner(id)
+                .endpoint_owner(endpoint_id)
                 .await?
-                .unwrap_or_else(|| "(unknown)".into()),
+                .map_or_else(|| "(unknown)".into(), String::from),
         })
     }
 
@@ -315,13 +317,18 @@ impl ConfigStore {
     }
 
     /// The customer holding `endpoint_id`, if any (a consistent read).
-    pub async fn endpoint_owner(&self, endpoint_id: &str) -> Result<Option<String>, StoreError> {
-        let key = pk_sk_key(keys::endpoint_claim(endpoint_id));
+    pub async fn endpoint_owner(
+        &self,
+        endpoint_id: &EndpointId,
+    ) -> Result<Option<CustomerId>, StoreError> {
+        let key = pk_sk_key(keys::endpoint_claim(endpoint_id.as_str()));
         let item = dynamo::get_item(&self.client, &self.table, key, true).await?;
-        Ok(item.and_then(|mut item| match item.remove("CustomerId") {
-            Some(AttributeValue::S(customer)) => Some(customer),
-            _ => None,
-        }))
+        match item.and_then(|mut item| item.remove("CustomerId")) {
+            Some(AttributeValue::S(customer)) => CustomerId::parse(&customer)
+                .map(Some)
+                .map_err(|e| dynamo::malformed(&self.table, endpoint_id.as_str(), e)),
+            _ => Ok(None),
+        }
     }
 
     fn claim_put(&self, customer: &str, id: &str) -> aws_sdk_dynamodb::types::builders::PutBuilder {
@@ -361,10 +368,14 @@ impl ConfigStore {
     }
 
     /// Assigns a safe to a customer (a safe belongs to one customer at a time).
-    pub async fn assign_safe(&self, serial: &str, customer_id: &str) -> Result<(), StoreError> {
-        let mut item = pk_sk_key(keys::safe_owner(serial));
-        item.insert("CustomerId".into(), s(customer_id));
-        item.insert("SerialNumber".into(), s(serial));
+    pub async fn assign_safe(
+        &self,
+        serial: &SerialNumber,
+        customer_id: &CustomerId,
+    ) -> Result<(), StoreError> {
+        let mut item = pk_sk_key(keys::safe_owner(serial.as_str()));
+        item.insert("CustomerId".into(), s(customer_id.as_str()));
+        item.insert("SerialNumber".into(), s(serial.as_str()));
         dynamo::put(&self.client, &self.table, item).await
     }
 

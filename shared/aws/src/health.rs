@@ -36,6 +36,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use platformsync_delivery::incident::{EndpointState, Phase, rfc3339};
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 use time::OffsetDateTime;
 
 use crate::StoreError;
@@ -107,13 +108,13 @@ impl HealthStore {
         }
     }
 
-    fn key(endpoint_id: &str) -> HashMap<String, AttributeValue> {
+    fn key(endpoint_id: &EndpointId) -> HashMap<String, AttributeValue> {
         crate::dynamo::pk_sk((format!("ENDPOINT#{endpoint_id}"), "HEALTH".into()))
     }
 
     async fn item(
         &self,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
     ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         crate::dynamo::get_item(&self.client, &self.table, Self::key(endpoint_id), true).await
     }
@@ -121,7 +122,7 @@ impl HealthStore {
     /// The endpoint's state and its version (an endpoint never seen is
     /// healthy, version 0). Strongly consistent: the previous invocation's
     /// write must be seen.
-    pub async fn load(&self, endpoint_id: &str) -> Result<Versioned, StoreError> {
+    pub async fn load(&self, endpoint_id: &EndpointId) -> Result<Versioned, StoreError> {
         match self.item(endpoint_id).await? {
             Some(item) => self.versioned(endpoint_id, &item),
             None => Ok(Versioned::default()),
@@ -132,12 +133,12 @@ impl HealthStore {
     /// `BatchGetItem` per 100: push loads an event's endpoints at once.
     pub async fn load_many(
         &self,
-        endpoint_ids: &[String],
-    ) -> Result<HashMap<String, Versioned>, StoreError> {
-        let mut ids: Vec<&String> = endpoint_ids.iter().collect();
+        endpoint_ids: &[EndpointId],
+    ) -> Result<HashMap<EndpointId, Versioned>, StoreError> {
+        let mut ids: Vec<&EndpointId> = endpoint_ids.iter().collect();
         ids.sort();
         ids.dedup();
-        let mut found: HashMap<String, Versioned> = ids
+        let mut found: HashMap<EndpointId, Versioned> = ids
             .iter()
             .map(|id| ((*id).clone(), Versioned::default()))
             .collect();
@@ -153,9 +154,10 @@ impl HealthStore {
                 message: e.to_string(),
             })?;
             for item in crate::dynamo::batch_get(&self.client, &self.table, keys).await? {
-                let Some(id) = text(&item, "PK")
-                    .and_then(|pk| pk.strip_prefix("ENDPOINT#").map(str::to_owned))
-                else {
+                let Some(id) = text(&item, "PK").and_then(|pk| {
+                    pk.strip_prefix("ENDPOINT#")
+                        .and_then(|id| EndpointId::parse(id).ok())
+                }) else {
                     continue;
                 };
                 let versioned = self.versioned(&id, &item)?;
@@ -167,7 +169,7 @@ impl HealthStore {
 
     fn versioned(
         &self,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
         item: &HashMap<String, AttributeValue>,
     ) -> Result<Versioned, StoreError> {
         let number = |name: &str| match item.get(name) {
@@ -198,8 +200,8 @@ impl HealthStore {
     /// put: `Resuming` and `ParkedSeq` belong to the enable's replay loop.
     pub async fn save(
         &self,
-        endpoint_id: &str,
-        customer_id: &str,
+        endpoint_id: &EndpointId,
+        customer_id: &CustomerId,
         state: &EndpointState,
         version: u64,
     ) -> Result<Saved, StoreError> {
@@ -209,8 +211,8 @@ impl HealthStore {
 
     async fn save_with(
         &self,
-        endpoint_id: &str,
-        customer_id: &str,
+        endpoint_id: &EndpointId,
+        customer_id: &CustomerId,
         state: &EndpointState,
         version: u64,
         resuming: Option<bool>,
@@ -225,7 +227,7 @@ impl HealthStore {
             ("Incident", Some(s(json))),
             ("Version", Some(AttributeValue::N(next.to_string()))),
             ("State", Some(s(state_name(state)))),
-            ("CustomerId", Some(s(customer_id))),
+            ("CustomerId", Some(s(customer_id.as_str()))),
         ];
         let incident = state.incident.as_ref();
         set.push(("IncidentId", incident.map(|i| s(i.id()))));
@@ -297,8 +299,8 @@ impl HealthStore {
     /// "recovered"), in one write. Returns whether it was expired.
     pub async fn start_resuming(
         &self,
-        endpoint_id: &str,
-        customer_id: &str,
+        endpoint_id: &EndpointId,
+        customer_id: &CustomerId,
     ) -> Result<bool, StoreError> {
         self.resume_marked(endpoint_id, customer_id, Some(true))
             .await
@@ -308,8 +310,8 @@ impl HealthStore {
     /// setting `Resuming` to `resuming` when given; whether it was expired.
     async fn resume_marked(
         &self,
-        endpoint_id: &str,
-        customer_id: &str,
+        endpoint_id: &EndpointId,
+        customer_id: &CustomerId,
         resuming: Option<bool>,
     ) -> Result<bool, StoreError> {
         for _ in 0..5 {
@@ -334,7 +336,7 @@ impl HealthStore {
     /// (then `false`: replay again). Also `true` when it was not resuming.
     pub async fn finish_resuming(
         &self,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
         seen_seq: u64,
     ) -> Result<bool, StoreError> {
         let condition = if seen_seq == 0 {
@@ -370,7 +372,7 @@ impl HealthStore {
     /// ([`crate::parked::ParkedStore::park_counted`]).
     pub fn count_park(
         &self,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
     ) -> Result<aws_sdk_dynamodb::types::Update, StoreError> {
         aws_sdk_dynamodb::types::Update::builder()
             .table_name(&self.table)
@@ -399,13 +401,17 @@ impl HealthStore {
     /// An operator enables an expired endpoint again: delivery resumes at
     /// once (its window starts afresh), and the next 200 sends "recovered".
     /// Returns whether it was expired.
-    pub async fn resume(&self, endpoint_id: &str, customer_id: &str) -> Result<bool, StoreError> {
+    pub async fn resume(
+        &self,
+        endpoint_id: &EndpointId,
+        customer_id: &CustomerId,
+    ) -> Result<bool, StoreError> {
         self.resume_marked(endpoint_id, customer_id, None).await
     }
 
     /// The endpoint's health as people read it; an endpoint never seen is
     /// healthy.
-    pub async fn get(&self, endpoint_id: &str) -> Result<EndpointHealth, StoreError> {
+    pub async fn get(&self, endpoint_id: &EndpointId) -> Result<EndpointHealth, StoreError> {
         let Versioned {
             state, resuming, ..
         } = self.load(endpoint_id).await?;

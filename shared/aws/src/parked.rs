@@ -36,6 +36,7 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::dynamo::{self, Item, n, rfc3339, s, text};
 use crate::ledger::key;
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 
 /// Sort key prefix of parked batches in the ledger table.
 pub const PARKED_PREFIX: &str = "PARKED#";
@@ -84,8 +85,8 @@ fn stamp(at: OffsetDateTime) -> u64 {
 /// A batch to park.
 #[derive(Debug, Clone)]
 pub struct ParkBatch<'a> {
-    pub endpoint_id: &'a str,
-    pub customer_id: &'a str,
+    pub endpoint_id: &'a EndpointId,
+    pub customer_id: &'a CustomerId,
     pub message_id: &'a str,
     /// `Transactions` or `AuditTransactions`.
     pub kind: &'a str,
@@ -193,7 +194,7 @@ impl ParkedStore {
                 // The parts alone are never listed; removed so nothing lingers.
                 let parts = batch.body.len().div_ceil(PART_BYTES);
                 for part in 0..parts {
-                    let key = key(batch.endpoint_id, part_key(&id, part as u32));
+                    let key = key(batch.endpoint_id.as_str(), part_key(&id, part as u32));
                     let _ = dynamo::delete(&self.client, &self.table, key).await;
                 }
                 Ok(None)
@@ -215,12 +216,12 @@ impl ParkedStore {
             body.chunks(PART_BYTES).collect()
         };
         for (i, chunk) in chunks.iter().enumerate() {
-            let mut item = key(batch.endpoint_id, part_key(&id, i as u32));
+            let mut item = key(batch.endpoint_id.as_str(), part_key(&id, i as u32));
             item.insert("Body".into(), AttributeValue::B(Blob::new(chunk.to_vec())));
             dynamo::put(&self.client, &self.table, item).await?;
         }
-        let mut item = key(batch.endpoint_id, id.clone());
-        item.insert("CustomerId".into(), s(batch.customer_id));
+        let mut item = key(batch.endpoint_id.as_str(), id.clone());
+        item.insert("CustomerId".into(), s(batch.customer_id.as_str()));
         item.insert("MessageId".into(), s(batch.message_id));
         item.insert("Kind".into(), s(batch.kind));
         item.insert("CreatedAt".into(), s(batch.created_at));
@@ -245,12 +246,12 @@ impl ParkedStore {
     }
 
     /// The endpoint's parked batches, in the order they were parked.
-    pub async fn list(&self, endpoint_id: &str) -> Result<Vec<Parked>, StoreError> {
+    pub async fn list(&self, endpoint_id: &EndpointId) -> Result<Vec<Parked>, StoreError> {
         let query = self
             .client
             .query()
             .key_condition_expression("EndpointId = :e AND begins_with(BatchId, :p)")
-            .expression_attribute_values(":e", s(endpoint_id))
+            .expression_attribute_values(":e", s(endpoint_id.as_str()))
             .expression_attribute_values(":p", s(PARKED_PREFIX))
             // Bodies are read only to replay. Names go through placeholders:
             // several are DynamoDB reserved words.
@@ -341,7 +342,7 @@ impl ParkedStore {
     #[cfg(feature = "sqs")]
     pub async fn replay(
         &self,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
         sqs: &aws_sdk_sqs::Client,
         queue_url: &str,
     ) -> Result<usize, StoreError> {

@@ -24,6 +24,7 @@ use aws_sdk_sqs::types::{
 };
 
 use crate::StoreError;
+use platformsync_domain::endpoint::{CustomerId, EndpointId};
 
 /// SQS refuses message attribute values above this (256 KB overall; keep
 /// attributes small, the body matters more).
@@ -42,8 +43,8 @@ pub struct DeadLetter<'a> {
     /// are parked).
     pub reason: &'a str,
     pub last_error: Option<&'a str>,
-    pub endpoint_id: Option<&'a str>,
-    pub customer_id: Option<&'a str>,
+    pub endpoint_id: Option<&'a EndpointId>,
+    pub customer_id: Option<&'a CustomerId>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,8 +204,8 @@ impl Redelivery {
         // SQS refuses empty attribute values: absent ones are left out.
         let optional = [
             ("LastError", letter.last_error),
-            ("EndpointId", letter.endpoint_id),
-            ("CustomerId", letter.customer_id),
+            ("EndpointId", letter.endpoint_id.map(EndpointId::as_str)),
+            ("CustomerId", letter.customer_id.map(CustomerId::as_str)),
         ];
         for (name, value) in optional {
             if let Some(value) = value.filter(|v| !v.is_empty()) {

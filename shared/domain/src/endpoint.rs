@@ -66,6 +66,13 @@ macro_rules! id_type {
             }
         }
 
+        /// Maps keyed by the id are looked up by its text (same hash and order).
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         /// The id as written: checks read ids off records and flags as text.
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
