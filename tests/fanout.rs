@@ -7,6 +7,7 @@
 //! every (endpoint, transaction) under exactly one `MessageId`.
 
 use aws_lambda_events::dynamodb::EventRecord;
+use aws_sdk_dynamodb::types::AttributeValue;
 use platformsync_aws::delivery_queue::{
     BatchReply, EntryError, RequestEntry, RequestError, SendMessageBatch, SqsTransport,
 };
@@ -726,6 +727,58 @@ async fn a_poison_record_mid_batch_is_parked_and_counted_and_its_neighbours_deli
         expected_counts(&expected),
         "every neighbour delivered"
     );
+}
+
+/// The registry names a customer id that is not one for a safe (an item
+/// edited by hand): the safe's records are set aside as a configuration
+/// error, parked and counted, never retried as if the read had failed, and
+/// every other safe's records are delivered once.
+#[tokio::test]
+async fn a_safe_whose_owner_is_not_a_customer_id_is_parked_and_the_rest_delivered() {
+    let world = World::new(160, 0, 73, false).await;
+    let n = world.records.len();
+    let bad = world.stored[0].serial_number.clone();
+    let owner_key = platformsync_aws::config_table::keys::safe_owner(bad.as_str());
+    world
+        .stack
+        .clients
+        .dynamodb
+        .put_item()
+        .table_name(world.stack.reference("ConfigTable"))
+        .item("PK", AttributeValue::S(owner_key.0))
+        .item("SK", AttributeValue::S(owner_key.1))
+        .item("CustomerId", AttributeValue::S("Not A Customer!".into()))
+        .item("SerialNumber", AttributeValue::S(bad.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let of_bad = world
+        .stored
+        .iter()
+        .filter(|t| t.serial_number == bad)
+        .count();
+    assert!(of_bad > 0 && of_bad < n, "{of_bad} of {n}");
+
+    let fanout = fanout::Fanout::new(&world.stack.config, settings(&world.stack));
+    let outcome = fanout
+        .process(
+            streams::event(&world.records),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(outcome.first_failed, None, "never retried: {outcome:?}");
+    assert_eq!(outcome.invalid_owner, of_bad, "{outcome:?}");
+    assert!(outcome.parked > 0, "{outcome:?}");
+    let parked = fanout.plans().parked().await.unwrap();
+    assert!(
+        parked.iter().all(|p| p.data.contains(bad.as_str())),
+        "kept with the safe's records: {parked:?}"
+    );
+
+    let received = world.stack.drain_deliveries().await;
+    let mut expected = expected_counts(&world.expected(n));
+    expected.retain(|(_, key), _| !key.starts_with(&format!("{bad}|")));
+    assert_eq!(counts(&received), expected, "every other safe's, once");
 }
 
 /// Forwards to SQS, but SQS refuses one message for good (`SenderFault`),

@@ -768,8 +768,9 @@ fn validate(dir: &Path) {
 
 #[tokio::test]
 async fn backdated_and_legacy_assignments_rewrite_the_periods() {
-    use platformsync_aws::assignments::{AssignmentStore, BEGINNING};
+    use platformsync_aws::assignments::AssignmentStore;
     use platformsync_aws::config_table::ConfigStore;
+    use platformsync_domain::ownership::BEGINNING;
     let stack = Stack::deploy().await;
     for c in ["acme", "globex", "initech"] {
         customer(&stack, c).await;

@@ -15,9 +15,10 @@
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use platformsync_aws::StoreError;
-use platformsync_aws::assignments::{AssignmentStore, Ownership};
+use platformsync_aws::assignments::AssignmentStore;
 use platformsync_aws::config_table::ConfigStore;
 use platformsync_domain::endpoint::{CustomerId, EndpointSettings};
+use platformsync_domain::ownership::Ownership;
 use platformsync_domain::serial::SerialNumber;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,25 +54,24 @@ pub struct Routing {
     pub endpoints: HashMap<CustomerId, Endpoints>,
 }
 
-fn owner_of(id: &str) -> Owner {
-    CustomerId::parse(id)
-        .map(Owner::Customer)
-        .unwrap_or_else(|_| Owner::Invalid(id.to_owned()))
-}
-
 impl Routing {
     /// Who owned `serial` at safe-local time `at` (a transaction's sort key
     /// or its time part).
     pub fn owner_at(&self, serial: &str, at: &str) -> Owner {
         match self.histories.get(serial) {
-            Some(ownership) => ownership.owner_at(at).map_or(Owner::None, owner_of),
+            Some(ownership) => ownership
+                .owner_at(at)
+                .map_or(Owner::None, |c| Owner::Customer(c.clone())),
             None => self.owners.get(serial).cloned().unwrap_or(Owner::None),
         }
     }
 
     fn insert(&mut self, serial: &str, ownership: &Arc<Ownership>) {
         if ownership.history.is_empty() {
-            let owner = ownership.current.as_deref().map_or(Owner::None, owner_of);
+            let owner = ownership
+                .current
+                .clone()
+                .map_or(Owner::None, Owner::Customer);
             self.owners.insert(serial.to_owned(), owner);
         } else {
             self.histories
@@ -143,14 +143,21 @@ impl ConfigCache {
             // Owned serials, collected first: the stream's future must be
             // `Send` for any lifetime (no borrowing closures inside it).
             let owned: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
-            let found: Vec<(String, Ownership)> = stream::iter(owned)
+            let found: Vec<(String, Result<Ownership, String>)> = stream::iter(owned)
                 .map(|serial| async move {
                     // Not a serial number: no safe, no owner (its records
                     // are counted unowned), and nothing to read.
                     let Ok(safe) = SerialNumber::parse(&serial) else {
-                        return Ok((serial, Ownership::default()));
+                        return Ok((serial, Ok(Ownership::default())));
                     };
-                    self.assignments.ownership(&safe).await.map(|o| (serial, o))
+                    match self.assignments.ownership(&safe).await {
+                        Ok(o) => Ok((serial, Ok(o))),
+                        // A registry item of another shape (an owner id that
+                        // is not one): the safe's records are set aside as
+                        // a configuration error; the stream goes on.
+                        Err(StoreError::Malformed { message, .. }) => Ok((serial, Err(message))),
+                        Err(e) => Err(e),
+                    }
                 })
                 .buffer_unordered(SAFE_READ_CONCURRENCY)
                 .try_collect()
@@ -158,10 +165,17 @@ impl ConfigCache {
             reads.safes_read = missing.len();
             let read_at = Instant::now();
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            for (serial, ownership) in found {
-                let ownership = Arc::new(ownership);
-                routing.insert(&serial, &ownership);
-                state.owners.insert(serial, (ownership, read_at));
+            for (serial, read) in found {
+                match read {
+                    Ok(ownership) => {
+                        let ownership = Arc::new(ownership);
+                        routing.insert(&serial, &ownership);
+                        state.owners.insert(serial, (ownership, read_at));
+                    }
+                    Err(why) => {
+                        routing.owners.insert(serial, Owner::Invalid(why));
+                    }
+                }
             }
         }
 
@@ -180,7 +194,7 @@ impl ConfigCache {
                     .histories
                     .values()
                     .flat_map(|o| o.owners_ever())
-                    .filter_map(|id| CustomerId::parse(id).ok()),
+                    .cloned(),
             )
             .collect();
         let missing: Vec<CustomerId> = {

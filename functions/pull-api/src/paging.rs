@@ -103,7 +103,7 @@ async fn collect<R: Reader>(
                     discard -= 1;
                     continue;
                 }
-                out.push((range.serial.clone(), row));
+                out.push((range.serial.to_string(), row));
                 if out.len() == want {
                     return Ok(out);
                 }
@@ -333,11 +333,13 @@ mod tests {
     use super::*;
     use crate::ranges::key_ranges;
     use crate::request::Filters;
-    use platformsync_aws::assignments::Period;
+    use platformsync_domain::endpoint::CustomerId;
+    use platformsync_domain::ownership::Period;
+    use platformsync_domain::serial::SerialNumber;
 
     fn items() -> Vec<Item> {
         let mut out = Vec::new();
-        for serial in ["A", "B", "C"] {
+        for serial in ["UTA", "UTB", "UTC"] {
             for i in 0..250 {
                 out.push(Item {
                     serial: serial.into(),
@@ -360,11 +362,11 @@ mod tests {
     }
 
     fn periods() -> Vec<Period> {
-        ["A", "B", "C"]
+        ["UTA", "UTB", "UTC"]
             .iter()
             .map(|s| Period {
-                serial_number: (*s).into(),
-                customer_id: "c".into(),
+                serial_number: SerialNumber::parse(s).unwrap(),
+                customer_id: CustomerId::parse("c").unwrap(),
                 from: "0001-01-01T00:00:00.0000000".into(),
                 until: None,
             })

@@ -9,14 +9,15 @@
 //! * the keys after a key `k` are exactly those `>= k + " "` (a space
 //!   sorts below every character a key contains).
 
-use platformsync_aws::assignments::Period;
+use platformsync_domain::ownership::Period;
+use platformsync_domain::serial::SerialNumber;
 
 use crate::request::Filters;
 
 /// Sort keys of one safe with `lo <= key <= hi` (`hi` absent: no upper bound).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyRange {
-    pub serial: String,
+    pub serial: SerialNumber,
     pub lo: String,
     pub hi: Option<String>,
 }
@@ -41,7 +42,7 @@ pub fn key_ranges(periods: &[Period], filters: &Filters, cursor: Option<&Cursor>
         if filters
             .serial
             .as_ref()
-            .is_some_and(|s| s.as_str() != p.serial_number)
+            .is_some_and(|s| *s != p.serial_number)
         {
             continue;
         }
@@ -55,10 +56,10 @@ pub fn key_ranges(periods: &[Period], filters: &Filters, cursor: Option<&Cursor>
             (None, t) => t.clone(),
         };
         if let Some(c) = cursor {
-            if p.serial_number < c.serial {
+            if p.serial_number.as_str() < c.serial.as_str() {
                 continue;
             }
-            if p.serial_number == c.serial {
+            if p.serial_number.as_str() == c.serial {
                 let resume = after(&c.sort_key);
                 if resume > lo {
                     lo = resume;
@@ -81,7 +82,7 @@ pub fn key_ranges(periods: &[Period], filters: &Filters, cursor: Option<&Cursor>
 /// Whether `sort_key` of `serial` lies in `range` (what the query's key
 /// condition selects).
 pub fn contains(range: &KeyRange, serial: &str, sort_key: &str) -> bool {
-    range.serial == serial
+    range.serial.as_str() == serial
         && range.lo.as_str() <= sort_key
         && range.hi.as_ref().is_none_or(|h| sort_key <= h.as_str())
 }
@@ -89,7 +90,7 @@ pub fn contains(range: &KeyRange, serial: &str, sort_key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platformsync_domain::serial::SerialNumber;
+    use platformsync_domain::endpoint::CustomerId;
 
     const T: &str = "T00:00:00.0000000";
 
@@ -99,8 +100,8 @@ mod tests {
 
     fn period(serial: &str, from: &str, until: Option<&str>) -> Period {
         Period {
-            serial_number: serial.into(),
-            customer_id: "c".into(),
+            serial_number: SerialNumber::parse(serial).unwrap(),
+            customer_id: CustomerId::parse("c").unwrap(),
             from: t(from),
             until: until.map(t),
         }
@@ -122,17 +123,17 @@ mod tests {
             all,
             vec![
                 KeyRange {
-                    serial: "UTA".into(),
+                    serial: "UTA".parse().unwrap(),
                     lo: t("01-01"),
                     hi: Some(t("03-01"))
                 },
                 KeyRange {
-                    serial: "UTA".into(),
+                    serial: "UTA".parse().unwrap(),
                     lo: t("05-01"),
                     hi: None
                 },
                 KeyRange {
-                    serial: "UTB".into(),
+                    serial: "UTB".parse().unwrap(),
                     lo: t("01-01"),
                     hi: None
                 },
@@ -147,7 +148,7 @@ mod tests {
         assert_eq!(
             key_ranges(&periods, &filters, None),
             vec![KeyRange {
-                serial: "UTA".into(),
+                serial: "UTA".parse().unwrap(),
                 lo: t("02-01"),
                 hi: Some(t("03-01"))
             }]
@@ -157,7 +158,7 @@ mod tests {
     #[test]
     fn bounds_select_by_time() {
         let r = KeyRange {
-            serial: "UTA".into(),
+            serial: "UTA".parse().unwrap(),
             lo: t("02-01"),
             hi: Some(t("03-01")),
         };
@@ -184,7 +185,7 @@ mod tests {
         };
         let ranges = key_ranges(&periods, &Filters::default(), Some(&cursor));
         assert_eq!(ranges.len(), 2, "A is done");
-        assert_eq!(ranges[0].serial, "UTB");
+        assert_eq!(ranges[0].serial.as_str(), "UTB");
         assert!(!contains(&ranges[0], "UTB", &cursor.sort_key));
         assert!(contains(
             &ranges[0],

@@ -57,7 +57,7 @@ impl TransactionRanges {
             .expression_attribute_names("#sk", "SortKey")
             .expression_attribute_names("#kind", "Kind")
             .expression_attribute_names("#status", "Status")
-            .expression_attribute_values(":serial", AttributeValue::S(range.serial.clone()))
+            .expression_attribute_values(":serial", AttributeValue::S(range.serial.to_string()))
             .expression_attribute_values(":lo", AttributeValue::S(range.lo.clone()))
             .expression_attribute_values(":kind", AttributeValue::S(m.kind.clone()))
             .expression_attribute_values(":deliverable", AttributeValue::S("Deliverable".into()))
@@ -82,7 +82,7 @@ impl TransactionRanges {
         }
         q = q.filter_expression(filter);
         if let Some(start) = start {
-            q = q.exclusive_start_key("SerialNumber", AttributeValue::S(range.serial.clone()));
+            q = q.exclusive_start_key("SerialNumber", AttributeValue::S(range.serial.to_string()));
             q = q.exclusive_start_key("SortKey", AttributeValue::S(start.to_owned()));
         }
         q

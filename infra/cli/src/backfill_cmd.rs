@@ -95,18 +95,18 @@ async fn window(
     from: &str,
     to: &str,
 ) -> Result<Vec<StoredTransaction>> {
-    let customer = endpoint.customer_id.as_str();
-    let mut serials: Vec<String> = ops
+    let customer = &endpoint.customer_id;
+    let mut serials: Vec<SerialNumber> = ops
         .config
         .safes()
         .await?
         .into_iter()
-        .map(|s| s.serial_number.to_string())
+        .map(|s| s.serial_number)
         .collect();
     // Safes the customer owned once but no longer: their dated periods.
     serials.extend(
         ops.assignments
-            .periods_of(&endpoint.customer_id, None)
+            .periods_of(customer, None)
             .await?
             .into_iter()
             .map(|p| p.serial_number),
@@ -116,7 +116,6 @@ async fn window(
     let store = TransactionStore::new(ops.dynamodb.clone(), ops.names.transactions_table.clone());
     let mut out = Vec::new();
     for serial in serials {
-        let serial = SerialNumber::parse(&serial).with_context(|| format!("safe {serial:?}"))?;
         let ownership = ops.assignments.ownership(&serial).await?;
         if !ownership.owners_ever().any(|c| c == customer) {
             continue;

@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result, bail};
-use platformsync_aws::assignments::BEGINNING;
 use platformsync_domain::endpoint::{
     Customer, CustomerId, EndpointId, EndpointSettings, EndpointType, KeyPlacement,
     normalize_whitelist_entry,
 };
+use platformsync_domain::ownership::BEGINNING;
 use platformsync_domain::payload::DEFAULT_KEY_NAME;
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::time::SafeDateTime;
@@ -174,7 +174,7 @@ pub(crate) async fn safe(cmd: Cmd<'_, '_>, command: SafeCommand) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("serial number {serial:?}: {e}"))?;
             let ops = Ops::connect(target).await;
             let history = ops.assignments.history(&serial).await?;
-            let periods = platformsync_aws::assignments::periods(&history);
+            let periods = platformsync_domain::ownership::periods(&history);
             table::list(
                 io.out,
                 json,
@@ -182,7 +182,7 @@ pub(crate) async fn safe(cmd: Cmd<'_, '_>, command: SafeCommand) -> Result<()> {
                 &["CUSTOMER", "FROM", "UNTIL"],
                 |p| {
                     vec![
-                        p.customer_id.clone(),
+                        p.customer_id.to_string(),
                         shown_bound(&p.from),
                         p.until
                             .as_deref()
@@ -288,14 +288,12 @@ pub(crate) async fn assign(
             .assign(serial, customer, &effective, &assigned_at, legacy.as_ref())
             .await
             .with_context(|| format!("assigning safe {serial}"))?;
-        let latest = CustomerId::parse(&done.latest)
-            .with_context(|| format!("the latest owner of safe {serial}"))?;
-        ops.config.assign_safe(serial, &latest).await?;
+        ops.config.assign_safe(serial, &done.latest).await?;
         let previous = done
             .previous
-            .as_deref()
-            .or(legacy.as_ref().map(CustomerId::as_str))
-            .filter(|p| *p != customer.as_str());
+            .as_ref()
+            .or(legacy.as_ref())
+            .filter(|p| *p != customer);
         if !json {
             let shown = shown_bound(&effective);
             match previous {

@@ -33,16 +33,12 @@ use crate::dynamo::{self, s};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use platformsync_domain::endpoint::CustomerId;
+use platformsync_domain::ownership::{
+    Assignment, BEGINNING, BOUND_LEN, Ownership, Period, owner_at, periods,
+};
 use platformsync_domain::serial::SerialNumber;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeSet;
-
-/// `from` of an assignment that holds since the safe's first transaction
-/// (safes assigned before assignments had dates).
-pub const BEGINNING: &str = "0001-01-01T00:00:00.0000000";
-
-/// Length of a time bound: `YYYY-MM-DDTHH:MM:SS.fffffff`.
-pub const BOUND_LEN: usize = 27;
 
 const ASSIGN_PREFIX: &str = "ASSIGN#";
 const PERIOD_PREFIX: &str = "SAFEPERIOD#";
@@ -65,102 +61,14 @@ pub mod keys {
     }
 }
 
-/// One assignment: from `from` on, the safe belongs to `customer_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Assignment {
-    pub serial_number: String,
-    pub customer_id: String,
-    /// Safe-local wall time, [`BOUND_LEN`] characters.
-    pub from: String,
-    /// When the assignment was made (RFC 3339, UTC), for staff.
-    pub assigned_at: String,
-}
-
-/// A customer's ownership of a safe over `[from, until)`; `until` absent =
-/// still owned.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Period {
-    pub serial_number: String,
-    pub customer_id: String,
-    pub from: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
-}
-
-/// The periods a history makes: sorted by `from`, each until the next
-/// assignment, consecutive assignments to the same customer merged.
-pub fn periods(history: &[Assignment]) -> Vec<Period> {
-    let mut sorted: Vec<&Assignment> = history.iter().collect();
-    sorted.sort_by(|a, b| a.from.cmp(&b.from));
-    let mut out: Vec<Period> = Vec::new();
-    for a in sorted {
-        if let Some(last) = out.last_mut() {
-            if last.customer_id == a.customer_id {
-                continue;
-            }
-            last.until = Some(a.from.clone());
-        }
-        out.push(Period {
-            serial_number: a.serial_number.clone(),
-            customer_id: a.customer_id.clone(),
-            from: a.from.clone(),
-            until: None,
-        });
-    }
-    out
-}
-
-/// The customer owning the safe at safe-local time `at` (a bound or a sort
-/// key: compared as strings), by `history`.
-pub fn owner_at<'a>(history: &'a [Assignment], at: &str) -> Option<&'a str> {
-    history
-        .iter()
-        .filter(|a| a.from.as_str() <= at)
-        .max_by(|a, b| a.from.cmp(&b.from))
-        .map(|a| a.customer_id.as_str())
-}
-
-/// What the fan-out needs to route one safe's transactions: its dated
-/// history and its undated `OWNER` item.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ownership {
-    /// Oldest first; empty for a safe assigned before dates existed.
-    pub history: Vec<Assignment>,
-    /// The `OWNER` item's customer.
-    pub current: Option<String>,
-}
-
-impl Ownership {
-    /// The customer owning the safe at safe-local time `at` (a sort key or
-    /// its time part): by the history when there is one, else the `OWNER`
-    /// item. `None`: nobody owned it then.
-    pub fn owner_at(&self, at: &str) -> Option<&str> {
-        if self.history.is_empty() {
-            self.current.as_deref()
-        } else {
-            owner_at(&self.history, at)
-        }
-    }
-
-    /// Every customer the safe ever had.
-    pub fn owners_ever(&self) -> impl Iterator<Item = &str> {
-        self.history
-            .iter()
-            .map(|a| a.customer_id.as_str())
-            .chain(self.current.as_deref())
-    }
-}
-
 /// What one assignment changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assigned {
     /// Who owned the safe at `from` before (absent: nobody).
-    pub previous: Option<String>,
+    pub previous: Option<CustomerId>,
     /// The customer of the latest assignment: the safe's current owner for
     /// the fan-out's `OWNER` item.
-    pub latest: String,
+    pub latest: CustomerId,
     /// The safe's periods after the change.
     pub periods: Vec<Period>,
 }
@@ -217,7 +125,10 @@ impl AssignmentStore {
             match item.get("SK") {
                 Some(AttributeValue::S(sk)) if sk == "OWNER" => {
                     if let Some(AttributeValue::S(customer)) = item.get("CustomerId") {
-                        ownership.current = Some(customer.clone());
+                        let owner = CustomerId::parse(customer).map_err(|e| {
+                            dynamo::malformed(&self.table, &format!("{pk}/OWNER"), e)
+                        })?;
+                        ownership.current = Some(owner);
                     }
                 }
                 Some(AttributeValue::S(sk)) if sk.starts_with(ASSIGN_PREFIX) => {
@@ -267,8 +178,7 @@ impl AssignmentStore {
         assigned_at: &str,
         legacy_owner: Option<&CustomerId>,
     ) -> Result<Assigned, StoreError> {
-        let (serial, customer_id) = (safe.as_str(), customer.as_str());
-        let legacy_owner = legacy_owner.map(CustomerId::as_str);
+        let serial = safe.as_str();
         if from.len() != BOUND_LEN {
             return Err(self.malformed(serial, format!("assignment bound {from:?}")));
         }
@@ -279,18 +189,18 @@ impl AssignmentStore {
             && let Some(legacy) = legacy_owner.filter(|_| from != BEGINNING)
         {
             let a = Assignment {
-                serial_number: serial.to_owned(),
-                customer_id: legacy.to_owned(),
+                serial_number: safe.clone(),
+                customer_id: legacy.clone(),
                 from: BEGINNING.to_owned(),
                 assigned_at: assigned_at.to_owned(),
             };
             history.push(a.clone());
             writes.push(a);
         }
-        let previous = owner_at(&history, from).map(str::to_owned);
+        let previous = owner_at(&history, from).cloned();
         let new = Assignment {
-            serial_number: serial.to_owned(),
-            customer_id: customer_id.to_owned(),
+            serial_number: safe.clone(),
+            customer_id: customer.clone(),
             from: from.to_owned(),
             assigned_at: assigned_at.to_owned(),
         };
@@ -302,7 +212,7 @@ impl AssignmentStore {
         let after = periods(&history);
         let after_keys: BTreeSet<(String, String)> = after
             .iter()
-            .map(|p| keys::period(&p.customer_id, &p.serial_number, &p.from))
+            .map(|p| keys::period(p.customer_id.as_str(), serial, &p.from))
             .collect();
 
         let mut items: Vec<TransactWriteItem> = Vec::new();
@@ -310,10 +220,11 @@ impl AssignmentStore {
             items.push(self.transact_put(keys::assignment(serial, &a.from), a)?);
         }
         for p in &after {
-            items.push(self.transact_put(keys::period(&p.customer_id, serial, &p.from), p)?);
+            items
+                .push(self.transact_put(keys::period(p.customer_id.as_str(), serial, &p.from), p)?);
         }
         for p in &before {
-            let k = keys::period(&p.customer_id, serial, &p.from);
+            let k = keys::period(p.customer_id.as_str(), serial, &p.from);
             if !after_keys.contains(&k) {
                 let delete = Delete::builder()
                     .table_name(&self.table)
@@ -342,7 +253,7 @@ impl AssignmentStore {
         let latest = history
             .last()
             .map(|a| a.customer_id.clone())
-            .unwrap_or_else(|| customer_id.to_owned());
+            .unwrap_or_else(|| customer.clone());
         Ok(Assigned {
             previous,
             latest,
@@ -364,85 +275,5 @@ impl AssignmentStore {
             .build()
             .map_err(|e| self.malformed(&label, e))?;
         Ok(TransactWriteItem::builder().put(put).build())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn a(customer: &str, from: &str) -> Assignment {
-        Assignment {
-            serial_number: "UT1".into(),
-            customer_id: customer.into(),
-            from: format!("{from}T00:00:00.0000000"),
-            assigned_at: String::new(),
-        }
-    }
-
-    fn p(customer: &str, from: &str, until: Option<&str>) -> Period {
-        Period {
-            serial_number: "UT1".into(),
-            customer_id: customer.into(),
-            from: format!("{from}T00:00:00.0000000"),
-            until: until.map(|u| format!("{u}T00:00:00.0000000")),
-        }
-    }
-
-    #[test]
-    fn periods_run_until_the_next_assignment_and_merge_repeats() {
-        let history = vec![
-            a("b", "2024-03-01"),
-            a("a", "2024-01-01"),
-            a("a", "2024-02-01"),
-            a("a", "2024-04-01"),
-        ];
-        assert_eq!(
-            periods(&history),
-            vec![
-                p("a", "2024-01-01", Some("2024-03-01")),
-                p("b", "2024-03-01", Some("2024-04-01")),
-                p("a", "2024-04-01", None),
-            ]
-        );
-        assert!(periods(&[]).is_empty());
-    }
-
-    #[test]
-    fn owner_at_a_time() {
-        let history = vec![a("a", "2024-01-01"), a("b", "2024-03-01")];
-        assert_eq!(owner_at(&history, "2023-12-31T23:59:59.9999999"), None);
-        assert_eq!(owner_at(&history, "2024-01-01T00:00:00.0000000"), Some("a"));
-        assert_eq!(
-            owner_at(&history, "2024-02-29T23:59:59.9999999#seq:UT1:1"),
-            Some("a")
-        );
-        assert_eq!(
-            owner_at(&history, "2024-03-01T00:00:00.0000000#x"),
-            Some("b")
-        );
-    }
-
-    #[test]
-    fn ownership_uses_the_history_else_the_owner_item() {
-        let undated = Ownership {
-            history: vec![],
-            current: Some("a".into()),
-        };
-        assert_eq!(undated.owner_at("2000-01-01T00:00:00.0000000"), Some("a"));
-        let moved = Ownership {
-            history: vec![a("a", "2024-01-01"), a("b", "2024-03-01")],
-            current: Some("b".into()),
-        };
-        assert_eq!(moved.owner_at("2024-02-01T00:00:00.0000000#k"), Some("a"));
-        assert_eq!(moved.owner_at("2024-03-02T00:00:00.0000000"), Some("b"));
-        assert_eq!(moved.owner_at("2023-01-01T00:00:00.0000000"), None);
-        assert_eq!(Ownership::default().owner_at("2024-01-01"), None);
-    }
-
-    #[test]
-    fn bounds_sort_like_sort_keys() {
-        assert_eq!(BEGINNING.len(), BOUND_LEN);
-        assert!(BEGINNING < "1970-01-01T00:00:00.0000000");
     }
 }

@@ -12,6 +12,7 @@
 //! | [`transaction`] | [`Transaction`](transaction::Transaction), [`AuditTransaction`](transaction::AuditTransaction): payload v1 serialisation and the stored-form round trip |
 //! | [`upload`] | [`parse_upload`](upload::parse_upload): the ingest parser, one outcome per item |
 //! | [`batch`] | [`BatchMessage`](batch::BatchMessage): the delivery queue message (fan-out to push) |
+//! | [`ownership`] | who owned a safe when: [`Assignment`](ownership::Assignment), [`Period`](ownership::Period), [`Ownership`](ownership::Ownership) |
 //! | [`endpoint`] | [`EndpointSettings`](endpoint::EndpointSettings), [`Customer`](endpoint::Customer): what staff configure, validated |
 //! | [`dedup`] | [`DedupKey`](dedup::DedupKey), [`StorageKey`](dedup::StorageKey) |
 //! | [`quality`] | [`check`](quality::check): hold reasons |
@@ -62,6 +63,7 @@ pub mod dedup;
 pub mod endpoint;
 pub mod fields;
 pub mod money;
+pub mod ownership;
 pub mod payload;
 pub mod quality;
 pub mod record;
