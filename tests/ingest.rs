@@ -244,6 +244,48 @@ fn malformed_items() -> Vec<(&'static str, String, Fate)> {
     ]
 }
 
+/// SafeSync's upload lists a safe's transactions newest first (any order):
+/// the stream, which the fan-out batches from, carries each safe's in the
+/// order they happened, while safes are written side by side.
+#[tokio::test]
+async fn the_stream_carries_each_safes_transactions_in_their_time_order() {
+    let stack = Stack::deploy().await;
+    let key = stack.ingest_key().await;
+    let upload: Value = serde_json::from_slice(&testdata::upload_json(300, 3, 29)).unwrap();
+    let mut items = upload["Transactions"].as_array().unwrap().clone();
+    items.sort_by(|a, b| {
+        let at = |t: &Value| t["TransactionDateTime"].as_str().unwrap().to_owned();
+        at(b).cmp(&at(a))
+    });
+    let body = serde_json::to_vec(&json!({ "Transactions": items })).unwrap();
+    let resp = stack
+        .ingest()
+        .handle(apigw::post("/v1/uploads", &body, Some(&key)))
+        .await;
+    let answer = apigw::json(&resp);
+    assert_eq!(answer["Accepted"], 300, "{answer}");
+
+    let mut by_safe: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in platformsync_tests::streams::lambda_records(&stack).await {
+        let stored: StoredTransaction = serde_dynamo::from_item(record.change.new_image).unwrap();
+        by_safe
+            .entry(stored.serial_number.to_string())
+            .or_default()
+            .push(stored.sort_key);
+    }
+    assert_eq!(by_safe.len(), 3);
+    assert_eq!(by_safe.values().map(Vec::len).sum::<usize>(), 300);
+    for (safe, keys) in &by_safe {
+        let late = keys.windows(2).filter(|w| w[0] > w[1]).count();
+        assert_eq!(
+            late,
+            0,
+            "{safe}: {late} of {} written after a later one",
+            keys.len()
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_kind_of_malformed_item_gets_its_reason_and_spoils_nothing_else() {
     use Fate::*;

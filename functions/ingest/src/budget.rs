@@ -40,6 +40,11 @@ impl Budget {
         &self,
         write: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, NotStored> {
+        // Not even started once the time is up: a request sent now would be
+        // reported "not stored" yet might land.
+        if Instant::now() >= self.writes_until {
+            return Err(NotStored::OutOfTime);
+        }
         match tokio::time::timeout_at(self.writes_until.into(), write).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(NotStored::OutOfTime),
@@ -58,6 +63,20 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn no_write_starts_once_the_time_is_up() {
+        let budget = Budget::before(Instant::now(), Duration::from_secs(1));
+        let started = std::cell::Cell::new(false);
+        let write = budget
+            .write(async {
+                started.set(true);
+                Ok::<_, StoreError>(())
+            })
+            .await;
+        assert!(matches!(write, Err(NotStored::OutOfTime)), "{write:?}");
+        assert!(!started.get(), "the request was never sent");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn writes_stop_at_the_margin_and_advice_at_half_of_it() {

@@ -215,23 +215,47 @@ impl Ingest {
         answer.finish(unowned, gaps)
     }
 
-    /// One conditional put per planned write, a bounded number at once; one
-    /// result per write, in plan order. A write not done by the budget's end
-    /// is `OutOfTime` (it may still land: the re-sent item is then a
-    /// duplicate, which the conditional put reports as such).
+    /// One conditional put per planned write; one result per write, in plan
+    /// order. A safe's puts go step after step in its time order, so the
+    /// stream carries its transactions in the order they happened (see
+    /// [`Plan::writes_by_safe`]); up to `write_concurrency` safes at once. A
+    /// write not done by the budget's end is `OutOfTime` (it may still land:
+    /// the re-sent item is then a duplicate, which the conditional put
+    /// reports as such).
     async fn write_all(&self, plan: &Plan, budget: Budget) -> Vec<Result<Insertion, NotStored>> {
         // The futures are collected before they are streamed: a closure over
         // borrowed items inside the stream makes the handler future !Send
         // (rust-lang/rust#102211), and servers must be able to spawn it.
-        let writes: Vec<_> = plan
-            .writes
-            .iter()
-            .map(|w| budget.write(self.clients.transactions.insert_new(&w.record)))
+        let safes: Vec<_> = plan
+            .writes_by_safe()
+            .into_iter()
+            .map(|steps| async move {
+                let mut done = Vec::new();
+                for step in steps {
+                    let writes = step.iter().map(|&i| {
+                        let record = &plan.writes[i].record;
+                        budget.write(self.clients.transactions.insert_new(record))
+                    });
+                    let results = futures_util::future::join_all(writes).await;
+                    done.extend(step.into_iter().zip(results));
+                }
+                done
+            })
             .collect();
-        stream::iter(writes)
-            .buffered(self.settings.write_concurrency)
+        let mut results: Vec<Option<Result<Insertion, NotStored>>> =
+            std::iter::repeat_with(|| None)
+                .take(plan.writes.len())
+                .collect();
+        let mut done = stream::iter(safes).buffer_unordered(self.settings.write_concurrency);
+        while let Some(safe) = done.next().await {
+            for (i, result) in safe {
+                results[i] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(NotStored::OutOfTime)))
             .collect()
-            .await
     }
 
     /// How many of the newly stored transactions belong to safes no customer

@@ -49,6 +49,40 @@ pub struct Plan {
     pub sequences: BTreeMap<SerialNumber, Vec<u64>>,
 }
 
+/// Most steps in one safe's chain of writes (see [`Plan::writes_by_safe`]):
+/// at a few milliseconds a put, a chain ends well inside ingest's time
+/// budget whatever the upload, so a re-sent upload always gets further.
+pub const MAX_STEPS_PER_SAFE: usize = 1000;
+
+impl Plan {
+    /// The writes, per safe, as a chain of steps in the safe's time order
+    /// (by sort key): a step's writes go together, the next step starts when
+    /// they have landed, safes side by side. DynamoDB Streams keeps one
+    /// partition key's changes in write order, so the fan-out sees a safe's
+    /// transactions in the order they happened, even across stream batches.
+    /// A step is one write unless the safe has more than
+    /// [`MAX_STEPS_PER_SAFE`] in the upload (a backfill): then steps of a
+    /// few consecutive writes keep the chain that long, and only writes of
+    /// one step (the same few moments) may reach the stream out of order.
+    pub fn writes_by_safe(&self) -> Vec<Vec<Vec<usize>>> {
+        let mut by_safe: BTreeMap<&SerialNumber, Vec<usize>> = BTreeMap::new();
+        for (i, w) in self.writes.iter().enumerate() {
+            by_safe.entry(&w.record.serial_number).or_default().push(i);
+        }
+        by_safe
+            .into_values()
+            .map(|mut writes| {
+                writes.sort_by(|a, b| {
+                    let key = |i: &usize| self.writes[*i].record.sort_key.as_str();
+                    key(a).cmp(key(b))
+                });
+                let step = writes.len().div_ceil(MAX_STEPS_PER_SAFE).max(1);
+                writes.chunks(step).map(<[usize]>::to_vec).collect()
+            })
+            .collect()
+    }
+}
+
 /// The largest stored form of one valid item that is written.
 ///
 /// DynamoDB refuses items over 400 KB, and a transaction must also fit, with
@@ -204,6 +238,93 @@ mod tests {
     const GOOD: &str = r#"{"PickupGroupId": 1, "SerialNumber": "ut07761", "RetrievedOn": "2019-09-12T14:11:20.387Z",
         "TransactionDateTime": "2019-09-12T08:00:00", "UserName": "JOSE", "TransactionType": "CashIn",
         "Amount": 40.00, "Denominations": [{"UnitValue": 20.0000, "Count": 2, "Currency": "USD"}]}"#;
+
+    #[test]
+    fn each_safes_writes_go_in_its_time_order() {
+        let at = |safe: &str, time: &str, amount: u32| {
+            GOOD.replace("ut07761", safe)
+                .replace("2019-09-12T08:00:00", time)
+                .replace("40.00", &format!("{amount}.00"))
+                .replace("\"Count\": 2", &format!("\"Count\": {amount}"))
+                .replace("20.0000", "1.0000")
+        };
+        let items = [
+            at("ut1", "2019-09-12T09:00:00", 3),
+            at("ut2", "2019-09-12T07:00:00", 4),
+            at("ut1", "2019-09-12T08:00:00", 5),
+            at("ut1", "2019-09-12T08:30:00-06:00", 6),
+            at("ut2", "2019-09-11T23:00:00", 7),
+        ];
+        let body = format!(r#"{{"Transactions": [{}]}}"#, items.join(","));
+        let parsed = parse_upload(body.as_bytes()).unwrap();
+        let plan = plan(&parsed, "u1", now(), &QualityPolicy::default());
+        assert_eq!(plan.writes.len(), 5, "{:?}", plan.rejects);
+        let order: Vec<Vec<(String, String)>> = plan
+            .writes_by_safe()
+            .iter()
+            .map(|steps| {
+                assert!(steps.iter().all(|s| s.len() == 1), "one write a step");
+                steps
+                    .iter()
+                    .flatten()
+                    .map(|&i| {
+                        let r = &plan.writes[i].record;
+                        (r.serial_number.to_string(), r.sort_key[..19].to_owned())
+                    })
+                    .collect()
+            })
+            .collect();
+        let e = |s: &str, t: &str| (s.to_owned(), t.to_owned());
+        assert_eq!(
+            order,
+            vec![
+                vec![
+                    e("UT1", "2019-09-12T08:00:00"),
+                    e("UT1", "2019-09-12T08:30:00"),
+                    e("UT1", "2019-09-12T09:00:00"),
+                ],
+                vec![
+                    e("UT2", "2019-09-11T23:00:00"),
+                    e("UT2", "2019-09-12T07:00:00"),
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_backfill_of_one_safe_keeps_its_chain_short_and_in_time_order() {
+        let n = 2 * MAX_STEPS_PER_SAFE + 500;
+        let items: Vec<String> = (0..n)
+            .rev()
+            .map(|i| {
+                GOOD.replace(
+                    "2019-09-12T08:00:00",
+                    &format!(
+                        "2019-09-12T{:02}:{:02}:{:02}",
+                        i / 3600,
+                        i / 60 % 60,
+                        i % 60
+                    ),
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"Transactions": [{}]}}"#, items.join(","));
+        let parsed = parse_upload(body.as_bytes()).unwrap();
+        let plan = plan(&parsed, "u1", now(), &QualityPolicy::default());
+        assert_eq!(plan.writes.len(), n, "{:?}", plan.rejects.first());
+        let safes = plan.writes_by_safe();
+        assert_eq!(safes.len(), 1);
+        let steps = &safes[0];
+        assert!(steps.len() <= MAX_STEPS_PER_SAFE, "{} steps", steps.len());
+        assert!(steps.iter().all(|s| s.len() <= 3), "a few writes a step");
+        let keys: Vec<&str> = steps
+            .iter()
+            .flatten()
+            .map(|&i| plan.writes[i].record.sort_key.as_str())
+            .collect();
+        assert_eq!(keys.len(), n, "every write once");
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "in time order");
+    }
 
     #[test]
     fn items_are_written_once_rejected_or_held() {
