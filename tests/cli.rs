@@ -995,3 +995,50 @@ async fn simulate_uploads_a_day_and_the_ingest_counts_match_its_expectations() {
     let _ = std::fs::remove_file(wrong);
     let _ = std::fs::remove_file(key_path);
 }
+
+/// `safe assign` is how staff repair a safe whose owner item names an id
+/// that is not one (the fan-out sets such a safe's records aside): the item
+/// is replaced, with a word on standard error, never kept as an owner.
+#[tokio::test]
+async fn safe_assign_replaces_a_stored_owner_that_is_not_a_customer_id() {
+    let stack = Stack::deploy().await;
+    let s = &stack;
+    cli::ok(s, &["customer", "add", "--id", "acme", "--name", "Acme"]).await;
+    let owner = platformsync_aws::config_table::keys::safe_owner("UT55555");
+    stack
+        .clients
+        .dynamodb
+        .put_item()
+        .table_name(stack.reference("ConfigTable"))
+        .item("PK", AttributeValue::S(owner.0))
+        .item("SK", AttributeValue::S(owner.1))
+        .item("CustomerId", AttributeValue::S("Not An Id!".into()))
+        .item("SerialNumber", AttributeValue::S("UT55555".into()))
+        .send()
+        .await
+        .unwrap();
+    let assignments = stack.config_store().assignments();
+    assert!(
+        assignments.ownership(&ids::safe("UT55555")).await.is_err(),
+        "the fan-out cannot read it"
+    );
+
+    let run = cli::run(s, &["safe", "assign", "UT55555", "--customer", "acme"], "").await;
+    assert!(
+        run.err
+            .contains("\"Not An Id!\" is not a customer id; replaced"),
+        "{}",
+        run.err
+    );
+    let out = run.ok();
+    assert!(out.contains("safe UT55555 -> acme"), "{out}");
+    assert!(
+        !out.contains("(was"),
+        "the bad id is no earlier owner: {out}"
+    );
+    let ownership = assignments.ownership(&ids::safe("UT55555")).await.unwrap();
+    assert_eq!(
+        ownership.owner_at("2024-01-01T00:00:00.0000000"),
+        Some(&ids::customer("acme"))
+    );
+}

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 const PATH: &str = "/v1/uploads";
 
 /// The SDK's retry quota (500 tokens: 5 per retried throttle, 10 per timed
-/// out attempt) belongs to the process, one per service and region: the hung
-/// puts of one test would spend what the other's throttled puts retry with.
-/// Lambda runs one invocation per process at a time, so these take turns.
+/// out attempt) belongs to the process, one per service and region, not to a
+/// client: tests that make the SDK retry would spend what another's upload
+/// retries with. Lambda runs one invocation per process at a time, so these
+/// take turns.
 static RETRY_QUOTA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Every stored transaction of the upload's safes: how many items each
@@ -191,4 +192,66 @@ async fn a_put_whose_answer_was_lost_is_accepted_not_reported_as_a_duplicate() {
     assert_eq!(answer["Duplicates"], 5, "{answer}");
     let stored = stored_keys(&stack, &body).await;
     assert_eq!(stored.values().sum::<usize>(), 5, "{stored:?}");
+}
+
+/// A safe's transactions are stored in the order they happened: when one
+/// cannot be stored, the safe's later ones are not sent either (stored now,
+/// they would reach the stream ahead of it on the re-send); other safes go
+/// on. The re-send stores the rest, each once, in order.
+#[tokio::test]
+async fn a_failed_put_holds_back_the_rest_of_its_safe_until_the_resend() {
+    let _quota = RETRY_QUOTA.lock().await;
+    let stack = Stack::deploy().await;
+    let key = stack.ingest_key().await;
+    let proxy = fault_proxy().await;
+    let through = stack.through(&proxy).await;
+    let mut settings = stack.ingest_settings();
+    settings.write_concurrency = 1;
+    let ingest = ingest::Ingest::new(&through, settings);
+    let body = testdata::upload_json(6, 1, 41);
+
+    // The second put is refused for good (AccessDenied is not retried).
+    proxy.add_rule(
+        Rule::new("dynamodb", "PutItem", Fault::AccessDenied)
+            .after(1)
+            .times(1),
+    );
+    let resp = ingest.handle(apigw::post(PATH, &body, Some(&key))).await;
+    let answer = apigw::json(&resp);
+    assert_eq!(resp.status_code, 503, "{answer}");
+    assert_eq!(answer["Accepted"], 1, "{answer}");
+    let failed = answer["Failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 5, "{answer}");
+    let behind = failed
+        .iter()
+        .filter(|f| {
+            f["Reason"]
+                .as_str()
+                .unwrap()
+                .contains("an earlier transaction of this safe was not stored")
+        })
+        .count();
+    assert_eq!(behind, 4, "held back, not sent: {answer}");
+    assert_eq!(proxy.stats().calls("dynamodb", "PutItem"), 2, "{answer}");
+
+    proxy.clear();
+    let resp = ingest.handle(apigw::post(PATH, &body, Some(&key))).await;
+    let answer = apigw::json(&resp);
+    assert_eq!(resp.status_code, 200, "{answer}");
+    assert_eq!(
+        (answer["Accepted"].as_u64(), answer["Duplicates"].as_u64()),
+        (Some(5), Some(1)),
+        "{answer}"
+    );
+    let mut keys = Vec::new();
+    for record in platformsync_tests::streams::lambda_records(&stack).await {
+        let stored: platformsync_domain::record::StoredTransaction =
+            serde_dynamo::from_item(record.change.new_image).unwrap();
+        keys.push(stored.sort_key);
+    }
+    assert_eq!(keys.len(), 6, "each stored once");
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "in time order: {keys:?}"
+    );
 }

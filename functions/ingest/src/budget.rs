@@ -16,6 +16,10 @@ pub(crate) enum NotStored {
     Store(#[from] StoreError),
     #[error("storage did not answer in time")]
     OutOfTime,
+    /// Not sent: an earlier transaction of its safe was not stored, and a
+    /// safe's transactions are stored in the order they happened.
+    #[error("an earlier transaction of this safe was not stored")]
+    Behind,
 }
 
 /// How long an upload's work may run so that SafeSync gets our answer, not

@@ -218,10 +218,12 @@ impl Ingest {
     /// One conditional put per planned write; one result per write, in plan
     /// order. A safe's puts go step after step in its time order, so the
     /// stream carries its transactions in the order they happened (see
-    /// [`Plan::writes_by_safe`]); up to `write_concurrency` safes at once. A
-    /// write not done by the budget's end is `OutOfTime` (it may still land:
-    /// the re-sent item is then a duplicate, which the conditional put
-    /// reports as such).
+    /// [`Plan::writes_by_safe`]); up to `write_concurrency` safes at once.
+    /// After a step with a failed write the rest of the safe's chain is not
+    /// sent (`Behind`): stored later, on the re-send, it would reach the
+    /// stream behind the failed one. A write not done by the budget's end is
+    /// `OutOfTime` (it may still land: the re-sent item is then a duplicate,
+    /// which the conditional put reports as such).
     async fn write_all(&self, plan: &Plan, budget: Budget) -> Vec<Result<Insertion, NotStored>> {
         // The futures are collected before they are streamed: a closure over
         // borrowed items inside the stream makes the handler future !Send
@@ -231,12 +233,28 @@ impl Ingest {
             .into_iter()
             .map(|steps| async move {
                 let mut done = Vec::new();
+                // Set by the first failed step: whether time ran out.
+                let mut stopped: Option<bool> = None;
                 for step in steps {
+                    if let Some(out_of_time) = stopped {
+                        let why = || {
+                            if out_of_time {
+                                NotStored::OutOfTime
+                            } else {
+                                NotStored::Behind
+                            }
+                        };
+                        done.extend(step.into_iter().map(|i| (i, Err(why()))));
+                        continue;
+                    }
                     let writes = step.iter().map(|&i| {
                         let record = &plan.writes[i].record;
                         budget.write(self.clients.transactions.insert_new(record))
                     });
                     let results = futures_util::future::join_all(writes).await;
+                    if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+                        stopped = Some(matches!(e, NotStored::OutOfTime));
+                    }
                     done.extend(step.into_iter().zip(results));
                 }
                 done

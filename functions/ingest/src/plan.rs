@@ -50,16 +50,17 @@ pub struct Plan {
 }
 
 /// Most steps in one safe's chain of writes (see [`Plan::writes_by_safe`]):
-/// at a few milliseconds a put, a chain ends well inside ingest's time
-/// budget whatever the upload, so a re-sent upload always gets further.
-pub const MAX_STEPS_PER_SAFE: usize = 1000;
+/// the chain fits ingest's ~25 s write budget at up to ~100 ms a step
+/// (a put takes a few milliseconds; a throttled one pauses for its retries).
+pub const MAX_STEPS_PER_SAFE: usize = 250;
 
 impl Plan {
     /// The writes, per safe, as a chain of steps in the safe's time order
     /// (by sort key): a step's writes go together, the next step starts when
     /// they have landed, safes side by side. DynamoDB Streams keeps one
-    /// partition key's changes in write order, so the fan-out sees a safe's
-    /// transactions in the order they happened, even across stream batches.
+    /// partition key's changes in write order while the partition is not
+    /// split, so the fan-out sees a safe's transactions in the order they
+    /// happened, across stream batches too.
     /// A step is one write unless the safe has more than
     /// [`MAX_STEPS_PER_SAFE`] in the upload (a backfill): then steps of a
     /// few consecutive writes keep the chain that long, and only writes of
@@ -293,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_backfill_of_one_safe_keeps_its_chain_short_and_in_time_order() {
-        let n = 2 * MAX_STEPS_PER_SAFE + 500;
+        let n = 4 * MAX_STEPS_PER_SAFE + 100;
         let items: Vec<String> = (0..n)
             .rev()
             .map(|i| {
@@ -316,7 +317,7 @@ mod tests {
         assert_eq!(safes.len(), 1);
         let steps = &safes[0];
         assert!(steps.len() <= MAX_STEPS_PER_SAFE, "{} steps", steps.len());
-        assert!(steps.iter().all(|s| s.len() <= 3), "a few writes a step");
+        assert!(steps.iter().all(|s| s.len() <= 5), "a few writes a step");
         let keys: Vec<&str> = steps
             .iter()
             .flatten()

@@ -271,11 +271,19 @@ pub(crate) async fn assign(
     let assigned_at = crate::rfc3339(time::OffsetDateTime::now_utc());
     let mut out = Vec::new();
     for serial in &parsed {
-        let legacy = before
-            .get(serial)
-            .map(|c| CustomerId::parse(c))
-            .transpose()
-            .with_context(|| format!("the stored owner of safe {serial}"))?;
+        // An owner item naming an id that is not one (edited by hand) is what
+        // this command repairs: replaced, never kept as the earlier owner.
+        let legacy = match before.get(serial).map(|c| (c, CustomerId::parse(c))) {
+            Some((_, Ok(owner))) => Some(owner),
+            Some((text, Err(_))) => {
+                writeln!(
+                    io.err,
+                    "safe {serial}: its stored owner {text:?} is not a customer id; replaced"
+                )?;
+                None
+            }
+            None => None,
+        };
         let effective = match from {
             Some(f) => f.to_owned(),
             None if legacy.is_none() && ops.assignments.history(serial).await?.is_empty() => {

@@ -160,7 +160,7 @@ impl Rule {
         if let Fault::Hang { seconds, .. } | Fault::LoseAnswer { seconds } = self.fault
             && !ok(seconds)
         {
-            return Err(format!("hang seconds must be >= 0, got {seconds}"));
+            return Err(format!("seconds must be >= 0, got {seconds}"));
         }
         if let Fault::Error {
             status,

@@ -204,7 +204,7 @@ knobs! {
         functions: &[Ingest],
         unit: Unit::Count, default: DefaultValue::Number(32),
         min: 1, max: 256, local_only: false,
-        doc: "Conditional puts of one upload in flight at once.",
+        doc: "Safes of one upload written at once; each safe's items go one after another in its time order (a safe with over 250 items in steps of a few), so this bounds an upload's puts in flight.",
     }
     FUTURE_MARGIN_SECONDS {
         functions: &[Ingest],
