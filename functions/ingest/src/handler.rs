@@ -3,7 +3,6 @@
 //! and the journal tracking live beside it.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use futures_util::{StreamExt, stream};
 use platformsync_aws::apigw;
 use platformsync_aws::config::{Function, Reader};
 use platformsync_aws::transactions::Insertion;
@@ -18,12 +17,13 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::answer::{self, Answer, refuse};
 use crate::auth;
-use crate::budget::{Budget, FUNCTION_TIMEOUT, NotStored};
+use crate::budget::{Budget, FUNCTION_TIMEOUT};
 use crate::clients::Clients;
 use crate::plan::{self, Plan};
 use crate::response::UploadResponse;
 use crate::sequences;
 use crate::settings::{InitError, Settings};
+use crate::writes;
 
 /// The ingest function: its clients (built once per container) and settings.
 #[derive(Debug)]
@@ -184,7 +184,13 @@ impl Ingest {
             }
         }
 
-        let results = self.write_all(plan, budget).await;
+        let results = writes::write_all(
+            &self.clients.transactions,
+            plan,
+            budget,
+            self.settings.write_concurrency,
+        )
+        .await;
         let mut new_serials = Vec::new();
         for (write, result) in plan.writes.iter().zip(&results) {
             match result {
@@ -213,67 +219,6 @@ impl Ingest {
             .await
             .unwrap_or_default();
         answer.finish(unowned, gaps)
-    }
-
-    /// One conditional put per planned write; one result per write, in plan
-    /// order. A safe's puts go step after step in its time order, so the
-    /// stream carries its transactions in the order they happened (see
-    /// [`Plan::writes_by_safe`]); up to `write_concurrency` safes at once.
-    /// After a step with a failed write the rest of the safe's chain is not
-    /// sent (`Behind`): stored later, on the re-send, it would reach the
-    /// stream behind the failed one. A write not done by the budget's end is
-    /// `OutOfTime` (it may still land: the re-sent item is then a duplicate,
-    /// which the conditional put reports as such).
-    async fn write_all(&self, plan: &Plan, budget: Budget) -> Vec<Result<Insertion, NotStored>> {
-        // The futures are collected before they are streamed: a closure over
-        // borrowed items inside the stream makes the handler future !Send
-        // (rust-lang/rust#102211), and servers must be able to spawn it.
-        let safes: Vec<_> = plan
-            .writes_by_safe()
-            .into_iter()
-            .map(|steps| async move {
-                let mut done = Vec::new();
-                // Set by the first failed step: whether time ran out.
-                let mut stopped: Option<bool> = None;
-                for step in steps {
-                    if let Some(out_of_time) = stopped {
-                        let why = || {
-                            if out_of_time {
-                                NotStored::OutOfTime
-                            } else {
-                                NotStored::Behind
-                            }
-                        };
-                        done.extend(step.into_iter().map(|i| (i, Err(why()))));
-                        continue;
-                    }
-                    let writes = step.iter().map(|&i| {
-                        let record = &plan.writes[i].record;
-                        budget.write(self.clients.transactions.insert_new(record))
-                    });
-                    let results = futures_util::future::join_all(writes).await;
-                    if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
-                        stopped = Some(matches!(e, NotStored::OutOfTime));
-                    }
-                    done.extend(step.into_iter().zip(results));
-                }
-                done
-            })
-            .collect();
-        let mut results: Vec<Option<Result<Insertion, NotStored>>> =
-            std::iter::repeat_with(|| None)
-                .take(plan.writes.len())
-                .collect();
-        let mut done = stream::iter(safes).buffer_unordered(self.settings.write_concurrency);
-        while let Some(safe) = done.next().await {
-            for (i, result) in safe {
-                results[i] = Some(result);
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(NotStored::OutOfTime)))
-            .collect()
     }
 
     /// How many of the newly stored transactions belong to safes no customer

@@ -33,6 +33,7 @@ pub mod plan;
 pub mod response;
 mod sequences;
 mod settings;
+mod writes;
 
 pub use handler::Ingest;
 pub use response::{ItemStatus, UploadResponse};
