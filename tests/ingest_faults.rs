@@ -7,7 +7,7 @@ use platformsync_aws::Calls;
 use platformsync_aws::config::{Function, Reader};
 use platformsync_domain::serial::SerialNumber;
 use platformsync_domain::testdata;
-use platformsync_faults::{Fault, Rule};
+use platformsync_faults::{Fault, FaultProxy, Rule};
 use platformsync_tests::{Stack, apigw, config_through, fault_proxy};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,12 +43,38 @@ async fn stored_keys(stack: &Stack, body: &[u8]) -> BTreeMap<String, usize> {
     keys
 }
 
-#[tokio::test]
-async fn storage_that_hangs_is_answered_503_before_the_deadline_and_the_resend_stores_each_once() {
-    let _quota = RETRY_QUOTA.lock().await;
+/// What each test here starts from: its turn on the retry quota, a stack,
+/// its ingest key, and a fault proxy in front of the stack.
+async fn given() -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    Stack,
+    String,
+    FaultProxy,
+) {
+    let turn = RETRY_QUOTA.lock().await;
     let stack = Stack::deploy().await;
     let key = stack.ingest_key().await;
     let proxy = fault_proxy().await;
+    (turn, stack, key, proxy)
+}
+
+/// Ingest with its own SDK retries and timeouts, as its knobs' defaults set
+/// them (the loader Lambda's ingest uses), through `proxy`.
+async fn ingest_as_on_lambda(stack: &Stack, proxy: &FaultProxy) -> ingest::Ingest {
+    let calls = Calls::from_knobs(&Reader::with_lookup(Function::Ingest, |_| None))
+        .expect("ingest's defaults");
+    let through = config_through(proxy, |loader| {
+        loader
+            .retry_config(calls.retry())
+            .timeout_config(calls.timeouts())
+    })
+    .await;
+    ingest::Ingest::new(&through, stack.ingest_settings())
+}
+
+#[tokio::test]
+async fn storage_that_hangs_is_answered_503_before_the_deadline_and_the_resend_stores_each_once() {
+    let (_turn, stack, key, proxy) = given().await;
     let through = stack.through(&proxy).await;
     let mut settings = stack.ingest_settings();
     settings.deadline_margin = Duration::from_secs(3);
@@ -118,21 +144,8 @@ async fn storage_that_hangs_is_answered_503_before_the_deadline_and_the_resend_s
 
 #[tokio::test]
 async fn throttling_for_a_while_is_absorbed_by_the_retries() {
-    let _quota = RETRY_QUOTA.lock().await;
-    let stack = Stack::deploy().await;
-    let key = stack.ingest_key().await;
-    let proxy = fault_proxy().await;
-    // Ingest's SDK retries and timeouts, as its knobs' defaults set them
-    // (the same loader Lambda's ingest uses), through the proxy.
-    let calls = Calls::from_knobs(&Reader::with_lookup(Function::Ingest, |_| None))
-        .expect("ingest's defaults");
-    let through = config_through(&proxy, |loader| {
-        loader
-            .retry_config(calls.retry())
-            .timeout_config(calls.timeouts())
-    })
-    .await;
-    let ingest = ingest::Ingest::new(&through, stack.ingest_settings());
+    let (_turn, stack, key, proxy) = given().await;
+    let ingest = ingest_as_on_lambda(&stack, &proxy).await;
     // 20 items retry ~50 times over the 2 s (from 43 to 55 in 12 runs): half
     // the quota. An upload's items all retried beyond it would be answered
     // "re-send" (503) by design, not absorbed.
@@ -157,19 +170,8 @@ async fn throttling_for_a_while_is_absorbed_by_the_retries() {
 
 #[tokio::test]
 async fn a_put_whose_answer_was_lost_is_accepted_not_reported_as_a_duplicate() {
-    let _quota = RETRY_QUOTA.lock().await;
-    let stack = Stack::deploy().await;
-    let key = stack.ingest_key().await;
-    let proxy = fault_proxy().await;
-    let calls = Calls::from_knobs(&Reader::with_lookup(Function::Ingest, |_| None))
-        .expect("ingest's defaults");
-    let through = config_through(&proxy, |loader| {
-        loader
-            .retry_config(calls.retry())
-            .timeout_config(calls.timeouts())
-    })
-    .await;
-    let ingest = ingest::Ingest::new(&through, stack.ingest_settings());
+    let (_turn, stack, key, proxy) = given().await;
+    let ingest = ingest_as_on_lambda(&stack, &proxy).await;
     let body = testdata::upload_json(5, 1, 3);
 
     // The first put is carried out but its answer never comes: the SDK's
@@ -200,10 +202,7 @@ async fn a_put_whose_answer_was_lost_is_accepted_not_reported_as_a_duplicate() {
 /// on. The re-send stores the rest, each once, in order.
 #[tokio::test]
 async fn a_failed_put_holds_back_the_rest_of_its_safe_until_the_resend() {
-    let _quota = RETRY_QUOTA.lock().await;
-    let stack = Stack::deploy().await;
-    let key = stack.ingest_key().await;
-    let proxy = fault_proxy().await;
+    let (_turn, stack, key, proxy) = given().await;
     let through = stack.through(&proxy).await;
     let mut settings = stack.ingest_settings();
     settings.write_concurrency = 1;

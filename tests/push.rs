@@ -77,12 +77,7 @@ async fn a_delivered_batch_is_in_the_ledger_and_the_endpoint_is_healthy() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].message_id, b.message_id.to_string());
 
-    let health = s
-        .stack
-        .health_store()
-        .get(&ids::endpoint("acme-prod"))
-        .await
-        .unwrap();
+    let health = s.health().await;
     assert_eq!(health.state, HealthState::Healthy);
     assert!(health.last_delivered_at.is_some() && health.incident_id.is_none());
     assert!(
@@ -544,15 +539,7 @@ async fn a_dead_endpoint_expires_its_whole_backlog_and_a_replay_delivers_it_once
     assert!(s.stack.receive_deliveries(2).await.is_empty());
     assert_eq!(s.receiver.count(), posts_before + total, "no repeat");
     assert_eq!(s.notification_kinds().await, ["recovered"]);
-    assert_eq!(
-        s.stack
-            .health_store()
-            .get(&ids::endpoint("acme-dead"))
-            .await
-            .unwrap()
-            .state,
-        HealthState::Healthy
-    );
+    assert_eq!(s.health().await.state, HealthState::Healthy);
 }
 
 /// Issue 11, second promise: DynamoDB throttled for longer than the old
@@ -646,12 +633,7 @@ async fn secrets_manager_failures_of_ours_are_not_attempts() {
     .await;
     assert!(proxy.stats().failed("secretsmanager", "GetSecretValue") >= 3);
     assert_eq!(s.posted(), [b.message_id.to_string()]);
-    let health = s
-        .stack
-        .health_store()
-        .get(&ids::endpoint("acme-prod"))
-        .await
-        .unwrap();
+    let health = s.health().await;
     assert_eq!(health.state, HealthState::Healthy);
     assert!(health.incident_id.is_none(), "never an incident");
     assert!(s.notification_kinds().await.is_empty());
@@ -966,6 +948,15 @@ mod given {
     }
 
     impl Scenario {
+        /// The endpoint's health as staff read it.
+        pub async fn health(&self) -> platformsync_aws::health::EndpointHealth {
+            self.stack
+                .health_store()
+                .get(&ids::endpoint(self.endpoint))
+                .await
+                .expect("health readable")
+        }
+
         /// The given of most tests: endpoint `endpoint`, its key `key`.
         pub async fn new(endpoint: &'static str, key: &str) -> Scenario {
             let (stack, receiver) =
