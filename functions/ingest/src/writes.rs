@@ -57,17 +57,13 @@ pub(crate) async fn write_all(
             done
         })
         .collect();
-    let mut results: Vec<Option<Result<Insertion, NotStored>>> = std::iter::repeat_with(|| None)
-        .take(plan.writes.len())
-        .collect();
-    let mut done = stream::iter(safes).buffer_unordered(concurrency);
-    while let Some(safe) = done.next().await {
-        for (i, result) in safe {
-            results[i] = Some(result);
-        }
-    }
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(NotStored::OutOfTime)))
+    let mut results: Vec<(usize, Result<Insertion, NotStored>)> = stream::iter(safes)
+        .buffer_unordered(concurrency)
+        .flat_map(stream::iter)
         .collect()
+        .await;
+    // Every write is in exactly one safe's chain (`writes_by_safe`).
+    debug_assert_eq!(results.len(), plan.writes.len());
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, result)| result).collect()
 }
